@@ -1,0 +1,25 @@
+"""samplers: drop-in positive/negative samplers for MXNet/Gluon object detection.
+
+Label convention
+----------------
+Every sampler in this package labels each anchor or proposal with
+
+* ``1``  (:data:`POSITIVE`): trained as an object,
+* ``-1`` (:data:`NEGATIVE`): trained as background,
+* ``0``  (:data:`IGNORE`): not trained at all,
+
+in an array of the same shape as the matching results it was given, on the
+input's context. This is GluonCV's convention; the RPN target *encoders*
+(``RPNTargetGenerator``'s ``cls_target``) use GluonCV's encoded form instead
+(1 positive, 0 negative, -1 ignore), as their docstrings say.
+
+"Hard" ground truth (VOC ``difficult``, crowd, unreadably small objects) is
+flagged with a 0/1 array over the boxes; a hard box never produces a
+positive, and anchors that overlap it are ignored rather than taught as
+background.
+"""
+__version__ = '0.1.0'
+
+from .boxes import (POSITIVE, NEGATIVE, IGNORE, box_iou, box_iof,  # noqa: F401
+                    keep_random, force_ndarray_backend)
+from .naive import NaiveSampler  # noqa: F401

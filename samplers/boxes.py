@@ -1,0 +1,425 @@
+"""Boxes, matching and "keep k at random": the ground floor every sampler stands on.
+
+Labels follow the package convention (see :mod:`samplers`): ``POSITIVE`` (1),
+``NEGATIVE`` (-1), ``IGNORE`` (0).
+
+Every function here takes numpy arrays or ``mx.nd`` NDArrays. Where both are
+accepted the result has the input's kind, and an NDArray result lives on the
+input's context. Two backends do the work:
+
+* numpy, for numpy input and for NDArrays on a CPU context (PyPI's mxnet is a
+  CPU build without AVX, so numpy is the faster CPU engine; measured in
+  ``python -m samplers.bench``);
+* ``mx.nd`` operators on the input's context, for every other context (GPU).
+  This path never copies to the host: no ``asnumpy``, ``asscalar`` or Python
+  loop over data. Tests exercise it on CPU with :func:`force_ndarray_backend`.
+
+Functions whose name ends in ``_F`` take the Gluon ``F`` namespace first and
+work on both ``mx.nd`` and ``mx.sym``, for use inside ``hybrid_forward``.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import numbers
+import threading
+
+import numpy as np
+import mxnet as mx
+
+__all__ = [
+    'POSITIVE', 'NEGATIVE', 'IGNORE',
+    'box_iou', 'box_iof', 'corner_to_center', 'center_to_corner',
+    'best_match', 'best_anchor_mask',
+    'keep_random', 'keep_random_F', 'positive_quota', 'negative_quota',
+    'is_ndarray', 'use_numpy', 'force_ndarray_backend', 'to_numpy', 'like',
+    'check_int', 'check_ratio', 'check_thresh', 'check_boxes', 'warn_once',
+]
+
+#: Label of a positive sample.
+POSITIVE = 1
+#: Label of a negative sample.
+NEGATIVE = -1
+#: Label of an ignored sample (neither trained as object nor as background).
+IGNORE = 0
+
+_FMTS = ('corner', 'center')
+_LOG = logging.getLogger('samplers')
+_BACKEND = threading.local()
+
+
+# --------------------------------------------------------------------------- kinds and backends
+def is_ndarray(x):
+    """True for an ``mx.nd.NDArray``."""
+    return isinstance(x, mx.nd.NDArray)
+
+
+def use_numpy(x):
+    """Whether ``x`` is handled by the numpy backend.
+
+    True for numpy arrays and for NDArrays on a CPU context, unless
+    :func:`force_ndarray_backend` is active.
+    """
+    if not is_ndarray(x):
+        return True
+    if getattr(_BACKEND, 'force_nd', False):
+        return False
+    return x.context.device_type in ('cpu', 'cpu_pinned', 'cpu_shared')
+
+
+@contextlib.contextmanager
+def force_ndarray_backend():
+    """Within this block, NDArray inputs take the ``mx.nd`` path on any context.
+
+    This is the code path GPU contexts use; forcing it on CPU is how the tests
+    check it without a GPU. Thread-local.
+    """
+    old = getattr(_BACKEND, 'force_nd', False)
+    _BACKEND.force_nd = True
+    try:
+        yield
+    finally:
+        _BACKEND.force_nd = old
+
+
+def to_numpy(x, dtype=None):
+    """``x`` as a numpy array (copying NDArrays to the host)."""
+    arr = x.asnumpy() if is_ndarray(x) else np.asarray(x)
+    if dtype is not None and arr.dtype != dtype:
+        arr = arr.astype(dtype)
+    return arr
+
+
+def like(result, reference, dtype=None):
+    """Return numpy ``result`` in the kind of ``reference``.
+
+    An NDArray reference gives an NDArray on its context; anything else gives
+    numpy. ``dtype`` (optional) sets the result's dtype.
+    """
+    if dtype is not None:
+        result = np.asarray(result).astype(dtype, copy=False)
+    if is_ndarray(reference):
+        return mx.nd.array(result, ctx=reference.context,
+                           dtype=result.dtype if dtype is None else dtype)
+    return result
+
+
+# --------------------------------------------------------------------------- argument checks
+def check_int(name, value, minimum=None):
+    """``int(value)``, or ``ValueError`` naming ``name`` if not an integer >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if isinstance(value, numbers.Real) and float(value).is_integer():
+            value = int(value)
+        else:
+            raise ValueError('{} must be an integer, got {!r}'.format(name, value))
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError('{} must be >= {}, got {}'.format(name, minimum, value))
+    return value
+
+
+def check_ratio(name, value, low=0.0, high=1.0, low_open=False, high_open=False):
+    """``float(value)``, or ``ValueError`` naming ``name`` if outside [low, high].
+
+    ``low_open`` / ``high_open`` exclude the ends.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError('{} must be a number, got {!r}'.format(name, value))
+    value = float(value)
+    too_low = value <= low if low_open else value < low
+    too_high = value >= high if high_open else value > high
+    if np.isnan(value) or too_low or too_high:
+        raise ValueError('{} must be in {}{}, {}{}, got {}'.format(
+            name, '(' if low_open else '[', low, high, ')' if high_open else ']', value))
+    return value
+
+
+def check_thresh(name, value):
+    """A finite IoU threshold (any real; IoUs live in [0, 1])."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or np.isnan(value):
+        raise ValueError('{} must be a number, got {!r}'.format(name, value))
+    return float(value)
+
+
+def check_boxes(name, boxes, batched=None):
+    """``ValueError`` unless ``boxes`` is (N, 4) or (B, N, 4); returns its rank.
+
+    ``batched`` True demands rank 3, False rank 2, None accepts both.
+    """
+    shape = tuple(boxes.shape)
+    ranks = {None: (2, 3), True: (3,), False: (2,)}[batched]
+    if len(shape) not in ranks or shape[-1] != 4:
+        want = ' or '.join({2: '(N, 4)', 3: '(B, N, 4)'}[r] for r in ranks)
+        raise ValueError('{} must have shape {}, got {}'.format(name, want, shape))
+    return len(shape)
+
+
+def warn_once(owner, key, message):
+    """Log ``message`` as a warning the first time ``owner`` reports ``key``."""
+    seen = owner.__dict__.setdefault('_samplers_warned', set())
+    if key not in seen:
+        seen.add(key)
+        _LOG.warning(message)
+
+
+# --------------------------------------------------------------------------- box formats
+def corner_to_center(boxes):
+    """(x1, y1, x2, y2) -> (cx, cy, w, h) along the last axis (numpy or NDArray)."""
+    if is_ndarray(boxes):
+        x1, y1, x2, y2 = mx.nd.split(boxes, 4, axis=-1)
+        w, h = x2 - x1, y2 - y1
+        return mx.nd.concat(x1 + 0.5 * w, y1 + 0.5 * h, w, h, dim=-1)
+    x1, y1, x2, y2 = np.split(boxes, 4, axis=-1)
+    w, h = x2 - x1, y2 - y1
+    return np.concatenate((x1 + 0.5 * w, y1 + 0.5 * h, w, h), axis=-1)
+
+
+def center_to_corner(boxes):
+    """(cx, cy, w, h) -> (x1, y1, x2, y2) along the last axis (numpy or NDArray)."""
+    if is_ndarray(boxes):
+        cx, cy, w, h = mx.nd.split(boxes, 4, axis=-1)
+        return mx.nd.concat(cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h, dim=-1)
+    cx, cy, w, h = np.split(boxes, 4, axis=-1)
+    return np.concatenate((cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h), axis=-1)
+
+
+# --------------------------------------------------------------------------- IoU / IoF
+def _overlap_np(a, b, over):
+    """Intersection over union ('iou') or over a's area ('iof'), numpy corner boxes.
+
+    a (..., N, 4), b (..., M, 4) -> (..., N, M). Same operations in the same
+    float32 order as ``mx.nd.contrib.box_iou``, so results agree bit for bit.
+    """
+    ax1, ay1, ax2, ay2 = (a[..., :, None, i] for i in range(4))
+    bx1, by1, bx2, by2 = (b[..., None, :, i] for i in range(4))
+    iw = np.minimum(ax2, bx2) - np.maximum(ax1, bx1)
+    ih = np.minimum(ay2, by2) - np.maximum(ay1, by1)
+    inter = np.maximum(iw, 0) * np.maximum(ih, 0)
+    area_a = np.maximum(ax2 - ax1, 0) * np.maximum(ay2 - ay1, 0)
+    if over == 'iou':
+        area_b = np.maximum(bx2 - bx1, 0) * np.maximum(by2 - by1, 0)
+        denom = area_a + area_b - inter
+    else:
+        denom = np.broadcast_to(area_a, inter.shape)
+    out = np.zeros_like(inter)
+    pos = inter > 0
+    np.divide(inter, denom, out=out, where=pos)
+    # Non-finite coordinates give NaN, not a silent 0 (comparisons above drop NaN).
+    bad = ~np.isfinite(a).all(axis=-1)[..., :, None] | ~np.isfinite(b).all(axis=-1)[..., None, :]
+    if bad.any():
+        out = np.where(bad, np.nan, out).astype(out.dtype)
+    return out
+
+
+def _overlap_nd(a, b, over):
+    """NDArray version of :func:`_overlap_np` on the inputs' context, no host copy."""
+    nd = mx.nd
+    ax1, ay1, ax2, ay2 = nd.split(a.expand_dims(-2), 4, axis=-1)  # (..., N, 1, 1)
+    bx1, by1, bx2, by2 = nd.split(b.expand_dims(-3), 4, axis=-1)  # (..., 1, M, 1)
+    iw = nd.broadcast_minimum(ax2, bx2) - nd.broadcast_maximum(ax1, bx1)
+    ih = nd.broadcast_minimum(ay2, by2) - nd.broadcast_maximum(ay1, by1)
+    inter = (nd.relu(iw) * nd.relu(ih)).squeeze(-1)  # (..., N, M)
+    area_a = (nd.relu(ax2 - ax1) * nd.relu(ay2 - ay1)).squeeze(-1)
+    if over == 'iou':
+        area_b = (nd.relu(bx2 - bx1) * nd.relu(by2 - by1)).squeeze(-1)
+        denom = nd.broadcast_sub(nd.broadcast_add(area_a, area_b), inter)
+    else:
+        denom = nd.broadcast_like(area_a, inter)
+    pos = inter > 0
+    out = nd.where(pos, inter / nd.where(pos, denom, nd.ones_like(denom)), nd.zeros_like(inter))
+    # NaN coordinates: relu maps NaN to 0 on some builds; mark those pairs NaN explicitly.
+    bad_a = (nd.sum(a != a, axis=-1) > 0).expand_dims(-1)
+    bad_b = (nd.sum(b != b, axis=-1) > 0).expand_dims(-2)
+    bad = nd.broadcast_logical_or(bad_a, bad_b)
+    return nd.where(bad, nd.full(out.shape, np.nan, ctx=out.context, dtype=out.dtype), out)
+
+
+def _overlap(a, b, fmt, over, a_name, b_name):
+    if fmt not in _FMTS:
+        raise ValueError('fmt must be one of {}, got {!r}'.format(_FMTS, fmt))
+    ra = check_boxes(a_name, a)
+    rb = check_boxes(b_name, b)
+    if ra != rb or (ra == 3 and a.shape[0] != b.shape[0]):
+        raise ValueError('{} and {} must both be (N, 4)/(M, 4) or (B, N, 4)/(B, M, 4) with the '
+                         'same B, got {} and {}'.format(a_name, b_name, tuple(a.shape),
+                                                        tuple(b.shape)))
+    if is_ndarray(a) != is_ndarray(b):
+        raise ValueError('{} and {} must both be numpy arrays or both NDArrays'.format(
+            a_name, b_name))
+    if fmt == 'center':
+        a, b = center_to_corner(a), center_to_corner(b)
+    if use_numpy(a):
+        an, bn = to_numpy(a), to_numpy(b)
+        dtype = np.float64 if np.float64 in (an.dtype, bn.dtype) else np.float32
+        return like(_overlap_np(an.astype(dtype, copy=False), bn.astype(dtype, copy=False),
+                                over), a)
+    dtype = 'float64' if np.float64 in (a.dtype, b.dtype) else 'float32'
+    return _overlap_nd(a.astype(dtype, copy=False), b.astype(dtype, copy=False), over)
+
+
+def box_iou(a, b, fmt='corner'):
+    """Intersection over union of every box in ``a`` with every box in ``b``.
+
+    Parameters
+    ----------
+    a : (N, 4) or (B, N, 4) numpy array or NDArray
+    b : (M, 4) or (B, M, 4), same kind and rank as ``a`` (and same B)
+    fmt : 'corner' (x1, y1, x2, y2, the default) or 'center' (cx, cy, w, h)
+
+    Returns
+    -------
+    (N, M) or (B, N, M), float32 (float64 if either input is float64), same
+    kind and context as ``a``. For 2-D corner boxes it equals
+    ``mx.nd.contrib.box_iou``; the batched form pairs image b of ``a`` with
+    image b of ``b`` only. Pairs that do not intersect, including zero-area
+    and inverted boxes, give 0; a box with a non-finite coordinate gives NaN,
+    never a silent number. N or M may be 0 (numpy input).
+    """
+    return _overlap(a, b, fmt, 'iou', 'a', 'b')
+
+
+def box_iof(a, b, fmt='corner'):
+    """Intersection over the area of the first box: ``|a & b| / |a|``.
+
+    Same shapes, kinds and edge rules as :func:`box_iou`; a zero-area ``a``
+    box gives 0. Use it to test how much of an anchor (``a``) lies inside an
+    ignore region or hard box (``b``).
+    """
+    return _overlap(a, b, fmt, 'iof', 'a', 'b')
+
+
+# --------------------------------------------------------------------------- matching
+def best_match(ious):
+    """Best ground truth per anchor: ``(max_iou, argmax)`` over the last axis.
+
+    ``ious`` (..., N, M) numpy array or NDArray. One pass for the argmax, one
+    gather for the value. With M = 0 the anchor overlaps nothing: max 0, index
+    0. A row holding NaN gives NaN (numpy backend), so callers can ignore it.
+    Returns arrays of shape (..., N) of the input's kind; the index is int64
+    for numpy and float32 (MXNet's index type) for NDArrays.
+    """
+    if use_numpy(ious):
+        arr = to_numpy(ious)
+        if arr.shape[-1] == 0:
+            zero = np.zeros(arr.shape[:-1], dtype=arr.dtype)
+            return like(zero, ious), like(zero.astype(np.int64), ious)
+        idx = np.argmax(arr, axis=-1)
+        best = np.take_along_axis(arr, idx[..., None], axis=-1)[..., 0]
+        return like(best, ious), like(idx, ious)
+    idx = mx.nd.argmax(ious, axis=-1)
+    best = mx.nd.max(ious, axis=-1)
+    nan_row = mx.nd.sum(ious != ious, axis=-1) > 0
+    best = mx.nd.where(nan_row, best * np.nan, best)
+    return best, idx
+
+
+def best_anchor_mask(ious, eps=float(np.spacing(np.float32(1.0))), valid_gt=None):
+    """Anchors that are (within ``eps`` of) the best anchor of some ground truth.
+
+    ``ious`` (..., N, M); returns a boolean (..., N) mask (numpy) or a 0/1
+    float32 mask (NDArray). Anchor i is marked when ``ious[i, j] + eps >
+    max_k ious[k, j]`` for some j, the tie rule of GluonCV 0.10.5 (several
+    anchors tied for a box's best IoU are all marked). ``valid_gt`` (..., M)
+    boolean/0-1 restricts the j taken into account (e.g. non-hard boxes).
+    """
+    if use_numpy(ious):
+        arr = to_numpy(ious)
+        if arr.shape[-1] == 0 or arr.shape[-2] == 0:
+            return like(np.zeros(arr.shape[:-1], dtype=bool), ious)
+        col_max = arr.max(axis=-2, keepdims=True)
+        hit = (arr + eps) > col_max
+        if valid_gt is not None:
+            hit &= to_numpy(valid_gt).astype(bool)[..., None, :]
+        return like(hit.any(axis=-1), ious)
+    col_max = mx.nd.max(ious, axis=-2, keepdims=True)
+    hit = mx.nd.broadcast_greater(ious + eps, col_max)
+    if valid_gt is not None:
+        hit = mx.nd.broadcast_mul(hit, (valid_gt > 0).expand_dims(-2).astype(hit.dtype))
+    return mx.nd.max(hit, axis=-1)
+
+
+# --------------------------------------------------------------------------- quotas
+def positive_quota(num_sample, pos_ratio):
+    """Most positives kept per image: ``round(pos_ratio * num_sample)`` (Python rounding)."""
+    return int(round(pos_ratio * num_sample))
+
+
+def negative_quota(num_sample, num_pos_kept, neg_ratio, fill_negative=True):
+    """Most negatives kept per image.
+
+    ``int(neg_ratio * num_sample)``; with ``fill_negative`` negatives may also
+    take the slots positives left free: ``max(num_sample - num_pos_kept,
+    int(neg_ratio * num_sample))``. ``num_pos_kept`` may be an int or an array
+    (one entry per image); the result has the same form.
+    """
+    fixed = int(neg_ratio * num_sample)
+    if not fill_negative:
+        return fixed if np.isscalar(num_pos_kept) else np.full_like(num_pos_kept, fixed)
+    return np.maximum(num_sample - num_pos_kept, fixed)
+
+
+# --------------------------------------------------------------------------- keep k at random
+def keep_random(mask, k):
+    """Keep at most ``k`` of the True entries of each row of ``mask``, uniformly at random.
+
+    Parameters
+    ----------
+    mask : (N,) or (B, N) boolean numpy array, or 0/1 NDArray
+    k : int, or (B,) array of per-row limits (negative counts as 0)
+
+    Returns
+    -------
+    Mask of the same shape and kind: a subset of ``mask`` with
+    ``min(k, count)`` entries per row, every subset of that size equally likely.
+    Rows with at most ``k`` candidates are returned unchanged. numpy draws
+    from ``np.random``; NDArrays draw from MXNet's RNG on their own context
+    (:func:`keep_random_F`), so no data visits the host.
+    """
+    if is_ndarray(mask) and not use_numpy(mask):
+        squeeze = mask.ndim == 1
+        m = mask.expand_dims(0) if squeeze else mask
+        kk = k if is_ndarray(k) else mx.nd.array(np.reshape(np.asarray(k, 'float32'), (-1,)),
+                                                 ctx=mask.context)
+        kk = kk.astype('float32').reshape((-1, 1))
+        if kk.shape[0] != m.shape[0]:
+            kk = mx.nd.broadcast_to(kk, shape=(m.shape[0], 1))
+        out = keep_random_F(mx.nd, m, kk)
+        return out[0] if squeeze else out
+    arr = to_numpy(mask).astype(bool)
+    if arr.ndim == 1:
+        return like(_keep_random_row(arr, int(np.asarray(to_numpy(k)).reshape(-1)[0])
+                                     if not np.isscalar(k) else int(k)), mask)
+    ks = np.broadcast_to(np.asarray(to_numpy(k) if is_ndarray(k) else k).reshape(-1),
+                         (arr.shape[0],))
+    out = np.stack([_keep_random_row(row, int(kr)) for row, kr in zip(arr, ks)]) \
+        if arr.shape[0] else arr.copy()
+    return like(out, mask)
+
+
+def _keep_random_row(row, k):
+    idx = np.flatnonzero(row)
+    if idx.size <= k:
+        return row.copy()
+    out = np.zeros_like(row)
+    if k > 0:
+        # k smallest of uniform keys: a uniform k-subset, O(count) instead of a shuffle.
+        keys = np.random.random(idx.size)
+        out[idx[np.argpartition(keys, k - 1)[:k]]] = True
+    return out
+
+
+def keep_random_F(F, mask, k):
+    """Symbolic-friendly :func:`keep_random` for ``hybrid_forward``.
+
+    ``mask`` (B, N) 0/1 and ``k`` (B, 1) per-row limits, both ``F`` arrays.
+    Each candidate gets a uniform random key on the input's context;
+    non-candidates get key 2. A candidate is kept when the rank of its key
+    within its row is below ``k``. Returns a (B, N) 0/1 array of mask's dtype.
+    """
+    mask = mask > 0
+    keys = F.where(mask, F.random.uniform_like(mask.astype('float32')),
+                   F.ones_like(mask).astype('float32') * 2)
+    order = F.argsort(keys, axis=-1, dtype='int32')
+    rank = F.argsort(order, axis=-1, dtype='int32').astype('float32')
+    keep = F.broadcast_lesser(rank, k.astype('float32'))
+    return (keep * mask).astype('float32')

@@ -1,0 +1,22 @@
+"""NaiveSampler: every matched anchor is positive, every other one negative."""
+from __future__ import annotations
+
+from mxnet import gluon
+
+__all__ = ['NaiveSampler']
+
+
+class NaiveSampler(gluon.HybridBlock):
+    """Take every matching result; nothing is ignored.
+
+    Called as ``sampler(matches)`` with ``matches`` of any shape, typically
+    (B, N): the index of the matched ground truth (>= 0) or a negative value
+    for "no match". Returns an array of the same shape, dtype and context:
+    1 where ``matches >= 0``, -1 elsewhere (labels as in :mod:`samplers`).
+    A NaN entry (float input) compares false and is labelled -1, as in GluonCV.
+    Hybridizes and exports like any HybridBlock.
+    """
+
+    def hybrid_forward(self, F, x):  # pylint: disable=arguments-differ
+        ones = F.ones_like(x)
+        return F.where(x >= 0, ones, -ones)
