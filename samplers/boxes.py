@@ -107,7 +107,9 @@ def like(result, reference, dtype=None):
 # --------------------------------------------------------------------------- argument checks
 def check_int(name, value, minimum=None):
     """``int(value)``, or ``ValueError`` naming ``name`` if not an integer >= minimum."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if isinstance(value, bool):
+        raise ValueError('{} must be an integer, got {!r}'.format(name, value))
+    if not isinstance(value, numbers.Integral):
         if isinstance(value, numbers.Real) and float(value).is_integer():
             value = int(value)
         else:

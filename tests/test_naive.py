@@ -1,0 +1,48 @@
+"""NaiveSampler: matched -> 1, everything else -> -1."""
+import mxnet as mx
+import numpy as np
+import pytest
+from gluoncv.nn.sampler import NaiveSampler as GluonNaiveSampler
+
+from samplers.naive import NaiveSampler
+from conftest import CPU_CONTEXTS, requires_gpu
+
+
+def test_naive_labels_matched_positive_and_rest_negative():
+    out = NaiveSampler()(mx.nd.array([[0, 3, -1, -2]]))
+    np.testing.assert_array_equal(out.asnumpy(), [[1, 1, -1, -1]])
+
+
+def test_naive_equals_gluoncv():
+    x = mx.nd.array(np.random.randint(-3, 5, size=(4, 50)))
+    np.testing.assert_array_equal(NaiveSampler()(x).asnumpy(), GluonNaiveSampler()(x).asnumpy())
+
+
+@pytest.mark.parametrize('ctx', CPU_CONTEXTS)
+def test_naive_result_stays_on_input_context(ctx):
+    out = NaiveSampler()(mx.nd.array([[1, -1]], ctx=ctx))
+    assert out.context == ctx
+
+
+def test_naive_hybridized_equals_imperative_and_exports(tmp_path):
+    x = mx.nd.array(np.random.randint(-2, 3, size=(2, 10)))
+    net = NaiveSampler()
+    expected = net(x).asnumpy()
+    net.hybridize()
+    np.testing.assert_array_equal(net(x).asnumpy(), expected)
+    net.export(str(tmp_path / 'naive'))
+    loaded = mx.gluon.SymbolBlock.imports(str(tmp_path / 'naive-symbol.json'), ['data'])
+    np.testing.assert_array_equal(loaded(x).asnumpy(), expected)
+
+
+@pytest.mark.parametrize('dtype', ['float16', 'float32', 'float64', 'int32'])
+def test_naive_keeps_input_dtype(dtype):
+    out = NaiveSampler()(mx.nd.array([[2, -1]], dtype=dtype))
+    assert out.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(out.asnumpy(), [[1, -1]])
+
+
+@requires_gpu
+def test_naive_on_gpu():
+    out = NaiveSampler()(mx.nd.array([[1, -1]], ctx=mx.gpu(0)))
+    assert out.context == mx.gpu(0)
