@@ -31,8 +31,8 @@ __all__ = [
     'POSITIVE', 'NEGATIVE', 'IGNORE',
     'box_iou', 'box_iof', 'corner_to_center', 'center_to_corner',
     'best_match', 'best_anchor_mask',
-    'keep_random', 'keep_random_F', 'positive_quota', 'negative_quota',
-    'is_ndarray', 'use_numpy', 'force_ndarray_backend', 'to_numpy', 'like',
+    'keep_random', 'keep_random_F', 'positive_quota', 'negative_quota', 'negative_quota_F',
+    'is_ndarray', 'use_numpy', 'force_ndarray_backend', 'ndarray_backend_forced', 'to_numpy', 'like',
     'check_int', 'check_ratio', 'check_thresh', 'check_boxes', 'warn_once',
 ]
 
@@ -62,9 +62,14 @@ def use_numpy(x):
     """
     if not is_ndarray(x):
         return True
-    if getattr(_BACKEND, 'force_nd', False):
+    if ndarray_backend_forced():
         return False
     return x.context.device_type in ('cpu', 'cpu_pinned', 'cpu_shared')
+
+
+def ndarray_backend_forced():
+    """Whether :func:`force_ndarray_backend` is active in the calling thread."""
+    return getattr(_BACKEND, 'force_nd', False)
 
 
 @contextlib.contextmanager
@@ -410,18 +415,32 @@ def _keep_random_row(row, k):
     return out
 
 
-def keep_random_F(F, mask, k):
+def keep_random_F(F, mask, k, keys=None):
     """Symbolic-friendly :func:`keep_random` for ``hybrid_forward``.
 
     ``mask`` (B, N) 0/1 and ``k`` (B, 1) per-row limits, both ``F`` arrays.
     Each candidate gets a uniform random key on the input's context;
     non-candidates get key 2. A candidate is kept when the rank of its key
-    within its row is below ``k``. Returns a (B, N) 0/1 array of mask's dtype.
+    within its row is below ``k``. Returns a (B, N) 0/1 float32 array.
+
+    ``keys`` (B, N), optional: the uniform keys to use instead of drawing them.
+    Pass keys drawn in the graph when this runs inside a CustomOp: its forward
+    runs in MXNet's worker thread, whose generator ``mx.random.seed`` does not
+    reset (MXNet 1.9), so keys drawn there would not reproduce under a seed.
     """
     mask = mask > 0
-    keys = F.where(mask, F.random.uniform_like(mask.astype('float32')),
-                   F.ones_like(mask).astype('float32') * 2)
+    if keys is None:
+        keys = F.random.uniform_like(mask.astype('float32'))
+    keys = F.where(mask, keys.astype('float32'), F.ones_like(mask).astype('float32') * 2)
     order = F.argsort(keys, axis=-1, dtype='int32')
     rank = F.argsort(order, axis=-1, dtype='int32').astype('float32')
     keep = F.broadcast_lesser(rank, k.astype('float32'))
     return (keep * mask).astype('float32')
+
+
+def negative_quota_F(F, num_sample, num_pos_kept, neg_ratio, fill_negative=True):
+    """:func:`negative_quota` for an ``F`` array of kept positives (B, 1), on its context."""
+    fixed = int(neg_ratio * num_sample)
+    if not fill_negative:
+        return F.ones_like(num_pos_kept) * fixed
+    return F.maximum(num_sample - num_pos_kept, fixed)
