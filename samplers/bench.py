@@ -1,0 +1,899 @@
+"""Benchmark our samplers against GluonCV's: ``python -m samplers.bench``.
+
+Every case runs ours and the reference in one process on identical inputs,
+alternating (the order flips every run so neither side always runs on a warm
+cache), and reports the median of ``--repeat`` runs (default 7) after one
+warm-up. NDArray results are waited for, so asynchronous work is counted.
+
+========================  ==============================================  =====================
+case                      what is timed (sizes at ``--scale 1``)          goal
+========================  ==============================================  =====================
+``rpn-c4``                RPNTargetGenerator, 600x1000 image, stride 16,  >= 4x faster than
+                          5 sizes x 3 ratios (34,410 anchors), 20 boxes   GluonCV's
+``rpn-fpn``               RPNTargetGenerator, 800x1333 image, strides     >= 4x faster
+                          4..64, 1 size x 3 ratios per level (265,845
+                          anchors), 50 boxes
+``rpn-sampler``           RPNTargetSampler alone on the rpn-fpn IoU       <= 2x the floor
+                          matrix; the floor is ``ious.max(axis=1)``
+``quota``                 QuotaSampler, 8 images x 2000 proposals x 100   >= 5x faster
+                          boxes, num_sample 512, pos_ratio 0.25
+``ohem``                  OHEMSampler, 32 x 8732 anchors x 21 classes,    >= 5x faster
+                          ratio 3
+``rpn-sampler-memory``    peak memory of RPNTargetSampler at 1,000,000    < 3x the IoU matrix
+                          anchors x 10 boxes, as a multiple of the IoU
+                          matrix (numpy allocations, via tracemalloc;
+                          cross-checked by peak RSS in a subprocess)
+========================  ==============================================  =====================
+
+Our generators and samplers are timed with the NDArray inputs GluonCV's
+transforms pass them (the drop-in path) and with numpy inputs; the faster is
+reported and named in the ``path`` column, both are in the notes. Each RPN
+image gets its own boxes; the anchors are the same object every run, as in
+GluonCV's transforms, and the notes add our time with a new generator per
+call (nothing prepared from the anchors is reused). After timing, ours and
+GluonCV's run once more with subsampling off (``num_sample`` 10**6) and the
+notes say whether the results are the same (``--no-check`` skips this).
+
+A piece that is not written yet, or fails, shows as ``n/a`` with the reason;
+the run goes on. Inputs come from a seeded ``numpy.random.RandomState``; the
+samplers' own randomness is seeded once per run (``np.random.seed``,
+``mx.random.seed``).
+
+Options: ``--cases`` (subset), ``--repeat N``, ``--scale S`` (multiplies every
+size; ``--quick`` is ``--scale 0.01 --repeat 3 --no-rss``), ``--json``
+(machine-readable, instead of the table), ``--plot FILE`` (bar chart, needs
+matplotlib), ``--readme FILE`` (rewrites the block between ``<!-- bench:start
+-->`` and ``<!-- bench:end -->`` in FILE with the table).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+import warnings
+
+import numpy as np
+import mxnet as mx
+
+from .boxes import box_iou, check_int, check_ratio
+
+__all__ = ['CASES', 'rpn_anchors', 'random_boxes', 'time_alternating', 'goal_met',
+           'machine_info', 'run', 'format_table', 'readme_block', 'rewrite_readme',
+           'plot', 'main']
+
+README_START = '<!-- bench:start -->'
+README_END = '<!-- bench:end -->'
+
+#: Case name -> (goal kind, goal value). Kinds: 'faster' (reference / ours >= value),
+#: 'floor' (ours / floor <= value), 'memory' (peak / IoU matrix bytes < value).
+GOALS = {
+    'rpn-c4': ('faster', 4.0),
+    'rpn-fpn': ('faster', 4.0),
+    'rpn-sampler': ('floor', 2.0),
+    'quota': ('faster', 5.0),
+    'ohem': ('faster', 5.0),
+    'rpn-sampler-memory': ('memory', 3.0),
+}
+CASES = tuple(GOALS)
+QUICK_SCALE = 0.01
+
+C4_LEVELS = ((16, (32, 64, 128, 256, 512)),)
+FPN_LEVELS = ((4, (32,)), (8, (64,)), (16, (128,)), (32, (256,)), (64, (512,)))
+RATIOS = (0.5, 1.0, 2.0)
+
+
+# --------------------------------------------------------------------------- inputs
+def rpn_anchors(height, width, levels, ratios=RATIOS):
+    """Anchors of GluonCV's ``RPNAnchorGenerator`` for a ``height`` x ``width`` image.
+
+    ``levels`` is a sequence of ``(stride, sizes)``; level ``s`` has a grid of
+    ``floor(height / s)`` x ``floor(width / s)`` cells. Each cell carries one
+    anchor per (ratio, size), ratio-major, centred on ``offset + (s - 1) / 2``;
+    a ratio-r anchor starts as an ``s``-wide square reshaped to integer width
+    ``round(sqrt(s*s / r))`` and height ``round(width * r)``, then is scaled
+    by ``size / s``. Returns (N, 4) float32 corner boxes, level by level, cells
+    row-major. At 600x1000, stride 16 and sizes 32..512 this is 34,410 anchors.
+    """
+    out = []
+    for stride, sizes in levels:
+        centre = (stride - 1) / 2.0
+        shapes = []
+        for ratio in ratios:
+            base_w = np.round(np.sqrt(stride * stride / ratio))
+            base_h = np.round(base_w * ratio)
+            for size in sizes:
+                w, h = base_w * size / stride, base_h * size / stride
+                shapes.append((centre - 0.5 * (w - 1), centre - 0.5 * (h - 1),
+                               centre + 0.5 * (w - 1), centre + 0.5 * (h - 1)))
+        shapes = np.array(shapes, dtype=np.float64)  # (A, 4)
+        ys = np.arange(height // stride) * stride
+        xs = np.arange(width // stride) * stride
+        ox, oy = np.meshgrid(xs, ys)
+        shift = np.stack([ox.ravel(), oy.ravel(), ox.ravel(), oy.ravel()], axis=1)
+        out.append((shift[:, None, :] + shapes[None, :, :]).reshape(-1, 4))
+    return np.concatenate(out).astype(np.float32)
+
+
+def random_boxes(rng, count, height, width, min_size=8.0):
+    """``count`` plausible ground-truth boxes inside a ``height`` x ``width`` image.
+
+    Side lengths are log-uniform from ``min_size`` to 70% of the short image
+    side, aspect ratios log-uniform in [1/3, 3]; every box lies within
+    [0, width - 1] x [0, height - 1]. ``rng`` is a ``np.random.RandomState``.
+    Returns (count, 4) float32 corner boxes.
+    """
+    top = 0.7 * min(height, width)
+    low = min(min_size, 0.5 * top)
+    side = np.exp(rng.uniform(np.log(low), np.log(top), count))
+    aspect = np.exp(rng.uniform(np.log(1 / 3.), np.log(3.), count))
+    bw = np.minimum(side * np.sqrt(aspect), width - 1.0)
+    bh = np.minimum(side / np.sqrt(aspect), height - 1.0)
+    x1 = rng.uniform(0, 1, count) * (width - 1.0 - bw)
+    y1 = rng.uniform(0, 1, count) * (height - 1.0 - bh)
+    return np.stack([x1, y1, x1 + bw, y1 + bh], axis=1).astype(np.float32)
+
+
+def _jitter(rng, boxes, amount=0.15):
+    """Proposals near ``boxes``: corners moved by up to ``amount`` of the box size."""
+    w = (boxes[:, 2] - boxes[:, 0])[:, None]
+    h = (boxes[:, 3] - boxes[:, 1])[:, None]
+    noise = rng.uniform(-amount, amount, boxes.shape)
+    out = boxes + noise * np.concatenate([w, h, w, h], axis=1)
+    return np.concatenate([np.minimum(out[:, :2], out[:, 2:]),
+                           np.maximum(out[:, :2], out[:, 2:])], axis=1).astype(np.float32)
+
+
+def _sizes(scale):
+    """Every size of every case at ``scale`` (1 = the sizes the issue names)."""
+    side = math.sqrt(scale)  # image sides scale by sqrt so anchor counts scale by `scale`
+
+    def image(h, w):
+        return max(64, int(round(h * side))), max(64, int(round(w * side)))
+
+    def count(n, low):
+        return max(low, int(round(n * scale)))
+
+    return {
+        'rpn-c4': {'image': image(600, 1000), 'boxes': count(20, 2)},
+        'rpn-fpn': {'image': image(800, 1333), 'boxes': count(50, 2)},
+        'quota': {'batch': count(8, 2), 'proposals': count(2000, 64), 'boxes': count(100, 4),
+                  'num_sample': count(512, 16), 'pos_ratio': 0.25},
+        'ohem': {'batch': count(32, 2), 'anchors': count(8732, 64), 'classes': 21, 'ratio': 3},
+        'memory': {'anchors': count(1000000, 2000), 'boxes': 10},
+    }
+
+
+def _rpn_inputs(rng, sizes, levels, runs):
+    height, width = sizes['image']
+    anchors = rpn_anchors(height, width, levels)
+    boxes = [random_boxes(rng, sizes['boxes'], height, width) for _ in range(runs)]
+    return anchors, boxes, width, height
+
+
+def _rpn_ious(anchors, boxes, width, height):
+    """The IoU matrix an RPN sampler sees: anchors crossing the border get -1 (GluonCV's rule)."""
+    ious = box_iou(anchors, boxes)
+    outside = ((anchors[:, 0] < 0) | (anchors[:, 1] < 0) |
+               (anchors[:, 2] >= width) | (anchors[:, 3] >= height))
+    ious[outside] = -1
+    return ious
+
+
+def _quota_inputs(rng, sizes):
+    """(B, N) matches and (B, N, M) IoUs of RPN-like proposals against ground truth."""
+    batch, num, m = sizes['batch'], sizes['proposals'], sizes['boxes']
+    height, width = 600, 1000
+    gts, props = [], []
+    for _ in range(batch):
+        gt = random_boxes(rng, m, height, width)
+        near = _jitter(rng, gt[rng.randint(0, m, num * 3 // 10)])
+        far = random_boxes(rng, num - len(near), height, width)
+        gts.append(gt)
+        props.append(np.concatenate([near, far]))
+    ious = box_iou(np.stack(props), np.stack(gts))  # (B, N, M) float32
+    best = ious.max(axis=-1)
+    matches = np.where(best >= 0.5, ious.argmax(axis=-1), -1).astype(np.float32)
+    return matches, ious
+
+
+def _ohem_inputs(rng, sizes):
+    """SSD-like (B, N) matches, (B, N, C) logits and (B, N) best IoUs."""
+    batch, num, classes = sizes['batch'], sizes['anchors'], sizes['classes']
+    matches = np.full((batch, num), -1, np.float32)
+    ious = np.where(rng.uniform(0, 1, (batch, num)) < 0.7, 0,
+                    rng.uniform(0, 0.5, (batch, num))).astype(np.float32)
+    for b in range(batch):
+        pos = rng.choice(num, size=min(num, rng.randint(5, 41)), replace=False)
+        matches[b, pos] = rng.randint(0, 20, pos.size)
+        ious[b, pos] = rng.uniform(0.5, 1, pos.size)
+        unsure = rng.choice(num, size=max(1, num // 100), replace=False)
+        unsure = unsure[matches[b, unsure] < 0]
+        ious[b, unsure] = rng.uniform(0.5, 0.7, unsure.size)
+    logits = rng.normal(0, 1, (batch, num, classes)).astype(np.float32)
+    logits[:, :, 0] += 2.0  # most anchors look like background, as in training
+    return matches, logits, ious
+
+
+def _memory_ious(rng, num, m):
+    """A sparse-looking (num, m) float32 IoU matrix: mostly 0, a few overlaps, 10% border rows."""
+    ious = np.zeros((num, m), np.float32)
+    hits = rng.randint(0, num * m, num * m // 30)
+    ious.ravel()[hits] = rng.uniform(0, 1, hits.size).astype(np.float32)
+    ious[rng.randint(0, num, num // 10)] = -1
+    return ious
+
+
+# --------------------------------------------------------------------------- pieces
+def _ours(module, name):
+    """``(class, None)`` from ``samplers.<module>``, or ``(None, reason)`` if not there yet."""
+    try:
+        return getattr(importlib.import_module('samplers.' + module), name), None
+    except ImportError as err:
+        return None, 'samplers.{} not available ({})'.format(module, err)
+    except AttributeError:
+        return None, 'samplers.{} has no {}'.format(module, name)
+
+
+def _theirs(module, name):
+    """``(class, None)`` from GluonCV, or ``(None, reason)``."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            return getattr(importlib.import_module('gluoncv.' + module), name), None
+    except (ImportError, AttributeError) as err:
+        return None, 'gluoncv {}.{} not available ({})'.format(module, name, err)
+
+
+def _make(cls, reason, *args, **kwargs):
+    """``(instance, None)``, or ``(None, reason)`` if ``cls`` is missing or its constructor fails.
+
+    Any exception counts: a piece may still be half-written while the bench runs.
+    """
+    if cls is None:
+        return None, reason
+    try:
+        return cls(*args, **kwargs), None
+    except Exception as err:  # pylint: disable=broad-except
+        return None, '{}(...) failed: {}: {}'.format(cls.__name__, type(err).__name__, err)
+
+
+#: num_sample large enough that no quota ever bites, so results are deterministic.
+NO_SUBSAMPLING = 10 ** 6
+
+
+def _host(x):
+    return x.asnumpy() if isinstance(x, mx.nd.NDArray) else np.asarray(x)
+
+
+def _count_differences(ours, theirs):
+    """How many entries of our outputs differ from GluonCV's (exact, or 1e-5 for floats)."""
+    ours = ours if isinstance(ours, (tuple, list)) else (ours,)
+    theirs = theirs if isinstance(theirs, (tuple, list)) else (theirs,)
+    total = 0
+    for a, b in zip(ours, theirs):
+        a, b = _host(a).astype(np.float64), _host(b).astype(np.float64)
+        if a.shape != b.shape:
+            return -1
+        total += int((~np.isclose(a, b, rtol=1e-5, atol=1e-6, equal_nan=True)).sum())
+    return total
+
+
+def _when(piece, fn):
+    """``fn``, or None when ``piece`` (the instance it would call) is missing."""
+    return None if piece is None else fn
+
+
+def _check_agreement(row, ours_fn, theirs_fn, compare=_count_differences):
+    """Run both sides once with subsampling off; record whether their results agree.
+
+    Sets ``row['same_as_gluoncv']`` (True, False, or None when a side is missing
+    or fails) and adds a note. Speed must not come from a different answer.
+    """
+    row['same_as_gluoncv'] = None
+    if ours_fn is None or theirs_fn is None:
+        return
+    try:
+        diff = compare(ours_fn(), theirs_fn())
+    except Exception as err:  # pylint: disable=broad-except
+        row['notes'].append('agreement check failed: {}: {}'.format(type(err).__name__, err))
+        return
+    row['same_as_gluoncv'] = diff == 0
+    row['notes'].append('same results as GluonCV with subsampling off' if diff == 0 else
+                        '**differs from GluonCV** with subsampling off ({})'.format(
+                            'shapes' if diff < 0 else '{} entries'.format(diff)))
+
+
+# --------------------------------------------------------------------------- timing
+def _sync(out):
+    """Wait for every NDArray in ``out`` (nested tuples/lists) so async work is counted."""
+    if isinstance(out, (tuple, list)):
+        for item in out:
+            _sync(item)
+    elif isinstance(out, mx.nd.NDArray):
+        out.wait_to_read()
+
+
+def time_alternating(runners, repeat, warmup=1, clock=time.perf_counter):
+    """Time several callables on the same inputs, alternating between them.
+
+    ``runners`` maps a label to ``fn(i)``, where ``i`` is the run index
+    (0 .. warmup + repeat - 1) so each run may take its own inputs. Every run
+    calls each runner once, in the given order on even runs and reversed on
+    odd ones. The first ``warmup`` runs are not recorded. A runner that raises
+    is dropped from later runs. Returns label -> ``{'median', 'min', 'runs'}``
+    in seconds, or ``{'error': 'Type: message'}``.
+    """
+    repeat, warmup = check_int('repeat', repeat, 1), check_int('warmup', warmup, 0)
+    labels = list(runners)
+    seconds = {label: [] for label in labels}
+    errors = {}
+    mx.nd.waitall()
+    for i in range(warmup + repeat):
+        for label in (labels if i % 2 == 0 else labels[::-1]):
+            if label in errors:
+                continue
+            try:
+                start = clock()
+                _sync(runners[label](i))
+                mx.nd.waitall()
+                took = clock() - start
+            except Exception as err:  # pylint: disable=broad-except
+                errors[label] = '{}: {}'.format(type(err).__name__, err)
+                continue
+            if i >= warmup:
+                seconds[label].append(took)
+    out = {}
+    for label in labels:
+        if label in errors:
+            out[label] = {'error': errors[label]}
+        else:
+            out[label] = {'median': statistics.median(seconds[label]),
+                          'min': min(seconds[label]), 'runs': len(seconds[label])}
+    return out
+
+
+def goal_met(kind, value, ratio):
+    """Whether ``ratio`` meets the goal ``(kind, value)``; None if ratio is unknown."""
+    if ratio is None:
+        return None
+    if kind == 'faster':
+        return ratio >= value
+    if kind == 'floor':
+        return ratio <= value
+    if kind == 'memory':
+        return ratio < value
+    raise ValueError('goal kind must be faster, floor or memory, got {!r}'.format(kind))
+
+
+def _empty_row(case, what, reference, *notes):
+    """A result row with nothing measured yet (every measurement None, shown as n/a)."""
+    kind, value = GOALS[case]
+    return {'case': case, 'what': what, 'reference': reference, 'ours_ms': None,
+            'ref_ms': None, 'ratio': None, 'goal': {'kind': kind, 'value': value}, 'met': None,
+            'path': None, 'timings_ms': {}, 'same_as_gluoncv': None,
+            'notes': [n for n in notes if n]}
+
+
+def _row(case, what, reference, timings, ours_labels, ref_label, extra_labels=()):
+    """One result row from ``time_alternating`` output: best of our paths vs the reference."""
+    kind, value = GOALS[case]
+    row = _empty_row(case, what, reference)
+    for label, t in timings.items():
+        row['timings_ms'][label] = round(t['median'] * 1e3, 4) if 'median' in t else None
+        if 'error' in t:
+            row['notes'].append('{}: {}'.format(label, t['error']))
+    ok = [lab for lab in ours_labels if 'median' in timings.get(lab, {})]
+    if ok:
+        best = min(ok, key=lambda lab: timings[lab]['median'])
+        row['ours_ms'] = timings[best]['median'] * 1e3
+        row['path'] = best.split(':', 1)[1] if ':' in best else best
+        if len(ok) > 1:
+            row['notes'].append(', '.join('{} {}'.format(
+                lab.split(':', 1)[-1], _ms(timings[lab]['median'] * 1e3)) for lab in ok))
+    if 'median' in timings.get(ref_label, {}):
+        row['ref_ms'] = timings[ref_label]['median'] * 1e3
+    if row['ours_ms'] is not None and row['ref_ms'] is not None:
+        row['ratio'] = (row['ref_ms'] / row['ours_ms'] if kind == 'faster'
+                        else row['ours_ms'] / row['ref_ms'])
+        row['met'] = goal_met(kind, value, row['ratio'])
+    for label in extra_labels:
+        t = timings.get(label, {})
+        if 'median' in t:
+            vs_ours = ('' if row['ours_ms'] is None else
+                       ' ({:.1f}x ours)'.format(t['median'] * 1e3 / row['ours_ms']))
+            row['notes'].append('{} {}{}'.format(label, _ms(t['median'] * 1e3), vs_ours))
+    return row
+
+
+# --------------------------------------------------------------------------- cases
+def _case_rpn(case, sizes, levels, repeat, warmup, rng, check):
+    anchors, boxes, width, height = _rpn_inputs(rng, sizes, levels, warmup + repeat)
+    what = 'RPNTargetGenerator, {}x{} image, {:,} anchors x {} boxes'.format(
+        height, width, len(anchors), sizes['boxes'])
+    ours_cls, why_ours = _ours('rpn', 'RPNTargetGenerator')
+    # One instance per path, so neither path reuses what the other prepared from the anchors.
+    ours_nd, why_ours = _make(ours_cls, why_ours)
+    ours_np, _ = _make(ours_cls, why_ours)
+    theirs, why_theirs = _make(*_theirs('model_zoo.rcnn.rpn.rpn_target', 'RPNTargetGenerator'))
+    anchors_nd = mx.nd.array(anchors)
+    boxes_nd = [mx.nd.array(b) for b in boxes]
+    runners = {}
+    if ours_nd is not None:
+        runners['ours:NDArray in'] = lambda i: ours_nd(boxes_nd[i], anchors_nd, width, height)
+        runners['ours:numpy in'] = lambda i: ours_np(boxes[i], anchors, width, height)
+        # A new instance every call: nothing prepared from the anchors survives, as when
+        # every image of an epoch has a new size.
+        runners['ours:cold'] = lambda i: ours_cls()(boxes_nd[i], anchors_nd, width, height)
+    if theirs is not None:
+        runners['gluoncv'] = lambda i: theirs(boxes_nd[i], anchors_nd, width, height)
+    row = _row(case, what, 'GluonCV', time_alternating(runners, repeat, warmup),
+               ['ours:NDArray in', 'ours:numpy in'], 'gluoncv')
+    row['notes'] = [r for r in (why_ours, why_theirs) if r] + row['notes']
+    cold = row['timings_ms'].get('ours:cold')
+    if cold:
+        row['notes'].append('no anchor cache (new generator per call, NDArray in) {}{}'.format(
+            _ms(cold), ', {:.1f}x faster'.format(row['ref_ms'] / cold) if row['ref_ms'] else ''))
+    if check:
+        args = (boxes_nd[0], anchors_nd, width, height)
+        _check_agreement(row, _when(ours_nd, lambda: ours_cls(NO_SUBSAMPLING)(*args)),
+                         _when(theirs, lambda: type(theirs)(NO_SUBSAMPLING)(*args)))
+    return row
+
+
+def _case_rpn_sampler(sizes, repeat, warmup, rng, check):
+    anchors, boxes, width, height = _rpn_inputs(rng, sizes, FPN_LEVELS, 1)
+    ious = _rpn_ious(anchors, boxes[0], width, height)
+    what = 'RPNTargetSampler on a {:,} x {} float32 IoU matrix (rpn-fpn)'.format(*ious.shape)
+    num_sample, pos, neg, ratio = 256, 0.7, 0.3, 0.5
+    ours, why_ours = _make(*_ours('rpn', 'RPNTargetSampler'), num_sample, pos, neg, ratio)
+    theirs, why_theirs = _make(*_theirs('model_zoo.rcnn.rpn.rpn_target', 'RPNTargetSampler'),
+                               num_sample, pos, neg, ratio)
+    runners = {'floor': lambda i: ious.max(axis=1)}
+    if ours is not None:
+        runners['ours:numpy in'] = lambda i: ours(ious)
+    if theirs is not None:
+        runners['gluoncv'] = lambda i: theirs(ious)
+    row = _row('rpn-sampler', what, 'floor: ious.max(axis=1)',
+               time_alternating(runners, repeat, warmup), ['ours:numpy in'], 'floor',
+               ['gluoncv'])
+    row['notes'] = [r for r in (why_ours, why_theirs) if r] + row['notes']
+    if check:
+        def labels_and_positive_matches(out):
+            samples, matches = (_host(v) for v in out)
+            return samples, np.where(samples > 0, matches, -1)
+
+        rule = (NO_SUBSAMPLING, pos, neg, ratio)
+        _check_agreement(
+            row, _when(ours, lambda: labels_and_positive_matches(type(ours)(*rule)(ious))),
+            _when(theirs, lambda: labels_and_positive_matches(type(theirs)(*rule)(ious))))
+    return row
+
+
+def _case_quota(sizes, repeat, warmup, rng, check):
+    matches, ious = _quota_inputs(rng, sizes)
+    what = 'QuotaSampler, {} images x {} proposals x {} boxes, num_sample {}'.format(
+        sizes['batch'], sizes['proposals'], sizes['boxes'], sizes['num_sample'])
+    args = dict(num_sample=sizes['num_sample'], pos_thresh=0.5, neg_thresh_high=0.5,
+                neg_thresh_low=0.0, pos_ratio=sizes['pos_ratio'])
+    ours, why_ours = _make(*_ours('quota', 'QuotaSampler'), **args)
+    theirs, why_theirs = _make(*_theirs('nn.sampler', 'QuotaSampler'), **args)
+    matches_nd, ious_nd = mx.nd.array(matches), mx.nd.array(ious)
+    runners = {}
+    if ours is not None:
+        runners['ours:NDArray in'] = lambda i: ours(matches_nd, ious_nd)
+        runners['ours:numpy in'] = lambda i: ours(matches, ious)
+    if theirs is not None:
+        runners['gluoncv'] = lambda i: theirs(matches_nd, ious_nd)
+        # The CustomOp twin GluonCV uses inside hybridized R-CNN graphs.
+        runners['gluoncv CustomOp'] = lambda i: mx.nd.Custom(
+            matches_nd, ious_nd, op_type='quota_sampler', **args)
+    row = _row('quota', what, 'GluonCV', time_alternating(runners, repeat, warmup),
+               ['ours:NDArray in', 'ours:numpy in'], 'gluoncv', ['gluoncv CustomOp'])
+    row['notes'] = [r for r in (why_ours, why_theirs) if r] + row['notes']
+    if check:
+        every = dict(args, num_sample=NO_SUBSAMPLING)
+        _check_agreement(row, _when(ours, lambda: type(ours)(**every)(matches_nd, ious_nd)),
+                         _when(theirs, lambda: type(theirs)(**every)(matches_nd, ious_nd)))
+    return row
+
+
+def _case_ohem(sizes, repeat, warmup, rng, check):
+    matches, logits, ious = _ohem_inputs(rng, sizes)
+    what = 'OHEMSampler, {} x {} anchors x {} classes, ratio {}'.format(
+        sizes['batch'], sizes['anchors'], sizes['classes'], sizes['ratio'])
+    ours, why_ours = _make(*_ours('ohem', 'OHEMSampler'), sizes['ratio'])
+    theirs, why_theirs = _make(*_theirs('nn.sampler', 'OHEMSampler'), sizes['ratio'])
+    nds = [mx.nd.array(a) for a in (matches, logits, ious)]
+    runners = {}
+    if ours is not None:
+        runners['ours:NDArray in'] = lambda i: ours(*nds)
+        runners['ours:numpy in'] = lambda i: ours(matches, logits, ious)
+    if theirs is not None:
+        runners['gluoncv'] = lambda i: theirs(*nds)
+    row = _row('ohem', what, 'GluonCV', time_alternating(runners, repeat, warmup),
+               ['ours:NDArray in', 'ours:numpy in'], 'gluoncv')
+    row['notes'] = [r for r in (why_ours, why_theirs) if r] + row['notes']
+    if check:  # OHEM draws nothing at random: the timed call is already comparable
+        _check_agreement(row, _when(ours, lambda: type(ours)(sizes['ratio'])(*nds)),
+                         _when(theirs, lambda: type(theirs)(sizes['ratio'])(*nds)))
+    return row
+
+
+def _traced_peak(fn, arg):
+    """Peak bytes numpy/Python allocate during ``fn(arg)`` (tracemalloc), result included."""
+    fn(arg)  # warm-up outside the trace: lazy imports and caches are not the sampler's cost
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        result = fn(arg)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    if isinstance(result, (tuple, list)) and any(isinstance(r, mx.nd.NDArray) for r in result):
+        raise RuntimeError('result holds NDArrays: tracemalloc cannot see MXNet memory')
+    return peak - base
+
+
+def _rss_child(num, m, seed):
+    """Run in a fresh process: peak RSS growth of one RPNTargetSampler call, printed as JSON."""
+    from samplers.rpn import RPNTargetSampler  # pylint: disable=import-outside-toplevel
+
+    def status(key):
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith(key + ':'):
+                    return int(line.split()[1]) * 1024
+        raise KeyError(key)
+
+    ious = _memory_ious(np.random.RandomState(seed), num, m)
+    sampler = RPNTargetSampler(256, 0.7, 0.3, 0.5)
+    sampler(ious[:1000])  # load code paths without touching the big matrix
+    with open('/proc/self/clear_refs', 'w') as f:  # reset the peak (VmHWM) to the current RSS
+        f.write('5')
+    before = status('VmRSS')
+    result = sampler(ious)
+    _sync(result)
+    mx.nd.waitall()
+    print(json.dumps({'peak_bytes': status('VmHWM') - before, 'matrix_bytes': ious.nbytes}))
+
+
+def _rss_peak(num, m, seed):
+    """Peak RSS growth of our sampler's call in a subprocess: (bytes, None) or (None, reason)."""
+    if not os.path.exists('/proc/self/clear_refs'):
+        return None, 'no /proc/self/clear_refs on this system'
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [root] + [p for p in [os.environ.get('PYTHONPATH')] if p]))
+    code = 'from samplers.bench import _rss_child; _rss_child({}, {}, {})'.format(num, m, seed)
+    try:
+        done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                              env=env, timeout=300, check=False)
+        return json.loads(done.stdout.strip().splitlines()[-1])['peak_bytes'], None
+    except (subprocess.SubprocessError, ValueError, IndexError, KeyError, OSError) as err:
+        tail = done.stderr.strip().splitlines()[-1:] if 'done' in locals() else []
+        return None, 'RSS probe failed: {} {}'.format(type(err).__name__, ' '.join(tail))
+
+
+def _case_memory(sizes, rng, seed, rss):
+    num, m = sizes['anchors'], sizes['boxes']
+    ious = _memory_ious(rng, num, m)
+    what = 'RPNTargetSampler peak memory, {:,} anchors x {} boxes (IoU matrix {})'.format(
+        num, m, _mb(ious.nbytes))
+    ours, why_ours = _make(*_ours('rpn', 'RPNTargetSampler'), 256, 0.7, 0.3, 0.5)
+    theirs, why_theirs = _make(*_theirs('model_zoo.rcnn.rpn.rpn_target', 'RPNTargetSampler'),
+                               256, 0.7, 0.3, 0.5)
+    row = _empty_row('rpn-sampler-memory', what, 'IoU matrix bytes', why_ours, why_theirs)
+    row['matrix_bytes'] = ious.nbytes
+    row['ref_ms'] = None
+    if ours is not None:
+        try:
+            peak = _traced_peak(ours, ious)
+            row['ours_peak_bytes'] = peak
+            row['ratio'] = peak / ious.nbytes
+            row['met'] = goal_met('memory', GOALS['rpn-sampler-memory'][1], row['ratio'])
+            row['path'] = 'numpy (tracemalloc)'
+        except Exception as err:  # pylint: disable=broad-except
+            row['notes'].append('ours: {}: {}'.format(type(err).__name__, err))
+    if theirs is not None:
+        try:
+            peak = _traced_peak(theirs, ious)
+            row['gluoncv_peak_bytes'] = peak
+            row['notes'].append('GluonCV {:.2f}x matrix'.format(peak / ious.nbytes))
+        except Exception as err:  # pylint: disable=broad-except
+            row['notes'].append('gluoncv: {}: {}'.format(type(err).__name__, err))
+    if rss and ours is not None:
+        peak, why = _rss_peak(num, m, seed)
+        if peak is None:
+            row['notes'].append(why)
+        else:
+            row['ours_rss_peak_bytes'] = peak
+            row['notes'].append('peak RSS growth (subprocess) {:.2f}x matrix'.format(
+                peak / ious.nbytes))
+    return row
+
+
+# --------------------------------------------------------------------------- machine
+def _version(dist):
+    try:
+        from importlib import metadata  # pylint: disable=import-outside-toplevel
+        return metadata.version(dist)
+    except Exception:  # pylint: disable=broad-except
+        return None
+
+
+def _cpu_model():
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info():
+    """Where the numbers come from: CPU, cores, load, library versions and mxnet build."""
+    features = mx.runtime.Features()
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else None
+    return {
+        'cpu': _cpu_model(), 'cores': os.cpu_count(), 'usable_cores': usable,
+        'load_avg': [round(x, 2) for x in os.getloadavg()] if hasattr(os, 'getloadavg') else None,
+        'python': platform.python_version(), 'platform': platform.platform(),
+        'numpy': np.__version__, 'mxnet': mx.__version__,
+        'mxnet_features': {k: features.is_enabled(k) for k in
+                           ('CPU_AVX', 'CPU_AVX2', 'CUDA', 'MKLDNN', 'OPENMP')},
+        'gluoncv': _version('gluoncv'),
+        'omp_num_threads': os.environ.get('OMP_NUM_THREADS'),
+        'date': datetime.datetime.now().strftime('%Y-%m-%d %H:%M'),
+    }
+
+
+# --------------------------------------------------------------------------- run and report
+def run(cases=CASES, repeat=7, warmup=1, scale=1.0, seed=0, rss=True, check=True):
+    """Run the named cases; returns the report dict that ``--json`` prints.
+
+    ``cases`` names from :data:`CASES`; ``repeat`` (>= 1) timed runs after
+    ``warmup`` runs; ``scale`` (> 0) multiplies every size; ``seed`` seeds the
+    inputs and the samplers' RNGs; ``rss`` adds the subprocess peak-RSS check
+    to the memory case; ``check`` runs ours and GluonCV once more with
+    subsampling off and records whether the results agree
+    (``same_as_gluoncv``). ``ValueError`` on a bad argument, before any work.
+    """
+    unknown = [c for c in cases if c not in GOALS]
+    if unknown or not cases:
+        raise ValueError('cases must be a non-empty subset of {}, got {}'.format(
+            list(CASES), list(cases)))
+    repeat = check_int('repeat', repeat, 1)
+    warmup = check_int('warmup', warmup, 0)
+    scale = check_ratio('scale', scale, 0.0, 100.0, low_open=True)
+    seed = check_int('seed', seed, 0)
+    sizes = _sizes(scale)
+    np.random.seed(seed)
+    mx.random.seed(seed)
+    rows = []
+    for case in CASES:
+        if case not in cases:
+            continue
+        rng = np.random.RandomState(seed + CASES.index(case))
+        if case == 'rpn-c4':
+            rows.append(_case_rpn(case, sizes[case], C4_LEVELS, repeat, warmup, rng, check))
+        elif case == 'rpn-fpn':
+            rows.append(_case_rpn(case, sizes[case], FPN_LEVELS, repeat, warmup, rng, check))
+        elif case == 'rpn-sampler':
+            rows.append(_case_rpn_sampler(sizes['rpn-fpn'], repeat, warmup, rng, check))
+        elif case == 'quota':
+            rows.append(_case_quota(sizes[case], repeat, warmup, rng, check))
+        elif case == 'ohem':
+            rows.append(_case_ohem(sizes[case], repeat, warmup, rng, check))
+        else:
+            rows.append(_case_memory(sizes['memory'], rng, seed, rss))
+    return {'machine': machine_info(),
+            'settings': {'repeat': repeat, 'warmup': warmup, 'scale': scale, 'seed': seed,
+                         'check': bool(check), 'sizes': sizes},
+            'cases': rows}
+
+
+def _mb(nbytes):
+    return '{:.3g} MB'.format(nbytes / 2 ** 20)
+
+
+def _ms(value):
+    if value is None:
+        return 'n/a'
+    return '{:.3g} ms'.format(value) if value < 1000 else '{:,.0f} ms'.format(value)
+
+
+def _goal_text(goal):
+    kind, value = goal['kind'], goal['value']
+    return {'faster': '>= {:g}x faster', 'floor': '<= {:g}x floor',
+            'memory': '< {:g}x IoU matrix'}[kind].format(value)
+
+
+def _ratio_text(row):
+    if row['ratio'] is None:
+        return 'n/a'
+    kind = row['goal']['kind']
+    return {'faster': '{:.1f}x faster', 'floor': '{:.2f}x floor',
+            'memory': '{:.2f}x matrix'}[kind].format(row['ratio'])
+
+
+def _cell(text):
+    return str(text).replace('|', '\\|').replace('\n', ' ')
+
+
+def machine_line(report):
+    """One line naming the machine, libraries and timing settings of ``report``."""
+    m, s = report['machine'], report['settings']
+    feats = m['mxnet_features']
+    yes = {True: 'yes', False: 'no'}
+    return ('Machine: {cpu}, {cores} cores ({usable} usable), load {load}; Python {py}, numpy '
+            '{np}, mxnet {mx} (AVX {avx}, CUDA {cuda}, MKLDNN {mkl}), gluoncv {gcv}. Median of '
+            '{rep} runs after {wu} warm-up, ours and reference alternating; scale {scale:g}; '
+            '{date}.').format(
+                cpu=m['cpu'], cores=m['cores'], usable=m['usable_cores'],
+                load=' '.join(str(x) for x in m['load_avg'] or []) or 'n/a', py=m['python'],
+                np=m['numpy'], mx=m['mxnet'], avx=yes[feats['CPU_AVX']],
+                cuda=yes[feats['CUDA']], mkl=yes[feats['MKLDNN']], gcv=m['gluoncv'] or 'n/a',
+                rep=s['repeat'], wu=s['warmup'], scale=s['scale'], date=m['date'])
+
+
+def format_table(report):
+    """The report as a markdown table followed by the machine line."""
+    lines = ['| case | ours | GluonCV / floor | ratio | goal | met? | path | notes |',
+             '|---|---:|---:|---:|---|---|---|---|']
+    for row in report['cases']:
+        if row['goal']['kind'] == 'memory':
+            ours = _mb(row['ours_peak_bytes']) if 'ours_peak_bytes' in row else 'n/a'
+            ref = _mb(row['matrix_bytes']) + ' (matrix)'
+        else:
+            ours = _ms(row['ours_ms'])
+            ref = _ms(row['ref_ms'])
+            if row['ref_ms'] is not None and row['goal']['kind'] == 'floor':
+                ref += ' (floor)'
+        met = {True: 'yes', False: '**no**', None: 'n/a'}[row['met']]
+        lines.append('| ' + ' | '.join(_cell(c) for c in (
+            row['case'], ours, ref, _ratio_text(row), _goal_text(row['goal']), met,
+            row['path'] or 'n/a', '; '.join([row['what']] + row['notes']))) + ' |')
+    return '\n'.join(lines) + '\n\n' + machine_line(report) + '\n'
+
+
+def readme_block(report, command='python -m samplers.bench --readme README.md'):
+    """The README text between the markers: provenance line, table, machine line."""
+    return 'Produced by `{}` (not typed by hand).\n\n{}'.format(command, format_table(report))
+
+
+def _marker_span(text, path):
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError('{} must contain {!r} followed by {!r}'.format(
+            path, README_START, README_END))
+    return start + len(README_START), end
+
+
+def rewrite_readme(path, block):
+    """Replace the text between the bench markers of file ``path`` by ``block``.
+
+    Everything outside the markers, and the markers themselves, is kept.
+    ``ValueError`` naming the file if the markers are missing or out of order.
+    """
+    with open(path, encoding='utf-8') as f:
+        text = f.read()
+    begin, end = _marker_span(text, path)
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write(text[:begin] + '\n' + block.strip('\n') + '\n' + text[end:])
+
+
+def plot(report, path):
+    """Bar chart of ``report`` to ``path``: times (log scale) and the memory multiple."""
+    import matplotlib  # pylint: disable=import-outside-toplevel
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+    timed = [r for r in report['cases'] if r['goal']['kind'] != 'memory']
+    memory = [r for r in report['cases'] if r['goal']['kind'] == 'memory']
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5), gridspec_kw={'width_ratios': [5, 1]})
+    x = np.arange(len(timed))
+    ours = [r['ours_ms'] or 0 for r in timed]
+    ref = [r['ref_ms'] or 0 for r in timed]
+    axes[0].bar(x - 0.2, ours, 0.4, label='ours')
+    axes[0].bar(x + 0.2, ref, 0.4, label='GluonCV (rpn-sampler: the floor)')
+    axes[0].set_xticks(x)
+    axes[0].set_xticklabels([r['case'] for r in timed])
+    if any(v > 0 for v in ours + ref):
+        axes[0].set_yscale('log')
+    axes[0].set_ylabel('median ms (lower is better)')
+    axes[0].legend(loc='upper center', bbox_to_anchor=(0.5, -0.08), ncol=2, frameon=False)
+    for r, xi in zip(timed, x):
+        label = _ratio_text(r) + {True: '', False: ' (goal missed)', None: ''}[r['met']]
+        axes[0].annotate(label, (xi, max(r['ours_ms'] or 0, r['ref_ms'] or 0) or 1),
+                         ha='center', va='bottom', fontsize=8)
+    mult = [r['ratio'] or 0 for r in memory]
+    axes[1].bar(np.arange(len(memory)), mult, 0.5, color='C2')
+    axes[1].set_xticks(np.arange(len(memory)))
+    axes[1].set_xticklabels(['rpn-sampler\nmemory'] * len(memory))
+    goal = GOALS['rpn-sampler-memory'][1]
+    axes[1].axhline(goal, color='k', ls='--', lw=1, label='goal')
+    axes[1].set_ylim(0, max([goal * 1.3] + [v * 1.1 for v in mult]))
+    axes[1].set_ylabel('peak / IoU matrix bytes')
+    axes[1].legend(loc='upper right', fontsize=8)
+    m = report['machine']
+    fig.suptitle('samplers vs GluonCV {} - {}, {} cores, mxnet {} (AVX {}) - {}'.format(
+        m['gluoncv'] or 'n/a', m['cpu'], m['cores'], m['mxnet'],
+        'yes' if m['mxnet_features']['CPU_AVX'] else 'no', m['date']), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(prog='python -m samplers.bench', description=(
+        'Time our samplers against GluonCV on identical inputs and print a markdown table.'))
+    parser.add_argument('--cases', nargs='+', default=None, metavar='CASE',
+                        help='subset of: {} (space or comma separated)'.format(', '.join(CASES)))
+    parser.add_argument('--repeat', type=int, default=None,
+                        help='timed runs per case, median reported (default 7)')
+    parser.add_argument('--warmup', type=int, default=1, help='untimed runs first (default 1)')
+    parser.add_argument('--scale', type=float, default=None,
+                        help='multiply every size (default 1)')
+    parser.add_argument('--quick', action='store_true',
+                        help='tiny smoke run: --scale {} --repeat 3 --no-rss'.format(QUICK_SCALE))
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--no-rss', dest='rss', action='store_false', default=None,
+                        help='skip the subprocess peak-RSS check of the memory case')
+    parser.add_argument('--no-check', dest='check', action='store_false',
+                        help='skip the check that ours and GluonCV agree with subsampling off')
+    parser.add_argument('--json', action='store_true', help='print JSON instead of the table')
+    parser.add_argument('--plot', metavar='FILE', help='write a bar chart (needs matplotlib)')
+    parser.add_argument('--readme', metavar='FILE',
+                        help='rewrite the block between {} and {} in FILE'.format(
+                            README_START, README_END))
+    args = parser.parse_args(argv)
+    if args.cases is None:
+        args.cases = list(CASES)
+    else:
+        args.cases = [c for arg in args.cases for c in arg.split(',') if c]
+    if args.repeat is None:
+        args.repeat = 3 if args.quick else 7
+    if args.scale is None:
+        args.scale = QUICK_SCALE if args.quick else 1.0
+    if args.rss is None:
+        args.rss = not args.quick
+    return parser, args
+
+
+def main(argv=None):
+    """Command line entry point; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser, args = _parse(argv)
+    try:
+        if args.readme:  # fail before the (long) run if the README cannot take the table
+            with open(args.readme, encoding='utf-8') as f:
+                _marker_span(f.read(), args.readme)
+        report = run(args.cases, args.repeat, args.warmup, args.scale, args.seed, args.rss,
+                     args.check)
+    except (ValueError, OSError) as err:
+        parser.error(str(err))
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        print(format_table(report), end='')
+    if args.readme:
+        rewrite_readme(args.readme, readme_block(
+            report, ' '.join(['python -m samplers.bench'] + argv)))
+    if args.plot:
+        plot(report, args.plot)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

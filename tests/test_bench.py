@@ -1,0 +1,353 @@
+"""Specification of ``python -m samplers.bench``: inputs, timing harness, report and README.
+
+Smoke runs use ``--quick`` (tiny sizes); nothing here asserts on a time.
+"""
+import json
+import warnings
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from samplers import bench
+
+README = 'intro\n\n{}\nold table\n{}\n\nafter\n'.format(bench.README_START, bench.README_END)
+
+
+@pytest.fixture(scope='module')
+def quick_report():
+    """One tiny run of every case, shared by the structure tests."""
+    return bench.run(repeat=1, scale=bench.QUICK_SCALE, rss=False)
+
+
+class FakeSampler:
+    """Stands in for one of our pieces: answers every call with zeros, or raises."""
+
+    def __init__(self, *args, fail=False, **kwargs):
+        self.fail = fail
+
+    def __call__(self, *args):
+        if self.fail:
+            raise RuntimeError('not finished')
+        return np.zeros(3)
+
+
+def _fake_ours(fail=False):
+    def fake(module, name):
+        return (lambda *a, **k: FakeSampler(fail=fail)), None
+    return fake
+
+
+GLUONCV_HOMES = {'rpn': 'model_zoo.rcnn.rpn.rpn_target', 'quota': 'nn.sampler',
+                 'ohem': 'nn.sampler'}
+
+
+def _gluoncv_as_ours(module, name):
+    """Pretend GluonCV's own pieces are ours: the answers then agree by construction."""
+    return bench._theirs(GLUONCV_HOMES[module], name)  # pylint: disable=protected-access
+
+
+# --------------------------------------------------------------------------- inputs
+def test_c4_anchors_number_34410():
+    assert len(bench.rpn_anchors(600, 1000, bench.C4_LEVELS)) == 37 * 62 * 15
+
+
+def test_fpn_anchors_number_265845():
+    grids = [(800 // s) * (1333 // s) for s in (4, 8, 16, 32, 64)]
+    assert len(bench.rpn_anchors(800, 1333, bench.FPN_LEVELS)) == 3 * sum(grids)
+
+
+@pytest.mark.parametrize('stride, sizes', [(16, (32, 64, 128, 256, 512)), (4, (32,)),
+                                           (64, (512,))])
+def test_anchors_equal_gluoncv_rpn_anchor_generator(stride, sizes):
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        from gluoncv.model_zoo.rcnn.rpn.anchor import RPNAnchorGenerator
+    height, width = 5 * stride, 7 * stride
+    gen = RPNAnchorGenerator(stride, 16, list(bench.RATIOS), [s / 16 for s in sizes], (8, 8))
+    gen.initialize()
+    theirs = gen(mx.nd.zeros((1, 3, 5, 7))).reshape((-1, 4)).asnumpy()
+    np.testing.assert_array_equal(bench.rpn_anchors(height, width, [(stride, sizes)]), theirs)
+
+
+@pytest.mark.parametrize('height, width', [(600, 1000), (64, 100), (20, 20)])
+def test_random_boxes_lie_inside_the_image_with_positive_area(height, width):
+    boxes = bench.random_boxes(np.random.RandomState(0), 200, height, width)
+    assert boxes.shape == (200, 4) and boxes.dtype == np.float32
+    assert (boxes[:, :2] >= 0).all()
+    assert (boxes[:, 2] <= width - 1).all() and (boxes[:, 3] <= height - 1).all()
+    assert (boxes[:, 2:] > boxes[:, :2]).all()
+
+
+def test_inputs_do_not_depend_on_the_global_rng():
+    np.random.seed(1)
+    a = bench.random_boxes(np.random.RandomState(5), 10, 600, 1000)
+    np.random.seed(2)
+    b = bench.random_boxes(np.random.RandomState(5), 10, 600, 1000)
+    np.testing.assert_array_equal(a, b)
+
+
+# --------------------------------------------------------------------------- timing harness
+def test_time_alternating_flips_the_order_every_run():
+    calls = []
+    runners = {'ours': lambda i: calls.append(('ours', i)),
+               'theirs': lambda i: calls.append(('theirs', i))}
+    bench.time_alternating(runners, repeat=2, warmup=1)
+    assert calls == [('ours', 0), ('theirs', 0), ('theirs', 1), ('ours', 1),
+                     ('ours', 2), ('theirs', 2)]
+
+
+def test_time_alternating_reports_the_median_of_timed_runs_only():
+    ticks = iter([0, 100,  # warm-up run: 100 s, not recorded
+                  0, 1, 0, 5, 0, 3])
+    out = bench.time_alternating({'a': lambda i: None}, repeat=3, warmup=1,
+                                 clock=lambda: next(ticks))
+    assert out['a'] == {'median': 3, 'min': 1, 'runs': 3}
+
+
+def test_time_alternating_waits_for_ndarray_results(monkeypatch):
+    waited = []
+    monkeypatch.setattr(mx.nd.NDArray, 'wait_to_read', lambda self: waited.append(self.shape))
+    result = mx.nd.zeros((1,))
+    bench.time_alternating({'a': lambda i: (result, [result])}, repeat=1, warmup=0)
+    assert len(waited) == 2
+
+
+def test_time_alternating_drops_a_runner_that_raises_and_keeps_the_others():
+    calls = []
+
+    def broken(i):
+        calls.append(i)
+        raise RuntimeError('boom')
+
+    out = bench.time_alternating({'broken': broken, 'ok': lambda i: None}, repeat=3)
+    assert out['broken'] == {'error': 'RuntimeError: boom'}
+    assert calls == [0] and out['ok']['runs'] == 3
+
+
+def test_time_alternating_rejects_zero_repeats():
+    with pytest.raises(ValueError, match='repeat'):
+        bench.time_alternating({'a': lambda i: None}, repeat=0)
+
+
+@pytest.mark.parametrize('kind, value, ratio, met', [
+    ('faster', 4, 4.0, True), ('faster', 4, 3.99, False),
+    ('floor', 2, 2.0, True), ('floor', 2, 2.01, False),
+    ('memory', 3, 2.99, True), ('memory', 3, 3.0, False),
+    ('faster', 4, None, None)])
+def test_goal_met_follows_the_goal_kind(kind, value, ratio, met):
+    assert bench.goal_met(kind, value, ratio) is met
+
+
+def test_goal_met_rejects_an_unknown_kind():
+    with pytest.raises(ValueError, match='goal kind'):
+        bench.goal_met('slower', 1, 1.0)
+
+
+# --------------------------------------------------------------------------- report
+def test_report_has_one_row_per_case_in_order(quick_report):
+    assert [row['case'] for row in quick_report['cases']] == list(bench.CASES)
+
+
+def test_every_row_has_the_report_fields(quick_report):
+    fields = {'case', 'what', 'reference', 'ours_ms', 'ref_ms', 'ratio', 'goal', 'met',
+              'path', 'notes'}
+    for row in quick_report['cases']:
+        assert fields <= set(row), row['case']
+        assert row['goal'] == dict(zip(('kind', 'value'), bench.GOALS[row['case']]))
+
+
+def test_gluoncv_side_is_timed_in_every_time_case(quick_report):
+    for row in quick_report['cases']:
+        if row['goal']['kind'] != 'memory':
+            assert row['ref_ms'] > 0, row
+
+
+def test_machine_record_names_cores_and_mxnet_build(quick_report):
+    machine = quick_report['machine']
+    assert machine['cores'] >= 1 and machine['usable_cores'] >= 1
+    assert machine['mxnet'] == mx.__version__ and machine['numpy'] == np.__version__
+    assert {'CPU_AVX', 'CUDA', 'MKLDNN'} <= set(machine['mxnet_features'])
+
+
+def test_table_has_header_one_line_per_case_and_the_machine_line(quick_report):
+    lines = bench.format_table(quick_report).splitlines()
+    assert lines[0].startswith('| case | ours | GluonCV / floor | ratio | goal | met? |')
+    rows = [line for line in lines[2:] if line.startswith('|')]
+    assert [r.split('|')[1].strip() for r in rows] == list(bench.CASES)
+    assert lines[-1].startswith('Machine: ') and 'mxnet' in lines[-1]
+
+
+def test_json_output_parses_back_to_the_report(capsys, monkeypatch, quick_report):
+    monkeypatch.setattr(bench, 'run', lambda *a, **k: quick_report)
+    assert bench.main(['--quick', '--json']) == 0
+    assert json.loads(capsys.readouterr().out)['cases'] == json.loads(
+        json.dumps(quick_report['cases']))
+
+
+def test_missing_piece_shows_na_with_the_reason(monkeypatch):
+    monkeypatch.setattr(bench, '_ours', lambda m, n: (None, 'samplers.{} not written'.format(m)))
+    row = bench.run(['quota'], repeat=1, scale=bench.QUICK_SCALE)['cases'][0]
+    assert row['ours_ms'] is None and row['ratio'] is None and row['met'] is None
+    assert 'samplers.quota not written' in row['notes']
+    assert '| quota | n/a |' in bench.format_table({'cases': [row], **_meta()})
+
+
+def test_piece_that_raises_shows_na_with_the_error(monkeypatch):
+    monkeypatch.setattr(bench, '_ours', _fake_ours(fail=True))
+    row = bench.run(['ohem'], repeat=1, scale=bench.QUICK_SCALE)['cases'][0]
+    assert row['ours_ms'] is None and row['met'] is None
+    assert any('RuntimeError: not finished' in note for note in row['notes'])
+
+
+def test_ratio_and_met_are_filled_when_both_sides_run(monkeypatch):
+    monkeypatch.setattr(bench, '_ours', _fake_ours())
+    row = bench.run(['rpn-c4'], repeat=1, scale=bench.QUICK_SCALE)['cases'][0]
+    assert row['path'] in ('NDArray in', 'numpy in')
+    assert row['ratio'] == pytest.approx(row['ref_ms'] / row['ours_ms'])
+    assert row['met'] == (row['ratio'] >= 4)
+
+
+def test_floor_case_ratio_is_ours_over_the_floor(monkeypatch):
+    monkeypatch.setattr(bench, '_ours', _fake_ours())
+    row = bench.run(['rpn-sampler'], repeat=1, scale=bench.QUICK_SCALE)['cases'][0]
+    assert row['reference'].startswith('floor')
+    assert row['ratio'] == pytest.approx(row['ours_ms'] / row['ref_ms'])
+    assert any(note.startswith('gluoncv ') for note in row['notes'])
+
+
+def test_memory_case_reports_peak_as_multiple_of_the_iou_matrix(monkeypatch):
+    monkeypatch.setattr(bench, '_ours', _fake_ours())
+    row = bench.run(['rpn-sampler-memory'], scale=bench.QUICK_SCALE, rss=False)['cases'][0]
+    assert row['ratio'] == pytest.approx(row['ours_peak_bytes'] / row['matrix_bytes'])
+    assert any(note.startswith('GluonCV ') for note in row['notes'])
+
+
+@pytest.mark.parametrize('case', ['rpn-c4', 'rpn-sampler', 'quota', 'ohem'])
+def test_agreement_with_gluoncv_is_recorded(monkeypatch, case):
+    monkeypatch.setattr(bench, '_ours', _gluoncv_as_ours)
+    row = bench.run([case], repeat=1, scale=bench.QUICK_SCALE)['cases'][0]
+    assert row['same_as_gluoncv'] is True
+    assert 'same results as GluonCV with subsampling off' in row['notes']
+
+
+def test_disagreement_with_gluoncv_is_flagged(monkeypatch):
+    monkeypatch.setattr(bench, '_ours', _fake_ours())
+    row = bench.run(['quota'], repeat=1, scale=bench.QUICK_SCALE)['cases'][0]
+    assert row['same_as_gluoncv'] is False
+    assert any('differs from GluonCV' in note for note in row['notes'])
+
+
+def test_no_check_skips_the_agreement_run(monkeypatch):
+    monkeypatch.setattr(bench, '_ours', _fake_ours())
+    row = bench.run(['quota'], repeat=1, scale=bench.QUICK_SCALE, check=False)['cases'][0]
+    assert row['same_as_gluoncv'] is None
+    assert not any('GluonCV with subsampling' in note for note in row['notes'])
+
+
+def test_count_differences_allows_float_rounding_only():
+    count = bench._count_differences  # pylint: disable=protected-access
+    ours = (np.array([1., -1., 0.]), np.array([0.5, 0.25]))
+    assert count(ours, (np.array([1, -1, 0]), np.array([0.5, 0.25 + 1e-9]))) == 0
+    assert count(ours, (np.array([1, 0, 0]), np.array([0.5, 0.26]))) == 2
+    assert count(ours, (np.zeros(2), np.zeros(2))) == -1
+
+
+def test_rss_probe_measures_our_sampler_in_a_subprocess():
+    pytest.importorskip('samplers.rpn')
+    peak, why = bench._rss_peak(20000, 10, 0)  # pylint: disable=protected-access
+    assert why is None and peak >= 0
+
+
+def _meta():
+    report = bench.run(['rpn-sampler-memory'], scale=bench.QUICK_SCALE, rss=False)
+    return {'machine': report['machine'], 'settings': report['settings']}
+
+
+# --------------------------------------------------------------------------- options
+def test_cases_option_runs_only_the_named_cases(monkeypatch):
+    seen = {}
+    meta = _meta()
+
+    def fake_run(cases, *args):
+        seen['cases'] = cases
+        return {'cases': [], **meta}
+
+    monkeypatch.setattr(bench, 'run', fake_run)
+    bench.main(['--cases', 'quota,ohem', 'rpn-c4', '--quick'])
+    assert seen['cases'] == ['quota', 'ohem', 'rpn-c4']
+
+
+def test_unknown_case_is_rejected_naming_the_cases():
+    with pytest.raises(ValueError, match='cases must be .*rpn-c4.*nope'):
+        bench.run(['nope'])
+
+
+def test_unknown_case_on_the_command_line_exits_with_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(['--cases', 'nope'])
+    assert exit_info.value.code == 2 and 'nope' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('kwargs, name', [({'repeat': 0}, 'repeat'), ({'scale': 0}, 'scale'),
+                                          ({'warmup': -1}, 'warmup')])
+def test_bad_settings_are_rejected_naming_the_argument(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        bench.run(**kwargs)
+
+
+def test_quick_means_tiny_sizes_few_repeats_and_no_subprocess():
+    _, args = bench._parse(['--quick'])  # pylint: disable=protected-access
+    assert (args.scale, args.repeat, args.rss) == (bench.QUICK_SCALE, 3, False)
+
+
+def test_defaults_are_full_size_seven_repeats_and_rss_check():
+    _, args = bench._parse([])  # pylint: disable=protected-access
+    assert (args.scale, args.repeat, args.rss, args.cases) == (1.0, 7, True, list(bench.CASES))
+
+
+# --------------------------------------------------------------------------- README and plot
+def test_readme_block_between_markers_is_replaced_and_the_rest_kept(tmp_path, quick_report):
+    path = tmp_path / 'README.md'
+    path.write_text(README)
+    bench.rewrite_readme(str(path), bench.readme_block(quick_report))
+    text = path.read_text()
+    before, rest = text.split(bench.README_START)
+    block, after = rest.split(bench.README_END)
+    assert before == 'intro\n\n' and after == '\n\nafter\n'
+    assert 'old table' not in block and bench.format_table(quick_report) in block
+
+
+def test_rewriting_the_readme_twice_leaves_one_block(tmp_path, quick_report):
+    path = tmp_path / 'README.md'
+    path.write_text(README)
+    bench.rewrite_readme(str(path), bench.readme_block(quick_report))
+    once = path.read_text()
+    bench.rewrite_readme(str(path), bench.readme_block(quick_report))
+    assert path.read_text() == once
+
+
+def test_readme_flag_rewrites_the_file(tmp_path, monkeypatch, capsys, quick_report):
+    monkeypatch.setattr(bench, 'run', lambda *a, **k: quick_report)
+    path = tmp_path / 'README.md'
+    path.write_text(README)
+    bench.main(['--quick', '--readme', str(path)])
+    assert '| rpn-c4 |' in path.read_text()
+    assert '--readme' in path.read_text()  # says which command produced it
+
+
+def test_readme_without_markers_fails_before_the_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(bench, 'run', lambda *a, **k: pytest.fail('ran anyway'))
+    path = tmp_path / 'README.md'
+    path.write_text('no markers here\n')
+    with pytest.raises(SystemExit):
+        bench.main(['--readme', str(path)])
+    assert 'bench:start' in capsys.readouterr().err
+    assert path.read_text() == 'no markers here\n'
+
+
+def test_plot_writes_a_png(tmp_path, quick_report):
+    pytest.importorskip('matplotlib')
+    path = tmp_path / 'bench.png'
+    bench.plot(quick_report, str(path))
+    assert path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
