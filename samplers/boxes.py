@@ -31,7 +31,7 @@ __all__ = [
     'POSITIVE', 'NEGATIVE', 'IGNORE',
     'box_iou', 'box_iof', 'corner_to_center', 'center_to_corner',
     'best_match', 'best_anchor_mask',
-    'keep_random', 'keep_random_F', 'positive_quota', 'negative_quota', 'negative_quota_F',
+    'keep_random', 'keep_random_F', 'keep_top', 'keep_top_F', 'row_max', 'positive_quota', 'negative_quota', 'negative_quota_F',
     'is_ndarray', 'use_numpy', 'force_ndarray_backend', 'ndarray_backend_forced', 'to_numpy', 'like',
     'check_int', 'check_ratio', 'check_thresh', 'check_boxes', 'warn_once',
 ]
@@ -415,27 +415,71 @@ def _keep_random_row(row, k):
     return out
 
 
+def keep_top_F(F, scores, mask, k):
+    """Per row, the ``k`` highest ``scores`` among ``mask``, for ``hybrid_forward``.
+
+    ``scores`` (B, N) float, ``mask`` (B, N) 0/1, ``k`` (B, 1) float32 per-row
+    counts (at most the row's number of candidates). Rank once, compare with
+    each row's count: one sort finds each row's k-th largest score ``t``;
+    everything above ``t`` is kept, and entries equal to ``t`` are kept from
+    the lowest index up until the row holds ``k``. Masked-out entries must
+    not be +inf. Returns a (B, N) float32 0/1 array.
+    """
+    mask = F.cast(mask, 'float32')
+    key = F.where(mask > 0, scores, F.ones_like(scores) * -np.inf)
+    ranked = F.sort(key, axis=1, is_ascend=False)
+    kth = F.pick(ranked, F.reshape(F.relu(k - 1), shape=(-1,)), axis=1, keepdims=True)
+    above = F.cast(F.broadcast_greater(key, kth), 'float32') * mask
+    tied = F.cast(F.broadcast_equal(key, kth), 'float32') * mask
+    room = k - F.sum(above, axis=1, keepdims=True)
+    return above + tied * F.broadcast_lesser_equal(F.cumsum(tied, axis=1), room)
+
+
+def keep_top(scores, mask, k):
+    """numpy twin of :func:`keep_top_F`: boolean (B, N); ``k`` (B,) ints."""
+    key = np.where(mask, scores, -np.inf)
+    num_rows, num = key.shape
+    if num == 0:
+        return np.zeros(key.shape, dtype=bool)
+    k = np.asarray(k).reshape(-1)
+    ranked = np.sort(key, axis=1)
+    kth = ranked[np.arange(num_rows), np.clip(num - k, 0, num - 1)][:, None]
+    above = mask & (key > kth)
+    tied = mask & (key == kth)
+    room = k - above.sum(axis=1)
+    crowded = np.flatnonzero(tied.sum(axis=1) > room)  # usually none: ties are rare
+    tied[crowded] &= np.cumsum(tied[crowded], axis=1) <= room[crowded, None]
+    return above | tied
+
+
+def row_max(a):
+    """Max over the last axis; a loop over a short last axis beats ``a.max(-1)`` 5x."""
+    if a.shape[-1] > 64:
+        return a.max(axis=-1)
+    out = a[..., 0].copy()
+    for j in range(1, a.shape[-1]):
+        np.maximum(out, a[..., j], out=out)
+    return out
+
+
 def keep_random_F(F, mask, k, keys=None):
     """Symbolic-friendly :func:`keep_random` for ``hybrid_forward``.
 
     ``mask`` (B, N) 0/1 and ``k`` (B, 1) per-row limits, both ``F`` arrays.
     Each candidate gets a uniform random key on the input's context;
-    non-candidates get key 2. A candidate is kept when the rank of its key
-    within its row is below ``k``. Returns a (B, N) 0/1 float32 array.
+    the ``k`` lowest keys of each row are kept (:func:`keep_top_F` on the
+    negated keys). Returns a (B, N) 0/1 float32 array.
 
     ``keys`` (B, N), optional: the uniform keys to use instead of drawing them.
     Pass keys drawn in the graph when this runs inside a CustomOp: its forward
     runs in MXNet's worker thread, whose generator ``mx.random.seed`` does not
     reset (MXNet 1.9), so keys drawn there would not reproduce under a seed.
     """
-    mask = mask > 0
+    mask = (mask > 0).astype('float32')
     if keys is None:
-        keys = F.random.uniform_like(mask.astype('float32'))
-    keys = F.where(mask, keys.astype('float32'), F.ones_like(mask).astype('float32') * 2)
-    order = F.argsort(keys, axis=-1, dtype='int32')
-    rank = F.argsort(order, axis=-1, dtype='int32').astype('float32')
-    keep = F.broadcast_lesser(rank, k.astype('float32'))
-    return (keep * mask).astype('float32')
+        keys = F.random.uniform_like(mask)
+    # The k lowest uniform keys are a uniform k-subset: keep the top k of -key.
+    return keep_top_F(F, -keys.astype('float32'), mask, k.astype('float32'))
 
 
 def negative_quota_F(F, num_sample, num_pos_kept, neg_ratio, fill_negative=True):
