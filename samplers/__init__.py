@@ -21,5 +21,14 @@ background.
 __version__ = '0.1.0'
 
 from .boxes import (POSITIVE, NEGATIVE, IGNORE, box_iou, box_iof,  # noqa: F401
-                    keep_random, force_ndarray_backend)
+                    force_ndarray_backend)
 from .naive import NaiveSampler  # noqa: F401
+from .ohem import OHEMSampler  # noqa: F401
+from .quota import QuotaSampler  # noqa: F401
+from .rpn import RPNTargetGenerator, RPNTargetSampler  # noqa: F401
+
+__all__ = ['POSITIVE', 'NEGATIVE', 'IGNORE', 'box_iou', 'box_iof', 'force_ndarray_backend',
+           'NaiveSampler', 'OHEMSampler', 'QuotaSampler', 'RPNTargetSampler',
+           'RPNTargetGenerator']
+# samplers.gluoncv (the GluonCV integration) and samplers.viz (pictures) are imported on
+# demand: importing samplers patches nothing and needs neither gluoncv nor matplotlib.

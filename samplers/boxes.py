@@ -30,10 +30,10 @@ import mxnet as mx
 __all__ = [
     'POSITIVE', 'NEGATIVE', 'IGNORE',
     'box_iou', 'box_iof', 'corner_to_center', 'center_to_corner',
-    'best_match', 'best_anchor_mask',
+    'best_match', 'best_anchor_mask', 'col_max', 'EPS',
     'keep_random', 'keep_random_F', 'keep_top', 'keep_top_F', 'row_max', 'positive_quota', 'negative_quota', 'negative_quota_F',
     'is_ndarray', 'use_numpy', 'force_ndarray_backend', 'ndarray_backend_forced', 'to_numpy', 'like',
-    'check_int', 'check_ratio', 'check_thresh', 'check_boxes', 'warn_once',
+    'check_int', 'check_ratio', 'check_thresh', 'check_boxes', 'check_flags', 'warn_once',
 ]
 
 #: Label of a positive sample.
@@ -159,6 +159,20 @@ def check_boxes(name, boxes, batched=None):
         want = ' or '.join({2: '(N, 4)', 3: '(B, N, 4)'}[r] for r in ranks)
         raise ValueError('{} must have shape {}, got {}'.format(name, want, shape))
     return len(shape)
+
+
+def check_flags(name, flags):
+    """0/1 (or boolean) hard flags as a boolean numpy array, or ``ValueError`` naming ``name``.
+
+    The shape is the caller's to check; this checks the values.
+    """
+    arr = to_numpy(flags)
+    if arr.dtype != bool:
+        if not np.isin(arr, (0, 1)).all():
+            raise ValueError('{} must hold 0/1 flags, got values {}'.format(
+                name, np.unique(arr)[:8].tolist()))
+        arr = arr.astype(bool)
+    return arr
 
 
 def warn_once(owner, key, message):
@@ -320,29 +334,92 @@ def best_match(ious):
     return best, idx
 
 
-def best_anchor_mask(ious, eps=float(np.spacing(np.float32(1.0))), valid_gt=None):
+#: Tie tolerance of the best-anchor rule: GluonCV 0.10.5's ``np.spacing(np.float32(1))``.
+EPS = float(np.spacing(np.float32(1.0)))
+
+
+def col_max(a):
+    """``a.max(axis=0)`` for a C-contiguous (N, M) numpy array, fast when M is small.
+
+    numpy reduces axis 0 row by row; folding k rows into one long row first
+    makes its inner loop long (about 10x faster for M around 10).
+    """
+    n, m = a.shape
+    out = np.full(m, -np.inf, dtype=a.dtype)
+    k = max(1, 4096 // max(m, 1))
+    r = n // k * k
+    if r:
+        np.maximum(out, a[:r].reshape(-1, k * m).max(axis=0).reshape(k, m).max(axis=0), out=out)
+    if r < n:
+        np.maximum(out, a[r:].max(axis=0), out=out)
+    return out
+
+
+def best_anchor_mask(ious, eps=EPS, valid_gt=None, valid_anchor=None, cols_max=None,
+                     row_best=None):
     """Anchors that are (within ``eps`` of) the best anchor of some ground truth.
 
-    ``ious`` (..., N, M); returns a boolean (..., N) mask (numpy) or a 0/1
-    float32 mask (NDArray). Anchor i is marked when ``ious[i, j] + eps >
-    max_k ious[k, j]`` for some j, the tie rule of GluonCV 0.10.5 (several
-    anchors tied for a box's best IoU are all marked). ``valid_gt`` (..., M)
-    boolean/0-1 restricts the j taken into account (e.g. non-hard boxes).
+    Parameters
+    ----------
+    ious : (N, M) numpy array, or (..., N, M) NDArray
+    eps : tie tolerance (default :data:`EPS`, GluonCV's)
+    valid_gt : (M,) / (..., M) 0/1, optional: only these boxes take part (e.g. non-hard)
+    valid_anchor : (N,) / (..., N) 0/1, optional: only these anchors can be a box's best
+    cols_max, row_best : numpy only, optional: ``ious`` column maxima over the valid
+        anchors and each row's max over the valid boxes, when the caller has them
+
+    Returns
+    -------
+    (N,) boolean (numpy) or (..., N) 0/1 (NDArray). Anchor i is marked when
+    ``0 < ious[i, j]`` and ``ious[i, j] + eps > max_k ious[k, j]`` for some
+    valid j: GluonCV 0.10.5's tie rule (all tied anchors marked), except that
+    a box no valid anchor overlaps marks nothing (GluonCV then marks every
+    zero-IoU anchor). The numpy path looks only at rows whose max comes
+    within eps of the smallest column max, so it costs about one pass.
     """
-    if use_numpy(ious):
-        arr = to_numpy(ious)
-        if arr.shape[-1] == 0 or arr.shape[-2] == 0:
-            return like(np.zeros(arr.shape[:-1], dtype=bool), ious)
-        col_max = arr.max(axis=-2, keepdims=True)
-        hit = (arr + eps) > col_max
+    if not use_numpy(ious):
+        overlap, source = ious > 0, ious
+        if valid_anchor is not None:
+            vmask = (valid_anchor > 0).expand_dims(-1).astype(ious.dtype)
+            source = mx.nd.where(mx.nd.broadcast_like(vmask, ious), ious,
+                                 mx.nd.ones_like(ious) * -2)
+            overlap = mx.nd.broadcast_mul(overlap, vmask)
+        cmax = mx.nd.max(source, axis=-2, keepdims=True)
+        hit = overlap * mx.nd.broadcast_greater(ious + eps, cmax)
         if valid_gt is not None:
-            hit &= to_numpy(valid_gt).astype(bool)[..., None, :]
-        return like(hit.any(axis=-1), ious)
-    col_max = mx.nd.max(ious, axis=-2, keepdims=True)
-    hit = mx.nd.broadcast_greater(ious + eps, col_max)
-    if valid_gt is not None:
-        hit = mx.nd.broadcast_mul(hit, (valid_gt > 0).expand_dims(-2).astype(hit.dtype))
-    return mx.nd.max(hit, axis=-1)
+            hit = mx.nd.broadcast_mul(hit, (valid_gt > 0).expand_dims(-2).astype(hit.dtype))
+        return mx.nd.max(hit, axis=-1)
+    arr = to_numpy(ious)
+    n, m = arr.shape
+    best = np.zeros(n, dtype=bool)
+    if n == 0 or m == 0:
+        return like(best, ious)
+    if valid_anchor is not None:
+        valid_anchor = to_numpy(valid_anchor).astype(bool)
+        if not valid_anchor.all():
+            arr = np.where(valid_anchor[:, None], arr, arr.dtype.type(-1))
+            cols_max = row_best = None
+    cols = (np.arange(m) if valid_gt is None
+            else np.flatnonzero(to_numpy(valid_gt).astype(bool)))
+    if cols_max is None:
+        cols_max = col_max(arr)
+    if row_best is None:
+        row_best = row_max(arr[:, cols]) if cols.size else np.zeros(n, arr.dtype)
+    bar = np.full(m, np.inf, dtype=arr.dtype)  # boxes outside cols never hit
+    live = cols[cols_max[cols] > 0]
+    if live.size == 0:
+        return like(best, ious)
+    bar[live] = cols_max[live]
+    cand = np.flatnonzero(row_best + arr.dtype.type(eps) > bar[live].min())
+    tiny = bool((bar < eps).any())  # there "+ eps > bar" alone would let IoU 0 through
+    for start in range(0, cand.size, 65536):  # bounded temporaries
+        rows = cand[start:start + 65536]
+        sub = arr[rows]
+        hit = sub > 0 if tiny else None
+        sub += arr.dtype.type(eps)
+        hit = (sub > bar) if hit is None else (hit & (sub > bar))
+        best[rows[np.flatnonzero(hit) // m]] = True
+    return like(best, ious)
 
 
 # --------------------------------------------------------------------------- quotas

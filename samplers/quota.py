@@ -89,7 +89,7 @@ class _QuotaRule:
         elif hard is None:
             pos = matched | (best >= self.pos_thresh)
         else:
-            hard = hard > 0
+            hard = hard > 0  # 0/1 checked in _check_inputs
             normal_hit = (ious >= self.pos_thresh) & ~hard[:, None, :]
             pos = (matched & ~_matched_hard_numpy(matches, hard)) | normal_hit.any(axis=-1)
         neg = ~matched & ~pos & (best >= self.neg_thresh_low) & (best < self.neg_thresh_high)
@@ -265,7 +265,8 @@ class QuotaSampler(gluon.HybridBlock):
 
     * ``matches`` (B, N), int or float: matched box index per proposal, < 0 for none;
     * ``ious`` (B, N, M), float16/32/64: IoU of each proposal with each box;
-    * ``hard`` (B, M), optional: 1 (any value > 0) marks a hard box, 0 a normal one.
+    * ``hard`` (B, M), optional: 1 marks a hard box, 0 a normal one (other values raise
+      ``ValueError`` on the numpy path; the NDArray path on a GPU reads any value > 0 as 1).
 
     Returns (B, N) labels (1 / -1 / 0, see :mod:`samplers`) of the input's kind and context,
     in ``matches``' float dtype (float32 for integer matches). numpy input gives numpy output.
@@ -374,6 +375,8 @@ def _check_inputs(matches, ious, hard):
         if h_shape != (i_shape[0], i_shape[2]):
             raise ValueError('hard must have shape (B, M) = {} to go with ious {}, got hard {}'
                              .format((i_shape[0], i_shape[2]), i_shape, h_shape))
+        if boxes.use_numpy(hard):  # values too, where reading them costs no device copy
+            boxes.check_flags('hard', hard)
     for name, x, kinds_ok in (('matches', matches, 'iuf'), ('ious', ious, 'f')):
         if np.dtype(x.dtype).kind not in kinds_ok:
             raise ValueError('{} must have a {} dtype, got {}'.format(

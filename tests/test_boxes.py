@@ -274,3 +274,44 @@ def test_box_iou_on_gpu_stays_on_gpu():
     a = mx.nd.array([[0, 0, 2, 2]], ctx=mx.gpu(0))
     out = B.box_iou(a, a)
     assert out.context == mx.gpu(0) and out.asscalar() == 1.0
+
+
+def test_best_anchor_mask_box_overlapping_nothing_marks_nothing():
+    # GluonCV would mark every zero-IoU anchor as that box's best anchor.
+    ious = np.array([[0.4, 0.0], [0.1, 0.0], [0.0, 0.0]], np.float32)
+    np.testing.assert_array_equal(B.best_anchor_mask(ious), [True, False, False])
+    with B.force_ndarray_backend():
+        np.testing.assert_array_equal(B.best_anchor_mask(mx.nd.array(ious)).asnumpy(), [1, 0, 0])
+
+
+def test_best_anchor_mask_invalid_anchor_is_never_best_and_does_not_set_the_bar():
+    ious = np.array([[0.9, 0.0], [0.4, 0.2]], np.float32)
+    valid = np.array([False, True])
+    np.testing.assert_array_equal(B.best_anchor_mask(ious, valid_anchor=valid), [False, True])
+    with B.force_ndarray_backend():
+        out = B.best_anchor_mask(mx.nd.array(ious), valid_anchor=mx.nd.array(valid))
+    np.testing.assert_array_equal(out.asnumpy(), [0, 1])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 6), st.integers(0, 2**31 - 1))
+def test_best_anchor_mask_fast_numpy_equals_dense_rule(n, m, seed):
+    rng = np.random.RandomState(seed)
+    ious = np.round(rng.uniform(-0.2, 1, (n, m)), 1).clip(0, 1).astype(np.float32)  # ties
+    dense = ((ious > 0) & (ious + np.float32(B.EPS) > ious.max(axis=0))).any(axis=1)
+    np.testing.assert_array_equal(B.best_anchor_mask(ious), dense)
+    with B.force_ndarray_backend():
+        np.testing.assert_array_equal(B.best_anchor_mask(mx.nd.array(ious)).asnumpy() > 0, dense)
+
+
+def test_col_max_and_row_max_equal_numpy_reductions():
+    a = np.random.rand(10007, 7).astype(np.float32)
+    np.testing.assert_array_equal(B.col_max(a), a.max(axis=0))
+    np.testing.assert_array_equal(B.row_max(a), a.max(axis=1))
+
+
+def test_check_flags_accepts_zero_one_and_bool_and_rejects_others():
+    np.testing.assert_array_equal(B.check_flags('hard', np.array([0, 1.0])), [False, True])
+    np.testing.assert_array_equal(B.check_flags('hard', np.array([True, False])), [True, False])
+    with pytest.raises(ValueError, match='hard'):
+        B.check_flags('hard', np.array([0, 2]))

@@ -731,3 +731,13 @@ def test_inputs_on_different_contexts_raise_value_error():
     with pytest.raises(ValueError, match='one context'):
         QuotaSampler(10, 0.5, 0.5)(mx.nd.array(matches, ctx=mx.cpu(0)),
                                    mx.nd.array(ious, ctx=mx.cpu(1)))
+
+
+def test_hard_flags_other_than_zero_or_one_raise_value_error_before_the_op():
+    matches = np.array([[-1, 0]], np.float32)
+    ious = np.array([[[0.1, 0.2], [0.6, 0.0]]], np.float32)
+    with pytest.raises(ValueError, match='hard'):
+        QuotaSampler(4, 0.5, 0.3)(matches, ious, np.array([[0.5, 0]], np.float32))
+    with pytest.raises(ValueError, match='hard'):
+        QuotaSampler(4, 0.5, 0.3)(mx.nd.array(matches), mx.nd.array(ious),
+                                  mx.nd.array([[2, 0]]))
