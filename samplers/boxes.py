@@ -31,8 +31,10 @@ __all__ = [
     'POSITIVE', 'NEGATIVE', 'IGNORE',
     'box_iou', 'box_iof', 'corner_to_center', 'center_to_corner',
     'best_match', 'best_anchor_mask', 'col_max', 'EPS',
-    'keep_random', 'keep_random_F', 'keep_top', 'keep_top_F', 'row_max', 'positive_quota', 'negative_quota', 'negative_quota_F',
-    'is_ndarray', 'use_numpy', 'force_ndarray_backend', 'ndarray_backend_forced', 'to_numpy', 'like',
+    'keep_random', 'keep_random_F', 'keep_top', 'keep_top_F', 'row_max',
+    'positive_quota', 'negative_quota', 'negative_quota_F',
+    'is_ndarray', 'use_numpy', 'force_ndarray_backend', 'ndarray_backend_forced', 'to_numpy',
+    'like',
     'check_int', 'check_ratio', 'check_thresh', 'check_boxes', 'check_flags', 'warn_once',
 ]
 

@@ -290,7 +290,8 @@ class QuotaSampler(gluon.HybridBlock):
     The work is done by the CustomOp :data:`OP_TYPE`: numpy on CPU contexts (drawing from
     ``np.random``), ``mx.nd`` ops on other contexts (no host copy). The ``mx.nd`` path's
     random keys are drawn by ``mx.random`` in the graph and passed to the op, because the
-    op's worker thread has a generator that ``mx.random.seed`` does not reset. The backend is chosen when MXNet creates the op, in the calling thread, so
+    op's worker thread has a generator that ``mx.random.seed`` does not reset. The backend
+    is chosen when MXNet creates the op, in the calling thread, so
     :func:`boxes.force_ndarray_backend` around a call (or around ``bind``) selects the
     ``mx.nd`` path on CPU. Inputs with a zero-size axis, which MXNet's shape inference cannot
     take, are handled without the op. A hybridized sampler keeps the arity (with or without

@@ -45,8 +45,9 @@ import mxnet as mx
 from mxnet import autograd, gluon
 
 from .boxes import (EPS, best_anchor_mask, best_match, box_iou, box_iof, check_boxes,
-                    check_flags, check_int, check_ratio, check_thresh, col_max, is_ndarray, keep_random, keep_random_F,
-                    like, negative_quota, positive_quota, to_numpy, use_numpy, warn_once)
+                    check_flags, check_int, check_ratio, check_thresh, col_max, is_ndarray,
+                    keep_random, keep_random_F, like, negative_quota, positive_quota, to_numpy,
+                    use_numpy, warn_once)
 
 __all__ = ['RPNTargetSampler', 'RPNTargetGenerator']
 
