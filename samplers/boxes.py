@@ -163,16 +163,17 @@ def check_boxes(name, boxes, batched=None):
     return len(shape)
 
 
-def check_flags(name, flags):
+def check_flags(name, flags, hint=''):
     """0/1 (or boolean) hard flags as a boolean numpy array, or ``ValueError`` naming ``name``.
 
-    The shape is the caller's to check; this checks the values.
+    The shape is the caller's to check; this checks the values. ``hint`` is
+    appended to the error message.
     """
     arr = to_numpy(flags)
     if arr.dtype != bool:
         if not np.isin(arr, (0, 1)).all():
-            raise ValueError('{} must hold 0/1 flags, got values {}'.format(
-                name, np.unique(arr)[:8].tolist()))
+            raise ValueError('{} must hold 0/1 flags, got values {}{}'.format(
+                name, np.unique(arr[~np.isin(arr, (0, 1))])[:8].tolist(), hint))
         arr = arr.astype(bool)
     return arr
 

@@ -1,0 +1,203 @@
+"""Pictures of what a sampler picked: anchors coloured by label over the image.
+
+Needs the ``viz`` extra (matplotlib), imported only when a picture is drawn,
+so ``import samplers.viz`` itself costs nothing. Labels follow the package
+convention (see :mod:`samplers`).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .boxes import IGNORE, NEGATIVE, POSITIVE, box_iou, check_boxes, check_thresh, to_numpy
+
+__all__ = ['plot_samples', 'samples_from_cls_target', 'LABEL_STYLES']
+
+#: How each label is drawn: matplotlib colour, line width, line style.
+LABEL_STYLES = {
+    POSITIVE: dict(color='#2ca02c', linewidth=1.4, linestyle='-', name='positive'),
+    NEGATIVE: dict(color='#d62728', linewidth=0.6, linestyle='-', name='negative'),
+    IGNORE: dict(color='#ffb000', linewidth=0.6, linestyle=':', name='ignored'),
+}
+_GT_STYLE = dict(color='#00e5ff', linewidth=2.2, linestyle='-')
+_HARD_STYLE = dict(color='#ff00ff', linewidth=2.2, linestyle='--')
+
+
+def _matplotlib():
+    """matplotlib's ``patches`` module, with an install hint when the extra is missing."""
+    try:
+        from matplotlib import patches
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError('samplers.viz needs matplotlib: pip install "gluon-samplers[viz]"') \
+            from err
+    return patches
+
+
+def _displayable(image):
+    """(H, W, 3) or (H, W) array ready for ``imshow``; CHW tensors are transposed.
+
+    uint8 images are shown as they are; float images are min-max scaled to
+    [0, 1], so a normalized network input tensor is still readable.
+    """
+    img = to_numpy(image)
+    if img.ndim == 3 and img.shape[0] in (1, 3) and img.shape[-1] not in (1, 3, 4):
+        img = img.transpose(1, 2, 0)
+    if img.ndim == 3 and img.shape[-1] == 1:
+        img = img[..., 0]
+    if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[-1] not in (3, 4)):
+        raise ValueError('image must have shape (H, W), (H, W, 3) or (3, H, W), got {}'.format(
+            tuple(np.shape(image))))
+    if img.dtype == np.uint8:
+        return img
+    img = img.astype(np.float64)
+    finite = np.isfinite(img)
+    if not finite.any():
+        return np.zeros(img.shape)
+    low, high = img[finite].min(), img[finite].max()
+    img = np.where(finite, img, low)
+    return (img - low) / (high - low) if high > low else np.zeros(img.shape)
+
+
+def _rect(patches, box, style, zorder, label=None):
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return patches.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, zorder=zorder,
+                             label=label, color=style['color'], linewidth=style['linewidth'],
+                             linestyle=style['linestyle'])
+
+
+def samples_from_cls_target(cls_target):
+    """RPN ``cls_target`` (1 positive, 0 negative, -1 ignored) -> labels (1, -1, 0), float32.
+
+    ``cls_target`` is what ``RPNTargetGenerator`` and the Faster R-CNN
+    training transforms return, numpy or NDArray, any shape; the result is
+    numpy of the same shape, ready for :func:`plot_samples`.
+    """
+    cls = to_numpy(cls_target)
+    return np.where(cls > 0, POSITIVE, np.where(cls == 0, NEGATIVE, IGNORE)).astype(np.float32)
+
+
+def plot_samples(image, anchors, samples, gt_boxes=None, hard=None, ax=None, *,
+                 ignored_iou=0.3):
+    """Draw the anchors a sampler labelled over the image, and return the axes.
+
+    Parameters
+    ----------
+    image : (H, W, 3), (H, W) or (3, H, W) numpy array or NDArray, or None
+        uint8 is shown as is; float (e.g. the normalized network input) is
+        min-max scaled for display. None draws on a blank canvas.
+    anchors : (N, 4) corner boxes (x1, y1, x2, y2), numpy or NDArray.
+    samples : (N,) labels, 1 positive, -1 negative, 0 ignored (the package
+        convention; convert an RPN ``cls_target`` with
+        :func:`samples_from_cls_target`).
+    gt_boxes : (M, 4) ground-truth corner boxes, or an (M, 5+) label array
+        whose first four columns are the boxes; default None draws none.
+    hard : (M,) 0/1 hard flags for ``gt_boxes``; default None means none hard.
+    ax : matplotlib axes to draw into; default None makes a new figure.
+    ignored_iou : float or None, default 0.3 (keyword only)
+        Ignored anchors are drawn where their IoU with some ground-truth box
+        (hard or not) is at least this; None draws none.
+
+    An image has hundreds of negatives and thousands of ignored anchors, so
+    only positives are drawn as boxes (green); negatives are red dots at
+    their centres, and the ignored anchors near ground truth (see
+    ``ignored_iou``; none without ``gt_boxes``) amber rings at theirs.
+    Ground truth is drawn cyan, hard ground truth dashed magenta. The legend
+    gives every label's full count. Anchors with a non-finite coordinate are
+    skipped.
+    """
+    anchors_np = to_numpy(anchors, np.float64)
+    check_boxes('anchors', anchors_np, batched=False)
+    labels = to_numpy(samples)
+    if labels.shape != anchors_np.shape[:1]:
+        raise ValueError('samples must have shape ({},) to match anchors {}, got {}'.format(
+            anchors_np.shape[0], anchors_np.shape, labels.shape))
+    unknown = ~np.isin(labels, (POSITIVE, NEGATIVE, IGNORE))
+    if unknown.any():
+        raise ValueError('samples must hold only 1, -1 and 0, got {!r}'.format(
+            labels[unknown][0]))
+    if ignored_iou is not None:
+        ignored_iou = check_thresh('ignored_iou', ignored_iou)
+    gt, hard_flags = _check_gt(gt_boxes, hard)
+    picture = None if image is None else _displayable(image)
+
+    patches = _matplotlib()
+    if ax is None:
+        import matplotlib.pyplot as plt  # only here: drawing into given axes needs no pyplot
+        _, ax = plt.subplots(figsize=(6, 6))
+    if picture is not None:
+        ax.imshow(picture, cmap='gray' if picture.ndim == 2 else None, interpolation='nearest')
+
+    finite = np.isfinite(anchors_np).all(axis=1)
+    near_gt = np.zeros(len(anchors_np), dtype=bool)
+    if gt is not None and len(gt) and ignored_iou is not None and finite.any():
+        near_gt[finite] = (box_iou(anchors_np[finite], gt) >= ignored_iou).any(axis=1)
+    counts = {value: int((labels == value).sum()) for value in LABEL_STYLES}
+
+    style = LABEL_STYLES[IGNORE]
+    chosen = (labels == IGNORE) & finite & near_gt
+    _centres(ax, anchors_np[chosen], style, 2, 'o', '{} ({}, {} near objects: rings)'.format(
+        style['name'], counts[IGNORE], int(chosen.sum())), filled=False)
+    style = LABEL_STYLES[NEGATIVE]
+    _centres(ax, anchors_np[(labels == NEGATIVE) & finite], style, 3, 'o',
+             '{} ({}, dots)'.format(style['name'], counts[NEGATIVE]))
+
+    style = LABEL_STYLES[POSITIVE]
+    _boxes(ax, patches, anchors_np[(labels == POSITIVE) & finite], style, 4,
+           '{} ({})'.format(style['name'], counts[POSITIVE]))
+
+    if gt is not None:
+        _boxes(ax, patches, gt[~hard_flags], _GT_STYLE, 5, 'ground truth', always=False)
+        _boxes(ax, patches, gt[hard_flags], _HARD_STYLE, 5, 'hard ground truth', always=False)
+    _set_limits(ax, picture, anchors_np[finite], gt)
+    ax.legend(loc='upper right', fontsize='x-small', framealpha=0.8)
+    return ax
+
+
+def _centres(ax, boxes, style, zorder, marker, legend, filled=True):
+    """One marker at the centre of each box (anchors sharing a centre share a marker)."""
+    ax.plot((boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2, linestyle='none',
+            marker=marker, markersize=3 if filled else 5, color=style['color'],
+            markerfacecolor=style['color'] if filled else 'none', zorder=zorder, label=legend)
+
+
+def _boxes(ax, patches, boxes, style, zorder, legend, always=True):
+    """Draw ``boxes`` as rectangles; with ``always`` the legend entry appears even for none."""
+    for i, box in enumerate(boxes):
+        ax.add_patch(_rect(patches, box, style, zorder, legend if i == 0 else None))
+    if always and not len(boxes):
+        ax.plot([], [], color=style['color'], linestyle=style['linestyle'], label=legend)
+
+
+def _check_gt(gt_boxes, hard):
+    """Validated (M, 4) float boxes and (M,) bool hard flags, or (None, None)."""
+    if gt_boxes is None:
+        if hard is not None:
+            raise ValueError('hard was given ({} flags) without gt_boxes'.format(
+                np.size(to_numpy(hard))))
+        return None, None
+    gt = to_numpy(gt_boxes, np.float64)
+    if gt.ndim != 2 or gt.shape[1] < 4:
+        raise ValueError('gt_boxes must have shape (M, 4) or (M, 5+), got {}'.format(gt.shape))
+    gt = gt[:, :4]
+    if hard is None:
+        return gt, np.zeros(len(gt), dtype=bool)
+    flags = to_numpy(hard)
+    if flags.shape != (len(gt),):
+        raise ValueError('hard must have shape ({},) to match gt_boxes, got {}'.format(
+            len(gt), flags.shape))
+    return gt, flags > 0
+
+
+def _set_limits(ax, picture, anchors, gt):
+    """Show the whole image, or every box when there is no image; y grows downwards."""
+    if picture is not None:
+        height, width = picture.shape[:2]
+        ax.set_xlim(-0.5, width - 0.5)
+        ax.set_ylim(height - 0.5, -0.5)
+        return
+    boxes = anchors if gt is None else np.concatenate([anchors, gt])
+    if len(boxes) == 0:
+        ax.invert_yaxis()
+        return
+    ax.set_xlim(boxes[:, 0].min() - 1, boxes[:, 2].max() + 1)
+    ax.set_ylim(boxes[:, 3].max() + 1, boxes[:, 1].min() - 1)
+    ax.set_aspect('equal')

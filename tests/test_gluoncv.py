@@ -1,0 +1,460 @@
+"""GluonCV drop-in: FasterRCNNTrainTransform, install()/uninstall(), workers, real networks."""
+import os
+import pickle
+import subprocess
+import sys
+from multiprocessing.pool import ThreadPool
+
+import mxnet as mx
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+gluoncv = pytest.importorskip('gluoncv')
+from gluoncv.data.batchify import Append, Tuple  # noqa: E402
+from gluoncv.data.transforms.presets import rcnn  # noqa: E402
+from gluoncv.model_zoo import get_model  # noqa: E402
+from gluoncv.model_zoo.rcnn.rpn import rpn_target  # noqa: E402
+
+import samplers.gluoncv as sg  # noqa: E402
+from conftest import CPU_CONTEXTS, requires_gpu  # noqa: E402
+
+# GluonCV's FPN network warns while tracing its features symbol; not ours to fix.
+pytestmark = pytest.mark.filterwarnings('ignore:Cannot decide type:UserWarning')
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GluonCVTransform = rcnn.FasterRCNNDefaultTrainTransform
+# GluonCV's own objects, read before any test can install anything.
+ORIGINALS = {
+    (GluonCVTransform, '__call__'): vars(GluonCVTransform)['__call__'],
+    (GluonCVTransform, '_target_generator'): vars(GluonCVTransform)['_target_generator'],
+    (rpn_target, 'RPNTargetGenerator'): rpn_target.RPNTargetGenerator,
+    (rpn_target, 'RPNTargetSampler'): rpn_target.RPNTargetSampler,
+}
+GLUONCV_GENERATOR = rpn_target.RPNTargetGenerator
+GLUONCV_SAMPLER = rpn_target.RPNTargetSampler
+NO_SUBSAMPLING = 10 ** 7  # num_sample above any anchor count: the quotas never bite
+SHORT = 256               # small images keep the network tests quick
+
+# One object, square on the stride-16 anchor grid so that GluonCV gives it positives.
+BOX = [64., 64., 192., 192.]
+
+
+@pytest.fixture(autouse=True)
+def _uninstall_after_each_test():
+    yield
+    sg.uninstall()
+
+
+@pytest.fixture(scope='module')
+def c4_net():
+    net = get_model('faster_rcnn_resnet50_v1b_voc', pretrained=False, pretrained_base=False)
+    net.initialize()
+    return net
+
+
+FPN_NETS = []
+
+
+@pytest.fixture(scope='module')
+def fpn_net():
+    net = get_model('faster_rcnn_fpn_resnet50_v1b_coco', pretrained=False, pretrained_base=False)
+    net.initialize()
+    FPN_NETS.append(net)
+    return net
+
+
+def image(height=256, width=320):
+    return mx.nd.array(np.random.RandomState(0).randint(0, 255, (height, width, 3)), dtype='uint8')
+
+
+def label(*rows):
+    """(M, len(row)) float32 label from rows like BOX + [class, difficult]."""
+    return np.array(rows, dtype=np.float32).reshape(len(rows), -1)
+
+
+def make(cls, net, **kwargs):
+    """``cls`` (a training transform) for ``net``, not flipping unless told."""
+    kwargs.setdefault('flip_p', 0.0)
+    kwargs.setdefault('multi_stage', net in FPN_NETS)
+    return cls(SHORT, net.max_size, net, ashape=net.ashape, **kwargs)
+
+
+def apply(transform, img, lab, seed=0):
+    np.random.seed(seed)
+    mx.random.seed(seed)
+    return transform(img, lab)
+
+
+def cls_targets(outputs):
+    """All levels' cls_target values of a transform's outputs, flattened."""
+    return np.concatenate([c.ravel() for c in outputs[2]])
+
+
+def assert_same_outputs(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        xs, ys = (x, y) if isinstance(x, list) else ([x], [y])
+        assert len(xs) == len(ys)
+        for u, v in zip(xs, ys):
+            assert type(u) is type(v)
+            assert u.dtype == v.dtype and u.shape == v.shape
+            np.testing.assert_array_equal(u.asnumpy() if isinstance(u, mx.nd.NDArray) else u,
+                                          v.asnumpy() if isinstance(v, mx.nd.NDArray) else v)
+
+
+# ----------------------------------------------------------------------------- importing
+def test_importing_samplers_patches_nothing():
+    code = ('import samplers, sys\n'
+            'from gluoncv.data.transforms.presets import rcnn\n'
+            'from gluoncv.model_zoo.rcnn.rpn import rpn_target\n'
+            'assert "samplers.gluoncv" not in sys.modules\n'
+            'assert rcnn.FasterRCNNDefaultTrainTransform.__call__.__module__ == rcnn.__name__\n'
+            'assert rpn_target.RPNTargetGenerator.__module__ == rpn_target.__name__\n'
+            'assert rpn_target.RPNTargetSampler.__module__ == rpn_target.__name__\n')
+    env = dict(os.environ, PYTHONPATH=REPO, PYTHONWARNINGS='ignore')
+    subprocess.run([sys.executable, '-c', code], check=True, env=env, cwd=REPO)
+
+
+def test_importing_samplers_gluoncv_patches_nothing():
+    assert vars(GluonCVTransform)['__call__'].__module__ == rcnn.__name__
+    assert vars(GluonCVTransform)['_target_generator'].fget.__module__ == rcnn.__name__
+    assert '__reduce_ex__' not in vars(GluonCVTransform)
+    assert rpn_target.RPNTargetGenerator.__module__ == rpn_target.__name__
+    assert rpn_target.RPNTargetSampler.__module__ == rpn_target.__name__
+    assert not sg.is_installed()
+
+
+# ----------------------------------------------------------------------------- install()
+def test_install_swaps_our_generator_and_sampler_into_gluoncv():
+    sg.install()
+    assert rpn_target.RPNTargetGenerator is sg.GluonCVRPNTargetGenerator
+    assert rpn_target.RPNTargetSampler is sg.GluonCVRPNTargetSampler
+    assert GluonCVTransform.__call__ is sg.FasterRCNNTrainTransform.__call__
+    assert sg.is_installed()
+
+
+def test_uninstall_restores_the_very_same_gluoncv_objects():
+    sg.install()
+    sg.uninstall()
+    for (owner, name), original in ORIGINALS.items():
+        assert vars(owner)[name] is original
+    assert '__reduce_ex__' not in vars(GluonCVTransform)
+    assert not sg.is_installed()
+
+
+def test_install_twice_then_uninstall_once_restores_gluoncv():
+    sg.install()
+    sg.install(hard_column=None)
+    sg.uninstall()
+    for (owner, name), original in ORIGINALS.items():
+        assert vars(owner)[name] is original
+
+
+def test_uninstall_without_install_changes_nothing():
+    sg.uninstall()
+    for (owner, name), original in ORIGINALS.items():
+        assert vars(owner)[name] is original
+
+
+@pytest.mark.parametrize('bad', [4, 0, -1, 5.5, 'difficult', True])
+def test_install_rejects_a_hard_column_that_is_not_an_integer_from_5(bad):
+    with pytest.raises(ValueError, match='hard_column must be'):
+        sg.install(hard_column=bad)
+    assert not sg.is_installed()
+
+
+def test_installed_gluoncv_transform_gives_our_targets(c4_net):
+    lab = label(BOX + [3, 1])
+    ours = apply(make(sg.FasterRCNNTrainTransform, c4_net), image(), lab)
+    sg.install()
+    theirs = apply(make(GluonCVTransform, c4_net), image(), lab)
+    assert_same_outputs(theirs, ours)
+
+
+def test_transform_built_before_install_is_patched_too(c4_net):
+    transform = make(GluonCVTransform, c4_net)
+    lab = label(BOX + [3, 1])
+    assert (cls_targets(apply(transform, image(), lab)) > 0).any()
+    sg.install()
+    assert not (cls_targets(apply(transform, image(), lab)) > 0).any()
+
+
+def test_after_uninstall_a_used_transform_gives_gluoncv_outputs_again(c4_net):
+    lab = label(BOX + [3, 1])
+    transform = make(GluonCVTransform, c4_net)
+    sg.install()
+    apply(transform, image(), lab)
+    sg.uninstall()
+    assert type(transform._target_generator) is GLUONCV_GENERATOR
+    assert_same_outputs(apply(transform, image(), lab),
+                        apply(make(GluonCVTransform, c4_net), image(), lab))
+
+
+def test_install_with_hard_column_none_reads_no_flags(c4_net):
+    sg.install(hard_column=None)
+    out = apply(make(GluonCVTransform, c4_net), image(), label(BOX + [3, 1]))
+    assert (cls_targets(out) > 0).any()
+
+
+def test_install_reads_the_hard_column_it_is_given(c4_net):
+    sg.install(hard_column=6)
+    transform = make(GluonCVTransform, c4_net)
+    assert not (cls_targets(apply(transform, image(), label(BOX + [3, 0, 1]))) > 0).any()
+    assert (cls_targets(apply(transform, image(), label(BOX + [3, 1, 0]))) > 0).any()
+
+
+# ----------------------------------------------------------------------------- the transform
+def test_difficult_object_gives_no_positive_and_more_ignored_anchors(c4_net):
+    transform = make(sg.FasterRCNNTrainTransform, c4_net, num_sample=NO_SUBSAMPLING)
+    normal = cls_targets(apply(transform, image(), label(BOX + [3, 0])))
+    hard = cls_targets(apply(transform, image(), label(BOX + [3, 1])))
+    assert (hard > 0).sum() == 0
+    assert (hard < 0).sum() > (normal < 0).sum()
+
+
+def test_normal_object_gives_positive_anchors(c4_net):
+    out = apply(make(sg.FasterRCNNTrainTransform, c4_net), image(), label(BOX + [3, 0]))
+    assert (cls_targets(out) > 0).sum() > 0
+
+
+def test_difficult_object_gives_no_positive_with_fpn(fpn_net):
+    transform = make(sg.FasterRCNNTrainTransform, fpn_net)
+    assert (cls_targets(apply(transform, image(), label(BOX + [3, 0]))) > 0).any()
+    assert not (cls_targets(apply(transform, image(), label(BOX + [3, 1]))) > 0).any()
+
+
+def test_differs_from_gluoncv_on_difficult_objects(c4_net):
+    # GluonCV ignores the difficult column and teaches the object as a positive.
+    lab = label(BOX + [3, 1])
+    theirs = cls_targets(apply(make(GluonCVTransform, c4_net), image(), lab))
+    ours = cls_targets(apply(make(sg.FasterRCNNTrainTransform, c4_net), image(), lab))
+    assert (theirs > 0).any() and not (ours > 0).any()
+
+
+@pytest.mark.parametrize('network', ['c4_net', 'fpn_net'])
+def test_five_column_labels_give_gluoncv_outputs_exactly_without_subsampling(network, request):
+    net = request.getfixturevalue(network)
+    lab = label(BOX + [3], [180., 20., 300., 110., 5])
+    kwargs = dict(num_sample=NO_SUBSAMPLING, flip_p=0.5)
+    for seed in (0, 1):  # one flipped, one not
+        assert_same_outputs(apply(make(sg.FasterRCNNTrainTransform, net, **kwargs), image(), lab,
+                                  seed),
+                            apply(make(GluonCVTransform, net, **kwargs), image(), lab, seed))
+
+
+def test_all_zero_hard_column_equals_five_column_labels(c4_net):
+    transform = make(sg.FasterRCNNTrainTransform, c4_net)
+    lab = label(BOX + [3, 0], [180., 20., 300., 110., 5, 0])
+    six = apply(transform, image(), lab)
+    five = apply(transform, image(), lab[:, :5])
+    for a, b in zip(six[2:], five[2:]):
+        assert_same_outputs(a, b)
+
+
+def test_outputs_have_gluoncv_types_dtypes_and_shapes(c4_net):
+    lab = label(BOX + [3, 1])
+    ours = apply(make(sg.FasterRCNNTrainTransform, c4_net), image(), lab)
+    theirs = apply(make(GluonCVTransform, c4_net), image(), lab)
+    assert len(ours) == len(theirs) == 5
+    for x, y in zip(ours, theirs):
+        xs, ys = (x, y) if isinstance(x, list) else ([x], [y])
+        assert [(type(u), u.dtype, u.shape) for u in xs] == [(type(v), v.dtype, v.shape)
+                                                             for v in ys]
+
+
+def test_without_net_returns_image_and_label_only():
+    img, lab = sg.FasterRCNNTrainTransform(short=64, flip_p=0)(image(), label(BOX + [3, 1]))
+    assert img.shape[0] == 3 and lab.shape == (1, 6)
+
+
+def test_hard_column_none_teaches_difficult_objects_as_gluoncv_does(c4_net):
+    transform = make(sg.FasterRCNNTrainTransform, c4_net, hard_column=None)
+    assert (cls_targets(apply(transform, image(), label(BOX + [3, 1]))) > 0).any()
+
+
+def test_rejects_a_hard_column_that_is_not_0_or_1(c4_net):
+    transform = make(sg.FasterRCNNTrainTransform, c4_net)
+    with pytest.raises(ValueError, match=r'label column 5 .* 0/1 .* got values \[0\.5\].*'
+                                         r'hard_column=None'):
+        transform(image(), label(BOX + [3, 0.5]))
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(num_sample=0), 'num_sample must be >= 1, got 0'),
+    (dict(pos_ratio=1.5), r'pos_ratio must be in \[0.0, 1.0\], got 1.5'),
+    (dict(hard_column=3), 'hard_column must be >= 5, got 3'),
+])
+def test_rejects_bad_settings_when_constructed(c4_net, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make(sg.FasterRCNNTrainTransform, c4_net, **kwargs)
+
+
+def test_passes_generator_options_through(c4_net):
+    # A huge allowed_border keeps anchors across the image border, which GluonCV always drops.
+    lab = label(BOX + [3, 0])
+    wide = make(sg.FasterRCNNTrainTransform, c4_net, allowed_border=1e9,
+                num_sample=NO_SUBSAMPLING)
+    plain = make(sg.FasterRCNNTrainTransform, c4_net, num_sample=NO_SUBSAMPLING)
+    assert (cls_targets(apply(wide, image(), lab)) == 0).sum() > \
+        (cls_targets(apply(plain, image(), lab)) == 0).sum()
+
+
+# ----------------------------------------------------------------------------- GluonCV-typed parts
+@pytest.mark.parametrize('ctx', CPU_CONTEXTS, ids=str)
+def test_generator_returns_gluoncv_numpy_types_for_ndarrays(ctx):
+    anchors = mx.nd.array([[0, 0, 16, 16], [8, 8, 24, 24], [40, 40, 60, 60]], ctx=ctx)
+    cls, box, mask = sg.GluonCVRPNTargetGenerator()(mx.nd.array([[0, 0, 16, 16]], ctx=ctx),
+                                                   anchors, 64, 64)
+    assert [(type(a), a.dtype, a.shape) for a in (cls, box, mask)] == [
+        (np.ndarray, np.float32, (3,)), (np.ndarray, np.float32, (3, 4)),
+        (np.ndarray, np.float64, (3, 4))]
+    assert cls[0] == 1
+
+
+@pytest.mark.parametrize('kind', ['numpy', 'ndarray'])
+@pytest.mark.parametrize('dtype', ['float16', 'float32', 'float64'])
+def test_generator_returns_gluoncv_dtypes_for_any_float_input(dtype, kind):
+    def arr(x):
+        return np.array(x, dtype) if kind == 'numpy' else mx.nd.array(x, dtype=dtype)
+    cls, box, mask = sg.GluonCVRPNTargetGenerator()(arr([[0, 0, 16, 16]]),
+                                                   arr([[0, 0, 16, 16], [40, 40, 60, 60]]), 64, 64)
+    assert (cls.dtype, box.dtype, mask.dtype) == (np.float32, np.float32, np.float64)
+    np.testing.assert_array_equal(cls, [1, 0])
+
+
+@requires_gpu
+def test_generator_returns_gluoncv_numpy_types_for_gpu_ndarrays():
+    ctx = mx.gpu(0)
+    cls, box, mask = sg.GluonCVRPNTargetGenerator()(
+        mx.nd.array([[0, 0, 16, 16]], ctx=ctx), mx.nd.array([[0, 0, 16, 16]], ctx=ctx), 64, 64)
+    assert [type(a) for a in (cls, box, mask)] == [np.ndarray] * 3
+    assert cls[0] == 1
+
+
+def test_generator_outside_a_transform_has_no_hard_box():
+    gen = sg.GluonCVRPNTargetGenerator()
+    cls, _, _ = gen(np.array([[0, 0, 16, 16]], np.float32),
+                    np.array([[0, 0, 16, 16]], np.float32), 64, 64)
+    assert cls[0] == 1
+
+
+def grid_anchors(size=64, stride=8, sides=(8, 16, 32)):
+    centres = np.arange(stride / 2, size, stride)
+    cy, cx = np.meshgrid(centres, centres, indexing='ij')
+    rows = [np.stack([cx - s / 2, cy - s / 2, cx + s / 2, cy + s / 2], -1) for s in sides]
+    return np.stack(rows, axis=2).reshape(-1, 4).astype(np.float32)
+
+
+boxes_in_64 = st.lists(st.tuples(st.integers(0, 48), st.integers(0, 48), st.integers(8, 40),
+                                 st.integers(8, 40)), min_size=1, max_size=5).map(
+    lambda rows: np.array([[x, y, min(x + w, 63), min(y + h, 63)] for x, y, w, h in rows],
+                          np.float32))
+
+
+@settings(max_examples=200, deadline=None)
+@given(boxes_in_64)
+def test_generator_matches_gluoncv_generator_without_subsampling(gt):
+    anchors = grid_anchors()
+    ours = sg.GluonCVRPNTargetGenerator(num_sample=NO_SUBSAMPLING)(
+        mx.nd.array(gt), mx.nd.array(anchors), 64, 64)
+    theirs = GLUONCV_GENERATOR(num_sample=NO_SUBSAMPLING)(mx.nd.array(gt), mx.nd.array(anchors),
+                                                          64, 64)
+    for a, b in zip(ours, theirs):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 6), st.integers(0, 2 ** 31 - 1))
+def test_sampler_matches_gluoncv_sampler_without_subsampling(n, m, seed):
+    rng = np.random.RandomState(seed)
+    ious = rng.choice([0., 0.125, 0.25, 0.375, 0.5, 0.75, 1.], size=(n, m)).astype(np.float32)
+    ious[rng.uniform(size=n) < 0.1] = -1  # anchors outside the image
+    ious[:, (ious.max(axis=0) <= 0)] = 0.5  # every box overlaps some anchor (see rpn.py)
+    ours = sg.GluonCVRPNTargetSampler(NO_SUBSAMPLING, 0.7, 0.3, 0.5)(ious)
+    theirs = GLUONCV_SAMPLER(NO_SUBSAMPLING, 0.7, 0.3, 0.5)(ious)
+    for a, b in zip(ours, theirs):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+
+
+def test_installed_sampler_keeps_gluoncv_constructor_and_call():
+    sg.install()
+    sampler = rpn_target.RPNTargetSampler(256, 0.7, 0.3, 0.5)
+    samples, matches = sampler(np.array([[0.9, 0.1], [0.1, 0.2]], np.float32))
+    np.testing.assert_array_equal(samples, [1, -1])
+    assert matches.dtype == np.int64
+
+
+# ----------------------------------------------------------------------------- threads, processes
+class _Objects(mx.gluon.data.Dataset):
+    """Image i holds BOX, difficult when i is odd."""
+
+    def __len__(self):
+        return 6
+
+    def __getitem__(self, i):
+        return image(), label(BOX + [3, i % 2])
+
+
+def _positives_per_image(loader):
+    counts = []
+    for batch in loader:
+        counts += [int((c[0] > 0).sum().asscalar()) for c in batch[2]]
+    return counts
+
+
+def _loader(transform, **kwargs):
+    return mx.gluon.data.DataLoader(_Objects().transform(transform), batch_size=2,
+                                    batchify_fn=Tuple(*[Append() for _ in range(5)]), **kwargs)
+
+
+@pytest.mark.parametrize('way', ['install', 'FasterRCNNTrainTransform'])
+def test_dataloader_worker_processes_get_hard_aware_targets(c4_net, way):
+    if way == 'install':
+        sg.install()
+    transform = make(GluonCVTransform if way == 'install' else sg.FasterRCNNTrainTransform, c4_net)
+    counts = _positives_per_image(_loader(transform, num_workers=2))
+    assert all(c > 0 for c in counts[0::2]) and not any(counts[1::2])
+
+
+def test_dataloader_thread_pool_gets_hard_aware_targets(c4_net):
+    sg.install()
+    counts = _positives_per_image(_loader(make(GluonCVTransform, c4_net), num_workers=2,
+                                          thread_pool=True))
+    assert all(c > 0 for c in counts[0::2]) and not any(counts[1::2])
+
+
+def test_concurrent_calls_each_use_their_own_label_flags(c4_net):
+    transform = make(sg.FasterRCNNTrainTransform, c4_net)
+    flags = [i % 2 for i in range(16)]
+    with ThreadPool(4) as pool:
+        outs = pool.map(lambda f: transform(image(), label(BOX + [3, f])), flags)
+    assert [bool((cls_targets(o) > 0).any()) for o in outs] == [not f for f in flags]
+
+
+def test_installed_gluoncv_transform_unpickles_hard_aware_in_a_fresh_process(c4_net, tmp_path):
+    sg.install()
+    transform = make(GluonCVTransform, c4_net)
+    apply(transform, image(), label(BOX + [3, 0]))  # caches a generator: it must not travel
+    path = tmp_path / 'transform.pkl'
+    path.write_bytes(pickle.dumps(transform))
+    code = ('import pickle, sys, numpy as np, mxnet as mx\n'
+            'from gluoncv.model_zoo.rcnn.rpn import rpn_target\n'
+            't = pickle.load(open(sys.argv[1], "rb"))\n'
+            'img = mx.nd.array(np.zeros((256, 320, 3)), dtype="uint8")\n'
+            'lab = np.array([[64, 64, 192, 192, 3, 1]], np.float32)\n'
+            'pos = sum(int((c > 0).sum()) for c in t(img, lab)[2])\n'
+            'assert rpn_target.RPNTargetGenerator.__module__ == rpn_target.__name__\n'
+            'print(type(t).__name__, pos)\n')
+    env = dict(os.environ, PYTHONPATH=REPO, PYTHONWARNINGS='ignore')
+    out = subprocess.run([sys.executable, '-c', code, str(path)], check=True, env=env, cwd=REPO,
+                         capture_output=True, text=True).stdout.split()
+    assert out == ['FasterRCNNTrainTransform', '0']
+
+
+def test_our_transform_survives_pickling(c4_net):
+    transform = make(sg.FasterRCNNTrainTransform, c4_net, hard_column=None)
+    copy = pickle.loads(pickle.dumps(transform))
+    lab = label(BOX + [3, 1])
+    assert_same_outputs(apply(copy, image(), lab), apply(transform, image(), lab))

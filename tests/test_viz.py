@@ -1,0 +1,216 @@
+"""samplers.viz.plot_samples: what gets drawn, how, and which inputs are refused."""
+import io
+
+import pytest
+
+matplotlib = pytest.importorskip('matplotlib')  # the viz extra
+matplotlib.use('Agg')  # headless; must precede pyplot
+import matplotlib.pyplot as plt  # noqa: E402
+import mxnet as mx  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import to_hex  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+from samplers.viz import LABEL_STYLES, plot_samples, samples_from_cls_target  # noqa: E402
+from conftest import CPU_CONTEXTS, requires_gpu  # noqa: E402
+
+ANCHORS = np.array([[0, 0, 10, 10],     # positive
+                    [20, 20, 30, 30],   # negative
+                    [40, 40, 50, 50],   # ignored, overlaps the gt box below
+                    [80, 80, 90, 90]],  # ignored, far from everything
+                   dtype=np.float32)
+SAMPLES = np.array([1, -1, 0, 0], dtype=np.float32)
+GT = np.array([[0, 0, 12, 12], [38, 38, 52, 52]], dtype=np.float32)
+IMAGE = np.zeros((100, 100, 3), dtype=np.uint8)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close('all')
+
+
+def rects(ax, color=None):
+    """Rectangles on ``ax`` (optionally of one colour), as (x1, y1, x2, y2) tuples."""
+    out = []
+    for p in ax.patches:
+        if isinstance(p, Rectangle) and (color is None or to_hex(p.get_edgecolor()) == color):
+            x, y = p.get_xy()
+            out.append((x, y, x + p.get_width(), y + p.get_height()))
+    return sorted(out)
+
+
+def color(label):
+    return LABEL_STYLES[label]['color']
+
+
+def test_returns_the_axes_it_was_given():
+    _, ax = plt.subplots()
+    assert plot_samples(IMAGE, ANCHORS, SAMPLES, ax=ax) is ax
+
+
+def test_makes_new_axes_when_none_given():
+    ax = plot_samples(IMAGE, ANCHORS, SAMPLES)
+    assert ax.figure is not None
+
+
+def centres(ax, name):
+    """(x, y) of the markers drawn for label ``name``."""
+    line, = [ln for ln in ax.get_lines() if ln.get_label().startswith(name)]
+    return sorted(zip(line.get_xdata(), line.get_ydata()))
+
+
+def test_draws_each_positive_anchor_as_a_green_box():
+    ax = plot_samples(IMAGE, ANCHORS, SAMPLES)
+    assert rects(ax, color(1)) == [tuple(ANCHORS[0])]
+
+
+def test_draws_each_negative_anchor_as_a_dot_at_its_centre():
+    ax = plot_samples(IMAGE, ANCHORS, SAMPLES)
+    assert centres(ax, 'negative') == [(25, 25)]
+    assert rects(ax, color(-1)) == []
+
+
+def test_draws_ignored_anchors_near_ground_truth_as_rings_at_their_centres():
+    ax = plot_samples(IMAGE, ANCHORS, SAMPLES, gt_boxes=GT)
+    assert centres(ax, 'ignored') == [(45, 45)]
+    assert rects(ax, color(0)) == []
+
+
+def test_ignored_iou_sets_how_close_to_ground_truth_ignored_anchors_must_be():
+    # ANCHORS[2] has IoU 100/196 with GT[1], ANCHORS[3] overlaps nothing.
+    def drawn(iou):
+        return centres(plot_samples(IMAGE, ANCHORS, SAMPLES, gt_boxes=GT, ignored_iou=iou),
+                       'ignored')
+    assert drawn(0.52) == []
+    assert drawn(0.0) == [(45, 45), (85, 85)]
+    assert drawn(None) == []
+
+
+def test_draws_no_ignored_anchor_without_ground_truth():
+    assert centres(plot_samples(IMAGE, ANCHORS, SAMPLES), 'ignored') == []
+
+
+def test_legend_counts_every_label_including_undrawn_ignored():
+    ax = plot_samples(IMAGE, ANCHORS, SAMPLES, gt_boxes=GT)
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert 'positive (1)' in texts and 'negative (1, dots)' in texts
+    assert any(t.startswith('ignored (2, 1 ') for t in texts)
+
+
+def test_hard_ground_truth_is_dashed_and_normal_is_solid():
+    ax = plot_samples(IMAGE, ANCHORS, SAMPLES, gt_boxes=GT, hard=np.array([0, 1]))
+    gt_patches = {tuple(b): p for p in ax.patches if p.get_zorder() == 5
+                  for b in [(p.get_x(), p.get_y(), p.get_x() + p.get_width(),
+                             p.get_y() + p.get_height())]}
+    assert gt_patches[tuple(GT[0])].get_linestyle() == '-'
+    assert gt_patches[tuple(GT[1])].get_linestyle() == '--'
+    assert to_hex(gt_patches[tuple(GT[0])].get_edgecolor()) != \
+        to_hex(gt_patches[tuple(GT[1])].get_edgecolor())
+
+
+def test_accepts_a_label_array_as_gt_boxes():
+    label = np.concatenate([GT, [[3], [4]]], axis=1)
+    ax = plot_samples(IMAGE, ANCHORS, SAMPLES, gt_boxes=label)
+    assert len([p for p in ax.patches if p.get_zorder() == 5]) == len(GT)
+
+
+@pytest.mark.parametrize('ctx', CPU_CONTEXTS, ids=str)
+def test_accepts_ndarrays_on_any_context(ctx):
+    ax = plot_samples(mx.nd.array(IMAGE, ctx=ctx, dtype='uint8'), mx.nd.array(ANCHORS, ctx=ctx),
+                      mx.nd.array(SAMPLES, ctx=ctx), gt_boxes=mx.nd.array(GT, ctx=ctx),
+                      hard=mx.nd.array([0, 1], ctx=ctx))
+    assert rects(ax, color(1)) == [tuple(ANCHORS[0])]
+
+
+@requires_gpu
+def test_accepts_ndarrays_on_a_gpu():
+    ctx = mx.gpu(0)
+    ax = plot_samples(mx.nd.array(IMAGE, ctx=ctx, dtype='uint8'), mx.nd.array(ANCHORS, ctx=ctx),
+                      mx.nd.array(SAMPLES, ctx=ctx), gt_boxes=mx.nd.array(GT, ctx=ctx))
+    assert rects(ax, color(1)) == [tuple(ANCHORS[0])]
+
+
+def test_chw_float_tensor_is_shown_as_an_hwc_image():
+    tensor = np.random.normal(size=(3, 40, 60)).astype(np.float32)
+    ax = plot_samples(tensor, ANCHORS, SAMPLES)
+    shown = ax.get_images()[0].get_array()
+    assert shown.shape == (40, 60, 3)
+    assert shown.min() >= 0 and shown.max() <= 1
+
+
+def test_axes_cover_the_whole_image_with_y_pointing_down():
+    ax = plot_samples(np.zeros((40, 60), np.uint8), ANCHORS, SAMPLES)
+    assert ax.get_xlim() == (-0.5, 59.5)
+    assert ax.get_ylim() == (39.5, -0.5)
+
+
+def test_without_image_axes_cover_every_box():
+    ax = plot_samples(None, ANCHORS, SAMPLES, gt_boxes=GT)
+    x1, x2 = ax.get_xlim()
+    y2, y1 = ax.get_ylim()
+    assert x1 <= ANCHORS[:, 0].min() and x2 >= ANCHORS[:, 2].max()
+    assert y1 <= ANCHORS[:, 1].min() and y2 >= ANCHORS[:, 3].max()
+
+
+def test_skips_anchors_with_non_finite_coordinates():
+    anchors = ANCHORS.copy()
+    anchors[:2, 2] = np.nan
+    ax = plot_samples(IMAGE, anchors, SAMPLES)
+    assert rects(ax, color(1)) == []
+    assert centres(ax, 'negative') == []
+
+
+def test_renders_headless_to_png():
+    ax = plot_samples(IMAGE, ANCHORS, SAMPLES, gt_boxes=GT, hard=np.array([0, 1]))
+    buf = io.BytesIO()
+    ax.figure.savefig(buf, format='png')
+    assert buf.getvalue()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+@pytest.mark.parametrize('samples, match', [
+    (np.array([1, -1, 0]), r'samples must have shape \(4,\).*got \(3,\)'),
+    (np.array([1, -1, 0, 2]), r'samples must hold only 1, -1 and 0, got 2'),
+    (np.array([1, -1, 0, np.nan]), r'samples must hold only .* got nan'),
+])
+def test_rejects_bad_samples(samples, match):
+    with pytest.raises(ValueError, match=match):
+        plot_samples(IMAGE, ANCHORS, samples)
+
+
+def test_rejects_an_ignored_iou_that_is_not_a_number():
+    with pytest.raises(ValueError, match="ignored_iou must be a number, got 'x'"):
+        plot_samples(IMAGE, ANCHORS, SAMPLES, ignored_iou='x')
+
+
+def test_rejects_anchors_that_are_not_n_by_4():
+    with pytest.raises(ValueError, match=r'anchors must have shape \(N, 4\), got \(4, 3\)'):
+        plot_samples(IMAGE, ANCHORS[:, :3], SAMPLES)
+
+
+def test_rejects_hard_flags_without_gt_boxes():
+    with pytest.raises(ValueError, match='hard was given .* without gt_boxes'):
+        plot_samples(IMAGE, ANCHORS, SAMPLES, hard=np.array([0, 1]))
+
+
+def test_rejects_hard_flags_of_the_wrong_length():
+    with pytest.raises(ValueError, match=r'hard must have shape \(2,\).*got \(3,\)'):
+        plot_samples(IMAGE, ANCHORS, SAMPLES, gt_boxes=GT, hard=np.array([0, 1, 0]))
+
+
+def test_rejects_gt_boxes_with_fewer_than_four_columns():
+    with pytest.raises(ValueError, match=r'gt_boxes must have shape .* got \(2, 3\)'):
+        plot_samples(IMAGE, ANCHORS, SAMPLES, gt_boxes=GT[:, :3])
+
+
+def test_rejects_an_image_of_the_wrong_shape():
+    with pytest.raises(ValueError, match=r'image must have shape .* got \(10, 10, 5\)'):
+        plot_samples(np.zeros((10, 10, 5)), ANCHORS, SAMPLES)
+
+
+@pytest.mark.parametrize('kind', ['numpy', 'ndarray'])
+def test_samples_from_cls_target_maps_1_0_minus1_to_1_minus1_0(kind):
+    cls = np.array([[1, 0, -1]], np.float32)
+    out = samples_from_cls_target(cls if kind == 'numpy' else mx.nd.array(cls))
+    np.testing.assert_array_equal(out, [[1, -1, 0]])
+    assert out.dtype == np.float32
