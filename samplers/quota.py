@@ -78,8 +78,14 @@ class _QuotaRule:
                 'fill_negative': str(self.fill_negative)}
 
     # ------------------------------------------------------------------ numpy backend
-    def label_numpy(self, matches, ious, hard, owner):
-        """(B, N) float32 labels from numpy ``matches`` (B, N), ``ious`` (B, N, M), ``hard``."""
+    def label_numpy(self, matches, ious, hard, owner, keys=None):
+        """(B, N) float32 labels from numpy ``matches`` (B, N), ``ious`` (B, N, M), ``hard``.
+
+        ``keys`` (B, N) uniform numbers, optional: keep the candidates with the lowest keys
+        instead of drawing from ``np.random`` (the op passes keys drawn by ``mx.random`` in the
+        caller's graph, since its forward runs in MXNet's worker thread, where ``np.random``
+        draws would interleave with the caller's in no fixed order).
+        """
         num_box = ious.shape[2]
         finite = np.isfinite(ious).all(axis=-1)
         best, _ = boxes.best_match(ious)  # 0 when M = 0; NaN rows are dropped through `finite`
@@ -97,10 +103,14 @@ class _QuotaRule:
             boxes.warn_once(owner, 'non-finite', _NONFINITE_WARNING)
             pos &= finite
             neg &= finite
-        keep_pos = boxes.keep_random(pos, self.max_pos)
+        if keys is None:
+            keep_pos = boxes.keep_random(pos, self.max_pos)
+        else:  # positive and negative candidates are disjoint: one set of keys serves both
+            keep_pos = boxes.keep_top(-keys, pos, np.full(len(pos), self.max_pos))
         max_neg = boxes.negative_quota(self.num_sample, keep_pos.sum(axis=1), self.neg_ratio,
                                        self.fill_negative)
-        keep_neg = boxes.keep_random(neg, max_neg)
+        keep_neg = (boxes.keep_random(neg, max_neg) if keys is None
+                    else boxes.keep_top(-keys, neg, max_neg))
         return keep_pos.astype(np.float32) - keep_neg
 
     # ------------------------------------------------------------------ mx.nd backend
@@ -181,10 +191,10 @@ class _QuotaOp(mx.operator.CustomOp):
         out = out_data[0]
         matches, ious, keys = in_data[0], in_data[1], in_data[-1]
         hard = in_data[2] if len(in_data) > 3 else None
-        if self._use_numpy:  # draws from np.random; keys unused
+        if self._use_numpy:
             labels = self._rule.label_numpy(
                 matches.asnumpy(), ious.asnumpy(), None if hard is None else hard.asnumpy(),
-                _owner(self._owner_key))
+                _owner(self._owner_key), keys.asnumpy())
             labels = mx.nd.array(labels, ctx=out.context, dtype=out.dtype)
         else:
             labels = self._rule.label_nd(matches, ious, hard, keys).astype(out.dtype)
@@ -199,8 +209,9 @@ class _QuotaOp(mx.operator.CustomOp):
 class _QuotaOpProp(mx.operator.CustomOpProp):
     """The sampler's CustomOp: inputs ``matches, ious[, hard], keys``; output ``labels``.
 
-    ``keys`` (B, N) are uniform random numbers in [0, 1) for the ``mx.nd`` path
-    (``F.random.uniform_like(matches)``); the numpy path ignores them.
+    ``keys`` (B, N) are uniform random numbers in [0, 1)
+    (``F.random.uniform_like(matches)``, drawn in the caller's graph); each image keeps the
+    candidates with the lowest keys, on both paths.
     Attributes: :class:`QuotaSampler`'s arguments, plus ``has_hard`` (the
     ``hard`` input is present) and ``owner`` (whose warn-once record to use).
     """
@@ -287,10 +298,12 @@ class QuotaSampler(gluon.HybridBlock):
     leaks into the following images), a matched proposal is never negative (GluonCV's Block
     lets the negative rule win), ``hard`` is new, and bad input raises ``ValueError``.
 
-    The work is done by the CustomOp :data:`OP_TYPE`: numpy on CPU contexts (drawing from
-    ``np.random``), ``mx.nd`` ops on other contexts (no host copy). The ``mx.nd`` path's
-    random keys are drawn by ``mx.random`` in the graph and passed to the op, because the
-    op's worker thread has a generator that ``mx.random.seed`` does not reset. The backend
+    The work is done by the CustomOp :data:`OP_TYPE`: numpy on CPU contexts, ``mx.nd`` ops on
+    other contexts (no host copy). Its random keys are drawn by ``mx.random`` in the graph
+    and passed to the op, because the op's forward runs in MXNet's worker thread, whose
+    generator ``mx.random.seed`` does not reset and where ``np.random`` draws would race the
+    caller's; so ``mx.random.seed`` alone reproduces NDArray calls. numpy input is labelled
+    without the op, drawing from ``np.random``. The backend
     is chosen when MXNet creates the op, in the calling thread, so
     :func:`boxes.force_ndarray_backend` around a call (or around ``bind``) selects the
     ``mx.nd`` path on CPU. Inputs with a zero-size axis, which MXNet's shape inference cannot

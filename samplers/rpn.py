@@ -207,8 +207,11 @@ def _subsample_nd(pos, neg, num_sample, max_pos):
 
 
 # =========================================================================== RPNTargetSampler
-class RPNTargetSampler:
+class RPNTargetSampler(gluon.Block):
     """Label RPN anchors positive / negative / ignored from their IoUs with ground truth.
+
+    A ``gluon.Block`` (GluonCV's is a plain object with the same call), picklable
+    for data-loader workers.
 
     Parameters
     ----------
@@ -256,6 +259,7 @@ class RPNTargetSampler:
 
     def __init__(self, num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio,
                  allow_low_quality_matches=False):
+        super().__init__()
         self._num_sample, self._pos_t, self._neg_t, self._pos_ratio = _check_rule(
             num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio)
         self._max_pos = positive_quota(self._num_sample, self._pos_ratio)
@@ -267,7 +271,12 @@ class RPNTargetSampler:
                     type(self).__name__, self._num_sample, self._pos_t, self._neg_t,
                     self._pos_ratio, self._allow_low_quality))
 
-    def __call__(self, ious, hard=None):
+    def __call__(self, ious, hard=None):  # pylint: disable=arguments-differ
+        # gluon.Block.__call__ takes positional inputs only; this keeps ``hard=`` working.
+        return super().__call__(ious, hard)
+
+    def forward(self, ious, hard=None):  # pylint: disable=arguments-differ
+        """Label the anchors; see the class docstring."""
         if not is_ndarray(ious):
             ious = np.asarray(ious)
         shape = tuple(ious.shape)
