@@ -351,3 +351,12 @@ def test_plot_writes_a_png(tmp_path, quick_report):
     path = tmp_path / 'bench.png'
     bench.plot(quick_report, str(path))
     assert path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def test_ratio_reports_the_path_taking_gluoncvs_own_inputs_even_when_numpy_is_faster():
+    timings = {'ours:NDArray in': {'median': 0.004}, 'ours:numpy in': {'median': 0.002},
+               'gluoncv': {'median': 0.040}}
+    row = bench._row('quota', 'what', 'gluoncv', timings,
+                     ['ours:NDArray in', 'ours:numpy in'], 'gluoncv')
+    assert row['path'] == 'NDArray in'
+    assert row['ratio'] == pytest.approx(10.0)
