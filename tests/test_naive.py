@@ -3,6 +3,8 @@ import mxnet as mx
 import numpy as np
 import pytest
 from gluoncv.nn.sampler import NaiveSampler as GluonNaiveSampler
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
 
 from samplers.naive import NaiveSampler
 from conftest import CPU_CONTEXTS, requires_gpu
@@ -46,3 +48,13 @@ def test_naive_keeps_input_dtype(dtype):
 def test_naive_on_gpu():
     out = NaiveSampler()(mx.nd.array([[1, -1]], ctx=mx.gpu(0)))
     assert out.context == mx.gpu(0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(hnp.arrays(np.float32, hnp.array_shapes(min_dims=2, max_dims=2, max_side=40),
+                  elements=st.integers(-5, 30).map(float)))
+def test_naive_property_matched_positive_rest_negative_like_gluoncv(matches):
+    out = NaiveSampler()(mx.nd.array(matches)).asnumpy()
+    assert set(np.unique(out)) <= {-1.0, 1.0}
+    np.testing.assert_array_equal(out > 0, matches >= 0)  # positives are exactly the matched
+    np.testing.assert_array_equal(out, GluonNaiveSampler()(mx.nd.array(matches)).asnumpy())
