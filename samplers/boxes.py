@@ -251,9 +251,9 @@ def _overlap_nd(a, b, over):
         denom = nd.broadcast_like(area_a, inter)
     pos = inter > 0
     out = nd.where(pos, inter / nd.where(pos, denom, nd.ones_like(denom)), nd.zeros_like(inter))
-    # NaN coordinates: relu maps NaN to 0 on some builds; mark those pairs NaN explicitly.
-    bad_a = (nd.sum(a != a, axis=-1) > 0).expand_dims(-1)
-    bad_b = (nd.sum(b != b, axis=-1) > 0).expand_dims(-2)
+    # Non-finite coordinates: relu maps NaN to 0 on some builds; mark those pairs NaN explicitly.
+    bad_a = (nd.sum((a != a) + (nd.abs(a) == np.inf), axis=-1) > 0).expand_dims(-1)
+    bad_b = (nd.sum((b != b) + (nd.abs(b) == np.inf), axis=-1) > 0).expand_dims(-2)
     bad = nd.broadcast_logical_or(bad_a, bad_b)
     return nd.where(bad, nd.full(out.shape, np.nan, ctx=out.context, dtype=out.dtype), out)
 

@@ -72,8 +72,9 @@ def test_box_iou_zero_area_and_inverted_boxes_give_zero_not_nan(degenerate):
         np.testing.assert_array_equal(B.box_iou(mx.nd.array(a), mx.nd.array(b)).asnumpy(), 0)
 
 
-def test_box_iou_non_finite_coordinates_give_nan_for_that_box_only():
-    a = np.array([[0, 0, np.nan, 4], [0, 0, 4, 4]], np.float32)
+@pytest.mark.parametrize('bad', [np.nan, np.inf, -np.inf])
+def test_box_iou_non_finite_coordinates_give_nan_for_that_box_only(bad):
+    a = np.array([[0, 0, bad, 4], [0, 0, 4, 4]], np.float32)
     b = np.array([[0, 0, 4, 4]], np.float32)
     out = B.box_iou(a, b)
     assert np.isnan(out[0, 0]) and out[1, 0] == 1.0
