@@ -334,8 +334,12 @@ class RPNTargetSampler(gluon.Block):
         batch, n, m = (1,) + shape if len(shape) == 2 else shape
         ctx = ious.context
         with autograd.pause():
-            if n == 0 or m == 0:  # MXNet's operators reject zero-size arrays
-                samples = mx.nd.zeros((batch, n), ctx=ctx) if n == 0 else _subsample_nd(
+            if batch == 0 or n == 0:  # MXNet's operators reject zero-size arrays
+                # (NDArray.copy() fails too); built from host zeros, nothing is read back
+                empty = np.zeros(shape[:-1], np.float32)
+                return like(empty, ious), like(empty, ious)
+            if m == 0:
+                samples = _subsample_nd(
                     mx.nd.zeros((batch, n), ctx=ctx),
                     mx.nd.full((batch, n), float(0 < self._neg_t), ctx=ctx),
                     self._num_sample, self._max_pos)

@@ -456,6 +456,15 @@ def test_ndarray_backend_no_ground_truth():
     np.testing.assert_array_equal(samples.asnumpy(), [-1, -1, -1])
 
 
+@pytest.mark.parametrize('shape', [(0, 3), (0, 0), (2, 0, 3), (0, 4, 3), (0, 4, 0)])
+def test_ndarray_backend_no_anchors_or_no_images_gives_empty_labels(shape):
+    ious = mx.nd.array(np.zeros(shape, np.float32), ctx=mx.cpu(1))
+    with force_ndarray_backend():
+        samples, matches = sampler()(ious)
+    for out in (samples, matches):
+        assert out.shape == shape[:-1] and out.context == mx.cpu(1) and out.dtype == np.float32
+
+
 @requires_gpu
 def test_gpu_sampler_and_generator_equal_numpy():
     ious = np.random.rand(50, 4).astype(np.float32)
@@ -815,17 +824,21 @@ def test_generator_is_picklable_after_use():
 
 
 def test_many_generator_calls_keep_memory_flat():
+    # Image sizes large enough for the anchor-grid fast path, and more of them than its cache
+    # holds, so that cached layouts are built and evicted throughout.
     rng = np.random.RandomState(15)
     gen = RPNTargetGenerator()
-    sizes = [(h, w) for h in (96, 128, 160) for w in (128, 160, 192, 224)]
+    sizes = [(h, w) for h in (320, 384, 448) for w in (480, 576, 640, 704)]
     anchor_sets = {s: gluon_anchors(*s) for s in sizes}
+    assert min(len(a) for a in anchor_sets.values()) >= rpn._AnchorGrid.MIN_ANCHORS
+    nd_sets = {s: mx.nd.array(a) for s, a in anchor_sets.items()}
 
     def run(calls):
         for i in range(calls):
             h, w = sizes[i % len(sizes)]
             gt, anchors = random_gt(rng, 1 + i % 7, w, h), anchor_sets[(h, w)]
             if i % 2:  # as GluonCV's transform calls it
-                gt, anchors = mx.nd.array(gt), mx.nd.array(anchors)
+                gt, anchors = mx.nd.array(gt), nd_sets[(h, w)]
             out = gen(gt, anchors, w, h)
         mx.nd.waitall()
         return out
