@@ -812,7 +812,10 @@ class RPNTargetGenerator(gluon.Block):
                 raise ValueError('hard must have shape {} (one flag per row of bbox, shape {}), '
                                  'got {}'.format(tuple(bbox.shape[:1]), tuple(bbox.shape), shape))
             if not is_ndarray(hard) or use_numpy(anchor):
-                hard = check_flags('hard', hard)
+                flags = to_numpy(hard)
+                padding = (to_numpy(bbox) == -1).all(axis=1)  # GluonCV pads labels with -1
+                hard = check_flags('hard', np.where(padding, 0, flags) if padding.any()
+                                   else flags)
         if use_numpy(anchor):
             return self._forward_numpy(bbox, anchor, width, height, hard)
         return self._forward_nd(bbox, anchor, width, height, hard)

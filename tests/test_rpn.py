@@ -906,3 +906,17 @@ def test_bad_generator_arguments_raise_value_error_naming_them(kwargs, name):
 def test_bad_generator_inputs_raise_value_error(args, match):
     with pytest.raises(ValueError, match=match):
         RPNTargetGenerator()(*args)
+
+
+def test_generator_padding_rows_may_carry_padding_hard_flags():
+    # GluonCV pads whole label rows with -1, the difficult column included.
+    anchors = gluon_anchors(128, 128)
+    gt = np.array([[10, 10, 60, 60], [70, 20, 120, 90]], np.float32)
+    padded = np.concatenate([gt, -np.ones((2, 4), np.float32)])
+    gen = RPNTargetGenerator(num_sample=10 ** 6)
+    want = gen(gt, anchors, 128, 128, hard=np.array([1, 0], np.float32))
+    got = gen(padded, anchors, 128, 128, hard=np.array([1, 0, -1, -1], np.float32))
+    for w, g in zip(want, got):
+        np.testing.assert_array_equal(g, w)
+    with pytest.raises(ValueError, match='hard'):
+        gen(gt, anchors, 128, 128, hard=np.array([1, -1], np.float32))
