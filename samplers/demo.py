@@ -48,6 +48,7 @@ ANCHOR_RATIOS = (0.5, 1.0, 2.0)
 NUM_CLASSES = 3  # rectangle, ellipse, triangle
 TOP_K = 10       # proposals kept per image for the recall / hard-hit numbers
 MATCH_IOU = 0.5  # a proposal "finds" a box at this IoU
+MAX_SEED = 2 ** 32 - 2  # numpy takes seeds below 2**32, and the validation set uses seed + 1
 
 
 # --------------------------------------------------------------------------- data
@@ -100,8 +101,9 @@ def make_dataset(num_images, seed, size=IMAGE_SIZE):
     """``num_images`` synthetic (image, label) pairs, the same for the same ``seed``.
 
     image: (size, size, 3) uint8; label: (M, 6) float32 rows
-    [x1, y1, x2, y2, class, hard], M >= 0. Shapes 4-9 px wide, or drawn at
-    8-18 % opacity, are flagged hard (about a third of the objects).
+    [x1, y1, x2, y2, class, hard], M >= 0. Tiny shapes (a side of 4-9 px,
+    each side then stretched by 0.7-1.4, so 2.8-12.6 px) and shapes drawn at
+    8-18 % opacity are flagged hard (about a third of the objects).
     """
     rng = np.random.RandomState(seed)
     return [_draw_image(rng, size) for _ in range(num_images)]
@@ -481,7 +483,7 @@ def parse_args(argv=None):
     parser.add_argument('--steps', type=int, default=500,
                         help='training steps per run (default: 500)')
     parser.add_argument('--seed', type=int, default=0, help='seed of data, weights and '
-                        'sampling (default: 0)')
+                        'sampling, 0 to {} (default: 0)'.format(MAX_SEED))
     parser.add_argument('--train-images', type=int, default=512,
                         help='synthetic training images (default: 512)')
     parser.add_argument('--val-images', type=int, default=128,
@@ -492,6 +494,8 @@ def parse_args(argv=None):
         if getattr(args, name) < 1:
             parser.error('--{} must be >= 1, got {}'.format(name.replace('_', '-'),
                                                             getattr(args, name)))
+    if not 0 <= args.seed <= MAX_SEED:
+        parser.error('--seed must be in [0, {}], got {}'.format(MAX_SEED, args.seed))
     return args
 
 

@@ -100,7 +100,7 @@ class GluonCVRPNTargetSampler(RPNTargetSampler):
     def __call__(self, ious, hard=None):
         ious = to_numpy(ious)
         samples, matches = super().__call__(ious, hard)
-        dtype = ious.dtype if ious.dtype in (np.float32, np.float64) else np.float32
+        dtype = ious.dtype if np.issubdtype(ious.dtype, np.floating) else np.float32
         return to_numpy(samples, dtype), to_numpy(matches, np.int64)
 
 
@@ -111,8 +111,11 @@ def _hard_column_of(transform):
 
 
 def _call_with_hard_flags(self, src, label):
-    """Apply GluonCV's training transform; the label's hard column becomes the RPN's hard flags."""
-    hard = _hard_flags(label, _hard_column_of(self))
+    """Apply GluonCV's training transform; the label's hard column becomes the RPN's hard flags.
+
+    Without a network no targets are made, and the column is not read.
+    """
+    hard = None if self._anchors is None else _hard_flags(label, _hard_column_of(self))
     outer = getattr(_PENDING, 'hard', None)
     _PENDING.hard = hard
     try:
@@ -142,13 +145,16 @@ def _state(transform):
     return state
 
 
-def _reduce_gluoncv_transform(self, protocol):  # pylint: disable=unused-argument
+def _reduce_gluoncv_transform(self, protocol):
     """Pickle a patched GluonCV transform as a FasterRCNNTrainTransform.
 
     A spawned DataLoader worker imports an unpatched GluonCV; the object it
     unpickles must bring the hard-flag-aware targets itself, without
-    patching anything in that process.
+    patching anything in that process. Subclasses (ours, or a user's) pickle
+    as themselves, the default way.
     """
+    if type(self) is not _GluonCVTransform:
+        return object.__reduce_ex__(self, protocol)
     return _rebuild, (_state(self), _hard_column_of(self))
 
 
@@ -241,7 +247,9 @@ def install(hard_column=HARD_COLUMN):
       for none) as hard flags, its ``_target_generator`` is a
       :class:`GluonCVRPNTargetGenerator`, and it pickles as a
       :class:`FasterRCNNTrainTransform` (so spawned DataLoader workers, which
-      import an unpatched GluonCV, still get these targets);
+      import an unpatched GluonCV, still get these targets; subclasses pickle
+      as themselves, so in a spawned worker only those of
+      :class:`FasterRCNNTrainTransform` keep the hard flags);
     * ``gluoncv.model_zoo.rcnn.rpn.rpn_target.RPNTargetGenerator`` and
       ``.RPNTargetSampler``: replaced by :class:`GluonCVRPNTargetGenerator`
       and :class:`GluonCVRPNTargetSampler` (GluonCV's constructors and types).

@@ -101,8 +101,8 @@ def plot_samples(image, anchors, samples, gt_boxes=None, hard=None, ax=None, *,
     their centres, and the ignored anchors near ground truth (see
     ``ignored_iou``; none without ``gt_boxes``) amber rings at theirs.
     Ground truth is drawn cyan, hard ground truth dashed magenta. The legend
-    gives every label's full count. Anchors with a non-finite coordinate are
-    skipped.
+    gives every label's full count. Anchors and ground-truth boxes with a
+    non-finite coordinate are skipped.
     """
     anchors_np = to_numpy(anchors, np.float64)
     check_boxes('anchors', anchors_np, batched=False)
@@ -117,6 +117,9 @@ def plot_samples(image, anchors, samples, gt_boxes=None, hard=None, ax=None, *,
     if ignored_iou is not None:
         ignored_iou = check_thresh('ignored_iou', ignored_iou)
     gt, hard_flags = _check_gt(gt_boxes, hard)
+    if gt is not None:
+        shown = np.isfinite(gt).all(axis=1)
+        gt, hard_flags = gt[shown], hard_flags[shown]
     picture = None if image is None else _displayable(image)
 
     patches = _matplotlib()

@@ -71,6 +71,15 @@ def test_rejects_fewer_than_one_step(steps, capsys):
     assert '--steps must be >= 1, got {}'.format(steps) in capsys.readouterr().err
 
 
+@pytest.mark.parametrize('seed', ['-1', str(2 ** 32 - 1)])
+def test_rejects_a_seed_outside_numpys_range(seed, capsys):
+    # The validation set is drawn from seed + 1, so 2**32 - 2 is the largest usable seed.
+    with pytest.raises(SystemExit):
+        demo.parse_args(['--seed', seed])
+    assert '--seed must be in [0, {}], got {}'.format(2 ** 32 - 2, seed) in \
+        capsys.readouterr().err
+
+
 def test_default_output_folder_is_samplers_demo():
     assert demo.parse_args([]).out == 'samplers-demo'
 

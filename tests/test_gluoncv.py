@@ -1,4 +1,5 @@
 """GluonCV drop-in: FasterRCNNTrainTransform, install()/uninstall(), workers, real networks."""
+import copy
 import os
 import pickle
 import subprocess
@@ -267,6 +268,16 @@ def test_without_net_returns_image_and_label_only():
     assert img.shape[0] == 3 and lab.shape == (1, 6)
 
 
+def test_without_net_does_not_read_the_hard_column():
+    # No targets are made, so a column 5 that is no hard flag (a mixup weight) is left alone.
+    lab = label(BOX + [3, 0.5])
+    img, out = sg.FasterRCNNTrainTransform(short=64, flip_p=0)(image(), lab)
+    assert out.shape == (1, 6) and out[0, 5] == 0.5
+    sg.install()
+    img, out = GluonCVTransform(short=64, flip_p=0)(image(), lab)
+    assert out.shape == (1, 6) and out[0, 5] == 0.5
+
+
 def test_hard_column_none_teaches_difficult_objects_as_gluoncv_does(c4_net):
     transform = make(sg.FasterRCNNTrainTransform, c4_net, hard_column=None)
     assert (cls_targets(apply(transform, image(), label(BOX + [3, 1]))) > 0).any()
@@ -378,6 +389,14 @@ def test_sampler_matches_gluoncv_sampler_without_subsampling(n, m, seed):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize('dtype', ['float16', 'float32', 'float64'])
+def test_sampler_returns_samples_in_the_ious_float_dtype_as_gluoncv(dtype):
+    ious = np.array([[0.9, 0.1], [0.1, 0.2]], dtype)
+    ours = sg.GluonCVRPNTargetSampler(256, 0.7, 0.3, 0.5)(ious)
+    theirs = GLUONCV_SAMPLER(256, 0.7, 0.3, 0.5)(ious)
+    assert [a.dtype for a in ours] == [b.dtype for b in theirs] == [np.dtype(dtype), np.int64]
+
+
 def test_installed_sampler_keeps_gluoncv_constructor_and_call():
     sg.install()
     sampler = rpn_target.RPNTargetSampler(256, 0.7, 0.3, 0.5)
@@ -451,6 +470,22 @@ def test_installed_gluoncv_transform_unpickles_hard_aware_in_a_fresh_process(c4_
     out = subprocess.run([sys.executable, '-c', code, str(path)], check=True, env=env, cwd=REPO,
                          capture_output=True, text=True).stdout.split()
     assert out == ['FasterRCNNTrainTransform', '0']
+
+
+class _GluonCVSubclass(GluonCVTransform):
+    """A user's own transform built on GluonCV's."""
+
+
+class _OurSubclass(sg.FasterRCNNTrainTransform):
+    """A user's own transform built on ours."""
+
+
+@pytest.mark.parametrize('cls', [_GluonCVSubclass, _OurSubclass])
+def test_installed_patch_pickles_and_copies_subclasses_as_themselves(cls):
+    sg.install()
+    transform = cls(short=64, flip_p=0)
+    assert type(pickle.loads(pickle.dumps(transform))) is cls
+    assert type(copy.deepcopy(transform)) is cls
 
 
 def test_our_transform_survives_pickling(c4_net):

@@ -161,6 +161,13 @@ def test_skips_anchors_with_non_finite_coordinates():
     assert centres(ax, 'negative') == []
 
 
+def test_skips_ground_truth_boxes_with_non_finite_coordinates():
+    gt = np.array([[38, 38, 52, 52], [0, 0, np.nan, 12], [0, 0, np.inf, 12]], np.float32)
+    ax = plot_samples(None, ANCHORS, SAMPLES, gt_boxes=gt, hard=np.array([0, 0, 1]))
+    assert [p.get_zorder() for p in ax.patches].count(5) == 1
+    assert np.isfinite(ax.get_xlim()).all() and np.isfinite(ax.get_ylim()).all()
+
+
 def test_renders_headless_to_png():
     ax = plot_samples(IMAGE, ANCHORS, SAMPLES, gt_boxes=GT, hard=np.array([0, 1]))
     buf = io.BytesIO()
