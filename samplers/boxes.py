@@ -498,14 +498,16 @@ def _keep_random_row(row, k):
 def keep_top_F(F, scores, mask, k):
     """Per row, the ``k`` highest ``scores`` among ``mask``, for ``hybrid_forward``.
 
-    ``scores`` (B, N) float, ``mask`` (B, N) 0/1, ``k`` (B, 1) float32 per-row
-    counts (at most the row's number of candidates). Rank once, compare with
+    ``scores`` (B, N) float, ``mask`` (B, N) 0/1, ``k`` (B, 1) per-row counts
+    (a k above the row's number of candidates keeps them all). Rank once, compare with
     each row's count: one sort finds each row's k-th largest score ``t``;
     everything above ``t`` is kept, and entries equal to ``t`` are kept from
     the lowest index up until the row holds ``k``. Masked-out entries must
     not be +inf. Returns a (B, N) float32 0/1 array.
     """
     mask = F.cast(mask, 'float32')
+    # k above the row's count would index past the row (and wrap past 2**31 in pick).
+    k = F.minimum(F.cast(k, 'float32'), F.sum(mask, axis=1, keepdims=True))
     key = F.where(mask > 0, scores, F.ones_like(scores) * -np.inf)
     ranked = F.sort(key, axis=1, is_ascend=False)
     kth = F.pick(ranked, F.reshape(F.relu(k - 1), shape=(-1,)), axis=1, keepdims=True)

@@ -332,8 +332,10 @@ class OHEMSampler(gluon.HybridBlock):
 
     def _forward_np(self, x, logits, ious, scores, boxes):
         positive, candidate, loss = self._candidates_np(x, logits, ious, scores)
-        quota = np.maximum(self._min_samples,
-                           np.floor(self._ratio * positive.sum(axis=1)).astype(np.int64))
+        # In float64 and capped at N before the cast: ratio * num_pos may pass int64's range.
+        num = x.shape[1]
+        wanted = np.minimum(np.floor(self._ratio * positive.sum(axis=1)), num)
+        quota = np.maximum(min(self._min_samples, num), wanted).astype(np.int64)
         if boxes is None:
             negative = keep_top(loss, candidate, np.minimum(quota, candidate.sum(axis=1)))
         else:
@@ -367,7 +369,8 @@ class OHEMSampler(gluon.HybridBlock):
             boxes = F.stop_gradient(boxes)
             candidate = candidate * F.cast(F.min(F.abs(boxes) < _INF, axis=2), 'float32')
         num_pos = F.sum(F.cast(positive, 'float64'), axis=1, keepdims=True)
-        quota = F.maximum(F.floor(num_pos * self._ratio), float(self._min_samples))
+        # min_samples capped where float32 counts stay exact (no image has 2**24 anchors).
+        quota = F.maximum(F.floor(num_pos * self._ratio), float(min(self._min_samples, 2 ** 24)))
         quota = F.cast(quota, 'float32')
         if boxes is None:
             num_cand = F.sum(candidate, axis=1, keepdims=True)

@@ -63,6 +63,9 @@ class _QuotaRule:
         if self.neg_thresh_low > neg_thresh_high:
             raise ValueError('neg_thresh_low must be <= neg_thresh_high, got {} > {}'.format(
                 self.neg_thresh_low, neg_thresh_high))
+        # The op is rebuilt from attrs(): give it the unclamped value, which passed the check
+        # above (clamped, neg_thresh_high may fall below neg_thresh_low).
+        self._neg_thresh_high_arg = neg_thresh_high
         # IoUs live in [0, 1]; GluonCV clamps these two thresholds into it, and so do we.
         self.pos_thresh = min(1.0, max(0.0, pos_thresh))
         self.neg_thresh_high = min(1.0, max(0.0, neg_thresh_high))
@@ -72,7 +75,7 @@ class _QuotaRule:
     def attrs(self):
         """The settings as CustomOp attributes (strings round-trip through symbol JSON)."""
         return {'num_sample': str(self.num_sample), 'pos_thresh': repr(self.pos_thresh),
-                'neg_thresh_high': repr(self.neg_thresh_high),
+                'neg_thresh_high': repr(self._neg_thresh_high_arg),
                 'neg_thresh_low': repr(self.neg_thresh_low),
                 'pos_ratio': repr(self.pos_ratio), 'neg_ratio': repr(self.neg_ratio),
                 'fill_negative': str(self.fill_negative)}
@@ -103,12 +106,16 @@ class _QuotaRule:
             boxes.warn_once(owner, 'non-finite', _NONFINITE_WARNING)
             pos &= finite
             neg &= finite
+        # Quotas capped at N, so a num_sample past int64 (a "never subsample" setting) fits.
+        num = matches.shape[1]
+        max_pos = min(self.max_pos, num)
         if keys is None:
-            keep_pos = boxes.keep_random(pos, self.max_pos)
+            keep_pos = boxes.keep_random(pos, max_pos)
         else:  # positive and negative candidates are disjoint: one set of keys serves both
-            keep_pos = boxes.keep_top(-keys, pos, np.full(len(pos), self.max_pos))
-        max_neg = boxes.negative_quota(self.num_sample, keep_pos.sum(axis=1), self.neg_ratio,
-                                       self.fill_negative)
+            keep_pos = boxes.keep_top(-keys, pos, np.full(len(pos), max_pos))
+        kept = keep_pos.sum(axis=1).astype(np.float64)  # float: int64 could overflow here
+        max_neg = np.minimum(boxes.negative_quota(self.num_sample, kept, self.neg_ratio,
+                                                  self.fill_negative), num).astype(np.int64)
         keep_neg = (boxes.keep_random(neg, max_neg) if keys is None
                     else boxes.keep_top(-keys, neg, max_neg))
         return keep_pos.astype(np.float32) - keep_neg
@@ -146,11 +153,15 @@ class _QuotaRule:
         neg = (1 - matched) * (1 - pos) * in_range * finite
         pos = pos * finite
         # Positive and negative candidates are disjoint, so one set of keys serves both.
-        keep_pos = boxes.keep_random_F(nd, pos, nd.full((batch, 1), self.max_pos,
-                                                        ctx=pos.context), keys)
+        # keep_random_F wants k <= the candidates (a k past int32 would wrap in its pick).
+        max_pos = nd.minimum(nd.full((batch, 1), self.max_pos, ctx=pos.context),
+                             nd.sum(pos, axis=1, keepdims=True))
+        keep_pos = boxes.keep_random_F(nd, pos, max_pos, keys)
         kept = nd.sum(keep_pos, axis=1, keepdims=True)
-        keep_neg = boxes.keep_random_F(nd, neg, boxes.negative_quota_F(
-            nd, self.num_sample, kept, self.neg_ratio, self.fill_negative), keys)
+        max_neg = nd.minimum(boxes.negative_quota_F(nd, self.num_sample, kept, self.neg_ratio,
+                                                    self.fill_negative),
+                             nd.sum(neg, axis=1, keepdims=True))
+        keep_neg = boxes.keep_random_F(nd, neg, max_neg, keys)
         return keep_pos - keep_neg
 
 
@@ -318,6 +329,12 @@ class QuotaSampler(gluon.HybridBlock):
                                 pos_ratio, neg_ratio, fill_negative)
         self._owner_key = uuid.uuid4().hex
 
+    def __getstate__(self):
+        # A built graph holds C handles; drop it (it is rebuilt on the next call).
+        state = self.__dict__.copy()
+        state.update(_cached_graph=(), _cached_op=None, _cached_op_args=[])
+        return state
+
     def __setstate__(self, state):
         # An unpickled copy is a new sampler: it gets its own warn-once record.
         self.__dict__.update(state)
@@ -348,12 +365,13 @@ class QuotaSampler(gluon.HybridBlock):
         dtype = _output_dtype(matches.dtype)
         if matches.size == 0:
             return mx.nd.array(np.zeros(matches.shape, dtype), ctx=matches.context, dtype=dtype)
+        # M = 0. Keys from mx.random, as the op's: mx.random.seed alone reproduces the call.
+        keys = mx.nd.random.uniform_like(matches.astype('float32'))
         if boxes.use_numpy(matches):
             labels = self._rule.label_numpy(matches.asnumpy(), ious.asnumpy(),
                                             None if hard is None else hard.asnumpy(),
-                                            _owner(self._owner_key))
+                                            _owner(self._owner_key), keys.asnumpy())
             return boxes.like(labels, matches, dtype=dtype)
-        keys = mx.nd.random.uniform_like(matches.astype('float32'))  # M = 0, mx.nd path
         return self._rule.label_nd(matches, None, None, keys).astype(dtype)
 
     def __repr__(self):

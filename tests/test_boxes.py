@@ -316,3 +316,9 @@ def test_check_flags_accepts_zero_one_and_bool_and_rejects_others():
     np.testing.assert_array_equal(B.check_flags('hard', np.array([True, False])), [True, False])
     with pytest.raises(ValueError, match='hard'):
         B.check_flags('hard', np.array([0, 2]))
+
+
+def test_keep_top_F_with_k_beyond_int32_keeps_every_candidate():
+    mask = mx.nd.array([[1, 0, 1, 1]])
+    out = B.keep_top_F(mx.nd, mx.nd.array([[0.3, 0.9, 0.1, 0.2]]), mask, mx.nd.array([[3e9]]))
+    np.testing.assert_array_equal(out.asnumpy(), [[1, 0, 1, 1]])

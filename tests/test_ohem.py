@@ -118,6 +118,22 @@ def test_min_samples_is_a_floor_not_an_addition(mine):
     assert (out == -1).sum() == 3
 
 
+@pytest.mark.parametrize('kwargs', [dict(ratio=1e19), dict(ratio=1e300),
+                                    dict(ratio=1, min_samples=10 ** 19),
+                                    dict(ratio=1, min_samples=10 ** 400)])
+def test_quota_beyond_int64_takes_every_candidate(kwargs, mine):
+    out = mine(OHEMSampler(**kwargs), one_positive(4), hard_last(4), no_overlap(4))
+    np.testing.assert_array_equal(out[0], [1, -1, -1, -1])
+
+
+@pytest.mark.parametrize('kwargs', [dict(ratio=1e19), dict(ratio=1, min_samples=10 ** 19)])
+def test_quota_beyond_int64_takes_every_survivor_when_deduplicating(kwargs, mine):
+    boxes = np.array([[[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [4, 4, 5, 5]]], np.float32)
+    out = mine(OHEMSampler(nms_thresh=0.5, **kwargs), one_positive(4), hard_last(4),
+               no_overlap(4), boxes=boxes)
+    np.testing.assert_array_equal(out[0], [1, -1, -1, -1])
+
+
 def test_the_hardest_candidates_are_chosen(mine):
     out = mine(OHEMSampler(2), one_positive(6), hard_last(6), no_overlap(6))
     np.testing.assert_array_equal(out[0], [1, 0, 0, 0, -1, -1])

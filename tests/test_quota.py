@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from samplers import boxes
-from samplers.quota import OP_TYPE, QuotaSampler, _QuotaRule
+from samplers.quota import OP_TYPE, QuotaSampler, _QuotaOpProp, _QuotaRule
 from conftest import CPU_CONTEXTS, requires_gpu
 
 gluoncv_sampler = pytest.importorskip('gluoncv.nn.sampler')
@@ -122,6 +122,28 @@ def test_thresholds_are_clamped_into_unit_interval():
     assert labels[0].tolist() == [1, 0]
 
 
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_neg_thresh_low_above_one_gives_no_negatives_on_every_backend(backend):
+    # neg_thresh_high 2 is clamped to 1, below neg_thresh_low; the op must still be built.
+    labels = run(QuotaSampler(10, 0.5, 2.0, neg_thresh_low=1.5), backend,
+                 *one_image([[0.25], [0.75]]))
+    assert labels[0].tolist() == [0, 1]
+
+
+@pytest.mark.parametrize('kwargs', [
+    dict(neg_thresh_high=2.0, neg_thresh_low=1.5),
+    dict(neg_thresh_high=np.inf, neg_thresh_low=np.inf),
+    dict(pos_thresh=-1.0, neg_thresh_high=-0.5, neg_thresh_low=-0.75, pos_ratio=0.3),
+    dict(pos_ratio=0.25, neg_ratio=0.5, fill_negative=False),
+])
+def test_op_attributes_rebuild_the_same_rule(kwargs):
+    args = dict(num_sample=10, pos_thresh=0.5, neg_thresh_high=0.5)
+    args.update(kwargs)
+    rule = _QuotaRule(**args)
+    prop = _QuotaOpProp(**rule.attrs())
+    assert vars(prop._rule) == vars(rule)
+
+
 def test_nan_match_counts_as_no_match():
     labels = QuotaSampler(10, 0.5, 0.5)(*one_image([[0.25]], matches=[np.nan]))
     assert labels[0].tolist() == [-1]
@@ -147,6 +169,15 @@ def test_fill_negative_takes_the_slots_positives_left(backend):
     labels = run(sampler, backend, *one_image([[0.75]] * 2 + [[0.0]] * 12))
     assert counts(labels)[0].tolist() == [2]
     assert counts(labels)[1].tolist() == [max(10 - 2, int(0.2 * 10))]
+
+
+@pytest.mark.parametrize('fill_negative', [True, False])
+@pytest.mark.parametrize('num_sample', [3 * 10 ** 9, 10 ** 20])
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_num_sample_beyond_int32_keeps_every_candidate(backend, num_sample, fill_negative):
+    sampler = QuotaSampler(num_sample, 0.5, 0.5, fill_negative=fill_negative)
+    labels = run(sampler, backend, *one_image([[0.75], [0.0], [0.25]]))
+    assert labels[0].tolist() == [1, -1, -1]
 
 
 def test_neg_ratio_none_means_one_minus_pos_ratio():
@@ -202,6 +233,23 @@ def test_no_boxes_means_best_iou_zero_for_the_negative_range():
     ious = np.zeros((1, 2, 0), np.float32)
     labels = QuotaSampler(10, 0.5, 0.5, neg_thresh_low=0.125)(np.full((1, 2), -1.0), ious)
     assert labels[0].tolist() == [0, 0]
+
+
+@pytest.mark.parametrize('nd_backend', [False, True])
+def test_mx_random_seed_alone_reproduces_an_ndarray_call_without_boxes(nd_backend):
+    matches = mx.nd.array(np.full((2, 30), -1.0, np.float32))
+    ious = mx.nd.array(np.zeros((2, 30, 0), np.float32))
+    runs = []
+    for numpy_seed in (1, 2):  # the docstring: mx.random.seed alone reproduces NDArray calls
+        mx.random.seed(5)
+        np.random.seed(numpy_seed)
+        if nd_backend:
+            with boxes.force_ndarray_backend():
+                runs.append(QuotaSampler(4, 0.5, 0.5)(matches, ious).asnumpy())
+        else:
+            runs.append(QuotaSampler(4, 0.5, 0.5)(matches, ious).asnumpy())
+    assert counts(runs[0])[1].tolist() == [4, 4]
+    np.testing.assert_array_equal(*runs)
 
 
 @pytest.mark.parametrize('shape', [(0, 3, 2), (2, 0, 2)])
@@ -680,6 +728,17 @@ def test_pickled_sampler_gives_the_same_labels():
     inputs = [mx.nd.array(x) for x in subsampling_case()]
     seed_both(4)
     want = sampler(*inputs).asnumpy()
+    seed_both(4)
+    np.testing.assert_array_equal(copy(*inputs).asnumpy(), want)
+
+
+def test_picklable_after_running_a_hybridized_graph():
+    inputs = [mx.nd.array(x) for x in subsampling_case()]
+    sampler = QuotaSampler(16, 0.5, 0.5, pos_ratio=0.25)
+    sampler.hybridize()
+    seed_both(4)
+    want = sampler(*inputs).asnumpy()
+    copy = pickle.loads(pickle.dumps(sampler))
     seed_both(4)
     np.testing.assert_array_equal(copy(*inputs).asnumpy(), want)
 
