@@ -31,7 +31,7 @@ __all__ = [
     'POSITIVE', 'NEGATIVE', 'IGNORE',
     'box_iou', 'box_iof', 'corner_to_center', 'center_to_corner',
     'best_match', 'best_anchor_mask', 'col_max', 'EPS',
-    'keep_random', 'keep_random_F', 'keep_top', 'keep_top_F', 'row_max',
+    'keep_random', 'keep_random_F', 'keep_top', 'keep_top_F', 'row_max', 'finite_rows',
     'positive_quota', 'negative_quota', 'negative_quota_F',
     'is_ndarray', 'use_numpy', 'force_ndarray_backend', 'ndarray_backend_forced', 'to_numpy',
     'like',
@@ -532,6 +532,25 @@ def keep_top(scores, mask, k):
     crowded = np.flatnonzero(tied.sum(axis=1) > room)  # usually none: ties are rare
     tied[crowded] &= np.cumsum(tied[crowded], axis=1) <= room[crowded, None]
     return above | tied
+
+
+def finite_rows(a):
+    """Whether each row (last axis) of numpy ``a`` is all finite; boolean, shape ``a.shape[:-1]``.
+
+    One BLAS sum per row finds the rows that may hold NaN/inf (a non-finite
+    sum); only those are checked element by element, since a sum of finite
+    values can overflow too. Much faster than ``np.isfinite(a).all(-1)`` for a
+    short last axis.
+    """
+    a = np.asarray(a)
+    if a.shape[-1] == 0:
+        return np.ones(a.shape[:-1], dtype=bool)
+    rows = a.reshape(-1, a.shape[-1])
+    with np.errstate(over='ignore', invalid='ignore'):
+        ok = np.isfinite(rows @ np.ones(rows.shape[1], rows.dtype))
+    maybe_bad = np.flatnonzero(~ok)
+    ok[maybe_bad] = np.isfinite(rows[maybe_bad]).all(axis=1)
+    return ok.reshape(a.shape[:-1])
 
 
 def row_max(a):

@@ -16,8 +16,8 @@ import numpy as np
 import mxnet as mx
 from mxnet import gluon
 
-from .boxes import (box_iou, check_boxes, check_int, check_ratio, is_ndarray, keep_top,
-                    keep_top_F, like, row_max, to_numpy, use_numpy, warn_once)
+from .boxes import (box_iou, check_boxes, check_int, check_ratio, finite_rows, is_ndarray,
+                    keep_top, keep_top_F, like, row_max, to_numpy, use_numpy, warn_once)
 
 __all__ = ['OHEMSampler', 'background_loss', 'background_loss_F', 'greedy_nms_first']
 
@@ -305,11 +305,7 @@ class OHEMSampler(gluon.HybridBlock):
         if ious.dtype == np.float16:
             ious = ious.astype(np.float32)
         if ious.ndim == 3:
-            rows = ious.reshape(-1, ious.shape[-1])
-            ious_ok = np.isfinite(rows @ np.ones(rows.shape[1], rows.dtype))
-            maybe_bad = np.flatnonzero(~ious_ok)  # a sum can overflow with finite terms
-            ious_ok[maybe_bad] = np.isfinite(rows[maybe_bad]).all(axis=1)
-            ious_ok = ious_ok.reshape(x.shape)
+            ious_ok = finite_rows(ious)
             best = row_max(ious)
         else:
             ious_ok, best = np.isfinite(ious), ious

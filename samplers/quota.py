@@ -90,7 +90,7 @@ class _QuotaRule:
         draws would interleave with the caller's in no fixed order).
         """
         num_box = ious.shape[2]
-        finite = np.isfinite(ious).all(axis=-1)
+        finite = boxes.finite_rows(ious)
         best, _ = boxes.best_match(ious)  # 0 when M = 0; NaN rows are dropped through `finite`
         matched = matches >= 0
         if not num_box:

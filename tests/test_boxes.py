@@ -322,3 +322,14 @@ def test_keep_top_F_with_k_beyond_int32_keeps_every_candidate():
     mask = mx.nd.array([[1, 0, 1, 1]])
     out = B.keep_top_F(mx.nd, mx.nd.array([[0.3, 0.9, 0.1, 0.2]]), mask, mx.nd.array([[3e9]]))
     np.testing.assert_array_equal(out.asnumpy(), [[1, 0, 1, 1]])
+
+
+@pytest.mark.parametrize('dtype', [np.float16, np.float32, np.float64])
+def test_finite_rows_flags_nan_inf_and_keeps_overflowing_finite_rows(dtype):
+    big = np.finfo(dtype).max
+    a = np.array([[1, 2, 3], [1, np.nan, 3], [np.inf, 0, 0], [-np.inf, 1, 1], [big, big, big]],
+                 dtype)
+    np.testing.assert_array_equal(B.finite_rows(a), [True, False, False, False, True])
+    np.testing.assert_array_equal(B.finite_rows(a.reshape(1, 5, 3)),
+                                  np.isfinite(a).all(axis=-1)[None])
+    assert B.finite_rows(np.zeros((4, 0), dtype)).all()
