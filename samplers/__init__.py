@@ -20,8 +20,8 @@ background.
 """
 __version__ = '0.1.0'
 
-from .boxes import (POSITIVE, NEGATIVE, IGNORE, box_iou, box_iof,  # noqa: F401
-                    force_ndarray_backend)
+from .backend import POSITIVE, NEGATIVE, IGNORE, force_ndarray_backend  # noqa: F401
+from .boxes import box_iou, box_iof  # noqa: F401
 from .naive import NaiveSampler  # noqa: F401
 from .ohem import OHEMSampler  # noqa: F401
 from .quota import QuotaSampler  # noqa: F401

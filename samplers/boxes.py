@@ -1,31 +1,21 @@
-"""Boxes, matching and "keep k at random": the ground floor every sampler stands on.
+"""Boxes, matching, quotas and "keep k at random": the geometry floor every sampler stands on.
 
-Labels follow the package convention (see :mod:`samplers`): ``POSITIVE`` (1),
-``NEGATIVE`` (-1), ``IGNORE`` (0).
-
-Every function here takes numpy arrays or ``mx.nd`` NDArrays. Where both are
-accepted the result has the input's kind, and an NDArray result lives on the
-input's context. Two backends do the work:
-
-* numpy, for numpy input and for NDArrays on a CPU context (PyPI's mxnet is a
-  CPU build without AVX, so numpy is the faster CPU engine; measured in
-  ``python -m samplers.bench``);
-* ``mx.nd`` operators on the input's context, for every other context (GPU).
-  This path never copies to the host: no ``asnumpy``, ``asscalar`` or Python
-  loop over data. Tests exercise it on CPU with :func:`force_ndarray_backend`.
+Labels follow the package convention (see :mod:`samplers`). Backend dispatch,
+conversion and argument checks live in :mod:`samplers.backend`.
 
 Functions whose name ends in ``_F`` take the Gluon ``F`` namespace first and
 work on both ``mx.nd`` and ``mx.sym``, for use inside ``hybrid_forward``.
 """
 from __future__ import annotations
 
-import contextlib
-import logging
-import numbers
-import threading
-
 import numpy as np
 import mxnet as mx
+
+# Re-exported while callers move to samplers.backend (issue 11).
+from .backend import (POSITIVE, NEGATIVE, IGNORE, is_ndarray, use_numpy,  # noqa: F401
+                      force_ndarray_backend, ndarray_backend_forced, to_numpy, like,
+                      check_int, check_ratio, check_thresh, check_boxes, check_flags,
+                      warn_once)
 
 __all__ = [
     'POSITIVE', 'NEGATIVE', 'IGNORE',
@@ -38,152 +28,7 @@ __all__ = [
     'check_int', 'check_ratio', 'check_thresh', 'check_boxes', 'check_flags', 'warn_once',
 ]
 
-#: Label of a positive sample.
-POSITIVE = 1
-#: Label of a negative sample.
-NEGATIVE = -1
-#: Label of an ignored sample (neither trained as object nor as background).
-IGNORE = 0
-
 _FMTS = ('corner', 'center')
-_LOG = logging.getLogger('samplers')
-_BACKEND = threading.local()
-
-
-# --------------------------------------------------------------------------- kinds and backends
-def is_ndarray(x):
-    """True for an ``mx.nd.NDArray``."""
-    return isinstance(x, mx.nd.NDArray)
-
-
-def use_numpy(x):
-    """Whether ``x`` is handled by the numpy backend.
-
-    True for numpy arrays and for NDArrays on a CPU context, unless
-    :func:`force_ndarray_backend` is active.
-    """
-    if not is_ndarray(x):
-        return True
-    if ndarray_backend_forced():
-        return False
-    return x.context.device_type in ('cpu', 'cpu_pinned', 'cpu_shared')
-
-
-def ndarray_backend_forced():
-    """Whether :func:`force_ndarray_backend` is active in the calling thread."""
-    return getattr(_BACKEND, 'force_nd', False)
-
-
-@contextlib.contextmanager
-def force_ndarray_backend():
-    """Within this block, NDArray inputs take the ``mx.nd`` path on any context.
-
-    This is the code path GPU contexts use; forcing it on CPU is how the tests
-    check it without a GPU. Thread-local.
-    """
-    old = getattr(_BACKEND, 'force_nd', False)
-    _BACKEND.force_nd = True
-    try:
-        yield
-    finally:
-        _BACKEND.force_nd = old
-
-
-def to_numpy(x, dtype=None):
-    """``x`` as a numpy array (copying NDArrays to the host)."""
-    arr = x.asnumpy() if is_ndarray(x) else np.asarray(x)
-    if dtype is not None and arr.dtype != dtype:
-        arr = arr.astype(dtype)
-    return arr
-
-
-def like(result, reference, dtype=None):
-    """Return numpy ``result`` in the kind of ``reference``.
-
-    An NDArray reference gives an NDArray on its context; anything else gives
-    numpy. ``dtype`` (optional) sets the result's dtype.
-    """
-    if dtype is not None:
-        result = np.asarray(result).astype(dtype, copy=False)
-    if is_ndarray(reference):
-        return mx.nd.array(result, ctx=reference.context,
-                           dtype=result.dtype if dtype is None else dtype)
-    return result
-
-
-# --------------------------------------------------------------------------- argument checks
-def check_int(name, value, minimum=None):
-    """``int(value)``, or ``ValueError`` naming ``name`` if not an integer >= minimum."""
-    if isinstance(value, bool):
-        raise ValueError('{} must be an integer, got {!r}'.format(name, value))
-    if not isinstance(value, numbers.Integral):
-        if isinstance(value, numbers.Real) and float(value).is_integer():
-            value = int(value)
-        else:
-            raise ValueError('{} must be an integer, got {!r}'.format(name, value))
-    value = int(value)
-    if minimum is not None and value < minimum:
-        raise ValueError('{} must be >= {}, got {}'.format(name, minimum, value))
-    return value
-
-
-def check_ratio(name, value, low=0.0, high=1.0, low_open=False, high_open=False):
-    """``float(value)``, or ``ValueError`` naming ``name`` if outside [low, high].
-
-    ``low_open`` / ``high_open`` exclude the ends.
-    """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError('{} must be a number, got {!r}'.format(name, value))
-    value = float(value)
-    too_low = value <= low if low_open else value < low
-    too_high = value >= high if high_open else value > high
-    if np.isnan(value) or too_low or too_high:
-        raise ValueError('{} must be in {}{}, {}{}, got {}'.format(
-            name, '(' if low_open else '[', low, high, ')' if high_open else ']', value))
-    return value
-
-
-def check_thresh(name, value):
-    """A finite IoU threshold (any real; IoUs live in [0, 1])."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or np.isnan(value):
-        raise ValueError('{} must be a number, got {!r}'.format(name, value))
-    return float(value)
-
-
-def check_boxes(name, boxes, batched=None):
-    """``ValueError`` unless ``boxes`` is (N, 4) or (B, N, 4); returns its rank.
-
-    ``batched`` True demands rank 3, False rank 2, None accepts both.
-    """
-    shape = tuple(boxes.shape)
-    ranks = {None: (2, 3), True: (3,), False: (2,)}[batched]
-    if len(shape) not in ranks or shape[-1] != 4:
-        want = ' or '.join({2: '(N, 4)', 3: '(B, N, 4)'}[r] for r in ranks)
-        raise ValueError('{} must have shape {}, got {}'.format(name, want, shape))
-    return len(shape)
-
-
-def check_flags(name, flags, hint=''):
-    """0/1 (or boolean) hard flags as a boolean numpy array, or ``ValueError`` naming ``name``.
-
-    The shape is the caller's to check; this checks the values. ``hint`` is
-    appended to the error message.
-    """
-    arr = to_numpy(flags)
-    if arr.dtype != bool:
-        if not np.isin(arr, (0, 1)).all():
-            raise ValueError('{} must hold 0/1 flags, got values {}{}'.format(
-                name, np.unique(arr[~np.isin(arr, (0, 1))])[:8].tolist(), hint))
-        arr = arr.astype(bool)
-    return arr
-
-
-def warn_once(owner, key, message):
-    """Log ``message`` as a warning the first time ``owner`` reports ``key``."""
-    seen = owner.__dict__.setdefault('_samplers_warned', set())
-    if key not in seen:
-        seen.add(key)
-        _LOG.warning(message)
 
 
 # --------------------------------------------------------------------------- box formats

@@ -7,9 +7,8 @@ flags:
 
 * :class:`FasterRCNNTrainTransform`: construct it where a script constructs
   ``gluoncv.data.transforms.presets.rcnn.FasterRCNNDefaultTrainTransform``;
-* :func:`install` / :func:`uninstall`: patch GluonCV itself, so an unchanged
-  training script gets the same targets; :func:`uninstall` puts back GluonCV's
-  original objects. Importing :mod:`samplers` (or this module) patches nothing.
+* :func:`samplers.gluoncv.install`: patches GluonCV itself with what
+  :func:`patches` lists, so an unchanged training script gets the same targets.
 
 Both work for the C4 and the FPN (``multi_stage=True``) networks of the model
 zoo, in ``gluon.data.DataLoader`` worker processes (fork or spawn) and thread
@@ -22,47 +21,20 @@ that thread only, where the generator picks them up.
 """
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 from gluoncv.data.transforms.presets import rcnn as _rcnn
 from gluoncv.model_zoo.rcnn.rpn import rpn_target as _rpn_target
 
-from .boxes import check_flags, check_int, to_numpy
-from .rpn import RPNTargetGenerator, RPNTargetSampler
+from ..backend import to_numpy
+from ..rpn import RPNTargetGenerator, RPNTargetSampler
+from ._common import HARD_COLUMN, INSTALLED, PENDING, check_hard_column, hard_flags
 
-__all__ = ['FasterRCNNTrainTransform', 'GluonCVRPNTargetGenerator', 'GluonCVRPNTargetSampler',
-           'install', 'uninstall', 'is_installed', 'HARD_COLUMN']
-
-#: Label column read as the hard flag by default (VOC ``difficult`` in GluonCV's datasets).
-HARD_COLUMN = 5
+__all__ = ['FasterRCNNTrainTransform', 'GluonCVRPNTargetGenerator', 'GluonCVRPNTargetSampler']
 
 _GluonCVTransform = _rcnn.FasterRCNNDefaultTrainTransform
 # Taken at import, before any install(): the body every patched call runs.
 _GLUONCV_CALL = _GluonCVTransform.__call__
 _CACHE = '_samplers_target_generator'  # instance attribute; GluonCV's own cache is left alone
-_PENDING = threading.local()           # .hard: flags of the label being transformed
-_MISSING = object()
-
-
-def _check_hard_column(hard_column):
-    if hard_column is None:
-        return None
-    return check_int('hard_column', hard_column, minimum=5)
-
-
-def _hard_flags(label, hard_column):
-    """Column ``hard_column`` of ``label`` as (M,) 0/1 flags; None if there is no such column."""
-    if hard_column is None:
-        return None
-    label = to_numpy(label)
-    if label.ndim != 2 or label.shape[1] <= hard_column:
-        return None
-    flags = check_flags(
-        'label column {} (hard_column)'.format(hard_column), label[:, hard_column],
-        hint='; hard flags are 0/1 such as VOC difficult. If that column means something else '
-             '(COCO with --mixup puts the mixup weight there), use hard_column=None')
-    return flags.astype(np.float32)
 
 
 # --------------------------------------------------------------------------- GluonCV-typed parts
@@ -81,7 +53,7 @@ class GluonCVRPNTargetGenerator(RPNTargetGenerator):
 
     def forward(self, bbox, anchor, width, height, hard=None):  # pylint: disable=arguments-differ
         if hard is None:
-            hard = getattr(_PENDING, 'hard', None)
+            hard = getattr(PENDING, 'hard', None)
         cls_target, box_target, box_mask = super().forward(
             to_numpy(bbox), to_numpy(anchor), width, height, hard=hard)
         return (to_numpy(cls_target, np.float32), to_numpy(box_target, np.float32),
@@ -107,7 +79,7 @@ class GluonCVRPNTargetSampler(RPNTargetSampler):
 # --------------------------------------------------------------------------- transform methods
 def _hard_column_of(transform):
     """Ours carry their own ``hard_column``; patched GluonCV transforms use install()'s."""
-    return transform.__dict__.get('_hard_column', _INSTALLED.hard_column)
+    return transform.__dict__.get('_hard_column', INSTALLED.hard_column)
 
 
 def _call_with_hard_flags(self, src, label):
@@ -115,13 +87,13 @@ def _call_with_hard_flags(self, src, label):
 
     Without a network no targets are made, and the column is not read.
     """
-    hard = None if self._anchors is None else _hard_flags(label, _hard_column_of(self))
-    outer = getattr(_PENDING, 'hard', None)
-    _PENDING.hard = hard
+    hard = None if self._anchors is None else hard_flags(label, _hard_column_of(self))
+    outer = getattr(PENDING, 'hard', None)
+    PENDING.hard = hard
     try:
         return _GLUONCV_CALL(self, src, label)
     finally:
-        _PENDING.hard = outer
+        PENDING.hard = outer
 
 
 def _build_target_generator(self):
@@ -196,7 +168,7 @@ class FasterRCNNTrainTransform(_GluonCVTransform):
                  std=(0.229, 0.224, 0.225), box_norm=(1., 1., 1., 1.), num_sample=256,
                  pos_iou_thresh=0.7, neg_iou_thresh=0.3, pos_ratio=0.5, flip_p=0.5, ashape=128,
                  multi_stage=False, hard_column=HARD_COLUMN, **kwargs):
-        hard_column = _check_hard_column(hard_column)
+        hard_column = check_hard_column(hard_column)
         # Build the generator once now so bad settings fail here, not in a worker.
         generator = GluonCVRPNTargetGenerator(
             num_sample=num_sample, pos_iou_thresh=pos_iou_thresh, neg_iou_thresh=neg_iou_thresh,
@@ -217,17 +189,9 @@ class FasterRCNNTrainTransform(_GluonCVTransform):
         return _state(self)
 
 
-# --------------------------------------------------------------------------- install / uninstall
-class _Installed:  # process-wide (not thread-local): every thread sees install()'s setting
-    hard_column = HARD_COLUMN
-
-
-_INSTALLED = _Installed()
-_LOCK = threading.Lock()
-_SAVED = {}  # (owner, name) -> the owner's own attribute before install, or _MISSING
-
-
-def _patches():
+# --------------------------------------------------------------------------- what install() patches
+def patches():
+    """(owner, attribute, replacement) triples that install() applies for Faster R-CNN."""
     return (
         (_GluonCVTransform, '__call__', _call_with_hard_flags),
         (_GluonCVTransform, '_target_generator', property(_build_target_generator)),
@@ -235,54 +199,3 @@ def _patches():
         (_rpn_target, 'RPNTargetGenerator', GluonCVRPNTargetGenerator),
         (_rpn_target, 'RPNTargetSampler', GluonCVRPNTargetSampler),
     )
-
-
-def install(hard_column=HARD_COLUMN):
-    """Make GluonCV's own Faster R-CNN transform and RPN target classes use this package.
-
-    Patches, in place:
-
-    * ``gluoncv.data.transforms.presets.rcnn.FasterRCNNDefaultTrainTransform``:
-      its ``__call__`` passes label column ``hard_column`` (default 5; None
-      for none) as hard flags, its ``_target_generator`` is a
-      :class:`GluonCVRPNTargetGenerator`, and it pickles as a
-      :class:`FasterRCNNTrainTransform` (so spawned DataLoader workers, which
-      import an unpatched GluonCV, still get these targets; subclasses pickle
-      as themselves, so in a spawned worker only those of
-      :class:`FasterRCNNTrainTransform` keep the hard flags);
-    * ``gluoncv.model_zoo.rcnn.rpn.rpn_target.RPNTargetGenerator`` and
-      ``.RPNTargetSampler``: replaced by :class:`GluonCVRPNTargetGenerator`
-      and :class:`GluonCVRPNTargetSampler` (GluonCV's constructors and types).
-
-    Transforms built before the call are patched too (the methods live on the
-    class). Calling it again only changes ``hard_column``. Forked workers
-    inherit the patch; thread pools share it.
-    """
-    hard_column = _check_hard_column(hard_column)
-    with _LOCK:
-        if not _SAVED:
-            for owner, name, new in _patches():
-                _SAVED[(owner, name)] = vars(owner).get(name, _MISSING)
-                setattr(owner, name, new)
-        _INSTALLED.hard_column = hard_column
-
-
-def uninstall():
-    """Put back every object :func:`install` replaced (the same objects); a no-op otherwise.
-
-    Transforms keep working unchanged: ours cached its generator under its own
-    attribute, so GluonCV's transform builds GluonCV's generator again.
-    """
-    with _LOCK:
-        for (owner, name), original in _SAVED.items():
-            if original is _MISSING:
-                delattr(owner, name)
-            else:
-                setattr(owner, name, original)
-        _SAVED.clear()
-        _INSTALLED.hard_column = HARD_COLUMN
-
-
-def is_installed():
-    """Whether :func:`install` is in effect."""
-    return bool(_SAVED)

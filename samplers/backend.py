@@ -1,0 +1,234 @@
+"""The backend floor: label constants, numpy-or-NDArray dispatch, conversion, argument checks.
+
+Labels follow the package convention stated in :mod:`samplers`: ``POSITIVE`` (1),
+``NEGATIVE`` (-1), ``IGNORE`` (0).
+
+Two backends do the work:
+
+* numpy, for numpy input and for NDArrays on a CPU context (PyPI's mxnet is a
+  CPU build without AVX, so numpy is the faster CPU engine; measured in
+  ``python -m samplers.bench``);
+* ``mx.nd`` operators on the input's context, for every other context (GPU).
+  This path never copies to the host. Tests exercise it on CPU with
+  :func:`force_ndarray_backend`.
+
+A rule is written once over 0/1 float masks with the operators numpy arrays
+and NDArrays share (``*``, ``+``, ``1 - m``, comparisons), plus the few helpers
+of :func:`ops`, which returns the namespace for the input's backend.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import numbers
+import threading
+import types
+
+import numpy as np
+import mxnet as mx
+
+__all__ = [
+    'POSITIVE', 'NEGATIVE', 'IGNORE',
+    'is_ndarray', 'use_numpy', 'force_ndarray_backend', 'ndarray_backend_forced', 'to_numpy',
+    'like', 'ops', 'NUMPY_OPS', 'ND_OPS',
+    'check_int', 'check_ratio', 'check_thresh', 'check_boxes', 'check_flags', 'warn_once',
+]
+
+#: Label of a positive sample.
+POSITIVE = 1
+#: Label of a negative sample.
+NEGATIVE = -1
+#: Label of an ignored sample (neither trained as object nor as background).
+IGNORE = 0
+
+_LOG = logging.getLogger('samplers')
+_BACKEND = threading.local()
+
+
+# --------------------------------------------------------------------------- kinds and backends
+def is_ndarray(x):
+    """True for an ``mx.nd.NDArray``."""
+    return isinstance(x, mx.nd.NDArray)
+
+
+def use_numpy(x):
+    """Whether ``x`` is handled by the numpy backend.
+
+    True for numpy arrays and for NDArrays on a CPU context, unless
+    :func:`force_ndarray_backend` is active.
+    """
+    if not is_ndarray(x):
+        return True
+    if ndarray_backend_forced():
+        return False
+    return x.context.device_type in ('cpu', 'cpu_pinned', 'cpu_shared')
+
+
+def ndarray_backend_forced():
+    """Whether :func:`force_ndarray_backend` is active in the calling thread."""
+    return getattr(_BACKEND, 'force_nd', False)
+
+
+@contextlib.contextmanager
+def force_ndarray_backend():
+    """Within this block, NDArray inputs take the ``mx.nd`` path on any context.
+
+    This is the code path GPU contexts use; forcing it on CPU is how the tests
+    check it without a GPU. Thread-local.
+    """
+    old = getattr(_BACKEND, 'force_nd', False)
+    _BACKEND.force_nd = True
+    try:
+        yield
+    finally:
+        _BACKEND.force_nd = old
+
+
+def to_numpy(x, dtype=None):
+    """``x`` as a numpy array (copying NDArrays to the host)."""
+    arr = x.asnumpy() if is_ndarray(x) else np.asarray(x)
+    if dtype is not None and arr.dtype != dtype:
+        arr = arr.astype(dtype)
+    return arr
+
+
+def like(result, reference, dtype=None):
+    """Return numpy ``result`` in the kind of ``reference``.
+
+    An NDArray reference gives an NDArray on its context; anything else gives
+    numpy. ``dtype`` (optional) sets the result's dtype.
+    """
+    if dtype is not None:
+        result = np.asarray(result).astype(dtype, copy=False)
+    if is_ndarray(reference):
+        return mx.nd.array(result, ctx=reference.context,
+                           dtype=result.dtype if dtype is None else dtype)
+    return result
+
+
+# --------------------------------------------------------------------------- argument checks
+def check_int(name, value, minimum=None):
+    """``int(value)``, or ``ValueError`` naming ``name`` if not an integer >= minimum."""
+    if isinstance(value, bool):
+        raise ValueError('{} must be an integer, got {!r}'.format(name, value))
+    if not isinstance(value, numbers.Integral):
+        if isinstance(value, numbers.Real) and float(value).is_integer():
+            value = int(value)
+        else:
+            raise ValueError('{} must be an integer, got {!r}'.format(name, value))
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError('{} must be >= {}, got {}'.format(name, minimum, value))
+    return value
+
+
+def check_ratio(name, value, low=0.0, high=1.0, low_open=False, high_open=False):
+    """``float(value)``, or ``ValueError`` naming ``name`` if outside [low, high].
+
+    ``low_open`` / ``high_open`` exclude the ends.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError('{} must be a number, got {!r}'.format(name, value))
+    value = float(value)
+    too_low = value <= low if low_open else value < low
+    too_high = value >= high if high_open else value > high
+    if np.isnan(value) or too_low or too_high:
+        raise ValueError('{} must be in {}{}, {}{}, got {}'.format(
+            name, '(' if low_open else '[', low, high, ')' if high_open else ']', value))
+    return value
+
+
+def check_thresh(name, value):
+    """A finite IoU threshold (any real; IoUs live in [0, 1])."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or np.isnan(value):
+        raise ValueError('{} must be a number, got {!r}'.format(name, value))
+    return float(value)
+
+
+def check_boxes(name, boxes, batched=None):
+    """``ValueError`` unless ``boxes`` is (N, 4) or (B, N, 4); returns its rank.
+
+    ``batched`` True demands rank 3, False rank 2, None accepts both.
+    """
+    shape = tuple(boxes.shape)
+    ranks = {None: (2, 3), True: (3,), False: (2,)}[batched]
+    if len(shape) not in ranks or shape[-1] != 4:
+        want = ' or '.join({2: '(N, 4)', 3: '(B, N, 4)'}[r] for r in ranks)
+        raise ValueError('{} must have shape {}, got {}'.format(name, want, shape))
+    return len(shape)
+
+
+def check_flags(name, flags, hint=''):
+    """0/1 (or boolean) hard flags as a boolean numpy array, or ``ValueError`` naming ``name``.
+
+    The shape is the caller's to check; this checks the values. ``hint`` is
+    appended to the error message.
+    """
+    arr = to_numpy(flags)
+    if arr.dtype != bool:
+        if not np.isin(arr, (0, 1)).all():
+            raise ValueError('{} must hold 0/1 flags, got values {}{}'.format(
+                name, np.unique(arr[~np.isin(arr, (0, 1))])[:8].tolist(), hint))
+        arr = arr.astype(bool)
+    return arr
+
+
+def warn_once(owner, key, message):
+    """Log ``message`` as a warning the first time ``owner`` reports ``key``."""
+    seen = owner.__dict__.setdefault('_samplers_warned', set())
+    if key not in seen:
+        seen.add(key)
+        _LOG.warning(message)
+
+
+# --------------------------------------------------------------------------- one rule, two backends
+def _nd_where(cond, x, y):
+    """``mx.nd.where`` with broadcasting of scalars and shapes, like ``np.where``."""
+    nd = mx.nd
+    ref = next((a for a in (cond, x, y) if is_ndarray(a)), None)
+    shape = np.broadcast_shapes(*(tuple(a.shape) for a in (cond, x, y) if is_ndarray(a)))
+
+    def full(a):
+        if not is_ndarray(a):
+            return nd.full(shape, a, ctx=ref.context, dtype=_nd_dtype(x, y))
+        return a if tuple(a.shape) == shape else nd.broadcast_to(a, shape=shape)
+    return nd.where(full(cond), full(x), full(y))
+
+
+def _nd_dtype(x, y):
+    for a in (x, y):
+        if is_ndarray(a):
+            return a.dtype
+    return 'float32'
+
+
+#: The helpers a rule needs beyond operators, for numpy arrays.
+NUMPY_OPS = types.SimpleNamespace(
+    name='numpy',
+    where=np.where,
+    maximum=np.maximum,
+    minimum=np.minimum,
+    max=lambda a, axis, keepdims=False: a.max(axis=axis, keepdims=keepdims),
+    sum=lambda a, axis, keepdims=False: a.sum(axis=axis, keepdims=keepdims),
+    argmax=lambda a, axis: a.argmax(axis=axis),
+    mask=lambda m: np.asarray(m, dtype=np.float32),   # bool/0-1 -> float32 0/1
+    zeros_like=lambda a: np.zeros(a.shape, np.float32),
+)
+
+#: The same helpers for NDArrays, as ``mx.nd`` operators on the input's context.
+ND_OPS = types.SimpleNamespace(
+    name='ndarray',
+    where=_nd_where,
+    maximum=lambda a, b: mx.nd.maximum(a, b) if is_ndarray(a) or is_ndarray(b) else max(a, b),
+    minimum=lambda a, b: mx.nd.minimum(a, b) if is_ndarray(a) or is_ndarray(b) else min(a, b),
+    max=lambda a, axis, keepdims=False: mx.nd.max(a, axis=axis, keepdims=keepdims),
+    sum=lambda a, axis, keepdims=False: mx.nd.sum(a, axis=axis, keepdims=keepdims),
+    argmax=lambda a, axis: mx.nd.argmax(a, axis=axis),
+    mask=lambda m: m.astype('float32'),
+    zeros_like=lambda a: mx.nd.zeros(a.shape, ctx=a.context, dtype='float32'),
+)
+
+
+def ops(x):
+    """:data:`NUMPY_OPS` when ``x`` takes the numpy backend (:func:`use_numpy`), else :data:`ND_OPS`."""
+    return NUMPY_OPS if use_numpy(x) else ND_OPS

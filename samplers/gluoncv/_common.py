@@ -1,0 +1,42 @@
+"""Pieces every GluonCV integration shares: the hard column, the flags of the label in flight."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from ..backend import check_flags, check_int, to_numpy
+
+#: Label column read as the hard flag by default (VOC ``difficult`` in GluonCV's datasets).
+HARD_COLUMN = 5
+
+# Flags of the label a transform is working on, for the duration of that call and in that
+# thread only: GluonCV's transforms call their target generators with the boxes alone.
+PENDING = threading.local()
+
+
+class _Installed:  # process-wide (not thread-local): every thread sees install()'s setting
+    hard_column = HARD_COLUMN
+
+
+INSTALLED = _Installed()
+
+
+def check_hard_column(hard_column):
+    if hard_column is None:
+        return None
+    return check_int('hard_column', hard_column, minimum=5)
+
+
+def hard_flags(label, hard_column):
+    """Column ``hard_column`` of ``label`` as (M,) 0/1 flags; None if there is no such column."""
+    if hard_column is None:
+        return None
+    label = to_numpy(label)
+    if label.ndim != 2 or label.shape[1] <= hard_column:
+        return None
+    flags = check_flags(
+        'label column {} (hard_column)'.format(hard_column), label[:, hard_column],
+        hint='; hard flags are 0/1 such as VOC difficult. If that column means something else '
+             '(COCO with --mixup puts the mixup weight there), use hard_column=None')
+    return flags.astype(np.float32)
