@@ -1,0 +1,270 @@
+"""Balanced "keep k": IoU-balanced negatives and instance-balanced positives.
+
+Two replacements for the uniform draw of :func:`samplers.boxes.keep_random_F`.
+Each keeps exactly as many candidates per image as the uniform draw,
+``min(k, #candidates)``, but spreads them differently:
+
+* :func:`iou_balanced_F` (Libra R-CNN, Pang et al., CVPR 2019): negatives drawn
+  evenly from equal-width IoU bins, so the few hard negatives near the
+  threshold are not drowned by easy background;
+* :func:`instance_balanced_F`: positives drawn evenly per ground-truth box, so one
+  large object does not take the whole positive quota.
+
+Both are per-row (per-image) rules over 0/1 masks taking uniform random keys
+(B, N), like ``keep_random_F``: a candidate that must be drawn "at random"
+is one with a low key. ``F`` is ``mx.nd``, ``mx.sym`` or
+:data:`samplers.backend.NUMPY_F`, so one body serves the device path, graphs
+and numpy. Everything stays on the input's context; no loop runs over images
+or data. :func:`iou_balanced` and :func:`instance_balanced` pick the backend
+and draw the keys for callers outside a graph.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import mxnet as mx
+
+from .backend import NUMPY_F, check_int, check_ratio, is_ndarray, like, to_numpy, use_numpy
+from .boxes import keep_top_F
+
+__all__ = ['iou_balanced_F', 'instance_balanced_F', 'iou_balanced', 'instance_balanced',
+           'check_iou_balanced']
+
+# Added before a floor so that products which are integers in exact arithmetic
+# (10 * 0.7) are not rounded down by float32.
+_ROUNDING = 1e-4
+
+
+def check_iou_balanced(num_bins=3, floor_thr=-1.0, floor_fraction=0.0):
+    """Validated ``(num_bins, floor_thr, floor_fraction)``, or ``ValueError`` naming the argument.
+
+    ``num_bins`` an integer >= 1; ``floor_thr`` -1 (no floor) or a number in [0, 1];
+    ``floor_fraction`` in [0, 1].
+    """
+    num_bins = check_int('num_bins', num_bins, minimum=1)
+    if isinstance(floor_thr, bool) or not isinstance(floor_thr, numbers.Real) or not (
+            floor_thr == -1 or 0 <= floor_thr <= 1):
+        raise ValueError('floor_thr must be -1 (no floor) or in [0, 1], got {!r}'.format(
+            floor_thr))
+    floor_fraction = check_ratio('floor_fraction', floor_fraction)
+    return num_bins, float(floor_thr), floor_fraction
+
+
+# --------------------------------------------------------------------------- the shared piece
+def _group_counts(F, mask, group, depth):
+    """Candidates per group: ``(g, onehot (B, N, depth), counts (B, depth))``.
+
+    ``group`` (B, N) holds integers in [0, depth); non-candidates are moved past
+    every group, so their one-hot rows are zero.
+    """
+    g = F.where(mask, group, F.ones_like(group) * depth)
+    onehot = F.one_hot(g, depth=depth)
+    return g, onehot, F.sum(onehot, axis=1)
+
+
+def _share_per_group(F, mask, g, onehot, counts, quota, keys):
+    """Each group's share: ``(picked, rest_keys)``, both (B, N).
+
+    ``picked`` (0/1): in each row and group, the ``min(count, quota)`` candidates
+    of lowest key. One sort by (group, key) ranks every candidate; its rank
+    minus the number of candidates in lower groups is its rank inside its
+    group. Ranks are a permutation, so the counts are exact even when keys tie.
+    ``quota`` (B, 1).
+
+    ``rest_keys``: fresh uniform keys for the candidates left over. Given the
+    highest picked key ``t`` of a group, its other keys are independent and
+    uniform on (t, 1), so ``(key - t) / (1 - t)`` is uniform on (0, 1) again and
+    a fill by lowest ``rest_keys`` is a uniform draw from all groups' leftovers
+    (reusing the raw keys would favour groups with many leftovers).
+    """
+    starts = F.cumsum(counts, axis=1) - counts  # candidates in lower groups, (B, depth)
+    start = F.sum(F.broadcast_mul(onehot, F.expand_dims(starts, axis=1)), axis=2)  # (B, N)
+    # 0.5 * key < 0.5 keeps each group's keys below the next group even after float rounding.
+    order = F.argsort(g + 0.5 * keys, axis=1)
+    rank = F.argsort(order, axis=1)
+    picked = mask * F.broadcast_lesser(rank - start, quota)
+    top = F.max(F.broadcast_mul(onehot, F.expand_dims(picked * keys, axis=2)), axis=1)
+    t = F.sum(F.broadcast_mul(onehot, F.expand_dims(top, axis=1)), axis=2)  # (B, N)
+    return picked, (keys - t) / (1 - t)
+
+
+def _fill(F, picked, mask, take, keys):
+    """``picked`` plus the lowest-key others of ``mask`` until each row holds ``take`` (B, 1)."""
+    room = take - F.sum(picked, axis=1, keepdims=True)
+    return picked + keep_top_F(F, -keys, mask - picked, room)
+
+
+# --------------------------------------------------------------------------- the two rules
+def iou_balanced_F(F, mask, iou, k, keys, num_bins=3, floor_thr=-1.0, floor_fraction=0.0,
+                   low=0.0, high=None):
+    """Keep ``min(k, #candidates)`` negatives per row, drawn evenly across IoU bins.
+
+    Parameters
+    ----------
+    F : ``mx.nd``, ``mx.sym`` or :data:`samplers.backend.NUMPY_F`
+    mask : (B, N) 0/1, the negative candidates
+    iou : (B, N) float, each candidate's best IoU with the ground truth
+    k : (B, 1) per-row counts (the negative quota)
+    keys : (B, N) uniform random keys in [0, 1) (lower key: drawn first)
+    num_bins : int >= 1, default 3 (the paper's)
+    floor_thr : -1 (default, no floor) or a number in [0, 1]
+    floor_fraction : float in [0, 1], default 0
+    low, high : the IoU range the bins split: from ``max(low, floor_thr, 0)`` to
+        ``high`` (float, e.g. the negative threshold); ``high=None`` takes each row's
+        highest candidate IoU
+
+    Returns
+    -------
+    (B, N) float32 0/1, a subset of ``mask``.
+
+    Rule: candidates with IoU below ``floor_thr`` form the floor set (with
+    ``floor_thr = 0``: IoU <= 0; with -1 there is none); the others (U) fall in
+    ``num_bins`` bins of width ``w = (high - lo) / num_bins`` from
+    ``lo = max(low, floor_thr, 0)``: bin ``clip(floor((iou - lo) / w), 0, num_bins - 1)``
+    (so the last bin is closed above). Per row, with ``n_b`` candidates in bin b::
+
+        k_u     = floor(k * (1 - floor_fraction))     # the share of U
+        q       = floor(k_u / num_bins)               # every bin's share
+        from bin b: the min(n_b, q) lowest keys, guaranteed
+        kept_u  = min(|U|, k_u)                       # bin picks + others of U at random
+        kept_fl = min(|floor|, k - kept_u)            # lowest keys of the floor set
+        then k - kept_u - kept_fl more from the rest of U at random
+
+    for ``min(k, n)`` in all. One bin (and no floor) keeps the ``k`` lowest keys,
+    exactly :func:`samplers.boxes.keep_random_F`'s picks. Edges: fewer
+    candidates than ``k`` keeps them all; ``high <= lo`` (or a row whose
+    candidates all share one IoU) puts every candidate in bin 0; an IoU on a bin
+    edge goes where float32 rounding puts it.
+
+    mmdetection's ``IoUBalancedNegSampler`` has the same counts, but its bins
+    span ``[lo, max IoU of all proposals)``, positives included.
+    """
+    num_bins, floor_thr, floor_fraction = check_iou_balanced(num_bins, floor_thr,
+                                                             floor_fraction)
+    mask = F.cast(mask > 0, 'float32')
+    keys = F.cast(keys, 'float32')
+    k = F.cast(k, 'float32')
+    iou = F.where(mask, F.cast(iou, 'float32'), F.zeros_like(mask))  # NaN-free off the mask
+    if floor_thr < 0:
+        floor = F.zeros_like(mask)
+    elif floor_thr == 0:
+        floor = mask * (iou <= 0)
+    else:
+        floor = mask * (iou < floor_thr)
+    upper = mask - floor
+    lo = max(low, floor_thr, 0.0)
+    if high is None:
+        hi = F.max(F.where(upper, iou, F.zeros_like(iou)), axis=1, keepdims=True)
+    else:
+        hi = F.ones_like(k) * float(high)
+    width = (hi - lo) / num_bins
+    width = F.where(width > 0, width, F.ones_like(width))
+    bins = F.clip(F.floor(F.broadcast_div(iou - lo, width)), 0, num_bins - 1)
+
+    k_upper = F.floor(k * (1.0 - floor_fraction) + _ROUNDING)
+    g, onehot, counts = _group_counts(F, upper, bins, num_bins)
+    picked, rest_keys = _share_per_group(F, upper, g, onehot, counts,
+                                         F.floor(k_upper / num_bins), keys)
+    kept = _fill(F, picked, upper, F.minimum(F.sum(upper, axis=1, keepdims=True), k_upper),
+                 rest_keys)
+    if floor_thr < 0 and floor_fraction == 0:
+        return kept  # k_upper = k: nothing is left to fill
+    take = F.minimum(F.sum(mask, axis=1, keepdims=True), k)
+    kept = kept + keep_top_F(F, -keys, floor, take - F.sum(kept, axis=1, keepdims=True))
+    # U's leftovers all sit above one threshold of rest_keys: still a uniform draw.
+    return _fill(F, kept, upper + kept * floor, take, rest_keys)
+
+
+def instance_balanced_F(F, mask, group, k, keys, num_groups):
+    """Keep ``min(k, #candidates)`` positives per row, drawn evenly per ground-truth box.
+
+    Parameters
+    ----------
+    F : ``mx.nd``, ``mx.sym`` or :data:`samplers.backend.NUMPY_F`
+    mask : (B, N) 0/1, the positive candidates
+    group : (B, N) each candidate's ground-truth box (its match index)
+    k : (B, 1) per-row counts (the positive quota)
+    keys : (B, N) uniform random keys in [0, 1) (lower key: drawn first)
+    num_groups : int, the number of boxes M per image; an index outside [0, M)
+        (or NaN) puts the candidate in one shared extra group
+
+    Returns
+    -------
+    (B, N) float32 0/1, a subset of ``mask``.
+
+    Rule: per row, with G the number of boxes that have candidates and ``n_j``
+    the candidates of box j::
+
+        q = floor(k / G)                          # every box's share
+        from box j: the min(n_j, q) lowest keys, guaranteed
+        then others at random (uniformly over all boxes' leftovers) until min(k, n) are kept
+
+    One box keeps the ``k`` lowest keys, exactly
+    :func:`samplers.boxes.keep_random_F`'s picks. Fewer candidates than ``k``
+    keeps them all. mmdetection's ``InstanceBalancedPosSampler`` gives each box
+    ``round(k / G) + 1`` and then trims at random; ours never exceeds ``k`` on
+    the guaranteed shares.
+    """
+    num_groups = check_int('num_groups', num_groups, minimum=0)
+    mask = F.cast(mask > 0, 'float32')
+    keys = F.cast(keys, 'float32')
+    k = F.cast(k, 'float32')
+    group = F.cast(group, 'float32')
+    valid = (group >= 0) * (group < num_groups)  # NaN fails both
+    g = F.where(valid, F.floor(F.where(valid, group, F.zeros_like(group))),
+                F.ones_like(group) * num_groups)
+    g, onehot, counts = _group_counts(F, mask, g, num_groups + 1)
+    present = F.sum(counts > 0, axis=1, keepdims=True)
+    quota = F.floor(k / F.maximum(present, 1))
+    picked, rest_keys = _share_per_group(F, mask, g, onehot, counts, quota, keys)
+    return _fill(F, picked, mask, F.minimum(F.sum(mask, axis=1, keepdims=True), k), rest_keys)
+
+
+# --------------------------------------------------------------------------- outside a graph
+def _run(rule, mask, others, k, keys, **options):
+    """Run ``rule`` on the input's backend; returns a mask of ``mask``'s kind and shape."""
+    squeeze = len(mask.shape) == 1
+    if is_ndarray(mask):
+        if mask.size == 0:  # MXNet cannot even make a zero-size NDArray: return the input
+            return mask
+        if keys is None:  # mx.random for NDArrays: mx.random.seed reproduces the call
+            keys = mx.nd.random.uniform_like(mask.astype('float32'))
+        if not use_numpy(mask):
+            nd = mx.nd
+            shape2 = (1, -1) if squeeze else mask.shape
+            kk = k if is_ndarray(k) else nd.array(
+                np.broadcast_to(np.asarray(k, np.float32).reshape(-1, 1),
+                                (1 if squeeze else mask.shape[0], 1)), ctx=mask.context)
+            out = rule(nd, mask.reshape(shape2), *[o.reshape(shape2) for o in others],
+                       kk.reshape((-1, 1)), keys.reshape(shape2), **options)
+            return out.reshape(mask.shape)
+    arr = to_numpy(mask)
+    arrs = [to_numpy(o) for o in others]
+    if keys is None:
+        keys = np.random.random_sample(arr.shape).astype(np.float32)
+    keys = to_numpy(keys)
+    if arr.size == 0:
+        return np.zeros(arr.shape, bool)
+    if squeeze:
+        arr, keys, arrs = arr[None], keys[None], [a[None] for a in arrs]
+    kk = np.broadcast_to(np.asarray(to_numpy(k) if is_ndarray(k) else k,
+                                    np.float32).reshape(-1, 1), (arr.shape[0], 1))
+    out = rule(NUMPY_F, arr, *arrs, kk, keys, **options) > 0
+    return like(out[0] if squeeze else out, mask)
+
+
+def iou_balanced(mask, iou, k, keys=None, **options):
+    """:func:`iou_balanced_F` on numpy arrays or NDArrays, per row of ``mask`` (N,) or (B, N).
+
+    ``k`` an int or (B,) counts; ``keys`` default: ``np.random`` for numpy input,
+    ``mx.random`` on the input's context for NDArrays. ``options``: ``num_bins``,
+    ``floor_thr``, ``floor_fraction``, ``low``, ``high``. Returns a boolean numpy
+    mask or a 0/1 NDArray on the input's context.
+    """
+    return _run(iou_balanced_F, mask, [iou], k, keys, **options)
+
+
+def instance_balanced(mask, group, k, num_groups, keys=None):
+    """:func:`instance_balanced_F` on numpy arrays or NDArrays; see :func:`iou_balanced`."""
+    return _run(instance_balanced_F, mask, [group], k, keys, num_groups=num_groups)

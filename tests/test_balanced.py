@@ -1,0 +1,357 @@
+"""IoU-balanced negatives and instance-balanced positives (samplers.balanced): the rule.
+
+Hand-built cases pin the per-bin and per-box counts; property tests the
+invariants; a chi-square the shape of the draw; one bin / one box must be
+the uniform draw of ``keep_random_F`` itself.
+"""
+import math
+
+import mxnet as mx
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from samplers import force_ndarray_backend
+from samplers.backend import NUMPY_F
+from samplers.balanced import (check_iou_balanced, instance_balanced, instance_balanced_F,
+                               iou_balanced, iou_balanced_F)
+from samplers.boxes import keep_random_F
+from test_reliability import no_host_copies  # noqa: F401  (fixture)
+
+BACKENDS = ['numpy', 'ndarray']
+
+# Twelve negatives: seven easy (IoU < 1/6), two middling, three hard (bins of [0, 0.5)).
+IOU = np.array([0.01, 0.02, 0.03, 0.04, 0.2, 0.21, 0.35, 0.36, 0.45, 0.05, 0.06, 0.07],
+               np.float32)
+BIN_OF = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2, 0, 0, 0])
+
+
+def _keys(shape, seed):
+    """Distinct uniform keys (a shuffled grid), so no tie rule is involved."""
+    rng = np.random.RandomState(seed)
+    n = int(np.prod(shape))
+    return ((rng.permutation(n) + 0.5) / n).astype(np.float32).reshape(shape)
+
+
+def _call(fn, backend, *arrays, **kwargs):
+    """Call a wrapper on numpy or on NDArrays through the mx.nd path; numpy boolean back."""
+    if backend == 'numpy':
+        return np.asarray(fn(*arrays, **kwargs), bool)
+    nd = [mx.nd.array(a) for a in arrays]
+    if 'keys' in kwargs:
+        kwargs = dict(kwargs, keys=mx.nd.array(kwargs['keys']))
+    with force_ndarray_backend():
+        out = fn(*nd, **kwargs)
+    return out.asnumpy() > 0
+
+
+def _bin_counts(kept, bin_of, num_bins):
+    return np.bincount(bin_of[kept], minlength=num_bins)
+
+
+# ------------------------------------------------------------------ IoU-balanced: hand-built
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_each_bin_gets_an_equal_share(backend):
+    mask = np.ones((1, 12), np.float32)
+    for seed in range(5):
+        kept = _call(iou_balanced, backend, mask, IOU[None], 6, keys=_keys((1, 12), seed),
+                     high=0.5)[0]
+        assert _bin_counts(kept, BIN_OF, 3).tolist() == [2, 2, 2]
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_short_bin_is_filled_from_the_others_at_random(backend):
+    # k 9: share 3 per bin; bin 1 has only 2, so its third slot goes to bin 0 (bin 2 is spent).
+    # k 8: share 2 per bin; the two left over go to any of the six others (5 in bin 0, 1 in 2).
+    mask = np.ones((1, 12), np.float32)
+    seen = set()
+    for seed in range(30):
+        keys = _keys((1, 12), seed)
+        kept = _call(iou_balanced, backend, mask, IOU[None], 9, keys=keys, high=0.5)[0]
+        assert _bin_counts(kept, BIN_OF, 3).tolist() == [4, 2, 3]
+        kept = _call(iou_balanced, backend, mask, IOU[None], 8, keys=keys, high=0.5)[0]
+        seen.add(tuple(_bin_counts(kept, BIN_OF, 3)))
+    assert seen == {(4, 2, 2), (3, 2, 3)}
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_floor_fraction_is_drawn_below_floor_thr(backend):
+    # floor_thr 0.1: seven floor candidates; k 6, floor_fraction 0.5: k_u = 3 over the bins
+    # [0.1, 0.233), [0.233, 0.367), [0.367, 0.5) holding 2, 2 and 1 candidates: one each.
+    mask = np.ones((1, 12), np.float32)
+    bins = np.array([-1, -1, -1, -1, 0, 0, 1, 1, 2, -1, -1, -1])
+    for seed in range(5):
+        kept = _call(iou_balanced, backend, mask, IOU[None], 6, keys=_keys((1, 12), seed),
+                     high=0.5, floor_thr=0.1, floor_fraction=0.5)[0]
+        assert (bins[kept] == -1).sum() == 3
+        assert np.bincount(bins[kept][bins[kept] >= 0], minlength=3).tolist() == [1, 1, 1]
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_floor_thr_zero_floors_exactly_the_zero_ious(backend):
+    iou = np.array([[0, 0, 0, 0, 0.1, 0.2, 0.3, 0.4]], np.float32)
+    mask = np.ones_like(iou)
+    kept = _call(iou_balanced, backend, mask, iou, 4, keys=_keys(iou.shape, 0), high=0.5,
+                 floor_thr=0.0, floor_fraction=0.5)[0]
+    assert (iou[0][kept] == 0).sum() == 2 and (iou[0][kept] > 0).sum() == 2
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_short_floor_set_gives_its_slots_back_to_the_bins(backend):
+    iou = np.array([[0.01, 0.2, 0.21, 0.3, 0.31, 0.4, 0.41, 0.45]], np.float32)
+    kept = _call(iou_balanced, backend, np.ones_like(iou), iou, 6, keys=_keys(iou.shape, 3),
+                 high=0.5, floor_thr=0.1, floor_fraction=0.5)[0]
+    assert kept.sum() == 6 and kept[0]
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_high_none_splits_each_rows_own_range(backend):
+    # Row max 0.9: bins [0, 0.3), [0.3, 0.6), [0.6, 0.9]; the max itself is in the last bin.
+    # Row 2's max 0.06: bins [0, 0.02), [0.02, 0.04), [0.04, 0.06], two candidates each.
+    iou = np.array([[0.0, 0.1, 0.2, 0.25, 0.4, 0.9], [0.0, 0.01, 0.025, 0.03, 0.05, 0.06]],
+                   np.float32)
+    kept = _call(iou_balanced, backend, np.ones_like(iou), iou, 3, keys=_keys(iou.shape, 1))
+    assert kept[0, 4] and kept[0, 5] and kept[0].sum() == 3  # 0.4 and 0.9 are their bins' only
+    assert kept[1].reshape(3, 2).sum(1).tolist() == [1, 1, 1]
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_fewer_candidates_than_k_keeps_them_all(backend):
+    mask = np.zeros((2, 12), np.float32)
+    mask[0, [0, 4, 8]] = 1
+    kept = _call(iou_balanced, backend, mask, np.stack([IOU, IOU]), 5, high=0.5)
+    assert (kept == (mask > 0)).all()
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_quota_is_per_row(backend):
+    mask = np.ones((2, 12), np.float32)
+    kept = _call(iou_balanced, backend, mask, np.stack([IOU, IOU]), np.array([6, 3]),
+                 keys=_keys((2, 12), 0), high=0.5)
+    assert kept.sum(axis=1).tolist() == [6, 3]
+    assert _bin_counts(kept[1], BIN_OF, 3).tolist() == [1, 1, 1]
+
+
+# ------------------------------------------------------------------ instance-balanced
+GROUP = np.array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 2, 2])
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_each_box_gets_an_equal_share(backend):
+    # Boxes with 10, 1 and 3 candidates, k 6: share 2; box 1 gives one slot back at random.
+    mask = np.ones((1, 14), np.float32)
+    seen = set()
+    for seed in range(20):
+        kept = _call(instance_balanced, backend, mask, GROUP[None], 6, num_groups=3,
+                     keys=_keys((1, 14), seed))[0]
+        counts = np.bincount(GROUP[kept], minlength=3)
+        assert kept.sum() == 6 and counts[1] == 1 and counts[0] >= 2 and counts[2] >= 2
+        seen.add(tuple(counts))
+    assert seen == {(3, 1, 2), (2, 1, 3)}
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_boxes_without_candidates_take_no_share(backend):
+    # Box 1's candidate is not a candidate: two boxes share k 6, three each.
+    mask = np.ones((1, 14), np.float32)
+    mask[0, 10] = 0
+    for seed in range(5):
+        kept = _call(instance_balanced, backend, mask, GROUP[None], 6, num_groups=5,
+                     keys=_keys((1, 14), seed))[0]
+        assert np.bincount(GROUP[kept], minlength=3).tolist() == [3, 0, 3]
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_unmatched_indices_share_one_extra_group(backend):
+    group = np.array([[0, 0, 0, 0, 0, 0, -1, 7, -1, 7]], np.float32)
+    kept = _call(instance_balanced, backend, np.ones_like(group), group, 4, num_groups=2,
+                 keys=_keys(group.shape, 0))[0]
+    assert kept.sum() == 4 and kept[:6].sum() == 2 and kept[6:].sum() == 2
+
+
+# ------------------------------------------------------------------ reduce to the uniform draw
+@pytest.mark.parametrize('F', [NUMPY_F, mx.nd], ids=['numpy', 'ndarray'])
+def test_one_bin_and_one_box_are_the_uniform_draw(F):
+    rng = np.random.RandomState(0)
+    mask = (rng.uniform(size=(4, 40)) < 0.6).astype(np.float32)
+    iou = rng.uniform(0, 0.5, size=(4, 40)).astype(np.float32)
+    keys = _keys((4, 40), 1)
+    k = np.array([[5], [10], [0], [40]], np.float32)
+    arr = (lambda a: a) if F is NUMPY_F else mx.nd.array
+    val = (lambda a: a) if F is NUMPY_F else (lambda a: a.asnumpy())
+    uniform = val(keep_random_F(F, arr(mask), arr(k), arr(keys)))
+    one_bin = val(iou_balanced_F(F, arr(mask), arr(iou), arr(k), arr(keys), num_bins=1))
+    one_box = val(instance_balanced_F(F, arr(mask), arr(np.zeros_like(mask)), arr(k),
+                                      arr(keys), num_groups=1))
+    np.testing.assert_array_equal(one_bin, uniform)
+    np.testing.assert_array_equal(one_box, uniform)
+
+
+# ------------------------------------------------------------------ invariants
+@st.composite
+def _cases(draw):
+    b = draw(st.integers(1, 3))
+    n = draw(st.integers(1, 30))
+    seed = draw(st.integers(0, 2 ** 31 - 1))
+    rng = np.random.RandomState(seed)
+    pos = rng.uniform(size=(b, n)) < draw(st.floats(0, 1))
+    neg = ~pos & (rng.uniform(size=(b, n)) < draw(st.floats(0, 1)))
+    iou = np.where(rng.uniform(size=(b, n)) < 0.2, 0,
+                   rng.uniform(0, 0.5, (b, n))).astype(np.float32)
+    m = draw(st.integers(1, 5))
+    group = rng.randint(-1, m + 1, (b, n))
+    k_pos = rng.randint(0, n + 2, b)
+    k_neg = rng.randint(0, n + 2, b)
+    opts = dict(num_bins=draw(st.integers(1, 4)),
+                floor_thr=draw(st.sampled_from([-1.0, 0.0, 0.1, 0.3])),
+                floor_fraction=draw(st.sampled_from([0.0, 0.25, 0.5, 1.0])),
+                high=draw(st.sampled_from([None, 0.5])))
+    return pos, neg, iou, group, m, k_pos, k_neg, opts, seed
+
+
+@settings(max_examples=60)
+@given(_cases())
+def test_counts_exact_subsets_disjoint_positives_never_negative(case):
+    pos, neg, iou, group, m, k_pos, k_neg, opts, seed = case
+    keys = _keys(pos.shape, seed % 1000)
+    kept_pos = instance_balanced(pos, group, k_pos, num_groups=m, keys=keys)
+    kept_neg = iou_balanced(neg, iou, k_neg, keys=keys, **opts)
+    np.testing.assert_array_equal(kept_pos.sum(1), np.minimum(k_pos, pos.sum(1)))
+    np.testing.assert_array_equal(kept_neg.sum(1), np.minimum(k_neg, neg.sum(1)))
+    assert not (kept_pos & ~pos).any() and not (kept_neg & ~neg).any()
+    labels = kept_pos.astype(int) - kept_neg
+    assert not (labels[pos] == -1).any()
+    # The guaranteed shares: every box keeps min(n_j, floor(k / G)).
+    grp = np.where((group >= 0) & (group < m), group, m)
+    for row in range(pos.shape[0]):
+        counts = np.bincount(grp[row][pos[row]], minlength=m + 1)
+        share = k_pos[row] // max(1, (counts > 0).sum())
+        got = np.bincount(grp[row][kept_pos[row]], minlength=m + 1)
+        assert (got >= np.minimum(counts, share)).all()
+
+
+@settings(max_examples=25)
+@given(_cases())
+def test_numpy_and_device_paths_pick_the_same(case):
+    pos, neg, iou, group, m, k_pos, k_neg, opts, seed = case
+    keys = _keys(pos.shape, seed % 1000)
+    for backend in BACKENDS[1:]:
+        np.testing.assert_array_equal(
+            _call(iou_balanced, backend, neg, iou, k_neg, keys=keys, **opts),
+            iou_balanced(neg, iou, k_neg, keys=keys, **opts))
+        np.testing.assert_array_equal(
+            _call(instance_balanced, backend, pos, group, k_pos, num_groups=m, keys=keys),
+            instance_balanced(pos, group, k_pos, num_groups=m, keys=keys))
+
+
+# ------------------------------------------------------------------ the shape of the draw
+def _chi2_critical(df, z=3.0902):
+    """Upper 0.001 point of chi-square(df), Wilson-Hilferty approximation."""
+    return df * (1 - 2 / (9 * df) + z * math.sqrt(2 / (9 * df))) ** 3
+
+
+def _expected_rate(sizes, share, k):
+    """Chance that a candidate of each group is kept: its guaranteed share, then the fill."""
+    sizes = np.asarray(sizes, float)
+    guaranteed = np.minimum(sizes, share)
+    fill = k - guaranteed.sum()
+    return (guaranteed + fill * (sizes - guaranteed) / (sizes - guaranteed).sum()) / sizes
+
+
+def _chi2(counts, expected):
+    return float(((counts - expected) ** 2 / expected).sum())
+
+
+def test_draw_matches_the_rule_in_distribution():
+    # 4000 images of the twelve negatives, k 7: share 2 per bin, one more uniformly at random.
+    rows = 4000
+    mask = np.ones((rows, 12), np.float32)
+    kept = iou_balanced(mask, np.tile(IOU, (rows, 1)), 7, high=0.5)
+    rate = _expected_rate([7, 2, 3], 2, 7)[BIN_OF]
+    per_bin = np.array([kept[:, BIN_OF == b].sum() for b in range(3)])
+    expected_bin = np.array([rows * rate[BIN_OF == b].sum() for b in range(3)])
+    # Bin totals (df 1: their sum is fixed) and every candidate (df 11: uniform inside a bin).
+    assert _chi2(per_bin, expected_bin) < _chi2_critical(1)
+    assert _chi2(kept.sum(0), rows * rate) < _chi2_critical(11)
+    # The point of the rule: hard negatives are drawn more often than uniformly (7 / 12),
+    # easy ones less (rates 0.72 and 0.40 here).
+    assert kept[:, BIN_OF == 2].mean() > 7 / 12 + 0.1 > 7 / 12 - 0.1 > kept[:, BIN_OF == 0].mean()
+
+
+def test_instance_draw_matches_the_rule_in_distribution():
+    rows = 4000
+    mask = np.ones((rows, 14), np.float32)
+    kept = instance_balanced(mask, np.tile(GROUP, (rows, 1)), 6, num_groups=3)
+    rate = _expected_rate([10, 1, 3], 2, 6)[GROUP]
+    assert _chi2(kept.sum(0), rows * rate) < _chi2_critical(13)
+
+
+# ------------------------------------------------------------------ device, seeds, graphs, errors
+def test_device_path_reads_nothing_back_to_the_host(no_host_copies):  # noqa: F811
+    ctx = mx.cpu(0)
+    mask = mx.nd.ones((2, 12), ctx=ctx)
+    iou = mx.nd.array(np.stack([IOU, IOU]), ctx=ctx)
+    k = mx.nd.array([[6], [3]], ctx=ctx)
+    with force_ndarray_backend():
+        a = iou_balanced(mask, iou, k, high=0.5, floor_thr=0.1, floor_fraction=0.5)
+        b = instance_balanced(mask, mx.nd.array(np.stack([GROUP[:12]] * 2), ctx=ctx), k,
+                              num_groups=3)
+    mx.nd.waitall()
+    assert a.context == ctx and b.context == ctx
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_seeds_reproduce_the_draw(backend):
+    mask = np.ones((3, 12), np.float32)
+    iou = np.tile(IOU, (3, 1))
+
+    def draw():
+        if backend == 'numpy':
+            return iou_balanced(mask, iou, 5, high=0.5)
+        with force_ndarray_backend():
+            return iou_balanced(mx.nd.array(mask), mx.nd.array(iou), 5, high=0.5).asnumpy()
+    mx.random.seed(7)
+    np.random.seed(7)
+    first = draw()
+    mx.random.seed(7)
+    np.random.seed(7)
+    np.testing.assert_array_equal(draw(), first)
+
+
+def test_symbolic_graph_gives_the_ndarray_result():
+    mask = np.ones((2, 12), np.float32)
+    iou = np.stack([IOU, IOU])
+    group = np.stack([GROUP[:12]] * 2).astype(np.float32)
+    keys = _keys((2, 12), 0)
+    k = np.array([[6], [4]], np.float32)
+    s = {n: mx.sym.var(n) for n in ('mask', 'iou', 'group', 'k', 'keys')}
+    graph = mx.sym.Group([
+        iou_balanced_F(mx.sym, s['mask'], s['iou'], s['k'], s['keys'], high=0.5,
+                       floor_thr=0.1, floor_fraction=0.5),
+        instance_balanced_F(mx.sym, s['mask'], s['group'], s['k'], s['keys'], num_groups=3)])
+    args = {n: mx.nd.array(v) for n, v in
+            dict(mask=mask, iou=iou, group=group, k=k, keys=keys).items()}
+    out = graph.bind(mx.cpu(), {n: args[n] for n in graph.list_arguments()}).forward()
+    want = [iou_balanced_F(mx.nd, args['mask'], args['iou'], args['k'], args['keys'],
+                           high=0.5, floor_thr=0.1, floor_fraction=0.5),
+            instance_balanced_F(mx.nd, args['mask'], args['group'], args['k'], args['keys'],
+                                num_groups=3)]
+    for got, ref in zip(out, want):
+        np.testing.assert_array_equal(got.asnumpy(), ref.asnumpy())
+
+
+@pytest.mark.parametrize('kwargs, name', [
+    (dict(num_bins=0), 'num_bins'), (dict(num_bins=2.5), 'num_bins'),
+    (dict(floor_thr=-0.5), 'floor_thr'), (dict(floor_thr=1.5), 'floor_thr'),
+    (dict(floor_thr=True), 'floor_thr'), (dict(floor_fraction=1.5), 'floor_fraction'),
+    (dict(floor_fraction=float('nan')), 'floor_fraction')])
+def test_bad_options_raise_value_error_naming_them(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        check_iou_balanced(**kwargs)
+    with pytest.raises(ValueError, match=name):
+        iou_balanced(np.ones((1, 3), bool), np.zeros((1, 3)), 1, **kwargs)
+
+
+def test_empty_input_keeps_nothing():
+    assert iou_balanced(np.zeros((2, 0), bool), np.zeros((2, 0)), 3).shape == (2, 0)
+    assert instance_balanced(np.zeros((0, 4)), np.zeros((0, 4)), 3, num_groups=2).shape == (0, 4)
