@@ -26,7 +26,7 @@ import numpy as np
 import mxnet as mx
 
 from .backend import NUMPY_F, check_int, check_ratio, is_ndarray, like, to_numpy, use_numpy
-from .boxes import keep_top_F
+from .boxes import keep_top, keep_top_F
 
 __all__ = ['iou_balanced_F', 'instance_balanced_F', 'iou_balanced', 'instance_balanced',
            'check_iou_balanced']
@@ -52,36 +52,38 @@ def check_iou_balanced(num_bins=3, floor_thr=-1.0, floor_fraction=0.0):
 
 
 # --------------------------------------------------------------------------- the shared piece
-def _group_counts(F, mask, group, depth):
-    """Candidates per group: ``(g, onehot (B, N, depth), counts (B, depth))``.
+def _group_share(F, mask, group, depth, share, keys):
+    """Each group's guaranteed share: ``(picked, rest_keys)``, both (B, N).
 
-    ``group`` (B, N) holds integers in [0, depth); non-candidates are moved past
-    every group, so their one-hot rows are zero.
-    """
-    g = F.where(mask, group, F.ones_like(group) * depth)
-    onehot = F.one_hot(g, depth=depth)
-    return g, onehot, F.sum(onehot, axis=1)
-
-
-def _share_per_group(F, mask, g, onehot, counts, quota, keys):
-    """Each group's share: ``(picked, rest_keys)``, both (B, N).
+    ``group`` (B, N) holds each candidate's group, an integer in [0, depth).
+    ``share(present)`` gives every group's quota (B, 1) from the number of
+    groups that have candidates in each row (B, 1).
 
     ``picked`` (0/1): in each row and group, the ``min(count, quota)`` candidates
-    of lowest key. One sort by (group, key) ranks every candidate; its rank
-    minus the number of candidates in lower groups is its rank inside its
+    of lowest key. Sorting by (group, key) ranks the candidates; a candidate's
+    rank minus the number of candidates in lower groups is its rank inside its
     group. Ranks are a permutation, so the counts are exact even when keys tie.
-    ``quota`` (B, 1).
 
     ``rest_keys``: fresh uniform keys for the candidates left over. Given the
     highest picked key ``t`` of a group, its other keys are independent and
-    uniform on (t, 1), so ``(key - t) / (1 - t)`` is uniform on (0, 1) again and
-    a fill by lowest ``rest_keys`` is a uniform draw from all groups' leftovers
+    uniform on (t, 1), so ``(key - t) / (1 - t)`` is uniform on [0, 1) again and a
+    fill by lowest ``rest_keys`` is a uniform draw from all groups' leftovers
     (reusing the raw keys would favour groups with many leftovers).
+
+    Two implementations of this one statement: numpy sorts the candidates only
+    (O(C log C) for C candidates); ``F`` counts groups with a one-hot (B, N,
+    depth), which a GPU does in parallel and which also runs in ``mx.sym`` graphs.
     """
+    if F is NUMPY_F:
+        return _group_share_numpy(mask, group, depth, share, keys)
+    g = F.where(mask, group, F.ones_like(group) * depth)  # non-candidates: past every group
+    onehot = F.one_hot(g, depth=depth)  # (B, N, depth); zero rows off the mask
+    counts = F.sum(onehot, axis=1)  # (B, depth)
+    quota = share(F.sum(counts > 0, axis=1, keepdims=True))
     starts = F.cumsum(counts, axis=1) - counts  # candidates in lower groups, (B, depth)
     start = F.sum(F.broadcast_mul(onehot, F.expand_dims(starts, axis=1)), axis=2)  # (B, N)
-    # 0.5 * key < 0.5 keeps each group's keys below the next group even after float rounding.
-    order = F.argsort(g + 0.5 * keys, axis=1)
+    # float64: g + key / 2 keeps every float32 key distinct and below the next group.
+    order = F.argsort(F.cast(g, 'float64') + 0.5 * F.cast(keys, 'float64'), axis=1)
     rank = F.argsort(order, axis=1)
     picked = mask * F.broadcast_lesser(rank - start, quota)
     top = F.max(F.broadcast_mul(onehot, F.expand_dims(picked * keys, axis=2)), axis=1)
@@ -89,10 +91,69 @@ def _share_per_group(F, mask, g, onehot, counts, quota, keys):
     return picked, (keys - t) / (1 - t)
 
 
+def _group_share_numpy(mask, group, depth, share, keys):
+    """numpy :func:`_group_share` over the candidates only: one sort, then runs of equal groups."""
+    rows, cols = np.nonzero(mask > 0)
+    picked = np.zeros(mask.shape, np.float32)
+    rest = np.zeros(mask.shape, np.float32)
+    if rows.size == 0:
+        share(np.zeros((mask.shape[0], 1), np.float32))
+        return picked, rest
+    # One id per (image, group); sorting by (id, key, column) groups each image's groups.
+    ids = rows * depth + group[rows, cols].astype(np.int64)
+    ids, kc, cols = _sort_by_id_then_key(ids, np.asarray(keys, np.float32)[rows, cols], cols,
+                                         mask.shape[1])
+    rows = ids // depth
+    pos = np.arange(ids.size)
+    first = np.ones(ids.size, bool)
+    first[1:] = ids[1:] != ids[:-1]
+    start = np.maximum.accumulate(np.where(first, pos, 0))  # where each run begins
+    present = np.bincount(rows[first], minlength=mask.shape[0]).astype(np.float32)[:, None]
+    quota = np.broadcast_to(share(present), (mask.shape[0], 1))[rows, 0]
+    last = np.clip(start + quota - 1, 0, ids.size - 1).astype(np.int64)
+    t = np.where(quota > 0, kc[last], 0)
+    picked[rows, cols] = pos - start < quota
+    rest[rows, cols] = (kc - t) / (1 - t)
+    return picked, rest
+
+
+_KEY_BITS = 30  # a float32 in [0, 1) is below 0x3F800000 < 2**30 as an integer
+
+
+def _sort_by_id_then_key(ids, keys, cols, num_cols):
+    """``ids``, ``keys``, ``cols`` (1-D) sorted by (id, key, col).
+
+    A float32 in [0, 1) orders as its bit pattern does, so the three pack into
+    one uint64 whose plain sort is several times faster than an argsort; a
+    lexsort does it when they do not fit.
+    """
+    col_bits = max(1, int(num_cols - 1).bit_length())
+    if int(ids.max()).bit_length() + _KEY_BITS + col_bits > 64 or not (
+            (keys >= 0) & (keys < 1)).all():
+        order = np.lexsort((cols, keys, ids))
+        return ids[order], keys[order], cols[order]
+    packed = (ids.astype(np.uint64) << np.uint64(_KEY_BITS + col_bits)) \
+        | (keys.view(np.uint32).astype(np.uint64) << np.uint64(col_bits)) \
+        | cols.astype(np.uint64)
+    packed.sort()
+    keys = ((packed >> np.uint64(col_bits)) & np.uint64((1 << _KEY_BITS) - 1)) \
+        .astype(np.uint32).view(np.float32)
+    return ((packed >> np.uint64(_KEY_BITS + col_bits)).astype(np.int64), keys,
+            (packed & np.uint64((1 << col_bits) - 1)).astype(np.int64))
+
+
+def _keep_lowest(F, keys, mask, k):
+    """0/1: per row the ``k`` (B, 1) lowest ``keys`` among ``mask``; numpy through its twin."""
+    if F is NUMPY_F:
+        return keep_top(-keys, mask > 0, np.asarray(k).reshape(-1).astype(np.int64)) \
+            .astype(np.float32)
+    return keep_top_F(F, -keys, mask, k)
+
+
 def _fill(F, picked, mask, take, keys):
     """``picked`` plus the lowest-key others of ``mask`` until each row holds ``take`` (B, 1)."""
     room = take - F.sum(picked, axis=1, keepdims=True)
-    return picked + keep_top_F(F, -keys, mask - picked, room)
+    return picked + _keep_lowest(F, keys, mask - picked, room)
 
 
 # --------------------------------------------------------------------------- the two rules
@@ -163,15 +224,14 @@ def iou_balanced_F(F, mask, iou, k, keys, num_bins=3, floor_thr=-1.0, floor_frac
     bins = F.clip(F.floor(F.broadcast_div(iou - lo, width)), 0, num_bins - 1)
 
     k_upper = F.floor(k * (1.0 - floor_fraction) + _ROUNDING)
-    g, onehot, counts = _group_counts(F, upper, bins, num_bins)
-    picked, rest_keys = _share_per_group(F, upper, g, onehot, counts,
-                                         F.floor(k_upper / num_bins), keys)
+    quota = F.floor(k_upper / num_bins)
+    picked, rest_keys = _group_share(F, upper, bins, num_bins, lambda _: quota, keys)
     kept = _fill(F, picked, upper, F.minimum(F.sum(upper, axis=1, keepdims=True), k_upper),
                  rest_keys)
     if floor_thr < 0 and floor_fraction == 0:
         return kept  # k_upper = k: nothing is left to fill
     take = F.minimum(F.sum(mask, axis=1, keepdims=True), k)
-    kept = kept + keep_top_F(F, -keys, floor, take - F.sum(kept, axis=1, keepdims=True))
+    kept = kept + _keep_lowest(F, keys, floor, take - F.sum(kept, axis=1, keepdims=True))
     # U's leftovers all sit above one threshold of rest_keys: still a uniform draw.
     return _fill(F, kept, upper + kept * floor, take, rest_keys)
 
@@ -214,10 +274,8 @@ def instance_balanced_F(F, mask, group, k, keys, num_groups):
     valid = (group >= 0) * (group < num_groups)  # NaN fails both
     g = F.where(valid, F.floor(F.where(valid, group, F.zeros_like(group))),
                 F.ones_like(group) * num_groups)
-    g, onehot, counts = _group_counts(F, mask, g, num_groups + 1)
-    present = F.sum(counts > 0, axis=1, keepdims=True)
-    quota = F.floor(k / F.maximum(present, 1))
-    picked, rest_keys = _share_per_group(F, mask, g, onehot, counts, quota, keys)
+    picked, rest_keys = _group_share(F, mask, g, num_groups + 1,
+                                     lambda present: F.floor(k / F.maximum(present, 1)), keys)
     return _fill(F, picked, mask, F.minimum(F.sum(mask, axis=1, keepdims=True), k), rest_keys)
 
 
