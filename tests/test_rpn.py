@@ -361,6 +361,28 @@ def test_differs_from_gluoncv_pos_iou_thresh_must_be_positive():
         sampler(pos_t=0.0, neg_t=0.0)
 
 
+def test_differs_from_gluoncv_negative_neg_iou_thresh_is_rejected():
+    # GluonCV accepts it; then no valid anchor (IoU >= 0) can ever be a negative.
+    GluonSampler(ALL, 0.7, -0.1, 0.5)
+    with pytest.raises(ValueError, match='neg_iou_thresh'):
+        sampler(neg_t=-0.1)
+
+
+def test_zero_neg_iou_thresh_is_accepted_and_makes_no_negative():
+    samples, _ = sampler(neg_t=0.0)(np.array([[0.0], [0.8]], np.float32))
+    np.testing.assert_array_equal(samples, [0, 1])
+
+
+@pytest.mark.parametrize('dtype', [bool, np.int32, np.int64])
+@pytest.mark.parametrize('kind', ['numpy', 'ndarray'])
+def test_bool_or_integer_ious_raise_value_error_naming_ious(dtype, kind):
+    ious = np.ones((3, 2), dtype)
+    if kind == 'ndarray':
+        ious = mx.nd.array(ious, dtype='int32' if dtype is bool else dtype)
+    with pytest.raises(ValueError, match='ious.*float'):
+        sampler()(ious)
+
+
 def test_differs_from_gluoncv_no_ground_truth_works():
     with pytest.raises(ValueError):
         GluonSampler(ALL, 0.7, 0.3, 0.5)(np.zeros((3, 0), np.float32))
