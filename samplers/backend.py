@@ -30,7 +30,7 @@ import mxnet as mx
 __all__ = [
     'POSITIVE', 'NEGATIVE', 'IGNORE',
     'is_ndarray', 'use_numpy', 'force_ndarray_backend', 'ndarray_backend_forced', 'to_numpy',
-    'like', 'ops', 'NUMPY_OPS', 'ND_OPS',
+    'like', 'ops', 'kind_ops', 'NUMPY_OPS', 'ND_OPS',
     'check_int', 'check_ratio', 'check_thresh', 'check_boxes', 'check_flags', 'warn_once',
 ]
 
@@ -213,6 +213,10 @@ NUMPY_OPS = types.SimpleNamespace(
     argmax=lambda a, axis: a.argmax(axis=axis),
     mask=lambda m: np.asarray(m, dtype=np.float32),   # bool/0-1 -> float32 0/1
     zeros_like=lambda a: np.zeros(a.shape, np.float32),
+    expand=np.expand_dims,
+    columns=lambda a: np.split(a, a.shape[-1], axis=-1),      # (..., K) -> K x (..., 1)
+    concat=lambda parts: np.concatenate(parts, axis=-1),
+    log=np.log,
 )
 
 #: The same helpers for NDArrays, as ``mx.nd`` operators on the input's context.
@@ -226,12 +230,23 @@ ND_OPS = types.SimpleNamespace(
     argmax=lambda a, axis: mx.nd.argmax(a, axis=axis),
     mask=lambda m: m.astype('float32'),
     zeros_like=lambda a: mx.nd.zeros(a.shape, ctx=a.context, dtype='float32'),
+    expand=lambda a, axis: a.expand_dims(axis),
+    columns=lambda a: mx.nd.split(a, a.shape[-1], axis=-1, squeeze_axis=False)
+    if a.shape[-1] > 1 else [a],
+    concat=lambda parts: mx.nd.concat(*parts, dim=-1),
+    log=mx.nd.log,
 )
 
 
 def ops(x):
     """:data:`NUMPY_OPS` when ``x`` takes the numpy backend (:func:`use_numpy`), else :data:`ND_OPS`."""
     return NUMPY_OPS if use_numpy(x) else ND_OPS
+
+
+def kind_ops(x):
+    """:data:`ND_OPS` for any NDArray, else :data:`NUMPY_OPS`: for helpers whose result keeps
+    the input's kind whatever its context (box formats, encodings)."""
+    return ND_OPS if is_ndarray(x) else NUMPY_OPS
 
 
 # --------------------------------------------------------------------------- i14: numpy as ``F``

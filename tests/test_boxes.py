@@ -333,3 +333,40 @@ def test_finite_rows_flags_nan_inf_and_keeps_overflowing_finite_rows(dtype):
     np.testing.assert_array_equal(B.finite_rows(a.reshape(1, 5, 3)),
                                   np.isfinite(a).all(axis=-1)[None])
     assert B.finite_rows(np.zeros((4, 0), dtype)).all()
+
+
+# ---------------------------------------------------------------------------- encoding
+def test_encode_boxes_is_normalized_center_offset_on_both_kinds():
+    anchor = np.array([[10, 20, 30, 60]], np.float32)       # center (20, 40), size 20 x 40
+    gt = np.array([[12, 24, 36, 56]], np.float32)           # center (24, 40), size 24 x 32
+    stds = (0.1, 0.2, 0.5, 0.25)
+    expect = [[(24 - 20) / 20 / 0.1, 0.0, np.log(24 / 20) / 0.5, np.log(32 / 40) / 0.25]]
+    np.testing.assert_allclose(B.encode_boxes(anchor, gt, stds), expect, rtol=1e-6)
+    with B.force_ndarray_backend():
+        out = B.encode_boxes(mx.nd.array(anchor), mx.nd.array(gt), stds)
+    assert isinstance(out, mx.nd.NDArray)
+    np.testing.assert_allclose(out.asnumpy(), expect, rtol=1e-6)
+
+
+@pytest.mark.parametrize('kind', ['numpy', 'ndarray'])
+def test_cls_target_codes_and_labels_are_inverse_maps(kind):
+    labels = np.array([1, -1, 0, 1], np.float32)
+    wrap = (lambda a: a) if kind == 'numpy' else mx.nd.array
+    unwrap = (lambda a: a) if kind == 'numpy' else (lambda a: a.asnumpy())
+    codes = unwrap(B.cls_target_from_labels(wrap(labels)))
+    np.testing.assert_array_equal(codes, [1, 0, -1, 1])
+    assert codes.dtype == np.float32
+    np.testing.assert_array_equal(unwrap(B.labels_from_cls_target(wrap(codes))), labels)
+
+
+def test_match_anchors_gives_best_match_over_valid_boxes_and_the_best_anchor_mask():
+    ious = np.array([[0.9, 0.1], [0.2, 0.3], [0.0, 0.95]], np.float32)
+    valid = np.array([1, 0])
+    max_iou, match, best = B.match_anchors(ious, valid)
+    np.testing.assert_array_equal(max_iou, ious[:, 0])
+    np.testing.assert_array_equal(match, [0, 0, 0])
+    np.testing.assert_array_equal(best, [True, False, False])
+    with B.force_ndarray_backend():
+        nd_out = B.match_anchors(mx.nd.array(ious), mx.nd.array(valid))
+    for ours, theirs in zip(nd_out, (max_iou, match, best)):
+        np.testing.assert_array_equal(ours.asnumpy(), theirs)

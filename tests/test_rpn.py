@@ -18,7 +18,7 @@ from gluoncv.model_zoo.rcnn.rpn.anchor import RPNAnchorGenerator
 from gluoncv.model_zoo.rcnn.rpn.rpn_target import (RPNTargetGenerator as GluonGenerator,
                                                    RPNTargetSampler as GluonSampler)
 
-from samplers import rpn
+from samplers import anchor_grid, rpn
 from samplers.boxes import box_iou, force_ndarray_backend
 from samplers.rpn import RPNTargetGenerator, RPNTargetSampler
 from conftest import CPU_CONTEXTS, requires_gpu
@@ -83,13 +83,13 @@ def assert_same(ours, ref):
 @pytest.fixture
 def dense_only(monkeypatch):
     """Make the generator take its dense path (no anchor grid)."""
-    monkeypatch.setattr(rpn._AnchorGrid, 'build', classmethod(lambda cls, anchors: None))
+    monkeypatch.setattr(anchor_grid.AnchorGrid, 'build', classmethod(lambda cls, anchors: None))
 
 
 @pytest.fixture
 def grid_always(monkeypatch):
     """Let the anchor-grid path take small anchor sets too."""
-    monkeypatch.setattr(rpn._AnchorGrid, 'MIN_ANCHORS', 0)
+    monkeypatch.setattr(anchor_grid.AnchorGrid, 'MIN_ANCHORS', 0)
 
 
 LEVELS = [float(np.float32(v)) for v in (0.0, 0.0, 0.0, 0.1, 0.25, 0.3, 0.5, 0.6, 0.7, 0.8, 1.0)]
@@ -361,6 +361,28 @@ def test_differs_from_gluoncv_pos_iou_thresh_must_be_positive():
         sampler(pos_t=0.0, neg_t=0.0)
 
 
+def test_differs_from_gluoncv_negative_neg_iou_thresh_is_rejected():
+    # GluonCV accepts it; then no valid anchor (IoU >= 0) can ever be a negative.
+    GluonSampler(ALL, 0.7, -0.1, 0.5)
+    with pytest.raises(ValueError, match='neg_iou_thresh'):
+        sampler(neg_t=-0.1)
+
+
+def test_zero_neg_iou_thresh_is_accepted_and_makes_no_negative():
+    samples, _ = sampler(neg_t=0.0)(np.array([[0.0], [0.8]], np.float32))
+    np.testing.assert_array_equal(samples, [0, 1])
+
+
+@pytest.mark.parametrize('dtype', [bool, np.int32, np.int64])
+@pytest.mark.parametrize('kind', ['numpy', 'ndarray'])
+def test_bool_or_integer_ious_raise_value_error_naming_ious(dtype, kind):
+    ious = np.ones((3, 2), dtype)
+    if kind == 'ndarray':
+        ious = mx.nd.array(ious, dtype='int32' if dtype is bool else dtype)
+    with pytest.raises(ValueError, match='ious.*float'):
+        sampler()(ious)
+
+
 def test_differs_from_gluoncv_no_ground_truth_works():
     with pytest.raises(ValueError):
         GluonSampler(ALL, 0.7, 0.3, 0.5)(np.zeros((3, 0), np.float32))
@@ -544,7 +566,7 @@ def test_generator_same_as_gluoncv_on_unstructured_anchors():
     rng = np.random.RandomState(5)
     anchors = random_gt(rng, 5000, 300, 200, min_size=8)
     gt = random_gt(rng, 6, 300, 200)
-    assert rpn._AnchorGrid.build(anchors) is None
+    assert anchor_grid.AnchorGrid.build(anchors) is None
     assert_same(RPNTargetGenerator(ALL)(gt, anchors, 300, 200),
                 gluoncv_targets(gt, anchors, 300, 200))
 
@@ -759,12 +781,12 @@ def test_grid_path_equals_dense_path(scene, thresholds, low_quality, hard_iof, n
               hard_iof_thresh=hard_iof, allowed_border=border)
     gen = RPNTargetGenerator(**kw)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(rpn._AnchorGrid, 'MIN_ANCHORS', 0)
-        assert rpn._AnchorGrid.build(anchors) is not None
+        mp.setattr(anchor_grid.AnchorGrid, 'MIN_ANCHORS', 0)
+        assert anchor_grid.AnchorGrid.build(anchors) is not None
         np.random.seed(0)
         fast = gen(gt, anchors, width, height, hard)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(rpn._AnchorGrid, 'build', classmethod(lambda cls, a: None))
+        mp.setattr(anchor_grid.AnchorGrid, 'build', classmethod(lambda cls, a: None))
         np.random.seed(0)
         dense = RPNTargetGenerator(**kw)(gt, anchors, width, height, hard)
     assert_same(fast, dense)
@@ -809,7 +831,7 @@ def test_shuffled_anchors_take_the_dense_path_with_the_same_labels():
     anchors = gluon_anchors(240, 400).astype(np.float32)
     gt = random_gt(rng, 6, 400, 240)
     order = rng.permutation(len(anchors))
-    assert rpn._AnchorGrid.build(anchors[order]) is None
+    assert anchor_grid.AnchorGrid.build(anchors[order]) is None
     cls = RPNTargetGenerator(ALL)(gt, anchors[order], 400, 240)[0]
     np.testing.assert_array_equal(cls, RPNTargetGenerator(ALL)(gt, anchors, 400, 240)[0][order])
 
@@ -830,7 +852,7 @@ def test_many_generator_calls_keep_memory_flat():
     gen = RPNTargetGenerator()
     sizes = [(h, w) for h in (320, 384, 448) for w in (480, 576, 640, 704)]
     anchor_sets = {s: gluon_anchors(*s) for s in sizes}
-    assert min(len(a) for a in anchor_sets.values()) >= rpn._AnchorGrid.MIN_ANCHORS
+    assert min(len(a) for a in anchor_sets.values()) >= anchor_grid.AnchorGrid.MIN_ANCHORS
     nd_sets = {s: mx.nd.array(a) for s, a in anchor_sets.items()}
 
     def run(calls):
