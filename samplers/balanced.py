@@ -29,7 +29,7 @@ from .backend import NUMPY_F, check_int, check_ratio, is_ndarray, like, to_numpy
 from .boxes import keep_top, keep_top_F
 
 __all__ = ['iou_balanced_F', 'instance_balanced_F', 'iou_balanced', 'instance_balanced',
-           'check_iou_balanced']
+           'check_iou_balanced', 'Strategies', 'POS_SAMPLERS', 'NEG_SAMPLERS']
 
 # Added before a floor so that products which are integers in exact arithmetic
 # (10 * 0.7) are not rounded down by float32.
@@ -326,3 +326,94 @@ def iou_balanced(mask, iou, k, keys=None, **options):
 def instance_balanced(mask, group, k, num_groups, keys=None):
     """:func:`instance_balanced_F` on numpy arrays or NDArrays; see :func:`iou_balanced`."""
     return _run(instance_balanced_F, mask, [group], k, keys, num_groups=num_groups)
+
+
+# --------------------------------------------------------------------------- sampler options
+POS_SAMPLERS = ('uniform', 'instance_balanced')
+NEG_SAMPLERS = ('uniform', 'iou_balanced')
+
+
+def _numpy_keys(F, mask, keys):
+    if keys is None and F is NUMPY_F:
+        return np.random.random_sample(np.shape(mask)).astype(np.float32)
+    return keys
+
+
+class Strategies:
+    """The ``pos_sampler`` / ``neg_sampler`` options of a quota-based sampler, checked once.
+
+    Parameters
+    ----------
+    pos_sampler : 'uniform' (default) or 'instance_balanced'
+        How the positive quota is drawn: uniformly, or evenly per ground-truth box
+        (:func:`instance_balanced_F`).
+    neg_sampler : 'uniform' (default) or 'iou_balanced'
+        How the negative quota is drawn: uniformly, or evenly across IoU bins
+        (:func:`iou_balanced_F`).
+    num_bins, floor_thr, floor_fraction : the IoU-balanced options (see
+        :func:`iou_balanced_F`; defaults 3, -1, 0); ``ValueError`` when out of range.
+    """
+
+    def __init__(self, pos_sampler='uniform', neg_sampler='uniform', num_bins=3, floor_thr=-1,
+                 floor_fraction=0.0):
+        for name, value, allowed in (('pos_sampler', pos_sampler, POS_SAMPLERS),
+                                     ('neg_sampler', neg_sampler, NEG_SAMPLERS)):
+            if value not in allowed:
+                raise ValueError('{} must be one of {}, got {!r}'.format(name, allowed, value))
+        self.pos_sampler, self.neg_sampler = pos_sampler, neg_sampler
+        self.num_bins, self.floor_thr, self.floor_fraction = check_iou_balanced(
+            num_bins, floor_thr, floor_fraction)
+
+    @property
+    def uniform(self):
+        """Whether both draws are uniform (the samplers' original behaviour)."""
+        return self.pos_sampler == 'uniform' and self.neg_sampler == 'uniform'
+
+    def settings(self):
+        """The options as keyword arguments (for ``__repr__`` and rebuilding)."""
+        return dict(pos_sampler=self.pos_sampler, neg_sampler=self.neg_sampler,
+                    num_bins=self.num_bins, floor_thr=self.floor_thr,
+                    floor_fraction=self.floor_fraction)
+
+    def attrs(self):
+        """The options as CustomOp attributes (strings)."""
+        return {name: str(value) for name, value in self.settings().items()}
+
+    @classmethod
+    def from_attrs(cls, pos_sampler='uniform', neg_sampler='uniform', num_bins='3',
+                   floor_thr='-1', floor_fraction='0'):
+        """Rebuild from :meth:`attrs` (absent attributes: the uniform defaults)."""
+        return cls(pos_sampler, neg_sampler, int(float(num_bins)), float(floor_thr),
+                   float(floor_fraction))
+
+    def keep_pos_F(self, F, mask, k, keys, group, num_groups):
+        """Positives kept, (B, N) float32 0/1: ``k`` (B, 1) of ``mask`` by ``pos_sampler``.
+
+        ``group`` (B, N): each candidate's ground-truth box, ``num_groups`` = M.
+        ``keys`` (B, N) uniform; None draws them from ``np.random`` (numpy only).
+        """
+        keys = _numpy_keys(F, mask, keys)
+        if self.pos_sampler == 'uniform':
+            return _keep_lowest(F, keys, F.cast(mask > 0, 'float32'), k)
+        return instance_balanced_F(F, mask, group, k, keys, num_groups=num_groups)
+
+    def keep_neg_F(self, F, mask, k, keys, iou, low=0.0, high=None):
+        """Negatives kept, (B, N) float32 0/1: ``k`` (B, 1) of ``mask`` by ``neg_sampler``.
+
+        ``iou`` (B, N): each candidate's best IoU; the bins split [``low``, ``high``).
+        """
+        keys = _numpy_keys(F, mask, keys)
+        if self.neg_sampler == 'uniform':
+            return _keep_lowest(F, keys, F.cast(mask > 0, 'float32'), k)
+        return iou_balanced_F(F, mask, iou, k, keys, num_bins=self.num_bins,
+                              floor_thr=self.floor_thr, floor_fraction=self.floor_fraction,
+                              low=low, high=high)
+
+    def keep_pos(self, mask, k, group, num_groups, keys=None):
+        """:meth:`keep_pos_F` on numpy arrays or NDArrays (instance-balanced only)."""
+        return instance_balanced(mask, group, k, num_groups, keys)
+
+    def keep_neg(self, mask, k, iou, low=0.0, high=None, keys=None):
+        """:meth:`keep_neg_F` on numpy arrays or NDArrays (IoU-balanced only)."""
+        return iou_balanced(mask, iou, k, keys, num_bins=self.num_bins, floor_thr=self.floor_thr,
+                            floor_fraction=self.floor_fraction, low=low, high=high)

@@ -42,6 +42,7 @@ import mxnet as mx
 from mxnet import autograd, gluon
 
 from .anchor_grid import GridCache, border_limits, grid_facts
+from .balanced import Strategies
 from .backend import (NEGATIVE, POSITIVE, check_boxes, check_flags, check_int, check_ratio,
                       check_thresh, is_ndarray, kind_ops, like, ops, to_numpy, use_numpy,
                       warn_once)
@@ -94,16 +95,18 @@ class _Facts:
 
     ``valid``, ``thr``, ``best``, ``weak``, ``low`` as in the module docstring;
     ``ignore`` never negative (or None); ``match`` each anchor's best normal
-    box (or None: then found for the positives only).
+    box (or None: then found for the positives only); ``iou`` the best IoU with any
+    box (or None: only the IoU-balanced negatives need it).
     """
-    __slots__ = ('valid', 'thr', 'best', 'weak', 'low', 'ignore', 'match')
+    __slots__ = ('valid', 'thr', 'best', 'weak', 'low', 'ignore', 'match', 'iou')
 
-    def __init__(self, valid, thr, best, weak, low, ignore=None, match=None):
+    def __init__(self, valid, thr, best, weak, low, ignore=None, match=None, iou=None):
         mask = ops(valid).mask
         self.valid, self.thr, self.best, self.weak, self.low = (
             mask(m) for m in (valid, thr, best, weak, low))
         self.ignore = None if ignore is None else mask(ignore)
         self.match = match
+        self.iou = iou
 
 
 def _label(f, allow_low_quality):
@@ -117,13 +120,25 @@ def _label(f, allow_low_quality):
     return pos, neg
 
 
-def _subsample(pos, neg, num_sample, max_pos):
+def _subsample(pos, neg, num_sample, max_pos, strategies=None, facts=None, num_box=None,
+               neg_high=None):
     """Labels (..., N): at most ``max_pos`` positives per image at random, then negatives
-    up to ``num_sample`` in all (:func:`negative_quota` with no fixed share)."""
+    up to ``num_sample`` in all (:func:`negative_quota` with no fixed share).
+
+    ``strategies`` (:class:`samplers.balanced.Strategies`, optional) may draw the positives
+    per box (``facts.match``, ``num_box`` boxes) and the negatives across IoU bins of
+    [0, ``neg_high``) (``facts.iou``); ``facts.iou`` must then be set."""
     xp = ops(pos)
-    pos = xp.mask(keep_random(pos, max_pos))
+    if strategies is None or strategies.pos_sampler == 'uniform':
+        pos = xp.mask(keep_random(pos, max_pos))
+    else:
+        pos = xp.mask(strategies.keep_pos(pos, max_pos, facts.match, num_box))
     kept = xp.sum(pos, axis=-1, keepdims=True)
-    neg = xp.mask(keep_random(neg, negative_quota(num_sample, kept, 0.0)))
+    max_neg = negative_quota(num_sample, kept, 0.0)
+    if strategies is None or strategies.neg_sampler == 'uniform':
+        neg = xp.mask(keep_random(neg, max_neg))
+    else:
+        neg = xp.mask(strategies.keep_neg(neg, max_neg, facts.iou, high=neg_high))
     return POSITIVE * pos + NEGATIVE * neg
 
 
@@ -164,7 +179,8 @@ def _dense_facts(ious, normal, valid, pos_t, neg_t):
         max_all = xp.maximum(max_n, best_match(ious, 1 - normal)[0])
     present = max_all >= 0
     valid = present if valid is None else valid * present
-    return _Facts(valid, max_n >= pos_t, best, max_n < neg_t, max_all < neg_t, match=match)
+    return _Facts(valid, max_n >= pos_t, best, max_n < neg_t, max_all < neg_t, match=match,
+                  iou=max_all)
 
 
 # =========================================================================== RPNTargetSampler
@@ -187,6 +203,14 @@ class RPNTargetSampler(gluon.Block):
     allow_low_quality_matches : bool, default False
         Keep each box's best anchor(s) positive even below ``neg_iou_thresh``
         (Faster R-CNN paper, detectron2). False is GluonCV's rule.
+    pos_sampler : 'uniform' (default) or 'instance_balanced'
+        Draw the positives evenly per box (each anchor's best normal box):
+        :func:`samplers.balanced.instance_balanced_F`.
+    neg_sampler : 'uniform' (default) or 'iou_balanced'
+        Draw the negatives evenly across ``num_bins`` IoU bins of [0, ``neg_iou_thresh``):
+        :func:`samplers.balanced.iou_balanced_F`.
+    num_bins, floor_thr, floor_fraction : int 3, -1, 0.0
+        The IoU-balanced options (:class:`samplers.balanced.Strategies`).
 
     Called as ``sampler(ious, hard=None)``: ``ious`` (N, M) or (B, N, M)
     float IoUs of N anchors with M boxes, numpy or NDArray (float16 is
@@ -211,18 +235,23 @@ class RPNTargetSampler(gluon.Block):
     """
 
     def __init__(self, num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio,
-                 allow_low_quality_matches=False):
+                 allow_low_quality_matches=False, pos_sampler='uniform', neg_sampler='uniform',
+                 num_bins=3, floor_thr=-1, floor_fraction=0.0):
         super().__init__()
         self._num_sample, self._pos_t, self._neg_t, self._pos_ratio = _check_rule(
             num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio)
         self._max_pos = positive_quota(self._num_sample, self._pos_ratio)
         self._allow_low_quality = bool(allow_low_quality_matches)
+        self._strategies = Strategies(pos_sampler, neg_sampler, num_bins, floor_thr,
+                                      floor_fraction)
 
     def __repr__(self):
+        extra = '' if self._strategies.uniform else ''.join(
+            ', {}={!r}'.format(k, v) for k, v in self._strategies.settings().items())
         return ('{}(num_sample={}, pos_iou_thresh={}, neg_iou_thresh={}, pos_ratio={}, '
-                'allow_low_quality_matches={})'.format(
+                'allow_low_quality_matches={}{})'.format(
                     type(self).__name__, self._num_sample, self._pos_t, self._neg_t,
-                    self._pos_ratio, self._allow_low_quality))
+                    self._pos_ratio, self._allow_low_quality, extra))
 
     def __call__(self, ious, hard=None):  # pylint: disable=arguments-differ
         # gluon.Block.__call__ takes positional inputs only; this keeps ``hard=`` working.
@@ -241,10 +270,10 @@ class RPNTargetSampler(gluon.Block):
             return self._call_numpy(ious, hard)
         return self._call_nd(ious, hard)
 
-    def _sample(self, facts):
-        """Labels (..., N) of the rule and the quotas for :class:`_Facts`."""
+    def _sample(self, facts, num_box=None):
+        """Labels (..., N) of the rule and the quotas for :class:`_Facts` of ``num_box`` boxes."""
         return _subsample(*_label(facts, self._allow_low_quality), self._num_sample,
-                          self._max_pos)
+                          self._max_pos, self._strategies, facts, num_box, self._neg_t)
 
     # ----------------------------------------------------------------------- inputs arrive
     def _call_numpy(self, ious, hard):
@@ -262,7 +291,7 @@ class RPNTargetSampler(gluon.Block):
                           '(logged once)'.format(type(self).__name__, num_bad))
             normal = None if flags is None or not flags[b].any() else ~flags[b]
             facts = _dense_facts(img, normal, None, self._pos_t, self._neg_t)
-            samples[b], matches[b] = self._sample(facts), facts.match
+            samples[b], matches[b] = self._sample(facts, img.shape[1]), facts.match
         samples, matches = samples.reshape(arr.shape[:-1]), matches.reshape(arr.shape[:-1])
         if is_ndarray(ious):
             return like(samples, ious), like(matches, ious, dtype=np.float32)
@@ -291,7 +320,7 @@ class RPNTargetSampler(gluon.Block):
                                             shape=(batch, m)).astype(x.dtype)
             x, _ = _ignore_nonfinite_rows(x)
             facts = _dense_facts(x, normal, None, self._pos_t, self._neg_t)
-            samples, matches = self._sample(facts), facts.match.astype('float32')
+            samples, matches = self._sample(facts, max(m, 1)), facts.match.astype('float32')
         return samples.reshape(shape[:-1]), matches.reshape(shape[:-1])
 
 

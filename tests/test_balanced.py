@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from samplers import force_ndarray_backend
+from samplers import RPNTargetSampler, box_iou, force_ndarray_backend
 from samplers.backend import NUMPY_F
 from samplers.balanced import (check_iou_balanced, instance_balanced, instance_balanced_F,
                                iou_balanced, iou_balanced_F)
@@ -355,3 +355,63 @@ def test_bad_options_raise_value_error_naming_them(kwargs, name):
 def test_empty_input_keeps_nothing():
     assert iou_balanced(np.zeros((2, 0), bool), np.zeros((2, 0)), 3).shape == (2, 0)
     assert instance_balanced(np.zeros((0, 4)), np.zeros((0, 4)), 3, num_groups=2).shape == (0, 4)
+
+
+# ------------------------------------------------------------------ the samplers' options
+def _rpn_case():
+    """3000 anchors around a large box (many positives), a small box (few) and background."""
+    rng = np.random.RandomState(0)
+    xy = rng.uniform(0, 200, (3000, 2))
+    anchors = np.concatenate([xy, xy + rng.uniform(10, 60, (3000, 2))], 1).astype(np.float32)
+    anchors[:40] = [12, 12, 148, 148] + rng.uniform(-6, 6, (40, 4))  # around box 0
+    anchors[40:43] = [161, 161, 179, 179] + rng.uniform(-1, 1, (3, 4))  # around box 1
+    gt = np.array([[10, 10, 150, 150], [160, 160, 180, 180], [20, 150, 60, 190]], np.float32)
+    return box_iou(anchors, gt)
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_rpn_sampler_instance_balanced_positives(backend):
+    ious = _rpn_case()
+    every, match = RPNTargetSampler(10 ** 6, 0.5, 0.3, 0.5)(ious)  # all candidates
+    cand = np.bincount(match[every == 1], minlength=3)
+    assert cand[0] > 12 and 1 <= cand[1] < 6  # box 0 could fill the quota alone
+    sampler = RPNTargetSampler(48, 0.5, 0.3, 0.25, pos_sampler='instance_balanced')
+    for _ in range(5):
+        labels, match = _rpn_call(sampler, backend, ious)
+        per_box = np.bincount(match[labels == 1].astype(int), minlength=3)
+        # 12 positives over the boxes with candidates: share 12 // G; box 1 keeps all of its.
+        share = 12 // (cand > 0).sum()
+        assert per_box.sum() == 12 and per_box[1] == min(cand[1], share) == cand[1]
+        assert (per_box >= np.minimum(cand, share)).all() and (labels == -1).sum() == 36
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_rpn_sampler_iou_balanced_negatives_and_hard_flags(backend):
+    ious = _rpn_case()
+    sampler = RPNTargetSampler(60, 0.5, 0.3, 0.25, neg_sampler='iou_balanced')
+    hard = np.array([0, 0, 1], np.float32)
+    labels, _ = _rpn_call(sampler, backend, ious, hard)
+    best = ious.max(1)
+    neg_bins = np.histogram(best[labels == -1], bins=[0, 0.1, 0.2, 0.3])[0]
+    assert (labels == -1).sum() == 60 - (labels == 1).sum()
+    assert neg_bins.tolist() == [15, 15, 15]  # 45 negatives, a third per bin
+    # Hard box 2 makes no positive, and an anchor overlapping it (IoU >= 0.3) is no negative.
+    assert (ious[:, 2] >= 0.3).any() and not ((labels == -1) & (ious[:, 2] >= 0.3)).any()
+    assert not ((labels == 1) & (ious[:, :2].max(1) < 0.3)).any()
+
+
+def _rpn_call(sampler, backend, ious, hard=None):
+    if backend == 'numpy':
+        return sampler(ious, hard)
+    with force_ndarray_backend():
+        out = sampler(mx.nd.array(ious), None if hard is None else mx.nd.array(hard))
+    return tuple(o.asnumpy() for o in out)
+
+
+def test_sampler_options_are_checked():
+    with pytest.raises(ValueError, match='neg_sampler'):
+        RPNTargetSampler(8, 0.7, 0.3, 0.5, neg_sampler='hard')
+    with pytest.raises(ValueError, match='pos_sampler'):
+        RPNTargetSampler(8, 0.7, 0.3, 0.5, pos_sampler='iou_balanced')
+    with pytest.raises(ValueError, match='num_bins'):
+        RPNTargetSampler(8, 0.7, 0.3, 0.5, neg_sampler='iou_balanced', num_bins=0)
