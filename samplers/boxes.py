@@ -434,3 +434,30 @@ def negative_quota_F(F, num_sample, num_pos_kept, neg_ratio, fill_negative=True)
     if not fill_negative:
         return F.ones_like(num_pos_kept) * fixed
     return F.maximum(num_sample - num_pos_kept, fixed)
+
+
+# --------------------------------------------------------------------------- branch i9a
+def finite_rows_mask(a):
+    """float32 0/1 (shape ``a.shape[:-1]``): each row of ``a`` is all finite.
+
+    numpy: :func:`finite_rows`; NDArray: ``mx.nd`` ops on ``a``'s context, no host copy.
+    """
+    if is_ndarray(a):
+        return mx.nd.min((a == a) * (mx.nd.abs(a) != np.inf), axis=-1).astype('float32')
+    return finite_rows(a).astype(np.float32)
+
+
+def keep_lowest_keys(mask, k, keys=None):
+    """Per row, the ``k`` candidates of ``mask`` with the lowest ``keys``: float32 0/1.
+
+    ``mask`` (B, N) 0/1, ``k`` (B, 1) counts no larger than each row's candidates, ``keys``
+    (B, N) uniform numbers. Lowest uniform keys make a uniformly random k-subset. numpy
+    input without ``keys`` draws from ``np.random`` (:func:`keep_random`); NDArrays need
+    ``keys`` and stay on their context (:func:`keep_random_F`).
+    """
+    if is_ndarray(mask):
+        return keep_random_F(mx.nd, mask, k, keys)
+    cand = np.asarray(mask) > 0
+    k = np.asarray(k).reshape(-1).astype(np.int64)
+    kept = keep_random(cand, k) if keys is None else keep_top(-np.asarray(keys), cand, k)
+    return kept.astype(np.float32)
