@@ -270,3 +270,12 @@ NUMPY_OPS.hits = lambda cond, flags: np.logical_and(
 ND_OPS.hits = lambda cond, flags: (mx.nd.batch_dot(
     cond.astype('float32'), (flags > 0).astype('float32').expand_dims(2)).squeeze(2) > 0
                                    ).astype('float32')
+
+
+def check_bool(name, value):
+    """``bool(value)`` for a bool or a 0/1 integer, else ``ValueError`` naming ``name``."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, numbers.Integral) and int(value) in (0, 1):
+        return bool(value)
+    raise ValueError('{} must be True or False, got {!r}'.format(name, value))

@@ -461,3 +461,17 @@ def keep_lowest_keys(mask, k, keys=None):
     k = np.asarray(k).reshape(-1).astype(np.int64)
     kept = keep_random(cand, k) if keys is None else keep_top(-np.asarray(keys), cand, k)
     return kept.astype(np.float32)
+
+
+def box_iof_F(F, a, b):
+    """:func:`box_iof` for ``hybrid_forward``: ``|a & b| / |a|``, (B, K, 4) x (B, M, 4) -> (B, K, M).
+
+    Corner boxes; an ``a`` box of zero area gives 0. Works on ``mx.nd`` and ``mx.sym``.
+    """
+    ax1, ay1, ax2, ay2 = F.split(F.expand_dims(a, axis=2), num_outputs=4, axis=-1)
+    bx1, by1, bx2, by2 = F.split(F.expand_dims(b, axis=1), num_outputs=4, axis=-1)
+    iw = F.relu(F.broadcast_minimum(ax2, bx2) - F.broadcast_maximum(ax1, bx1))
+    ih = F.relu(F.broadcast_minimum(ay2, by2) - F.broadcast_maximum(ay1, by1))
+    inter = F.squeeze(iw * ih, axis=-1)                                  # (B, K, M)
+    area = F.squeeze(F.relu(ax2 - ax1) * F.relu(ay2 - ay1), axis=-1)     # (B, K, 1)
+    return F.broadcast_div(inter, F.broadcast_maximum(area, F.ones_like(area) * 1e-12))

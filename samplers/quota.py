@@ -9,7 +9,6 @@ inside hybridized networks and in exported ``mx.sym`` graphs; the second-stage
 """
 from __future__ import annotations
 
-import numbers
 import types
 
 import numpy as np
@@ -17,8 +16,8 @@ import mxnet as mx
 from mxnet import gluon
 
 from . import boxes
-from .backend import (NUMPY_OPS, ND_OPS, check_flags, check_int, check_ratio, check_thresh,
-                      is_ndarray, like, ndarray_backend_forced, use_numpy, warn_once)
+from .backend import (NUMPY_OPS, ND_OPS, check_bool, check_flags, check_int, check_ratio,
+                      check_thresh, is_ndarray, like, ndarray_backend_forced, use_numpy, warn_once)
 
 __all__ = ['QuotaSampler', 'OP_TYPE']
 
@@ -29,15 +28,6 @@ _NONFINITE_WARNING = ('QuotaSampler: some proposals have a NaN or infinite IoU; 
                       'labelled 0 (ignored). (Logged once per process.)')
 #: What this module has warned about; warnings are logged once per process.
 _WARNED = types.SimpleNamespace()
-
-
-def check_bool(name, value):
-    """``bool(value)`` for a bool or a 0/1 integer, else ``ValueError`` naming ``name``."""
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, numbers.Integral) and int(value) in (0, 1):
-        return bool(value)
-    raise ValueError('{} must be True or False, got {!r}'.format(name, value))
 
 
 def _attr_flag(name, text):
