@@ -464,9 +464,9 @@ def keep_lowest_keys(mask, k, keys=None):
 
 
 def box_iof_F(F, a, b):
-    """:func:`box_iof` for ``hybrid_forward``: ``|a & b| / |a|``, (B, K, 4) x (B, M, 4) -> (B, K, M).
+    """:func:`box_iof` for ``hybrid_forward``: ``|a & b| / |a|``.
 
-    Corner boxes; an ``a`` box of zero area gives 0. Works on ``mx.nd`` and ``mx.sym``.
+    ``a`` (B, K, 4), ``b`` (B, M, 4) corner boxes -> (B, K, M); an ``a`` box of zero area gives 0. Works on ``mx.nd`` and ``mx.sym``.
     """
     ax1, ay1, ax2, ay2 = F.split(F.expand_dims(a, axis=2), num_outputs=4, axis=-1)
     bx1, by1, bx2, by2 = F.split(F.expand_dims(b, axis=1), num_outputs=4, axis=-1)

@@ -9,8 +9,6 @@ inputs and gathers the fixed-size output. Labels follow the package convention
 """
 from __future__ import annotations
 
-import numpy as np
-import mxnet as mx
 from mxnet import autograd, gluon
 
 from . import boxes

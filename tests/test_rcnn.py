@@ -377,3 +377,15 @@ def test_bad_shapes_raise_value_error_naming_the_argument(change, match):
     inputs = change(rois, scores, gt, np.zeros(gt.shape[:2], np.float32))
     with pytest.raises(ValueError, match=match):
         RCNNTargetSampler(2, 40, 16)(*nd(*inputs))
+
+
+def test_differs_from_gluoncv_rows_come_positives_first_not_by_area():
+    rois, scores, gt = make_case(3)
+    theirs = call(gluoncv_target.RCNNTargetSampler(2, 40, 16, 0.5, 0.25, 4), rois, scores, gt)
+    ours = call(RCNNTargetSampler(2, 40, 16, 0.5, 0.25, 4), rois, scores, gt)
+    area = lambda r: (r[..., 2] - r[..., 0]) * (r[..., 3] - r[..., 1])  # noqa: E731
+    assert (np.diff(area(theirs[0]), axis=1) >= 0).all()
+    rank = {1: 0, -1: 1, 0: 2}  # positives, negatives, ignored filler
+    for samples in ours[1]:
+        assert samples.tolist() == sorted(samples.tolist(), key=lambda v: rank[int(v)])
+        assert (samples == 1).any() and (samples == -1).any()
