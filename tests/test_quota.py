@@ -599,6 +599,16 @@ def test_differs_from_gluoncv_nan_iou_of_a_matched_proposal_is_ignored_not_posit
     assert run(QuotaSampler(10, 0.5, 0.5), backend, *inputs)[0].tolist() == [0, -1]
 
 
+def test_differs_from_gluoncv_fill_negative_string_raises_value_error():
+    # GluonCV reads any non-empty string as True: 'no' still fills 4 slots, not int(0.5 * 4).
+    matches, ious = one_image([[0.125]] * 6)
+    theirs = gluoncv_sampler.QuotaSampler(4, 0.5, 0.5, pos_ratio=0.5, fill_negative='no')(
+        mx.nd.array(matches), mx.nd.array(ious)).asnumpy()
+    assert counts(theirs)[1].tolist() == [4]
+    with pytest.raises(ValueError, match='fill_negative'):
+        QuotaSampler(4, 0.5, 0.5, pos_ratio=0.5, fill_negative='no')
+
+
 def test_differs_from_gluoncv_pos_ratio_above_one_raises_value_error():
     # GluonCV takes it silently (neg_ratio becomes -0.5, the sum passes its assert).
     gluoncv_sampler.QuotaSampler(10, 0.5, 0.5, pos_ratio=1.5)(

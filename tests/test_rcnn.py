@@ -389,3 +389,26 @@ def test_differs_from_gluoncv_rows_come_positives_first_not_by_area():
     for samples in ours[1]:
         assert samples.tolist() == sorted(samples.tolist(), key=lambda v: rank[int(v)])
         assert (samples == 1).any() and (samples == -1).any()
+
+
+def test_drops_into_a_hybridized_model_zoo_faster_rcnn_training_forward():
+    from mxnet import autograd
+    from gluoncv import model_zoo
+    net = model_zoo.get_model('faster_rcnn_resnet50_v1b_voc', pretrained=False,
+                              pretrained_base=False)
+    net.initialize()
+    theirs = net.sampler
+    del net.sampler  # Gluon refuses a change of the attribute's type
+    net.sampler = RCNNTargetSampler(theirs._num_image, theirs._num_proposal,
+                                    theirs._num_sample, theirs._pos_iou_thresh,
+                                    theirs._max_pos / theirs._num_sample, theirs._max_num_gt)
+    assert net.sampler._max_pos == theirs._max_pos
+    net.hybridize()
+    image = mx.nd.random.uniform(shape=(1, 3, 256, 256))
+    gt = mx.nd.array([[[10, 10, 100, 120], [120, 40, 250, 200]]])
+    with autograd.record():
+        out = net(image, gt, mx.nd.array([[[3], [7]]]))
+    samples = out[3].asnumpy()
+    assert samples.shape == (1, theirs._num_sample)
+    assert 0 < (samples == 1).sum() <= theirs._max_pos and (samples == -1).any()
+    assert all(np.isfinite(o.asnumpy()).all() for o in out)
