@@ -364,6 +364,11 @@ class Strategies:
         self.num_bins, self.floor_thr, self.floor_fraction = check_iou_balanced(
             num_bins, floor_thr, floor_fraction)
 
+    def __eq__(self, other):
+        return isinstance(other, Strategies) and self.settings() == other.settings()
+
+    __hash__ = None
+
     @property
     def uniform(self):
         """Whether both draws are uniform (the samplers' original behaviour)."""

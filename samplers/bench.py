@@ -30,6 +30,14 @@ case                      what is timed (sizes at ``--scale 1``)          goal
                           anchors x 10 boxes, as a multiple of the IoU
                           matrix (numpy allocations, via tracemalloc;
                           cross-checked by peak RSS in a subprocess)
+``quota-iou-balanced``,   the ``quota`` case with ``neg_sampler=             <= 1.5x the uniform
+``quota-instance-         'iou_balanced'`` / ``pos_sampler=                QuotaSampler
+balanced``                'instance_balanced'``; the floor is our uniform
+                          QuotaSampler on the same inputs
+``rpn-sampler-iou-        the ``rpn-sampler`` case with the same options;  <= 1.5x the uniform
+balanced``, ``rpn-        the floor is our uniform RPNTargetSampler        RPNTargetSampler
+sampler-instance-
+balanced``
 ========================  ==============================================  =====================
 
 Our generators and samplers are timed with the same inputs GluonCV's get
@@ -638,6 +646,67 @@ def _memory_case(bench, sizes, rng):
             row['notes'].append('peak RSS growth (subprocess) {:.2f}x matrix'.format(
                 rss / ious.nbytes))
     return row
+
+
+# --------------------------------------------------------------------------- i14: balanced
+#: The two balanced strategies (issue 14), each timed against our uniform draw.
+BALANCED = {'iou-balanced': dict(neg_sampler='iou_balanced'),
+            'instance-balanced': dict(pos_sampler='instance_balanced')}
+
+
+def _same_labels(ours, uniform):
+    """A note: whether the balanced sampler equals the uniform one with subsampling off."""
+    diff = _count_differences(ours(), uniform())
+    return ('same labels as the uniform sampler with subsampling off' if diff == 0 else
+            '**differs from the uniform sampler** with subsampling off ({})'.format(diff))
+
+
+def _quota_balanced_case(strategy):
+    def build(bench, sizes, rng):
+        matches, ious = _quota_inputs(rng, sizes)
+        args = dict(num_sample=sizes['num_sample'], pos_thresh=0.5, neg_thresh_high=0.5,
+                    neg_thresh_low=0.0, pos_ratio=sizes['pos_ratio'])
+        ours, uniform = QuotaSampler(**args, **BALANCED[strategy]), QuotaSampler(**args)
+        matches_nd, ious_nd = mx.nd.array(matches), mx.nd.array(ious)
+        every = dict(args, num_sample=NO_SUBSAMPLING)
+        notes = [] if not bench.check else [_same_labels(
+            lambda: QuotaSampler(**every, **BALANCED[strategy])(matches_nd, ious_nd),
+            lambda: QuotaSampler(**every)(matches_nd, ious_nd))]
+        return bench.compare(
+            'QuotaSampler {}, {} images x {} proposals x {} boxes, num_sample {}'.format(
+                BALANCED[strategy], sizes['batch'], sizes['proposals'], sizes['boxes'],
+                sizes['num_sample']),
+            ours={'NDArray in': lambda i: ours(matches_nd, ious_nd),
+                  'numpy in': lambda i: ours(matches, ious)},
+            reference=lambda i: uniform(matches_nd, ious_nd),
+            reference_name='floor: uniform QuotaSampler',
+            others={'uniform, numpy in': lambda i: uniform(matches, ious)}, notes=notes)
+    return build
+
+
+def _rpn_balanced_case(strategy):
+    def build(bench, sizes, rng):
+        anchors, boxes, width, height = _rpn_inputs(rng, sizes, FPN_LEVELS, 1)
+        ious = _rpn_ious(anchors, boxes[0], width, height)
+        rule = (256, 0.7, 0.3, 0.5)
+        ours, uniform = RPNTargetSampler(*rule, **BALANCED[strategy]), RPNTargetSampler(*rule)
+        every = (NO_SUBSAMPLING,) + rule[1:]
+        notes = [] if not bench.check else [_same_labels(
+            lambda: RPNTargetSampler(*every, **BALANCED[strategy])(ious)[0],
+            lambda: RPNTargetSampler(*every)(ious)[0])]
+        return bench.compare(
+            'RPNTargetSampler {} on a {:,} x {} float32 IoU matrix (rpn-fpn)'.format(
+                BALANCED[strategy], *ious.shape),
+            ours={'numpy in': lambda i: ours(ious)},
+            reference=lambda i: uniform(ious), reference_name='floor: uniform RPNTargetSampler',
+            notes=notes)
+    return build
+
+
+for _name in BALANCED:
+    case('quota-' + _name, ('floor', 1.5), CASES['quota'].sizes)(_quota_balanced_case(_name))
+    case('rpn-sampler-' + _name, ('floor', 1.5), CASES['rpn-fpn'].sizes)(
+        _rpn_balanced_case(_name))
 
 
 # --------------------------------------------------------------------------- machine

@@ -16,7 +16,8 @@ import mxnet as mx
 from mxnet import gluon
 
 from . import boxes
-from .backend import (NUMPY_OPS, ND_OPS, check_bool, check_flags, check_int, check_ratio,
+from .balanced import Strategies
+from .backend import (NUMPY_F, NUMPY_OPS, ND_OPS, check_bool, check_flags, check_int, check_ratio,
                       check_thresh, is_ndarray, like, ndarray_backend_forced, use_numpy, warn_once)
 
 __all__ = ['QuotaSampler', 'OP_TYPE']
@@ -49,7 +50,9 @@ class _QuotaRule:
     """The sampler's validated settings and its labelling rule, one copy for block and op."""
 
     def __init__(self, num_sample, pos_thresh, neg_thresh_high, neg_thresh_low=-np.inf,
-                 pos_ratio=0.5, neg_ratio=None, fill_negative=True):
+                 pos_ratio=0.5, neg_ratio=None, fill_negative=True, strategies=None):
+        #: How each quota is drawn (:class:`samplers.balanced.Strategies`; uniform by default).
+        self.strategies = Strategies() if strategies is None else strategies
         self.num_sample = check_int('num_sample', num_sample, minimum=1)
         self.pos_ratio = check_ratio('pos_ratio', pos_ratio)
         self.neg_ratio = 1.0 - self.pos_ratio if neg_ratio is None else \
@@ -78,7 +81,9 @@ class _QuotaRule:
                 'neg_thresh_high': repr(self._neg_thresh_high_arg),
                 'neg_thresh_low': repr(self.neg_thresh_low),
                 'pos_ratio': repr(self.pos_ratio), 'neg_ratio': repr(self.neg_ratio),
-                'fill_negative': str(self.fill_negative)}
+                'fill_negative': str(self.fill_negative),
+                # Uniform draws add no attributes: their graphs read as before the options.
+                **({} if self.strategies.uniform else self.strategies.attrs())}
 
     def label(self, ops, matches, ious, hard=None, not_negative=None, keys=None):
         """The rule, once for both backends: (B, N) float32 labels 1 / -1 / 0.
@@ -115,12 +120,26 @@ class _QuotaRule:
         # Positive and negative candidates are disjoint, so one set of keys serves both.
         # Quotas as floats, capped at the candidate counts: a num_sample past int64 fits.
         max_pos = ops.minimum(float(self.max_pos), ops.sum(pos, 1, keepdims=True))
-        keep_pos = boxes.keep_lowest_keys(pos, max_pos, keys)
+        how = self.strategies
+        F = NUMPY_F if ops is NUMPY_OPS else mx.nd
+        if how.pos_sampler == 'uniform':
+            keep_pos = boxes.keep_lowest_keys(pos, max_pos, keys)
+        else:  # per box: the matched one, else the normal box of highest IoU
+            num_box = 0 if ious is None else ious.shape[2]
+            group = matches
+            if num_box:
+                scored = ious if hard is None else ious - 2 * ops.expand(ops.mask(hard > 0), 1)
+                group = ops.where(matched > 0, matches, ops.argmax(scored, -1))
+            keep_pos = how.keep_pos_F(F, pos, max_pos, keys, group, num_box)
         kept = ops.sum(keep_pos, 1, keepdims=True)
         max_neg = ops.minimum(boxes.negative_quota_F(ops, float(self.num_sample), kept,
                                                      self.neg_ratio, self.fill_negative),
                               ops.sum(neg, 1, keepdims=True))
-        return keep_pos - boxes.keep_lowest_keys(neg, max_neg, keys)
+        if how.neg_sampler == 'uniform':
+            return keep_pos - boxes.keep_lowest_keys(neg, max_neg, keys)
+        # Bins over the negative range [max(neg_thresh_low, 0), neg_thresh_high).
+        return keep_pos - how.keep_neg_F(F, neg, max_neg, keys, best,
+                                         max(self.neg_thresh_low, 0.0), self.neg_thresh_high)
 
     def label_numpy(self, matches, ious, hard=None, not_negative=None, keys=None):
         """:meth:`label` on numpy arrays (``ious`` (B, N, M) may have M = 0)."""
@@ -178,12 +197,14 @@ class _QuotaOpProp(mx.operator.CustomOpProp):
 
     def __init__(self, num_sample, pos_thresh, neg_thresh_high, neg_thresh_low='-inf',
                  pos_ratio='0.5', neg_ratio='None', fill_negative='True', has_hard='False',
-                 has_not_negative='False', owner=''):  # pylint: disable=unused-argument
+                 has_not_negative='False', owner='',  # pylint: disable=unused-argument
+                 **strategies):
         super().__init__(need_top_grad=False)
         self._rule = _QuotaRule(float(num_sample), float(pos_thresh), float(neg_thresh_high),
                                 float(neg_thresh_low), float(pos_ratio),
                                 None if neg_ratio in (None, 'None') else float(neg_ratio),
-                                _attr_flag('fill_negative', fill_negative))
+                                _attr_flag('fill_negative', fill_negative),
+                                Strategies.from_attrs(**strategies))
         self._names = (['matches', 'ious'] + (['hard'] if _attr_flag('has_hard', has_hard)
                                               else [])
                        + (['not_negative'] if _attr_flag('has_not_negative', has_not_negative)
@@ -230,6 +251,14 @@ class QuotaSampler(gluon.HybridBlock):
     fill_negative : bool, default True
         Negatives may take the slots positives left:
         ``max_neg = max(num_sample - kept_pos, int(neg_ratio * num_sample))``.
+    pos_sampler : 'uniform' (default) or 'instance_balanced'
+        Draw the positive quota evenly per box (the matched box, else the normal box of
+        highest IoU): :func:`samplers.balanced.instance_balanced_F`.
+    neg_sampler : 'uniform' (default) or 'iou_balanced'
+        Draw the negative quota evenly across ``num_bins`` IoU bins of
+        [max(``neg_thresh_low``, 0), ``neg_thresh_high``): :func:`samplers.balanced.iou_balanced_F`.
+    num_bins, floor_thr, floor_fraction : int 3, -1, 0.0
+        The IoU-balanced options (:class:`samplers.balanced.Strategies`).
 
     Called as ``sampler(matches, ious, hard=None)``:
 
@@ -260,10 +289,13 @@ class QuotaSampler(gluon.HybridBlock):
     """
 
     def __init__(self, num_sample, pos_thresh, neg_thresh_high, neg_thresh_low=-np.inf,
-                 pos_ratio=0.5, neg_ratio=None, fill_negative=True):
+                 pos_ratio=0.5, neg_ratio=None, fill_negative=True, pos_sampler='uniform',
+                 neg_sampler='uniform', num_bins=3, floor_thr=-1, floor_fraction=0.0):
         super().__init__()
         self._rule = _QuotaRule(num_sample, pos_thresh, neg_thresh_high, neg_thresh_low,
-                                pos_ratio, neg_ratio, fill_negative)
+                                pos_ratio, neg_ratio, fill_negative,
+                                Strategies(pos_sampler, neg_sampler, num_bins, floor_thr,
+                                           floor_fraction))
 
     def __getstate__(self):
         # A built graph holds C handles; drop it (it is rebuilt on the next call).
@@ -305,10 +337,13 @@ class QuotaSampler(gluon.HybridBlock):
 
     def __repr__(self):
         rule = self._rule
+        extra = '' if rule.strategies.uniform else ''.join(
+            ', {}={!r}'.format(k, v) for k, v in rule.strategies.settings().items())
         return ('{}(num_sample={}, pos_thresh={}, neg_thresh_high={}, neg_thresh_low={}, '
-                'pos_ratio={}, neg_ratio={}, fill_negative={})').format(
+                'pos_ratio={}, neg_ratio={}, fill_negative={}{})').format(
                     type(self).__name__, rule.num_sample, rule.pos_thresh, rule.neg_thresh_high,
-                    rule.neg_thresh_low, rule.pos_ratio, rule.neg_ratio, rule.fill_negative)
+                    rule.neg_thresh_low, rule.pos_ratio, rule.neg_ratio, rule.fill_negative,
+                    extra)
 
 
 def _check_inputs(matches, ious, hard):

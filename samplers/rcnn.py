@@ -13,6 +13,7 @@ from mxnet import autograd, gluon
 
 from . import boxes
 from .backend import check_boxes, check_int, check_ratio, is_ndarray
+from .balanced import Strategies
 from .quota import OP_TYPE, _QuotaRule
 
 __all__ = ['RCNNTargetSampler']
@@ -40,6 +41,13 @@ class RCNNTargetSampler(gluon.HybridBlock):
         0.3 is GluonCV's RPN negative bound: such a proposal shows much of the hard object.
     hard_iof_thresh : float in (0, 1] or None, default None
         Also ignore a non-positive proposal when this share of its own area lies in a hard box.
+    pos_sampler : 'uniform' (default) or 'instance_balanced'
+        Draw the positives evenly per box (each row's best normal box).
+    neg_sampler : 'uniform' (default) or 'iou_balanced'
+        Draw the negatives evenly across ``num_bins`` IoU bins of [0, ``pos_iou_thresh``)
+        (Libra R-CNN).
+    num_bins, floor_thr, floor_fraction : int 3, -1, 0.0
+        The IoU-balanced options (:class:`samplers.balanced.Strategies`).
 
     Called as ``sampler(rois, scores, gt_boxes, hard=None)`` with NDArrays or Symbols:
     ``rois`` (B, N, 4) corner proposals; ``scores`` (B, N, 1), < 0 for padding proposals;
@@ -68,7 +76,9 @@ class RCNNTargetSampler(gluon.HybridBlock):
     """
 
     def __init__(self, num_image, num_proposal, num_sample, pos_iou_thresh=0.5, pos_ratio=0.25,
-                 max_num_gt=300, hard_iou_thresh=0.3, hard_iof_thresh=None):
+                 max_num_gt=300, hard_iou_thresh=0.3, hard_iof_thresh=None,
+                 pos_sampler='uniform', neg_sampler='uniform', num_bins=3, floor_thr=-1,
+                 floor_fraction=0.0):
         super().__init__()
         self._num_image = check_int('num_image', num_image, minimum=1)
         self._num_proposal = check_int('num_proposal', num_proposal, minimum=1)
@@ -81,7 +91,9 @@ class RCNNTargetSampler(gluon.HybridBlock):
         # Negatives fill every slot positives leave: neg_ratio 0 with fill_negative.
         self._rule = _QuotaRule(self._num_sample, self._pos_iou_thresh, self._pos_iou_thresh,
                                 pos_ratio=check_ratio('pos_ratio', pos_ratio), neg_ratio=0.0,
-                                fill_negative=True)
+                                fill_negative=True,
+                                strategies=Strategies(pos_sampler, neg_sampler, num_bins,
+                                                      floor_thr, floor_fraction))
         self._max_pos = self._rule.max_pos
 
     def __getstate__(self):
@@ -170,7 +182,10 @@ class RCNNTargetSampler(gluon.HybridBlock):
 
     def __repr__(self):
         return ('{}(num_image={}, num_proposal={}, num_sample={}, pos_iou_thresh={}, '
-                'pos_ratio={}, max_num_gt={}, hard_iou_thresh={}, hard_iof_thresh={})').format(
+                'pos_ratio={}, max_num_gt={}, hard_iou_thresh={}, hard_iof_thresh={}{})').format(
                     type(self).__name__, self._num_image, self._num_proposal, self._num_sample,
                     self._pos_iou_thresh, self._rule.pos_ratio, self._max_num_gt,
-                    self._hard_iou_thresh, self._hard_iof_thresh)
+                    self._hard_iou_thresh, self._hard_iof_thresh,
+                    '' if self._rule.strategies.uniform else ''.join(
+                        ', {}={!r}'.format(k, v)
+                        for k, v in self._rule.strategies.settings().items()))

@@ -415,3 +415,105 @@ def test_sampler_options_are_checked():
         RPNTargetSampler(8, 0.7, 0.3, 0.5, pos_sampler='iou_balanced')
     with pytest.raises(ValueError, match='num_bins'):
         RPNTargetSampler(8, 0.7, 0.3, 0.5, neg_sampler='iou_balanced', num_bins=0)
+
+
+def _quota_case():
+    """400 proposals: 60 around box 0, 5 around box 1, the rest scattered; 3 boxes."""
+    rng = np.random.RandomState(0)
+    xy = rng.uniform(0, 200, (400, 2))
+    props = np.concatenate([xy, xy + rng.uniform(10, 80, (400, 2))], 1).astype(np.float32)
+    props[:60] = [12, 12, 148, 148] + rng.uniform(-8, 8, (60, 4))
+    props[60:65] = [161, 161, 179, 179] + rng.uniform(-1, 1, (5, 4))
+    gt = np.array([[10, 10, 150, 150], [160, 160, 180, 180], [20, 150, 60, 190]], np.float32)
+    ious = box_iou(props, gt)[None]
+    matches = np.where(ious.max(-1) >= 0.5, ious.argmax(-1), -1).astype(np.float32)
+    return props, gt, matches, ious
+
+
+QUOTA_PATHS = ['numpy', 'op', 'op-device', 'hybridized']
+
+
+def _quota_call(sampler, path, matches, ious, hard=None):
+    if path == 'numpy':
+        return sampler(matches, ious, hard)
+    if path == 'hybridized':
+        sampler.hybridize()
+    args = [mx.nd.array(a) for a in (matches, ious) + (() if hard is None else (hard,))]
+    if path == 'op-device':
+        with force_ndarray_backend():
+            return sampler(*args).asnumpy()
+    return sampler(*args).asnumpy()
+
+
+@pytest.mark.parametrize('path', QUOTA_PATHS)
+def test_quota_sampler_balanced_options(path):
+    from samplers import QuotaSampler
+    _, _, matches, ious = _quota_case()
+    best, box = ious.max(-1)[0], ious.argmax(-1)[0]
+    neg_bins = np.digitize(best, [1 / 6, 2 / 6]) - (best >= 0.5) * 10  # -10.. for positives
+    cand = np.bincount(neg_bins[best < 0.5], minlength=3)
+    assert cand[2] < 16 < cand[1]
+    sampler = QuotaSampler(64, 0.5, 0.5, 0.0, pos_ratio=0.25, pos_sampler='instance_balanced',
+                           neg_sampler='iou_balanced')
+    labels = _quota_call(sampler, path, matches, ious)[0]
+    # 16 positives over boxes 0 (60) and 1 (5): share 8, box 1 keeps its 5.
+    assert np.bincount(box[labels == 1], minlength=3).tolist() == [11, 5, 0]
+    # 48 negatives: share 16 per bin of [0, 0.5); bin 2 is short, its slots go to bins 0, 1.
+    got = np.bincount(neg_bins[labels == -1], minlength=3)
+    assert got.sum() == 48 and got[2] == cand[2] and got[0] >= 16 and got[1] >= 16
+
+
+@pytest.mark.parametrize('path', ['op', 'op-device'])
+def test_quota_sampler_one_bin_one_box_is_the_uniform_sampler(path):
+    from samplers import QuotaSampler
+    _, _, matches, ious = _quota_case()
+    matches = np.where(matches == 1, 0, matches)  # one box for every positive
+    ious = ious[:, :, :1]
+    kw = dict(num_sample=64, pos_thresh=0.5, neg_thresh_high=0.5, neg_thresh_low=0.0,
+              pos_ratio=0.125)
+    mx.random.seed(3)
+    uniform = _quota_call(QuotaSampler(**kw), path, matches, ious)
+    mx.random.seed(3)
+    balanced = _quota_call(QuotaSampler(pos_sampler='instance_balanced',
+                                        neg_sampler='iou_balanced', num_bins=1, **kw),
+                           path, matches, ious)
+    np.testing.assert_array_equal(balanced, uniform)
+
+
+@pytest.mark.parametrize('path', QUOTA_PATHS)
+def test_quota_sampler_balanced_keeps_hard_flags(path):
+    from samplers import QuotaSampler
+    _, _, matches, ious = _quota_case()
+    hard = np.array([[1, 0, 0]], np.float32)  # the big box is hard
+    sampler = QuotaSampler(64, 0.5, 0.5, 0.0, pos_ratio=0.25, pos_sampler='instance_balanced',
+                           neg_sampler='iou_balanced')
+    labels = _quota_call(sampler, path, matches, ious, hard)[0]
+    assert not (labels[ious[0, :, 0] >= 0.5] != 0).any()  # neither positive nor negative
+    assert (labels == 1).sum() == 5
+
+
+def test_quota_op_attributes_stay_backward_compatible():
+    from samplers import QuotaSampler
+    from samplers.quota import OP_TYPE
+    _, _, matches, ious = _quota_case()
+    attrs = QuotaSampler(64, 0.5, 0.5)._rule.attrs()
+    assert not {'pos_sampler', 'neg_sampler', 'num_bins'} & set(attrs)  # defaults add nothing
+    args = [mx.nd.array(matches), mx.nd.array(ious), mx.nd.random.uniform(shape=matches.shape)]
+    old = mx.nd.Custom(*args, op_type=OP_TYPE, **attrs).asnumpy()
+    assert (old == -1).sum() == 32
+    new = mx.nd.Custom(*args, op_type=OP_TYPE, neg_sampler='iou_balanced', num_bins='1',
+                       **attrs).asnumpy()
+    np.testing.assert_array_equal(new, old)  # one bin: the same picks from the same keys
+
+
+def test_rcnn_sampler_iou_balanced_negatives():
+    from samplers.rcnn import RCNNTargetSampler
+    props, gt, _, _ = _quota_case()
+    sampler = RCNNTargetSampler(1, 400, 64, neg_sampler='iou_balanced',
+                                pos_sampler='instance_balanced')
+    rois, samples, match = (o.asnumpy()[0] for o in sampler(
+        mx.nd.array(props[None]), mx.nd.ones((1, 400, 1)), mx.nd.array(gt[None])))
+    best = box_iou(rois, gt).max(1)
+    assert (samples == 1).sum() == 16 and (samples == -1).sum() == 48
+    got = np.bincount(np.digitize(best[samples == -1], [1 / 6, 2 / 6]), minlength=3)
+    assert got[0] >= 16 and got[1] >= 16
