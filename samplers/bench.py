@@ -654,6 +654,10 @@ BALANCED = {'iou-balanced': dict(neg_sampler='iou_balanced'),
             'instance-balanced': dict(pos_sampler='instance_balanced')}
 
 
+def _options(strategy):
+    return ', '.join('{}={!r}'.format(k, v) for k, v in BALANCED[strategy].items())
+
+
 def _same_labels(ours, uniform):
     """A note: whether the balanced sampler equals the uniform one with subsampling off."""
     diff = _count_differences(ours(), uniform())
@@ -673,8 +677,8 @@ def _quota_balanced_case(strategy):
             lambda: QuotaSampler(**every, **BALANCED[strategy])(matches_nd, ious_nd),
             lambda: QuotaSampler(**every)(matches_nd, ious_nd))]
         return bench.compare(
-            'QuotaSampler {}, {} images x {} proposals x {} boxes, num_sample {}'.format(
-                BALANCED[strategy], sizes['batch'], sizes['proposals'], sizes['boxes'],
+            'QuotaSampler({}), {} images x {} proposals x {} boxes, num_sample {}'.format(
+                _options(strategy), sizes['batch'], sizes['proposals'], sizes['boxes'],
                 sizes['num_sample']),
             ours={'NDArray in': lambda i: ours(matches_nd, ious_nd),
                   'numpy in': lambda i: ours(matches, ious)},
@@ -695,8 +699,8 @@ def _rpn_balanced_case(strategy):
             lambda: RPNTargetSampler(*every, **BALANCED[strategy])(ious)[0],
             lambda: RPNTargetSampler(*every)(ious)[0])]
         return bench.compare(
-            'RPNTargetSampler {} on a {:,} x {} float32 IoU matrix (rpn-fpn)'.format(
-                BALANCED[strategy], *ious.shape),
+            'RPNTargetSampler({}) on a {:,} x {} float32 IoU matrix (rpn-fpn)'.format(
+                _options(strategy), *ious.shape),
             ours={'numpy in': lambda i: ours(ious)},
             reference=lambda i: uniform(ious), reference_name='floor: uniform RPNTargetSampler',
             notes=notes)
@@ -705,6 +709,7 @@ def _rpn_balanced_case(strategy):
 
 for _name in BALANCED:
     case('quota-' + _name, ('floor', 1.5), CASES['quota'].sizes)(_quota_balanced_case(_name))
+for _name in BALANCED:
     case('rpn-sampler-' + _name, ('floor', 1.5), CASES['rpn-fpn'].sizes)(
         _rpn_balanced_case(_name))
 

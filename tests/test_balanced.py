@@ -517,3 +517,13 @@ def test_rcnn_sampler_iou_balanced_negatives():
     assert (samples == 1).sum() == 16 and (samples == -1).sum() == 48
     got = np.bincount(np.digitize(best[samples == -1], [1 / 6, 2 / 6]), minlength=3)
     assert got[0] >= 16 and got[1] >= 16
+
+
+def test_bench_cases_time_each_strategy_against_the_uniform_sampler():
+    from samplers import bench
+    names = ['quota-iou-balanced', 'quota-instance-balanced', 'rpn-sampler-iou-balanced',
+             'rpn-sampler-instance-balanced']
+    rows = bench.run(names, repeat=1, scale=bench.QUICK_SCALE, rss=False)['cases']
+    for row in rows:
+        assert row['reference'].startswith('floor: uniform') and row['ours_ms'] > 0, row
+        assert 'same labels as the uniform sampler with subsampling off' in row['notes'], row
