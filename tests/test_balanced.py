@@ -527,3 +527,17 @@ def test_bench_cases_time_each_strategy_against_the_uniform_sampler():
     for row in rows:
         assert row['reference'].startswith('floor: uniform') and row['ours_ms'] > 0, row
         assert 'same labels as the uniform sampler with subsampling off' in row['notes'], row
+
+
+@settings(max_examples=30)
+@given(_cases())
+def test_fast_numpy_share_equals_the_full_sort(case):
+    from samplers.balanced import _group_share_exact, _group_share_numpy
+    pos, _, _, group, m, k_pos, _, _, seed = case
+    keys = _keys(pos.shape, seed % 1000)
+    grp = np.where((group >= 0) & (group < m), group, m).astype(np.float32)
+    share = lambda present: np.floor(k_pos[:, None] / np.maximum(present, 1))  # noqa: E731
+    fast = _group_share_numpy(pos.astype(np.float32), grp, m + 1, share, keys)
+    exact = _group_share_exact(pos.astype(np.float32), grp, m + 1, share, keys)
+    np.testing.assert_array_equal(fast[0], exact[0])
+    np.testing.assert_allclose(fast[1][fast[0] == 0], exact[1][fast[0] == 0], rtol=1e-6)
