@@ -541,3 +541,22 @@ def test_fast_numpy_share_equals_the_full_sort(case):
     exact = _group_share_exact(pos.astype(np.float32), grp, m + 1, share, keys)
     np.testing.assert_array_equal(fast[0], exact[0])
     np.testing.assert_allclose(fast[1][fast[0] == 0], exact[1][fast[0] == 0], rtol=1e-6)
+
+
+def test_samplers_with_balanced_options_read_nothing_back_on_the_device_path(
+        no_host_copies):  # noqa: F811
+    from samplers import QuotaSampler
+    from samplers.rcnn import RCNNTargetSampler
+    props, gt, matches, ious = _quota_case()
+    opts = dict(pos_sampler='instance_balanced', neg_sampler='iou_balanced')
+    nd = {name: mx.nd.array(a) for name, a in
+          dict(props=props[None], gt=gt[None], matches=matches, ious=ious).items()}
+    hard = mx.nd.array([[0, 0, 1]])
+    with force_ndarray_backend():
+        out = [QuotaSampler(64, 0.5, 0.5, 0.0, pos_ratio=0.25, **opts)(nd['matches'], nd['ious'],
+                                                                      hard),
+               RPNTargetSampler(64, 0.5, 0.3, 0.25, **opts)(nd['ious'][0], hard[0])[0],
+               RCNNTargetSampler(1, 400, 64, **opts)(nd['props'], mx.nd.ones((1, 400, 1)),
+                                                     nd['gt'], hard)[1]]
+    mx.nd.waitall()
+    assert all(isinstance(o, mx.nd.NDArray) for o in out)
