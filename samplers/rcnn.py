@@ -109,11 +109,8 @@ class RCNNTargetSampler(gluon.HybridBlock):
             not_negative = all_scores < 0
             inputs = [F.ones_like(all_scores) * -1, ious]  # matches: none, IoU decides
             attrs = dict(has_hard='False', has_not_negative='True')
-            if hard is None:
-                best_box = F.argmax(ious, axis=-1)
-            else:
+            if hard is not None:
                 hard = F.cast(hard > 0, 'float32').expand_dims(1)               # (B, 1, M)
-                best_box = F.argmax(F.broadcast_sub(ious, 2 * hard), axis=-1)   # normal first
                 near = ious >= self._hard_iou_thresh
                 if self._hard_iof_thresh is not None:
                     iof = boxes.box_iof_F(F, all_rois, gt_boxes)
@@ -132,8 +129,12 @@ class RCNNTargetSampler(gluon.HybridBlock):
             image = F.broadcast_like(
                 F.reshape(F.arange(self._num_image), (-1, 1)), order)
             where = F.stack(image, order)                                        # (2, B, S)
+            # Each row's best box (a normal one first), found for the S rows kept only.
+            kept_ious = F.gather_nd(ious, where)                                 # (B, S, M)
+            if hard is not None:
+                kept_ious = F.broadcast_sub(kept_ious, 2 * hard)
             return (F.gather_nd(all_rois, where), F.gather_nd(labels, where),
-                    F.gather_nd(best_box, where))
+                    F.argmax(kept_ious, axis=-1))
 
     @staticmethod
     def _image(F, x, i):
