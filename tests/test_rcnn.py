@@ -4,6 +4,8 @@ from collections import Counter
 import mxnet as mx
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
 from mxnet import gluon
 
 from samplers import boxes, force_ndarray_backend
@@ -266,6 +268,52 @@ def test_hard_flags_follow_the_rule(seed):
         got = np.zeros(k)
         got[ids[b]] = samples[b]
         np.testing.assert_array_equal(got, want[b])
+
+
+@st.composite
+def rcnn_cases(draw):
+    """Small images on an integer grid: distinct candidate rows, random flags and settings."""
+    batch = draw(st.integers(1, 2))
+    num, num_box = draw(st.integers(1, 8)), draw(st.integers(1, 3))
+
+    def corner_boxes(count):
+        xy = draw(hnp.arrays(np.float32, (batch, count, 2), elements=st.integers(0, 12)))
+        wh = draw(hnp.arrays(np.float32, (batch, count, 2), elements=st.integers(1, 8)))
+        return np.concatenate([xy, xy + wh], -1)
+    rois, gt = corner_boxes(num), corner_boxes(num_box)
+    assume(all(len({tuple(r) for r in np.concatenate([rois[b], gt[b]])}) == num + num_box
+               for b in range(batch)))
+    scores = draw(hnp.arrays(np.float32, (batch, num, 1), elements=st.sampled_from((-1.0, 0.5))))
+    hard = draw(hnp.arrays(np.float32, (batch, num_box), elements=st.sampled_from((0.0, 1.0))))
+    kwargs = dict(num_sample=draw(st.integers(1, num + num_box)),
+                  pos_iou_thresh=draw(st.sampled_from((0.25, 0.5, 0.75))),
+                  pos_ratio=draw(st.sampled_from((0.0, 0.25, 0.5, 1.0))),
+                  hard_iou_thresh=draw(st.sampled_from((0.125, 0.3, 1.0))),
+                  hard_iof_thresh=draw(st.sampled_from((None, 0.5))))
+    return kwargs, rois, scores, gt, hard
+
+
+@settings(max_examples=40, deadline=None)
+@given(rcnn_cases())
+def test_property_rows_follow_the_rule(case):
+    kwargs, rois, scores, gt, hard = case
+    batch, num = rois.shape[:2]
+    sampler = RCNNTargetSampler(batch, num, max_num_gt=gt.shape[1], **kwargs)
+    out_rois, samples, matches = call(sampler, rois, scores, gt, hard)
+    want = expected_labels(rois, scores, gt, hard, kwargs['pos_iou_thresh'],
+                           kwargs['hard_iou_thresh'], kwargs['hard_iof_thresh'])
+    cands = candidate_rows(rois, gt)
+    ids = row_ids(out_rois, cands)
+    size = kwargs['num_sample']
+    for b in range(batch):
+        assert len(set(ids[b])) == size
+        labelled = samples[b] != 0
+        assert (want[b][ids[b][labelled]] == samples[b][labelled]).all()
+        n_pos = min((want[b] == 1).sum(), sampler._max_pos)
+        n_neg = min((want[b] == -1).sum(), size - n_pos)
+        assert samples[b].tolist() == [1] * n_pos + [-1] * n_neg + [0] * (size - n_pos - n_neg)
+        iou = boxes.box_iou(out_rois[b][:n_pos], gt[b])
+        np.testing.assert_array_equal(matches[b][:n_pos], np.argmax(iou - 2 * hard[b], axis=1))
 
 
 # ----------------------------------------------------------------------------- randomness, graphs
