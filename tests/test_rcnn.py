@@ -179,6 +179,20 @@ def test_differs_from_gluoncv_overflow_positives_become_ignored_rows():
     assert ours[1][0].tolist() == [1, 1] + [0] * 6
 
 
+def test_differs_from_gluoncv_bad_arguments_raise_value_error():
+    gluoncv_target.RCNNTargetSampler(1, 10, 8, 1.5, -0.25, 0)  # accepted silently
+    with pytest.raises(ValueError, match='pos_iou_thresh'):
+        RCNNTargetSampler(1, 10, 8, 1.5, 0.25, 1)
+
+
+def test_differs_from_gluoncv_hard_flags_are_a_fourth_input():
+    rois, scores, gt, hard = hard_case()
+    with pytest.raises(TypeError):
+        gluoncv_target.RCNNTargetSampler(1, 5, 7, 0.5, 0.5, 2)(*nd(rois, scores, gt, hard))
+    samples = call(RCNNTargetSampler(1, 5, 7, pos_ratio=0.5), rois, scores, gt, hard)[1]
+    assert (samples == 1).sum() == 2  # only the normal box's proposal and its own row
+
+
 # ----------------------------------------------------------------------------- hard boxes
 def hard_case():
     """One image, boxes 0 (hard) and 1 (normal); proposals at known overlaps with them."""
@@ -446,6 +460,8 @@ def test_drops_into_a_hybridized_model_zoo_faster_rcnn_training_forward():
                               pretrained_base=False)
     net.initialize()
     theirs = net.sampler
+    with pytest.raises(TypeError, match='Changing attribute type'):
+        net.sampler = RCNNTargetSampler(1, 10, 8)
     del net.sampler  # Gluon refuses a change of the attribute's type
     net.sampler = RCNNTargetSampler(theirs._num_image, theirs._num_proposal,
                                     theirs._num_sample, theirs._pos_iou_thresh,
