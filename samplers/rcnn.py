@@ -12,7 +12,7 @@ from __future__ import annotations
 from mxnet import autograd, gluon
 
 from . import boxes
-from .backend import check_boxes, check_int, check_ratio, is_ndarray
+from .backend import check_boxes, check_flags, check_int, check_ratio, is_ndarray, use_numpy
 from .quota import OP_TYPE, _QuotaRule
 
 __all__ = ['RCNNTargetSampler']
@@ -43,7 +43,8 @@ class RCNNTargetSampler(gluon.HybridBlock):
 
     Called as ``sampler(rois, scores, gt_boxes, hard=None)`` with NDArrays or Symbols:
     ``rois`` (B, N, 4) corner proposals; ``scores`` (B, N, 1), < 0 for padding proposals;
-    ``gt_boxes`` (B, M, 4) corner boxes, padding rows all -1; ``hard`` (B, M) 0/1, optional.
+    ``gt_boxes`` (B, M, 4) corner boxes, padding rows all -1; ``hard`` (B, M) 0/1, optional
+    (other values raise ``ValueError`` on CPU; a GPU reads any value > 0 as 1).
 
     Returns ``(rois (B, S, 4), samples (B, S), matches (B, S))``, float32 like GluonCV's:
     rows drawn from the N proposals and the M ground-truth boxes appended to them;
@@ -168,6 +169,8 @@ class RCNNTargetSampler(gluon.HybridBlock):
         if len(contexts) > 1:
             raise ValueError('rois, scores, gt_boxes and hard must be on one context, got {}'
                              .format(sorted(str(c) for c in contexts)))
+        if hard is not None and use_numpy(hard):  # values too, where reading costs no device copy
+            check_flags('hard', hard)
 
     def __repr__(self):
         return ('{}(num_image={}, num_proposal={}, num_sample={}, pos_iou_thresh={}, '

@@ -476,3 +476,11 @@ def test_drops_into_a_hybridized_model_zoo_faster_rcnn_training_forward():
     assert samples.shape == (1, theirs._num_sample)
     assert 0 < (samples == 1).sum() <= theirs._max_pos and (samples == -1).any()
     assert all(np.isfinite(o.asnumpy()).all() for o in out)
+
+
+def test_hard_flags_other_than_zero_or_one_raise_value_error():
+    rois, scores, gt = make_case(0)
+    hard = np.zeros(gt.shape[:2], np.float32)
+    hard[0, 0] = 0.5
+    with pytest.raises(ValueError, match='hard'):
+        RCNNTargetSampler(2, 40, 16)(*nd(rois, scores, gt, hard))
