@@ -23,7 +23,7 @@ from .backend import (POSITIVE, NEGATIVE, IGNORE, is_ndarray, use_numpy,  # noqa
                       force_ndarray_backend, ndarray_backend_forced, to_numpy, like,
                       check_int, check_ratio, check_thresh, check_boxes, check_flags,
                       warn_once)
-from .backend import ND_OPS, NUMPY_OPS, kind_ops, ops
+from .backend import ND_OPS, kind_ops, ops
 
 __all__ = [
     'POSITIVE', 'NEGATIVE', 'IGNORE',
