@@ -79,7 +79,7 @@ def _overlap_np(a, b, over):
     pos = inter > 0
     np.divide(inter, denom, out=out, where=pos)
     # Non-finite coordinates give NaN, not a silent 0 (comparisons above drop NaN).
-    bad = ~np.isfinite(a).all(axis=-1)[..., :, None] | ~np.isfinite(b).all(axis=-1)[..., None, :]
+    bad = ~finite_rows(a)[..., :, None] | ~finite_rows(b)[..., None, :]
     if bad.any():
         out = np.where(bad, np.nan, out).astype(out.dtype)
     return out
@@ -102,9 +102,8 @@ def _overlap_nd(a, b, over):
     pos = inter > 0
     out = nd.where(pos, inter / nd.where(pos, denom, nd.ones_like(denom)), nd.zeros_like(inter))
     # Non-finite coordinates: relu maps NaN to 0 on some builds; mark those pairs NaN explicitly.
-    bad_a = (nd.sum((a != a) + (nd.abs(a) == np.inf), axis=-1) > 0).expand_dims(-1)
-    bad_b = (nd.sum((b != b) + (nd.abs(b) == np.inf), axis=-1) > 0).expand_dims(-2)
-    bad = nd.broadcast_logical_or(bad_a, bad_b)
+    bad = nd.broadcast_logical_or(1 - finite_rows(a).expand_dims(-1),
+                                  1 - finite_rows(b).expand_dims(-2))
     return nd.where(bad, nd.full(out.shape, np.nan, ctx=out.context, dtype=out.dtype), out)
 
 
@@ -438,14 +437,17 @@ def keep_top(scores, mask, k):
 
 
 def finite_rows(a):
-    """Whether each row (last axis) of numpy ``a`` is all finite; boolean, shape ``a.shape[:-1]``.
+    """Whether each row (last axis) of ``a`` is all finite, shape ``a.shape[:-1]``.
 
-    One BLAS sum per row finds the rows that may hold NaN/inf (a non-finite
-    sum); only those are checked element by element, since a sum of finite
-    values can overflow too. Much faster than ``np.isfinite(a).all(-1)`` for a
-    short last axis.
+    numpy (boolean result): one BLAS sum per row finds the rows that may hold
+    NaN/inf (a non-finite sum); only those are checked element by element,
+    since a sum of finite values can overflow too; much faster than
+    ``np.isfinite(a).all(-1)`` for a short last axis. NDArray on the mx.nd
+    backend (0/1 result, on its context): ``a - a`` is NaN exactly at NaN/inf.
     """
-    a = np.asarray(a)
+    if not use_numpy(a):
+        return mx.nd.sum((a - a) != 0, axis=-1) == 0
+    a = to_numpy(a)
     if a.shape[-1] == 0:
         return np.ones(a.shape[:-1], dtype=bool)
     rows = a.reshape(-1, a.shape[-1])

@@ -46,7 +46,7 @@ from .backend import (NEGATIVE, POSITIVE, check_boxes, check_flags, check_int, c
                       check_thresh, is_ndarray, kind_ops, like, ops, to_numpy, use_numpy,
                       warn_once)
 from .boxes import (best_match, box_iof, box_iou, cls_target_from_labels, encode_boxes,
-                    keep_random, match_anchors, negative_quota, positive_quota)
+                    finite_rows, keep_random, match_anchors, negative_quota, positive_quota)
 
 __all__ = ['RPNTargetSampler', 'RPNTargetGenerator']
 
@@ -128,13 +128,6 @@ def _subsample(pos, neg, num_sample, max_pos):
 
 
 # =========================================================================== facts, densely
-def _finite_rows(x):
-    """Whether each row (last axis) of ``x`` is finite: ``x - x`` is NaN exactly there."""
-    xp = ops(x)
-    with np.errstate(invalid='ignore'):
-        return xp.sum((x - x) != 0, axis=-1) == 0
-
-
 def _ignore_nonfinite_rows(ious):
     """``(ious, num_bad)``: rows holding NaN/inf set to -1 (invalid anchors).
 
@@ -142,11 +135,11 @@ def _ignore_nonfinite_rows(ious):
     there are none) and None on mx.nd (counting would read the device).
     """
     if use_numpy(ious):
-        if np.isfinite(ious.sum()):
+        if np.isfinite(ious.sum()):  # one pass; the usual case
             return ious, 0
-        bad = ~_finite_rows(ious)
+        bad = ~finite_rows(ious)
         return np.where(bad[..., None], ious.dtype.type(-1), ious), int(bad.sum())
-    bad = 1 - _finite_rows(ious)
+    bad = 1 - finite_rows(ious)
     return ops(ious).where(ops(ious).expand(bad, -1), -1.0, ious), None
 
 
@@ -392,7 +385,7 @@ class RPNTargetGenerator(gluon.Block):
         x1, y1, x2, y2 = kind_ops(anc).columns(anc)
         with np.errstate(invalid='ignore'):
             inside = (x1 >= lo) * (y1 >= lo) * (x2 < hi_x) * (y2 < hi_y)
-        return inside.reshape((-1,)) * _finite_rows(anc)
+        return inside.reshape((-1,)) * finite_rows(anc)
 
     # ----------------------------------------------------------------------- numpy backend
     def _forward_numpy(self, bbox, anchor, width, height, hard):
@@ -429,7 +422,7 @@ class RPNTargetGenerator(gluon.Block):
     def _dense_facts_numpy(self, anc, gt, hard, width, height):
         """Facts the GluonCV way: full IoU matrix, invalid anchors' rows set to -1."""
         valid = self._valid_anchors(anc, width, height)
-        num_bad = int(len(anc) - np.count_nonzero(_finite_rows(anc)))
+        num_bad = int(len(anc) - np.count_nonzero(finite_rows(anc)))
         if num_bad:
             warn_once(self, 'anchor', '{}: {} anchor(s) with non-finite coordinates are '
                       'ignored (logged once)'.format(type(self).__name__, num_bad))
@@ -465,7 +458,7 @@ class RPNTargetGenerator(gluon.Block):
             else:
                 gt = bbox.as_in_context(ctx) if is_ndarray(bbox) else nd.array(bbox, ctx=ctx)
                 gt = gt.astype('float32')
-                present = (nd.sum(gt == -1, axis=-1) < 4) * _finite_rows(gt)
+                present = (nd.sum(gt == -1, axis=-1) < 4) * finite_rows(gt)
                 flags = nd.zeros((m,), ctx=ctx) if hard is None else (
                     (hard.as_in_context(ctx) > 0).astype('float32') if is_ndarray(hard)
                     else nd.array(hard.astype(np.float32), ctx=ctx))
