@@ -58,53 +58,30 @@ def center_to_corner(boxes):
 
 
 # --------------------------------------------------------------------------- IoU / IoF
-def _overlap_np(a, b, over):
-    """Intersection over union ('iou') or over a's area ('iof'), numpy corner boxes.
+def _overlap_pairs(a, b, over):
+    """Intersection over union ('iou') or over a's area ('iof') of corner boxes.
 
-    a (..., N, 4), b (..., M, 4) -> (..., N, M). Same operations in the same
-    float32 order as ``mx.nd.contrib.box_iou``, so results agree bit for bit.
+    a (..., N, 4), b (..., M, 4), both of one backend -> (..., N, M). The
+    operations and their float order are those of ``mx.nd.contrib.box_iou``,
+    so the numpy backend agrees with it bit for bit.
     """
-    ax1, ay1, ax2, ay2 = (a[..., :, None, i] for i in range(4))
-    bx1, by1, bx2, by2 = (b[..., None, :, i] for i in range(4))
-    iw = np.minimum(ax2, bx2) - np.maximum(ax1, bx1)
-    ih = np.minimum(ay2, by2) - np.maximum(ay1, by1)
-    inter = np.maximum(iw, 0) * np.maximum(ih, 0)
-    area_a = np.maximum(ax2 - ax1, 0) * np.maximum(ay2 - ay1, 0)
+    xp = ops(a)
+    ax1, ay1, ax2, ay2 = (xp.expand(c, -1) for c in xp.unstack(a))   # (..., N, 1)
+    bx1, by1, bx2, by2 = (xp.expand(c, -2) for c in xp.unstack(b))   # (..., 1, M)
+    iw = xp.minimum(ax2, bx2) - xp.maximum(ax1, bx1)
+    ih = xp.minimum(ay2, by2) - xp.maximum(ay1, by1)
+    inter = xp.maximum(iw, 0) * xp.maximum(ih, 0)
+    area_a = xp.maximum(ax2 - ax1, 0) * xp.maximum(ay2 - ay1, 0)
+    denom = area_a
     if over == 'iou':
-        area_b = np.maximum(bx2 - bx1, 0) * np.maximum(by2 - by1, 0)
-        denom = area_a + area_b - inter
-    else:
-        denom = np.broadcast_to(area_a, inter.shape)
-    out = np.zeros_like(inter)
-    pos = inter > 0
-    np.divide(inter, denom, out=out, where=pos)
-    # Non-finite coordinates give NaN, not a silent 0 (comparisons above drop NaN).
-    bad = ~finite_rows(a)[..., :, None] | ~finite_rows(b)[..., None, :]
-    if bad.any():
-        out = np.where(bad, np.nan, out).astype(out.dtype)
+        denom = area_a + xp.maximum(bx2 - bx1, 0) * xp.maximum(by2 - by1, 0) - inter
+    out = xp.divide_where(inter, denom, inter > 0)
+    # Non-finite coordinates give NaN, never a silent number (the comparisons drop NaN).
+    ok_a, ok_b = finite_rows(a), finite_rows(b)
+    if xp is ND_OPS or not (ok_a.all() and ok_b.all()):
+        bad = xp.maximum(xp.expand(1 - xp.mask(ok_a), -1), xp.expand(1 - xp.mask(ok_b), -2))
+        out = xp.where(bad > 0, np.nan, out)
     return out
-
-
-def _overlap_nd(a, b, over):
-    """NDArray version of :func:`_overlap_np` on the inputs' context, no host copy."""
-    nd = mx.nd
-    ax1, ay1, ax2, ay2 = nd.split(a.expand_dims(-2), 4, axis=-1)  # (..., N, 1, 1)
-    bx1, by1, bx2, by2 = nd.split(b.expand_dims(-3), 4, axis=-1)  # (..., 1, M, 1)
-    iw = nd.broadcast_minimum(ax2, bx2) - nd.broadcast_maximum(ax1, bx1)
-    ih = nd.broadcast_minimum(ay2, by2) - nd.broadcast_maximum(ay1, by1)
-    inter = (nd.relu(iw) * nd.relu(ih)).squeeze(-1)  # (..., N, M)
-    area_a = (nd.relu(ax2 - ax1) * nd.relu(ay2 - ay1)).squeeze(-1)
-    if over == 'iou':
-        area_b = (nd.relu(bx2 - bx1) * nd.relu(by2 - by1)).squeeze(-1)
-        denom = nd.broadcast_sub(nd.broadcast_add(area_a, area_b), inter)
-    else:
-        denom = nd.broadcast_like(area_a, inter)
-    pos = inter > 0
-    out = nd.where(pos, inter / nd.where(pos, denom, nd.ones_like(denom)), nd.zeros_like(inter))
-    # Non-finite coordinates: relu maps NaN to 0 on some builds; mark those pairs NaN explicitly.
-    bad = nd.broadcast_logical_or(1 - finite_rows(a).expand_dims(-1),
-                                  1 - finite_rows(b).expand_dims(-2))
-    return nd.where(bad, nd.full(out.shape, np.nan, ctx=out.context, dtype=out.dtype), out)
 
 
 def _overlap(a, b, fmt, over, a_name, b_name):
@@ -121,13 +98,10 @@ def _overlap(a, b, fmt, over, a_name, b_name):
             a_name, b_name))
     if fmt == 'center':
         a, b = center_to_corner(a), center_to_corner(b)
+    dtype = np.float64 if np.float64 in (np.dtype(a.dtype), np.dtype(b.dtype)) else np.float32
     if use_numpy(a):
-        an, bn = to_numpy(a), to_numpy(b)
-        dtype = np.float64 if np.float64 in (an.dtype, bn.dtype) else np.float32
-        return like(_overlap_np(an.astype(dtype, copy=False), bn.astype(dtype, copy=False),
-                                over), a)
-    dtype = 'float64' if np.float64 in (a.dtype, b.dtype) else 'float32'
-    return _overlap_nd(a.astype(dtype, copy=False), b.astype(dtype, copy=False), over)
+        return like(_overlap_pairs(to_numpy(a, dtype), to_numpy(b, dtype), over), a)
+    return _overlap_pairs(a.astype(dtype, copy=False), b.astype(dtype, copy=False), over)
 
 
 def box_iou(a, b, fmt='corner'):

@@ -6,6 +6,7 @@ and against GluonCV 0.10.5 where the rules agree.
 """
 import gc
 import logging
+import pathlib
 import resource
 
 import mxnet as mx
@@ -407,6 +408,13 @@ def test_ndarray_backend_no_anchors_or_no_images_gives_empty_labels(shape):
         samples, matches = sampler()(ious)
     for out in (samples, matches):
         assert out.shape == shape[:-1] and out.context == mx.cpu(1) and out.dtype == np.float32
+
+def test_sampler_and_generator_are_gluon_blocks_as_the_readme_says():
+    assert isinstance(sampler(), mx.gluon.Block)
+    assert isinstance(RPNTargetGenerator(), mx.gluon.Block)
+    readme = (pathlib.Path(__file__).parents[1] / 'README.md').read_text()
+    assert '`RPNTargetGenerator` and `RPNTargetSampler` are picklable `gluon.Block`s' in readme
+
 
 # ============================================================================ sampler: bad input
 @pytest.mark.parametrize('kwargs, name', [
