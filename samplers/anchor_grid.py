@@ -380,6 +380,7 @@ class GridCache:
         self.__init__(state['_size'])
 
     def get(self, anchors):
+        """The grid view of ``anchors`` (None without a grid layout), cached."""
         with self._lock:
             for i, (copy, grid) in enumerate(self._entries):
                 if copy.shape == anchors.shape and np.array_equal(copy, anchors):

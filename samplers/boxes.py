@@ -85,6 +85,7 @@ def _overlap_pairs(a, b, over):
 
 
 def _overlap(a, b, fmt, over, a_name, b_name):
+    """Checked :func:`_overlap_pairs` for :func:`box_iou` / :func:`box_iof`."""
     if fmt not in _FMTS:
         raise ValueError('fmt must be one of {}, got {!r}'.format(_FMTS, fmt))
     ra = check_boxes(a_name, a)
@@ -360,6 +361,7 @@ def keep_random(mask, k):
 
 
 def _keep_random_row(row, k):
+    """:func:`keep_random` of one boolean numpy row with an int ``k``."""
     idx = np.flatnonzero(row)
     if idx.size <= k:
         return row.copy()

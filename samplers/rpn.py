@@ -14,9 +14,9 @@ boxes (VOC ``difficult``) flagged:
 * ``weak``:  ``max over normal j of x[i, j] < neg_iou_thresh``;
 * ``low``:   ``max over all j of x[i, j] < neg_iou_thresh`` (hard boxes too);
 
-then, in :func:`_label`::
+then, in :func:`_label`, over 0/1 masks::
 
-    positive = valid * (thr or best * (1 - weak))     # best alone with allow_low_quality_matches
+    positive = valid * max(thr, best * (1 - weak))    # best alone with allow_low_quality_matches
     negative = valid * low * (1 - positive) * (1 - ignore)
 
 and per image at most ``round(pos_ratio * num_sample)`` positives are kept,
@@ -53,6 +53,7 @@ __all__ = ['RPNTargetSampler', 'RPNTargetGenerator']
 
 # =========================================================================== argument checks
 def _check_rule(num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio):
+    """The checked settings ``(num_sample, pos_t, neg_t, pos_ratio)``, or ValueError naming one."""
     num_sample = check_int('num_sample', num_sample, minimum=1)
     pos_t = check_thresh('pos_iou_thresh', pos_iou_thresh)
     neg_t = check_thresh('neg_iou_thresh', neg_iou_thresh)
@@ -70,6 +71,7 @@ def _check_rule(num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio):
 
 
 def _check_ious(ious):
+    """ValueError unless ``ious`` is a float (N, M) or (B, N, M) array."""
     shape = tuple(ious.shape)
     if len(shape) not in (2, 3):
         raise ValueError('ious must have shape (N, M) or (B, N, M), got {}'.format(shape))
@@ -241,6 +243,7 @@ class RPNTargetSampler(gluon.Block):
 
     # ----------------------------------------------------------------------- inputs arrive
     def _call_numpy(self, ious, hard):
+        """numpy backend: one image at a time; ``hard`` a boolean numpy array or None."""
         arr = to_numpy(ious)
         if arr.dtype not in (np.float32, np.float64):
             arr = arr.astype(np.float32)
@@ -262,6 +265,7 @@ class RPNTargetSampler(gluon.Block):
         return samples, matches
 
     def _call_nd(self, ious, hard):
+        """mx.nd backend: the whole batch on ``ious``' context, no host copy."""
         shape = tuple(ious.shape)
         batch, n, m = (1,) + shape if len(shape) == 2 else shape
         ctx = ious.context
@@ -277,9 +281,7 @@ class RPNTargetSampler(gluon.Block):
                 x = ious.reshape((batch, n, m))
                 if x.dtype not in (np.float32, np.float64):
                     x = x.astype('float32')
-                flags = mx.nd.zeros((m,), ctx=ctx) if hard is None else (
-                    hard.as_in_context(ctx) if is_ndarray(hard)
-                    else mx.nd.array(hard.astype(np.float32), ctx=ctx))
+                flags = _flags_nd(hard, m, ctx)
                 normal = mx.nd.broadcast_to((flags <= 0).reshape((-1, m)),
                                             shape=(batch, m)).astype(x.dtype)
             x, _ = _ignore_nonfinite_rows(x)
@@ -389,6 +391,7 @@ class RPNTargetGenerator(gluon.Block):
 
     # ----------------------------------------------------------------------- numpy backend
     def _forward_numpy(self, bbox, anchor, width, height, hard):
+        """numpy backend: padding and non-finite boxes dropped; the anchor grid when it fits."""
         anc = np.ascontiguousarray(to_numpy(anchor, np.float32))
         gt = to_numpy(bbox, np.float32)
         hard = np.zeros(len(gt), bool) if hard is None else to_numpy(hard).astype(bool)
@@ -459,9 +462,7 @@ class RPNTargetGenerator(gluon.Block):
                 gt = bbox.as_in_context(ctx) if is_ndarray(bbox) else nd.array(bbox, ctx=ctx)
                 gt = gt.astype('float32')
                 present = (nd.sum(gt == -1, axis=-1) < 4) * finite_rows(gt)
-                flags = nd.zeros((m,), ctx=ctx) if hard is None else (
-                    (hard.as_in_context(ctx) > 0).astype('float32') if is_ndarray(hard)
-                    else nd.array(hard.astype(np.float32), ctx=ctx))
+                flags = _flags_nd(hard, m, ctx)
                 normal = present * (1 - flags)
                 ious = ops(anc).where(present.expand_dims(0), box_iou(anc, gt), 0.0)
                 if self._hard_iof is not None:
@@ -476,6 +477,15 @@ class RPNTargetGenerator(gluon.Block):
             box_target = nd.zeros((n, 4), ctx=ctx) if m == 0 else ops(anc).where(
                 box_mask, encode_boxes(anc, nd.take(gt, facts.match), self._stds), 0.0)
             return cls_target_from_labels(samples), box_target, box_mask
+
+
+def _flags_nd(hard, m, ctx):
+    """Hard flags as 0/1 float32 on ``ctx``: zeros (M,) for None, else ``hard``'s shape."""
+    if hard is None:
+        return mx.nd.zeros((m,), ctx=ctx)
+    if is_ndarray(hard):
+        return (hard.as_in_context(ctx) > 0).astype('float32')
+    return mx.nd.array(hard.astype(np.float32), ctx=ctx)
 
 
 def _like_fresh(result, reference):
