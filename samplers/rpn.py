@@ -26,7 +26,7 @@ uniformly at random, then at most ``num_sample - kept positives`` negatives
 match it, and an anchor overlapping it (IoU >= ``neg_iou_thresh``) is ignored;
 with every flag 0 the result is the unflagged one, random draws included.
 
-The rule is written once over 0/1 float masks (:mod:`samplers.backend`'s
+The rule is written once over 0/1 masks (:mod:`samplers.backend`'s
 ``ops``) and runs on numpy or ``mx.nd``. Its inputs ("facts") come from the
 dense IoU matrix (:func:`_dense_facts`, both backends) or, for anchors in a
 grid layout on the numpy backend, from :mod:`samplers.anchor_grid`, which
@@ -92,7 +92,7 @@ def _check_hard_shape(hard, ious_shape):
 
 # =========================================================================== the rule
 class _Facts:
-    """The rule's per-anchor inputs, (..., N) 0/1 float masks of one backend.
+    """The rule's per-anchor inputs, (..., N) 0/1 masks of one backend (``ops.compact_mask``).
 
     ``valid``, ``thr``, ``best``, ``weak``, ``low`` as in the module docstring;
     ``ignore`` never negative (or None); ``match`` each anchor's best normal
@@ -101,7 +101,7 @@ class _Facts:
     __slots__ = ('valid', 'thr', 'best', 'weak', 'low', 'ignore', 'match')
 
     def __init__(self, valid, thr, best, weak, low, ignore=None, match=None):
-        mask = ops(valid).mask
+        mask = ops(valid).compact_mask
         self.valid, self.thr, self.best, self.weak, self.low = (
             mask(m) for m in (valid, thr, best, weak, low))
         self.ignore = None if ignore is None else mask(ignore)
@@ -123,10 +123,10 @@ def _subsample(pos, neg, num_sample, max_pos):
     """Labels (..., N): at most ``max_pos`` positives per image at random, then negatives
     up to ``num_sample`` in all (:func:`negative_quota` with no fixed share)."""
     xp = ops(pos)
-    pos = xp.mask(keep_random(pos, max_pos))
+    pos = xp.compact_mask(keep_random(pos, max_pos))
     kept = xp.sum(pos, axis=-1, keepdims=True)
-    neg = xp.mask(keep_random(neg, negative_quota(num_sample, kept, 0.0)))
-    return POSITIVE * pos + NEGATIVE * neg
+    neg = xp.compact_mask(keep_random(neg, negative_quota(num_sample, kept, 0.0)))
+    return xp.mask(POSITIVE * pos) + NEGATIVE * xp.mask(neg)
 
 
 # =========================================================================== facts, densely
@@ -249,20 +249,27 @@ class RPNTargetSampler(gluon.Block):
             arr = arr.astype(np.float32)
         batch = arr[None] if arr.ndim == 2 else arr
         flags = None if hard is None else np.broadcast_to(hard, batch.shape[:1] + arr.shape[-1:])
-        samples = np.zeros(batch.shape[:2], np.float32)
-        matches = np.zeros(batch.shape[:2], np.int64)
-        for b, img in enumerate(batch):
-            img, num_bad = _ignore_nonfinite_rows(np.ascontiguousarray(img))
-            if num_bad:
-                warn_once(self, 'nonfinite', '{}: {} anchor(s) with a NaN/inf IoU were ignored '
-                          '(logged once)'.format(type(self).__name__, num_bad))
-            normal = None if flags is None or not flags[b].any() else ~flags[b]
-            facts = _dense_facts(img, normal, None, self._pos_t, self._neg_t)
-            samples[b], matches[b] = self._sample(facts), facts.match
-        samples, matches = samples.reshape(arr.shape[:-1]), matches.reshape(arr.shape[:-1])
+        images = [self._sample_image(img, None if flags is None else flags[b])
+                  for b, img in enumerate(batch)]
+        if arr.ndim == 2:
+            samples, matches = images[0]
+        elif images:
+            samples, matches = (np.stack(v) for v in zip(*images))
+        else:
+            samples, matches = np.zeros(arr.shape[:2], np.float32), np.zeros(arr.shape[:2], np.int64)
         if is_ndarray(ious):
             return like(samples, ious), like(matches, ious, dtype=np.float32)
         return samples, matches
+
+    def _sample_image(self, ious, hard):
+        """``(samples, matches)`` of one (N, M) numpy image; ``hard`` (M,) bool or None."""
+        ious, num_bad = _ignore_nonfinite_rows(np.ascontiguousarray(ious))
+        if num_bad:
+            warn_once(self, 'nonfinite', '{}: {} anchor(s) with a NaN/inf IoU were ignored '
+                      '(logged once)'.format(type(self).__name__, num_bad))
+        normal = None if hard is None or not hard.any() else ~hard
+        facts = _dense_facts(ious, normal, None, self._pos_t, self._neg_t)
+        return self._sample(facts).astype(np.float32, copy=False), facts.match
 
     def _call_nd(self, ious, hard):
         """mx.nd backend: the whole batch on ``ious``' context, no host copy."""
@@ -435,7 +442,7 @@ class RPNTargetGenerator(gluon.Block):
                              self._sampler._neg_t)
         if self._hard_iof is not None and hard.any():
             with np.errstate(invalid='ignore'):
-                facts.ignore = ops(ious).mask(
+                facts.ignore = ops(ious).compact_mask(
                     (box_iof(anc, gt[hard]) >= np.float32(self._hard_iof)).any(axis=1))
         return facts
 
