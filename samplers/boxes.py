@@ -28,7 +28,7 @@ from .backend import ND_OPS, kind_ops, ops
 __all__ = [
     'POSITIVE', 'NEGATIVE', 'IGNORE',
     'box_iou', 'box_iof', 'corner_to_center', 'center_to_corner',
-    'best_match', 'match_anchors', 'best_anchor_mask', 'near_best', 'col_max', 'EPS',
+    'best_match', 'match_anchors', 'INVALID_IOU', 'best_anchor_mask', 'near_best', 'col_max', 'EPS',
     'encode_boxes', 'cls_target_from_labels', 'labels_from_cls_target',
     'CLS_POSITIVE', 'CLS_NEGATIVE', 'CLS_IGNORE',
     'keep_random', 'keep_random_F', 'keep_top', 'keep_top_F', 'row_max', 'finite_rows',
@@ -39,6 +39,12 @@ __all__ = [
 ]
 
 _FMTS = ('corner', 'center')
+
+#: The IoU written for an anchor that may not be labelled (GluonCV's -1 for anchors crossing the
+#: image border): below every real IoU, so such a row is never best and sets no bar.
+INVALID_IOU = -1.0
+#: Stands for the IoU of a box that does not take part (not in ``valid_gt``): below INVALID_IOU.
+_LEFT_OUT = -2.0
 
 
 # --------------------------------------------------------------------------- box formats
@@ -164,7 +170,7 @@ def best_match(ious, valid_gt=None):
         best = np.take_along_axis(arr, idx[..., None], axis=-1)[..., 0]
         return like(best, ious), like(idx, ious)
     if valid_gt is not None:
-        ious = ND_OPS.where(ND_OPS.expand(valid_gt > 0, -2), ious, -2.0)
+        ious = ND_OPS.where(ND_OPS.expand(valid_gt > 0, -2), ious, _LEFT_OUT)
     idx = mx.nd.argmax(ious, axis=-1)
     best = mx.nd.max(ious, axis=-1)
     nan_row = mx.nd.sum(ious != ious, axis=-1) > 0
@@ -256,7 +262,7 @@ def best_anchor_mask(ious, eps=EPS, valid_gt=None, valid_anchor=None):
     """
     if valid_anchor is not None:
         xp = ops(ious)
-        ious = xp.where(xp.expand(valid_anchor > 0, -1), ious, -1.0)
+        ious = xp.where(xp.expand(valid_anchor > 0, -1), ious, INVALID_IOU)
     return match_anchors(ious, valid_gt, eps)[2]
 
 

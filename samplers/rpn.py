@@ -45,10 +45,13 @@ from .anchor_grid import GridCache, border_limits, grid_facts
 from .backend import (NEGATIVE, POSITIVE, check_boxes, check_flags, check_int, check_ratio,
                       check_thresh, is_ndarray, kind_ops, like, ops, to_numpy, use_numpy,
                       warn_once)
-from .boxes import (best_match, box_iof, box_iou, cls_target_from_labels, encode_boxes,
-                    finite_rows, keep_random, match_anchors, negative_quota, positive_quota)
+from .boxes import (INVALID_IOU, best_match, box_iof, box_iou, cls_target_from_labels,
+                    encode_boxes, finite_rows, keep_random, match_anchors, negative_quota,
+                    positive_quota)
 
 __all__ = ['RPNTargetSampler', 'RPNTargetGenerator']
+
+_PADDING = -1  # GluonCV pads label arrays with rows of -1
 
 
 # =========================================================================== argument checks
@@ -131,7 +134,7 @@ def _subsample(pos, neg, num_sample, max_pos):
 
 # =========================================================================== facts, densely
 def _ignore_nonfinite_rows(ious):
-    """``(ious, num_bad)``: rows holding NaN/inf set to -1 (invalid anchors).
+    """``(ious, num_bad)``: rows holding NaN/inf set to ``INVALID_IOU`` (invalid anchors).
 
     ``num_bad`` is their count on the numpy backend (where one sum finds that
     there are none) and None on mx.nd (counting would read the device).
@@ -140,9 +143,9 @@ def _ignore_nonfinite_rows(ious):
         if np.isfinite(ious.sum()):  # one pass; the usual case
             return ious, 0
         bad = ~finite_rows(ious)
-        return np.where(bad[..., None], ious.dtype.type(-1), ious), int(bad.sum())
+        return np.where(bad[..., None], ious.dtype.type(INVALID_IOU), ious), int(bad.sum())
     bad = 1 - finite_rows(ious)
-    return ops(ious).where(ops(ious).expand(bad, -1), -1.0, ious), None
+    return ops(ious).where(ops(ious).expand(bad, -1), INVALID_IOU, ious), None
 
 
 def _dense_facts(ious, normal, valid, pos_t, neg_t):
@@ -256,7 +259,8 @@ class RPNTargetSampler(gluon.Block):
         elif images:
             samples, matches = (np.stack(v) for v in zip(*images))
         else:
-            samples, matches = np.zeros(arr.shape[:2], np.float32), np.zeros(arr.shape[:2], np.int64)
+            samples = np.zeros(arr.shape[:2], np.float32)
+            matches = np.zeros(arr.shape[:2], np.int64)
         if is_ndarray(ious):
             return like(samples, ious), like(matches, ious, dtype=np.float32)
         return samples, matches
@@ -381,7 +385,7 @@ class RPNTargetGenerator(gluon.Block):
                                  'got {}'.format(tuple(bbox.shape[:1]), tuple(bbox.shape), shape))
             if not is_ndarray(hard) or use_numpy(anchor):
                 flags = to_numpy(hard)
-                padding = (to_numpy(bbox) == -1).all(axis=1)  # GluonCV pads labels with -1
+                padding = (to_numpy(bbox) == _PADDING).all(axis=1)
                 hard = check_flags('hard', np.where(padding, 0, flags) if padding.any()
                                    else flags)
         if use_numpy(anchor):
@@ -403,7 +407,7 @@ class RPNTargetGenerator(gluon.Block):
         gt = to_numpy(bbox, np.float32)
         hard = np.zeros(len(gt), bool) if hard is None else to_numpy(hard).astype(bool)
         finite = np.isfinite(gt).all(axis=1)
-        keep = finite & ~(gt == -1).all(axis=1)
+        keep = finite & ~(gt == _PADDING).all(axis=1)
         if not finite.all():
             warn_once(self, 'gt', '{}: {} ground-truth box(es) with non-finite coordinates '
                       'were dropped (logged once)'.format(type(self).__name__,
@@ -437,7 +441,7 @@ class RPNTargetGenerator(gluon.Block):
             warn_once(self, 'anchor', '{}: {} anchor(s) with non-finite coordinates are '
                       'ignored (logged once)'.format(type(self).__name__, num_bad))
         ious = box_iou(anc, gt) if len(gt) else np.zeros((len(anc), 0), np.float32)
-        ious[~valid] = -1
+        ious[~valid] = INVALID_IOU
         facts = _dense_facts(ious, ~hard if hard.any() else None, valid, self._sampler._pos_t,
                              self._sampler._neg_t)
         if self._hard_iof is not None and hard.any():
@@ -468,14 +472,14 @@ class RPNTargetGenerator(gluon.Block):
             else:
                 gt = bbox.as_in_context(ctx) if is_ndarray(bbox) else nd.array(bbox, ctx=ctx)
                 gt = gt.astype('float32')
-                present = (nd.sum(gt == -1, axis=-1) < 4) * finite_rows(gt)
+                present = (nd.sum(gt == _PADDING, axis=-1) < 4) * finite_rows(gt)
                 flags = _flags_nd(hard, m, ctx)
                 normal = present * (1 - flags)
                 ious = ops(anc).where(present.expand_dims(0), box_iou(anc, gt), 0.0)
                 if self._hard_iof is not None:
                     covered = (box_iof(anc, gt) >= self._hard_iof) * (flags * present)
                     ignore = nd.max(covered, axis=-1)
-            ious = ops(ious).where(valid.expand_dims(1), ious, -1.0)
+            ious = ops(ious).where(valid.expand_dims(1), ious, INVALID_IOU)
             facts = _dense_facts(ious, normal, valid, self._sampler._pos_t, self._sampler._neg_t)
             facts.ignore = ignore
             samples = self._sampler._sample(facts)

@@ -1,4 +1,4 @@
-"""The floors under the samplers: backend checks and warn-once; IoU/IoF, matching, encoding, quotas, keep-k."""
+"""The floors under the samplers: backend checks, warn-once; IoU/IoF, matching, encoding, quotas."""
 import mxnet as mx
 import numpy as np
 import pytest
@@ -264,7 +264,8 @@ def test_col_max_and_row_max_equal_numpy_reductions():
 
 def test_check_flags_accepts_zero_one_and_bool_and_rejects_others():
     np.testing.assert_array_equal(backend.check_flags('hard', np.array([0, 1.0])), [False, True])
-    np.testing.assert_array_equal(backend.check_flags('hard', np.array([True, False])), [True, False])
+    np.testing.assert_array_equal(backend.check_flags('hard', np.array([True, False])),
+                                  [True, False])
     with pytest.raises(ValueError, match='hard'):
         backend.check_flags('hard', np.array([0, 2]))
 
