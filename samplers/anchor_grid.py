@@ -197,7 +197,7 @@ class AnchorGrid:
         and :func:`box_iof`.
         """
         _, col_lo, col_hi, row_lo, row_hi = inside
-        k, ng = len(boxes), len(self.groups)
+        ng = len(self.groups)
         bx1, by1, bx2, by2 = (np.ascontiguousarray(boxes[:, i]) for i in range(4))
         # Binary search of every group at once: columns are sorted within a group, so
         # the first column with x2 > bx1 is the count of columns with x2 <= bx1.
@@ -380,6 +380,7 @@ class GridCache:
         self.__init__(state['_size'])
 
     def get(self, anchors):
+        """The grid view of ``anchors`` (None without a grid layout), cached."""
         with self._lock:
             for i, (copy, grid) in enumerate(self._entries):
                 if copy.shape == anchors.shape and np.array_equal(copy, anchors):

@@ -23,12 +23,12 @@ from .backend import (POSITIVE, NEGATIVE, IGNORE, is_ndarray, use_numpy,  # noqa
                       force_ndarray_backend, ndarray_backend_forced, to_numpy, like,
                       check_int, check_ratio, check_thresh, check_boxes, check_flags,
                       warn_once)
-from .backend import ND_OPS, NUMPY_OPS, kind_ops, ops
+from .backend import ND_OPS, kind_ops, ops
 
 __all__ = [
     'POSITIVE', 'NEGATIVE', 'IGNORE',
     'box_iou', 'box_iof', 'corner_to_center', 'center_to_corner',
-    'best_match', 'match_anchors', 'best_anchor_mask', 'near_best', 'col_max', 'EPS',
+    'best_match', 'match_anchors', 'INVALID_IOU', 'best_anchor_mask', 'near_best', 'col_max', 'EPS',
     'encode_boxes', 'cls_target_from_labels', 'labels_from_cls_target',
     'CLS_POSITIVE', 'CLS_NEGATIVE', 'CLS_IGNORE',
     'keep_random', 'keep_random_F', 'keep_top', 'keep_top_F', 'row_max', 'finite_rows',
@@ -39,6 +39,12 @@ __all__ = [
 ]
 
 _FMTS = ('corner', 'center')
+
+#: The IoU written for an anchor that may not be labelled (GluonCV's -1 for anchors crossing the
+#: image border): below every real IoU, so such a row is never best and sets no bar.
+INVALID_IOU = -1.0
+#: Stands for the IoU of a box that does not take part (not in ``valid_gt``): below INVALID_IOU.
+_LEFT_OUT = -2.0
 
 
 # --------------------------------------------------------------------------- box formats
@@ -58,57 +64,34 @@ def center_to_corner(boxes):
 
 
 # --------------------------------------------------------------------------- IoU / IoF
-def _overlap_np(a, b, over):
-    """Intersection over union ('iou') or over a's area ('iof'), numpy corner boxes.
+def _overlap_pairs(a, b, over):
+    """Intersection over union ('iou') or over a's area ('iof') of corner boxes.
 
-    a (..., N, 4), b (..., M, 4) -> (..., N, M). Same operations in the same
-    float32 order as ``mx.nd.contrib.box_iou``, so results agree bit for bit.
+    a (..., N, 4), b (..., M, 4), both of one backend -> (..., N, M). The
+    operations and their float order are those of ``mx.nd.contrib.box_iou``,
+    so the numpy backend agrees with it bit for bit.
     """
-    ax1, ay1, ax2, ay2 = (a[..., :, None, i] for i in range(4))
-    bx1, by1, bx2, by2 = (b[..., None, :, i] for i in range(4))
-    iw = np.minimum(ax2, bx2) - np.maximum(ax1, bx1)
-    ih = np.minimum(ay2, by2) - np.maximum(ay1, by1)
-    inter = np.maximum(iw, 0) * np.maximum(ih, 0)
-    area_a = np.maximum(ax2 - ax1, 0) * np.maximum(ay2 - ay1, 0)
+    xp = ops(a)
+    ax1, ay1, ax2, ay2 = (xp.expand(c, -1) for c in xp.unstack(a))   # (..., N, 1)
+    bx1, by1, bx2, by2 = (xp.expand(c, -2) for c in xp.unstack(b))   # (..., 1, M)
+    iw = xp.minimum(ax2, bx2) - xp.maximum(ax1, bx1)
+    ih = xp.minimum(ay2, by2) - xp.maximum(ay1, by1)
+    inter = xp.maximum(iw, 0) * xp.maximum(ih, 0)
+    area_a = xp.maximum(ax2 - ax1, 0) * xp.maximum(ay2 - ay1, 0)
+    denom = area_a
     if over == 'iou':
-        area_b = np.maximum(bx2 - bx1, 0) * np.maximum(by2 - by1, 0)
-        denom = area_a + area_b - inter
-    else:
-        denom = np.broadcast_to(area_a, inter.shape)
-    out = np.zeros_like(inter)
-    pos = inter > 0
-    np.divide(inter, denom, out=out, where=pos)
-    # Non-finite coordinates give NaN, not a silent 0 (comparisons above drop NaN).
-    bad = ~np.isfinite(a).all(axis=-1)[..., :, None] | ~np.isfinite(b).all(axis=-1)[..., None, :]
-    if bad.any():
-        out = np.where(bad, np.nan, out).astype(out.dtype)
+        denom = area_a + xp.maximum(bx2 - bx1, 0) * xp.maximum(by2 - by1, 0) - inter
+    out = xp.divide_where(inter, denom, inter > 0)
+    # Non-finite coordinates give NaN, never a silent number (the comparisons drop NaN).
+    ok_a, ok_b = finite_rows(a), finite_rows(b)
+    if xp is ND_OPS or not (ok_a.all() and ok_b.all()):
+        bad = xp.maximum(xp.expand(1 - xp.mask(ok_a), -1), xp.expand(1 - xp.mask(ok_b), -2))
+        out = xp.where(bad > 0, np.nan, out)
     return out
 
 
-def _overlap_nd(a, b, over):
-    """NDArray version of :func:`_overlap_np` on the inputs' context, no host copy."""
-    nd = mx.nd
-    ax1, ay1, ax2, ay2 = nd.split(a.expand_dims(-2), 4, axis=-1)  # (..., N, 1, 1)
-    bx1, by1, bx2, by2 = nd.split(b.expand_dims(-3), 4, axis=-1)  # (..., 1, M, 1)
-    iw = nd.broadcast_minimum(ax2, bx2) - nd.broadcast_maximum(ax1, bx1)
-    ih = nd.broadcast_minimum(ay2, by2) - nd.broadcast_maximum(ay1, by1)
-    inter = (nd.relu(iw) * nd.relu(ih)).squeeze(-1)  # (..., N, M)
-    area_a = (nd.relu(ax2 - ax1) * nd.relu(ay2 - ay1)).squeeze(-1)
-    if over == 'iou':
-        area_b = (nd.relu(bx2 - bx1) * nd.relu(by2 - by1)).squeeze(-1)
-        denom = nd.broadcast_sub(nd.broadcast_add(area_a, area_b), inter)
-    else:
-        denom = nd.broadcast_like(area_a, inter)
-    pos = inter > 0
-    out = nd.where(pos, inter / nd.where(pos, denom, nd.ones_like(denom)), nd.zeros_like(inter))
-    # Non-finite coordinates: relu maps NaN to 0 on some builds; mark those pairs NaN explicitly.
-    bad_a = (nd.sum((a != a) + (nd.abs(a) == np.inf), axis=-1) > 0).expand_dims(-1)
-    bad_b = (nd.sum((b != b) + (nd.abs(b) == np.inf), axis=-1) > 0).expand_dims(-2)
-    bad = nd.broadcast_logical_or(bad_a, bad_b)
-    return nd.where(bad, nd.full(out.shape, np.nan, ctx=out.context, dtype=out.dtype), out)
-
-
 def _overlap(a, b, fmt, over, a_name, b_name):
+    """Checked :func:`_overlap_pairs` for :func:`box_iou` / :func:`box_iof`."""
     if fmt not in _FMTS:
         raise ValueError('fmt must be one of {}, got {!r}'.format(_FMTS, fmt))
     ra = check_boxes(a_name, a)
@@ -122,13 +105,10 @@ def _overlap(a, b, fmt, over, a_name, b_name):
             a_name, b_name))
     if fmt == 'center':
         a, b = center_to_corner(a), center_to_corner(b)
+    dtype = np.float64 if np.float64 in (np.dtype(a.dtype), np.dtype(b.dtype)) else np.float32
     if use_numpy(a):
-        an, bn = to_numpy(a), to_numpy(b)
-        dtype = np.float64 if np.float64 in (an.dtype, bn.dtype) else np.float32
-        return like(_overlap_np(an.astype(dtype, copy=False), bn.astype(dtype, copy=False),
-                                over), a)
-    dtype = 'float64' if np.float64 in (a.dtype, b.dtype) else 'float32'
-    return _overlap_nd(a.astype(dtype, copy=False), b.astype(dtype, copy=False), over)
+        return like(_overlap_pairs(to_numpy(a, dtype), to_numpy(b, dtype), over), a)
+    return _overlap_pairs(a.astype(dtype, copy=False), b.astype(dtype, copy=False), over)
 
 
 def box_iou(a, b, fmt='corner'):
@@ -190,7 +170,7 @@ def best_match(ious, valid_gt=None):
         best = np.take_along_axis(arr, idx[..., None], axis=-1)[..., 0]
         return like(best, ious), like(idx, ious)
     if valid_gt is not None:
-        ious = ND_OPS.where(ND_OPS.expand(valid_gt > 0, -2), ious, -2.0)
+        ious = ND_OPS.where(ND_OPS.expand(valid_gt > 0, -2), ious, _LEFT_OUT)
     idx = mx.nd.argmax(ious, axis=-1)
     best = mx.nd.max(ious, axis=-1)
     nan_row = mx.nd.sum(ious != ious, axis=-1) > 0
@@ -282,7 +262,7 @@ def best_anchor_mask(ious, eps=EPS, valid_gt=None, valid_anchor=None):
     """
     if valid_anchor is not None:
         xp = ops(ious)
-        ious = xp.where(xp.expand(valid_anchor > 0, -1), ious, -1.0)
+        ious = xp.where(xp.expand(valid_anchor > 0, -1), ious, INVALID_IOU)
     return match_anchors(ious, valid_gt, eps)[2]
 
 
@@ -387,6 +367,7 @@ def keep_random(mask, k):
 
 
 def _keep_random_row(row, k):
+    """:func:`keep_random` of one boolean numpy row with an int ``k``."""
     idx = np.flatnonzero(row)
     if idx.size <= k:
         return row.copy()
@@ -438,14 +419,17 @@ def keep_top(scores, mask, k):
 
 
 def finite_rows(a):
-    """Whether each row (last axis) of numpy ``a`` is all finite; boolean, shape ``a.shape[:-1]``.
+    """Whether each row (last axis) of ``a`` is all finite, shape ``a.shape[:-1]``.
 
-    One BLAS sum per row finds the rows that may hold NaN/inf (a non-finite
-    sum); only those are checked element by element, since a sum of finite
-    values can overflow too. Much faster than ``np.isfinite(a).all(-1)`` for a
-    short last axis.
+    numpy (boolean result): one BLAS sum per row finds the rows that may hold
+    NaN/inf (a non-finite sum); only those are checked element by element,
+    since a sum of finite values can overflow too; much faster than
+    ``np.isfinite(a).all(-1)`` for a short last axis. NDArray on the mx.nd
+    backend (0/1 result, on its context): ``a - a`` is NaN exactly at NaN/inf.
     """
-    a = np.asarray(a)
+    if not use_numpy(a):
+        return mx.nd.sum((a - a) != 0, axis=-1) == 0
+    a = to_numpy(a)
     if a.shape[-1] == 0:
         return np.ones(a.shape[:-1], dtype=bool)
     rows = a.reshape(-1, a.shape[-1])

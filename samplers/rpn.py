@@ -14,9 +14,9 @@ boxes (VOC ``difficult``) flagged:
 * ``weak``:  ``max over normal j of x[i, j] < neg_iou_thresh``;
 * ``low``:   ``max over all j of x[i, j] < neg_iou_thresh`` (hard boxes too);
 
-then, in :func:`_label`::
+then, in :func:`_label`, over 0/1 masks::
 
-    positive = valid * (thr or best * (1 - weak))     # best alone with allow_low_quality_matches
+    positive = valid * max(thr, best * (1 - weak))    # best alone with allow_low_quality_matches
     negative = valid * low * (1 - positive) * (1 - ignore)
 
 and per image at most ``round(pos_ratio * num_sample)`` positives are kept,
@@ -26,7 +26,7 @@ uniformly at random, then at most ``num_sample - kept positives`` negatives
 match it, and an anchor overlapping it (IoU >= ``neg_iou_thresh``) is ignored;
 with every flag 0 the result is the unflagged one, random draws included.
 
-The rule is written once over 0/1 float masks (:mod:`samplers.backend`'s
+The rule is written once over 0/1 masks (:mod:`samplers.backend`'s
 ``ops``) and runs on numpy or ``mx.nd``. Its inputs ("facts") come from the
 dense IoU matrix (:func:`_dense_facts`, both backends) or, for anchors in a
 grid layout on the numpy backend, from :mod:`samplers.anchor_grid`, which
@@ -46,14 +46,18 @@ from .balanced import Strategies
 from .backend import (NEGATIVE, POSITIVE, check_boxes, check_flags, check_int, check_ratio,
                       check_thresh, is_ndarray, kind_ops, like, ops, to_numpy, use_numpy,
                       warn_once)
-from .boxes import (best_match, box_iof, box_iou, cls_target_from_labels, encode_boxes,
-                    keep_random, match_anchors, negative_quota, positive_quota)
+from .boxes import (INVALID_IOU, best_match, box_iof, box_iou, cls_target_from_labels,
+                    encode_boxes, finite_rows, keep_random, match_anchors, negative_quota,
+                    positive_quota)
 
 __all__ = ['RPNTargetSampler', 'RPNTargetGenerator']
+
+_PADDING = -1  # GluonCV pads label arrays with rows of -1
 
 
 # =========================================================================== argument checks
 def _check_rule(num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio):
+    """The checked settings ``(num_sample, pos_t, neg_t, pos_ratio)``, or ValueError naming one."""
     num_sample = check_int('num_sample', num_sample, minimum=1)
     pos_t = check_thresh('pos_iou_thresh', pos_iou_thresh)
     neg_t = check_thresh('neg_iou_thresh', neg_iou_thresh)
@@ -71,6 +75,7 @@ def _check_rule(num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio):
 
 
 def _check_ious(ious):
+    """ValueError unless ``ious`` is a float (N, M) or (B, N, M) array."""
     shape = tuple(ious.shape)
     if len(shape) not in (2, 3):
         raise ValueError('ious must have shape (N, M) or (B, N, M), got {}'.format(shape))
@@ -91,7 +96,7 @@ def _check_hard_shape(hard, ious_shape):
 
 # =========================================================================== the rule
 class _Facts:
-    """The rule's per-anchor inputs, (..., N) 0/1 float masks of one backend.
+    """The rule's per-anchor inputs, (..., N) 0/1 masks of one backend (``ops.compact_mask``).
 
     ``valid``, ``thr``, ``best``, ``weak``, ``low`` as in the module docstring;
     ``ignore`` never negative (or None); ``match`` each anchor's best normal
@@ -101,7 +106,7 @@ class _Facts:
     __slots__ = ('valid', 'thr', 'best', 'weak', 'low', 'ignore', 'match', 'iou')
 
     def __init__(self, valid, thr, best, weak, low, ignore=None, match=None, iou=None):
-        mask = ops(valid).mask
+        mask = ops(valid).compact_mask
         self.valid, self.thr, self.best, self.weak, self.low = (
             mask(m) for m in (valid, thr, best, weak, low))
         self.ignore = None if ignore is None else mask(ignore)
@@ -130,39 +135,32 @@ def _subsample(pos, neg, num_sample, max_pos, strategies=None, facts=None, num_b
     [0, ``neg_high``) (``facts.iou``); ``facts.iou`` must then be set."""
     xp = ops(pos)
     if strategies is None or strategies.pos_sampler == 'uniform':
-        pos = xp.mask(keep_random(pos, max_pos))
+        pos = xp.compact_mask(keep_random(pos, max_pos))
     else:
-        pos = xp.mask(strategies.keep_pos(pos, max_pos, facts.match, num_box))
+        pos = xp.compact_mask(strategies.keep_pos(pos, max_pos, facts.match, num_box))
     kept = xp.sum(pos, axis=-1, keepdims=True)
     max_neg = negative_quota(num_sample, kept, 0.0)
     if strategies is None or strategies.neg_sampler == 'uniform':
-        neg = xp.mask(keep_random(neg, max_neg))
+        neg = xp.compact_mask(keep_random(neg, max_neg))
     else:
-        neg = xp.mask(strategies.keep_neg(neg, max_neg, facts.iou, high=neg_high))
-    return POSITIVE * pos + NEGATIVE * neg
+        neg = xp.compact_mask(strategies.keep_neg(neg, max_neg, facts.iou, high=neg_high))
+    return xp.mask(POSITIVE * pos) + NEGATIVE * xp.mask(neg)
 
 
 # =========================================================================== facts, densely
-def _finite_rows(x):
-    """Whether each row (last axis) of ``x`` is finite: ``x - x`` is NaN exactly there."""
-    xp = ops(x)
-    with np.errstate(invalid='ignore'):
-        return xp.sum((x - x) != 0, axis=-1) == 0
-
-
 def _ignore_nonfinite_rows(ious):
-    """``(ious, num_bad)``: rows holding NaN/inf set to -1 (invalid anchors).
+    """``(ious, num_bad)``: rows holding NaN/inf set to ``INVALID_IOU`` (invalid anchors).
 
     ``num_bad`` is their count on the numpy backend (where one sum finds that
     there are none) and None on mx.nd (counting would read the device).
     """
     if use_numpy(ious):
-        if np.isfinite(ious.sum()):
+        if np.isfinite(ious.sum()):  # one pass; the usual case
             return ious, 0
-        bad = ~_finite_rows(ious)
-        return np.where(bad[..., None], ious.dtype.type(-1), ious), int(bad.sum())
-    bad = 1 - _finite_rows(ious)
-    return ops(ious).where(ops(ious).expand(bad, -1), -1.0, ious), None
+        bad = ~finite_rows(ious)
+        return np.where(bad[..., None], ious.dtype.type(INVALID_IOU), ious), int(bad.sum())
+    bad = 1 - finite_rows(ious)
+    return ops(ious).where(ops(ious).expand(bad, -1), INVALID_IOU, ious), None
 
 
 def _dense_facts(ious, normal, valid, pos_t, neg_t):
@@ -277,27 +275,37 @@ class RPNTargetSampler(gluon.Block):
 
     # ----------------------------------------------------------------------- inputs arrive
     def _call_numpy(self, ious, hard):
+        """numpy backend: one image at a time; ``hard`` a boolean numpy array or None."""
         arr = to_numpy(ious)
         if arr.dtype not in (np.float32, np.float64):
             arr = arr.astype(np.float32)
         batch = arr[None] if arr.ndim == 2 else arr
         flags = None if hard is None else np.broadcast_to(hard, batch.shape[:1] + arr.shape[-1:])
-        samples = np.zeros(batch.shape[:2], np.float32)
-        matches = np.zeros(batch.shape[:2], np.int64)
-        for b, img in enumerate(batch):
-            img, num_bad = _ignore_nonfinite_rows(np.ascontiguousarray(img))
-            if num_bad:
-                warn_once(self, 'nonfinite', '{}: {} anchor(s) with a NaN/inf IoU were ignored '
-                          '(logged once)'.format(type(self).__name__, num_bad))
-            normal = None if flags is None or not flags[b].any() else ~flags[b]
-            facts = _dense_facts(img, normal, None, self._pos_t, self._neg_t)
-            samples[b], matches[b] = self._sample(facts, img.shape[1]), facts.match
-        samples, matches = samples.reshape(arr.shape[:-1]), matches.reshape(arr.shape[:-1])
+        images = [self._sample_image(img, None if flags is None else flags[b])
+                  for b, img in enumerate(batch)]
+        if arr.ndim == 2:
+            samples, matches = images[0]
+        elif images:
+            samples, matches = (np.stack(v) for v in zip(*images))
+        else:
+            samples = np.zeros(arr.shape[:2], np.float32)
+            matches = np.zeros(arr.shape[:2], np.int64)
         if is_ndarray(ious):
             return like(samples, ious), like(matches, ious, dtype=np.float32)
         return samples, matches
 
+    def _sample_image(self, ious, hard):
+        """``(samples, matches)`` of one (N, M) numpy image; ``hard`` (M,) bool or None."""
+        ious, num_bad = _ignore_nonfinite_rows(np.ascontiguousarray(ious))
+        if num_bad:
+            warn_once(self, 'nonfinite', '{}: {} anchor(s) with a NaN/inf IoU were ignored '
+                      '(logged once)'.format(type(self).__name__, num_bad))
+        normal = None if hard is None or not hard.any() else ~hard
+        facts = _dense_facts(ious, normal, None, self._pos_t, self._neg_t)
+        return self._sample(facts, ious.shape[1]).astype(np.float32, copy=False), facts.match
+
     def _call_nd(self, ious, hard):
+        """mx.nd backend: the whole batch on ``ious``' context, no host copy."""
         shape = tuple(ious.shape)
         batch, n, m = (1,) + shape if len(shape) == 2 else shape
         ctx = ious.context
@@ -313,9 +321,7 @@ class RPNTargetSampler(gluon.Block):
                 x = ious.reshape((batch, n, m))
                 if x.dtype not in (np.float32, np.float64):
                     x = x.astype('float32')
-                flags = mx.nd.zeros((m,), ctx=ctx) if hard is None else (
-                    hard.as_in_context(ctx) if is_ndarray(hard)
-                    else mx.nd.array(hard.astype(np.float32), ctx=ctx))
+                flags = _flags_nd(hard, m, ctx)
                 normal = mx.nd.broadcast_to((flags <= 0).reshape((-1, m)),
                                             shape=(batch, m)).astype(x.dtype)
             x, _ = _ignore_nonfinite_rows(x)
@@ -408,7 +414,7 @@ class RPNTargetGenerator(gluon.Block):
                                  'got {}'.format(tuple(bbox.shape[:1]), tuple(bbox.shape), shape))
             if not is_ndarray(hard) or use_numpy(anchor):
                 flags = to_numpy(hard)
-                padding = (to_numpy(bbox) == -1).all(axis=1)  # GluonCV pads labels with -1
+                padding = (to_numpy(bbox) == _PADDING).all(axis=1)
                 hard = check_flags('hard', np.where(padding, 0, flags) if padding.any()
                                    else flags)
         if use_numpy(anchor):
@@ -421,15 +427,16 @@ class RPNTargetGenerator(gluon.Block):
         x1, y1, x2, y2 = kind_ops(anc).columns(anc)
         with np.errstate(invalid='ignore'):
             inside = (x1 >= lo) * (y1 >= lo) * (x2 < hi_x) * (y2 < hi_y)
-        return inside.reshape((-1,)) * _finite_rows(anc)
+        return inside.reshape((-1,)) * finite_rows(anc)
 
     # ----------------------------------------------------------------------- numpy backend
     def _forward_numpy(self, bbox, anchor, width, height, hard):
+        """numpy backend: padding and non-finite boxes dropped; the anchor grid when it fits."""
         anc = np.ascontiguousarray(to_numpy(anchor, np.float32))
         gt = to_numpy(bbox, np.float32)
         hard = np.zeros(len(gt), bool) if hard is None else to_numpy(hard).astype(bool)
         finite = np.isfinite(gt).all(axis=1)
-        keep = finite & ~(gt == -1).all(axis=1)
+        keep = finite & ~(gt == _PADDING).all(axis=1)
         if not finite.all():
             warn_once(self, 'gt', '{}: {} ground-truth box(es) with non-finite coordinates '
                       'were dropped (logged once)'.format(type(self).__name__,
@@ -458,17 +465,17 @@ class RPNTargetGenerator(gluon.Block):
     def _dense_facts_numpy(self, anc, gt, hard, width, height):
         """Facts the GluonCV way: full IoU matrix, invalid anchors' rows set to -1."""
         valid = self._valid_anchors(anc, width, height)
-        num_bad = int(len(anc) - np.count_nonzero(_finite_rows(anc)))
+        num_bad = int(len(anc) - np.count_nonzero(finite_rows(anc)))
         if num_bad:
             warn_once(self, 'anchor', '{}: {} anchor(s) with non-finite coordinates are '
                       'ignored (logged once)'.format(type(self).__name__, num_bad))
         ious = box_iou(anc, gt) if len(gt) else np.zeros((len(anc), 0), np.float32)
-        ious[~valid] = -1
+        ious[~valid] = INVALID_IOU
         facts = _dense_facts(ious, ~hard if hard.any() else None, valid, self._sampler._pos_t,
                              self._sampler._neg_t)
         if self._hard_iof is not None and hard.any():
             with np.errstate(invalid='ignore'):
-                facts.ignore = ops(ious).mask(
+                facts.ignore = ops(ious).compact_mask(
                     (box_iof(anc, gt[hard]) >= np.float32(self._hard_iof)).any(axis=1))
         return facts
 
@@ -494,16 +501,14 @@ class RPNTargetGenerator(gluon.Block):
             else:
                 gt = bbox.as_in_context(ctx) if is_ndarray(bbox) else nd.array(bbox, ctx=ctx)
                 gt = gt.astype('float32')
-                present = (nd.sum(gt == -1, axis=-1) < 4) * _finite_rows(gt)
-                flags = nd.zeros((m,), ctx=ctx) if hard is None else (
-                    (hard.as_in_context(ctx) > 0).astype('float32') if is_ndarray(hard)
-                    else nd.array(hard.astype(np.float32), ctx=ctx))
+                present = (nd.sum(gt == _PADDING, axis=-1) < 4) * finite_rows(gt)
+                flags = _flags_nd(hard, m, ctx)
                 normal = present * (1 - flags)
                 ious = ops(anc).where(present.expand_dims(0), box_iou(anc, gt), 0.0)
                 if self._hard_iof is not None:
                     covered = (box_iof(anc, gt) >= self._hard_iof) * (flags * present)
                     ignore = nd.max(covered, axis=-1)
-            ious = ops(ious).where(valid.expand_dims(1), ious, -1.0)
+            ious = ops(ious).where(valid.expand_dims(1), ious, INVALID_IOU)
             facts = _dense_facts(ious, normal, valid, self._sampler._pos_t, self._sampler._neg_t)
             facts.ignore = ignore
             samples = self._sampler._sample(facts)
@@ -512,6 +517,15 @@ class RPNTargetGenerator(gluon.Block):
             box_target = nd.zeros((n, 4), ctx=ctx) if m == 0 else ops(anc).where(
                 box_mask, encode_boxes(anc, nd.take(gt, facts.match), self._stds), 0.0)
             return cls_target_from_labels(samples), box_target, box_mask
+
+
+def _flags_nd(hard, m, ctx):
+    """Hard flags as 0/1 float32 on ``ctx``: zeros (M,) for None, else ``hard``'s shape."""
+    if hard is None:
+        return mx.nd.zeros((m,), ctx=ctx)
+    if is_ndarray(hard):
+        return (hard.as_in_context(ctx) > 0).astype('float32')
+    return mx.nd.array(hard.astype(np.float32), ctx=ctx)
 
 
 def _like_fresh(result, reference):
