@@ -20,6 +20,8 @@ background.
 """
 __version__ = '0.1.0'
 
+from . import _compat  # noqa: F401  (first: numpy aliases mxnet needs on Python 3.12)
+
 from .backend import POSITIVE, NEGATIVE, IGNORE, force_ndarray_backend  # noqa: F401
 from .boxes import box_iou, box_iof  # noqa: F401
 from .naive import NaiveSampler  # noqa: F401
