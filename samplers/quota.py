@@ -273,7 +273,8 @@ class QuotaSampler(gluon.HybridBlock):
     Rule, per image: ``pos = (matched to a normal box) or max_j(normal_j * iou_j) >=
     pos_thresh``; ``neg = not matched and not pos and neg_thresh_low <= max_j iou_j <
     neg_thresh_high``. It keeps a uniformly random ``min(#pos, max_pos)`` of the positives
-    and ``min(#neg, max_neg)`` of the negatives; everything else is 0.
+    and ``min(#neg, max_neg)`` of the negatives (``pos_sampler`` / ``neg_sampler`` change
+    which, never how many); everything else is 0.
 
     Edges: M = 0 means best IoU 0, so only ``matches`` makes positives. Fewer candidates
     than a quota: all are kept. A hard box never makes a positive; a proposal matched to

@@ -53,6 +53,9 @@ def make_inputs(ctx, seed=0, batch=2, n=60, m=5, classes=4):
                 big_anchors=nd(_grid_anchors(256, 4)), big_gt=nd(_boxes(rng, m, 256.0)))
 
 
+#: Options of the quota samplers that replace their uniform draws (samplers.balanced).
+BALANCED = dict(pos_sampler='instance_balanced', neg_sampler='iou_balanced')
+
 #: ``make(num_sample)`` builds the sampler (``num_sample=ALL``: no random choice; samplers
 #: without a quota ignore it),
 #: ``call(sampler, inputs)`` runs it and returns one NDArray or a tuple of them.
@@ -68,6 +71,11 @@ CASES = {
     'ohem': Case(lambda k: OHEMSampler(3), lambda s, i: s(i['matches'], i['logits'], i['ious'])),
     'rpn_sampler': Case(lambda k: RPNTargetSampler(k, 0.7, 0.3, 0.5),
                         lambda s, i: s(i['ious'], i['hard'])),
+    # Issue 14: the balanced draws, as options of the quota samplers.
+    'quota_balanced': Case(lambda k: QuotaSampler(k, 0.5, 0.3, pos_ratio=0.25, **BALANCED),
+                           lambda s, i: s(i['matches'], i['ious'], i['hard'])),
+    'rpn_sampler_balanced': Case(lambda k: RPNTargetSampler(k, 0.7, 0.3, 0.5, **BALANCED),
+                                 lambda s, i: s(i['ious'], i['hard'])),
     'rpn_generator': Case(lambda k: RPNTargetGenerator(num_sample=k),
                           lambda s, i: s(i['gt'], i['anchors'], 64, 64, i['hard'][0])),
     'rpn_generator_grid': Case(lambda k: RPNTargetGenerator(num_sample=k),
