@@ -320,41 +320,27 @@ def _np_sort(data, axis=-1, is_ascend=True):
     return out if is_ascend else np.flip(out, axis)
 
 
-def _np_argsort(data, axis=-1, is_ascend=True):
-    """``mx.nd.argsort`` for numpy; stable, so ties keep their index order (float32 indices)."""
-    out = np.argsort(data if is_ascend else -data, axis=axis, kind='stable')
-    return out.astype(np.float32)
-
-
-def _np_one_hot(indices, depth):
-    """``mx.nd.one_hot`` for numpy: an index outside [0, depth) gives a row of zeros."""
-    return (np.asarray(indices)[..., None] == np.arange(depth)).astype(np.float32)
-
-
 def _np_compare(fn):
     return lambda a, b: fn(a, b).astype(np.float32)
 
 
 #: The subset of ``mx.nd``'s operators the ``_F`` rules of :mod:`samplers.balanced` and
 #: :func:`samplers.boxes.keep_top_F` use, on numpy arrays with ``mx.nd``'s signatures, so one
-#: rule body serves ``F = mx.nd``, ``mx.sym`` and numpy.
+#: rule body serves ``F = mx.nd``, ``mx.sym`` and numpy (``balanced`` counts groups with its
+#: own numpy sort, so the one-hot and argsort of its ``F`` branch are not needed here).
 NUMPY_F = types.SimpleNamespace(
     cast=lambda x, dtype: np.asarray(x).astype(dtype),
     where=lambda cond, x, y: np.where(np.asarray(cond) != 0, x, y),
     minimum=np.minimum, maximum=np.maximum,
     sum=lambda a, axis=None, keepdims=False: np.sum(a, axis=axis, keepdims=keepdims),
     max=lambda a, axis=None, keepdims=False: np.max(a, axis=axis, keepdims=keepdims),
-    sort=_np_sort, argsort=_np_argsort, pick=_np_pick, one_hot=_np_one_hot,
+    sort=_np_sort, pick=_np_pick,
     cumsum=lambda a, axis=None: np.cumsum(a, axis=axis, dtype=np.float32),
     reshape=lambda a, shape: np.reshape(a, shape),
-    expand_dims=lambda a, axis: np.expand_dims(a, axis),
     relu=lambda a: np.maximum(a, 0), floor=np.floor,
     clip=lambda a, a_min, a_max: np.clip(a, a_min, a_max),
-    ones_like=np.ones_like, zeros_like=np.zeros_like,
-    broadcast_add=np.add, broadcast_sub=np.subtract, broadcast_mul=np.multiply,
-    broadcast_div=np.divide, broadcast_minimum=np.minimum, broadcast_maximum=np.maximum,
-    broadcast_greater=_np_compare(np.greater), broadcast_lesser=_np_compare(np.less),
-    broadcast_equal=_np_compare(np.equal), broadcast_greater_equal=_np_compare(np.greater_equal),
+    ones_like=np.ones_like, zeros_like=np.zeros_like, broadcast_div=np.divide,
+    broadcast_greater=_np_compare(np.greater), broadcast_equal=_np_compare(np.equal),
     broadcast_lesser_equal=_np_compare(np.less_equal),
 )
 __all__ += ['NUMPY_F']
