@@ -560,3 +560,28 @@ def test_samplers_with_balanced_options_read_nothing_back_on_the_device_path(
                                                      nd['gt'], hard)[1]]
     mx.nd.waitall()
     assert all(isinstance(o, mx.nd.NDArray) for o in out)
+
+
+@settings(max_examples=40)
+@given(st.integers(0, 2 ** 31 - 1), st.integers(1, 3), st.integers(1, 60), st.integers(0, 4),
+       st.integers(1, 40), st.sampled_from([0.0, 0.25, 0.5]), st.integers(1, 4),
+       st.sampled_from([-1.0, 0.0, 0.2]), st.sampled_from([0.0, 0.5]))
+def test_quota_sampler_options_change_which_never_how_many(seed, b, n, m, num_sample, pos_ratio,
+                                                           num_bins, floor_thr, floor_fraction):
+    from samplers import QuotaSampler
+    rng = np.random.RandomState(seed)
+    ious = np.where(rng.uniform(size=(b, n, m)) < 0.5, 0, rng.uniform(0, 1, (b, n, m))) \
+        .astype(np.float32)
+    matches = np.where(rng.uniform(size=(b, n)) < 0.2, rng.randint(0, max(m, 1), (b, n)), -1) \
+        .astype(np.float32)
+    hard = (rng.uniform(size=(b, m)) < 0.3).astype(np.float32)
+    kw = dict(num_sample=num_sample, pos_thresh=0.5, neg_thresh_high=0.5, neg_thresh_low=0.0,
+              pos_ratio=pos_ratio)
+    uniform = QuotaSampler(**kw)(matches, ious, hard)
+    balanced = QuotaSampler(pos_sampler='instance_balanced', neg_sampler='iou_balanced',
+                            num_bins=num_bins, floor_thr=floor_thr,
+                            floor_fraction=floor_fraction, **kw)(matches, ious, hard)
+    every = QuotaSampler(**dict(kw, num_sample=10 ** 6))(matches, ious, hard)  # the candidates
+    for label in (1, -1):
+        np.testing.assert_array_equal((balanced == label).sum(1), (uniform == label).sum(1))
+        assert not ((balanced == label) & (every != label)).any()  # from its own candidates
