@@ -91,48 +91,52 @@ def _group_share(F, mask, group, depth, share, keys):
     return picked, (keys - t) / (1 - t)
 
 
-def _group_share_numpy(mask, group, depth, share, keys):
+def _group_share_numpy(mask, group, depth, share, keys, want_rest=True):
     """numpy :func:`_group_share` over the candidates only.
 
     Each (image, group) id and the key's leading bits pack into one uint32; a
-    sort of those (numpy sorts 32-bit integers several times faster than 64-bit
-    ones or an argsort) gives every group's q-th lowest value, and a candidate
-    below it is picked. Candidates equal to it (keys that agree in their leading
+    partial sort of those (``np.partition`` at the ranks wanted, no argsort)
+    gives every group's q-th lowest value, and a candidate below it is picked. Candidates equal to it (keys that agree in their leading
     bits) are taken in column order until the group holds its quota, so the
     counts stay exact. Falls back to :func:`_group_share_exact` when ids leave
-    too few bits for the keys, or keys lie outside [0, 1).
+    too few bits for the keys, or keys lie outside [0, 1). ``group`` None: one
+    group per row. ``want_rest`` False skips the fresh keys (returned as None).
     """
-    num_rows, num_cols = mask.shape
-    flat = np.flatnonzero(mask > 0)  # the candidates, row-major
-    picked = np.zeros(mask.size, np.float32)
-    rest = np.zeros(mask.size, np.float32)
+    num_rows = mask.shape[0]
+    cand = np.asarray(mask) > 0
+    flat = np.flatnonzero(cand)  # the candidates, row-major
+    picked = np.zeros(cand.size, np.float32)
     if flat.size == 0:
         share(np.zeros((num_rows, 1), np.float32))
-        return picked.reshape(mask.shape), rest.reshape(mask.shape)
+        return picked.reshape(cand.shape), np.zeros(cand.shape, np.float32)
     num_ids = num_rows * depth
-    key_bits = min(_KEY_BITS, 32 - max(1, int(num_ids - 1).bit_length()))
-    kc = np.asarray(keys, np.float32).ravel().take(flat)
+    # One spare bit: (id + 1) << key_bits still fits in 32 bits.
+    key_bits = min(_KEY_BITS, 31 - max(1, int(num_ids - 1).bit_length()))
+    kc = np.asarray(keys, np.float32)[cand]
     if key_bits < 20 or not ((kc >= 0) & (kc < 1)).all():
+        group = np.zeros(cand.shape, np.int64) if group is None else group
         return _group_share_exact(mask, group, depth, share, keys)
-    rows = np.repeat(np.arange(num_rows, dtype=np.int32), np.count_nonzero(mask, axis=1))
-    ids = rows * np.int32(depth) + np.asarray(group).ravel().take(flat).astype(np.int32)
+    ids = np.repeat(np.arange(num_rows, dtype=np.intp), np.count_nonzero(cand, axis=1))
+    if group is not None:
+        ids = ids * depth + np.asarray(group)[cand].astype(np.intp)
     counts = np.bincount(ids, minlength=num_ids)
     present = (counts.reshape(num_rows, depth) > 0).sum(axis=1).astype(np.float32)[:, None]
     quota = np.repeat(np.broadcast_to(share(present), (num_rows, 1))[:, 0], depth)  # per id
     cut = (quota > 0) & (counts > quota)  # groups that keep only part of their candidates
-    take = (quota > 0) & (counts > 0) & ~cut  # groups that keep all
     packed = (ids.astype(np.uint32) << np.uint32(key_bits)) \
         | (kc.view(np.uint32) >> np.uint32(_KEY_BITS - key_bits))
-    chosen = take.take(ids)
+    # Per id, everything below ``limit`` is picked: its q-th value for a cut group, the
+    # next id's first value for a group that keeps all, its own first value for quota 0.
+    first = np.arange(num_ids + 1, dtype=np.uint32) << np.uint32(key_bits)
+    limit = np.where(quota > 0, first[1:], first[:-1])
+    if cut.any():  # the q-th value of each cut group: a partial sort around those ranks
+        kth = (np.cumsum(counts) - counts + quota - 1)[cut].astype(np.intp)
+        limit[cut] = np.partition(packed, kth)[kth]
+    own = limit.take(ids)
+    chosen = packed < own
     if cut.any():
-        starts = np.cumsum(counts) - counts
-        bar = np.zeros(num_ids, np.uint32)
-        ordered = np.sort(packed)
-        bar[cut] = ordered[(starts[cut] + quota[cut] - 1).astype(np.int64)]
-        own_bar = bar.take(ids)
-        own_cut = cut.take(ids)
-        chosen |= own_cut & (packed < own_bar)
-        tied = np.flatnonzero(own_cut & (packed == own_bar))  # in row-major (column) order
+        tied = np.flatnonzero(packed == own)  # in row-major (column) order
+        tied = tied[cut.take(ids[tied])]
         if tied.size:
             room = quota - np.bincount(ids[chosen], minlength=num_ids)
             tied_ids = ids[tied]
@@ -142,12 +146,15 @@ def _group_share_numpy(mask, group, depth, share, keys):
             pos = np.arange(tied.size)
             rank = pos - np.maximum.accumulate(np.where(run_first, pos, 0))
             chosen[tied[order[rank < room[tied_ids[order]]]]] = True
+    picked[flat] = chosen
+    if not want_rest:
+        return picked.reshape(cand.shape), None
     top = np.zeros(num_ids, np.float32)  # the highest picked key of each group
     np.maximum.at(top, ids[chosen], kc[chosen])
     t = top.take(ids)
-    picked[flat] = chosen
+    rest = np.zeros(cand.size, np.float32)
     rest[flat] = (kc - t) / (1 - t)
-    return picked.reshape(mask.shape), rest.reshape(mask.shape)
+    return picked.reshape(cand.shape), rest.reshape(cand.shape)
 
 
 def _group_share_exact(mask, group, depth, share, keys):
@@ -211,8 +218,9 @@ def _keep_lowest(F, keys, mask, k):
     if F is NUMPY_F:
         mask = np.asarray(mask)
         keys = np.clip(keys, 0, _BELOW_ONE)  # fresh keys may round just outside [0, 1)
-        return _group_share_numpy(mask, np.zeros(mask.shape, np.int32), 1,
-                                  lambda _: np.asarray(k, np.float32).reshape(-1, 1), keys)[0]
+        return _group_share_numpy(mask, None, 1,
+                                  lambda _: np.asarray(k, np.float32).reshape(-1, 1), keys,
+                                  want_rest=False)[0]
     return keep_top_F(F, -keys, mask, k)
 
 

@@ -124,12 +124,9 @@ class _QuotaRule:
         F = NUMPY_F if ops is NUMPY_OPS else mx.nd
         if how.pos_sampler == 'uniform':
             keep_pos = boxes.keep_lowest_keys(pos, max_pos, keys)
-        else:  # per box: the matched one, else the normal box of highest IoU
+        else:
             num_box = 0 if ious is None else ious.shape[2]
-            group = matches
-            if num_box:
-                scored = ious if hard is None else ious - 2 * ops.expand(ops.mask(hard > 0), 1)
-                group = ops.where(matched > 0, matches, ops.argmax(scored, -1))
+            group = _positive_box(ops, matches, matched, pos, ious, hard) if num_box else matches
             keep_pos = how.keep_pos_F(F, pos, max_pos, keys, group, num_box)
         kept = ops.sum(keep_pos, 1, keepdims=True)
         max_neg = ops.minimum(boxes.negative_quota_F(ops, float(self.num_sample), kept,
@@ -152,6 +149,25 @@ class _QuotaRule:
         zero-size arrays).
         """
         return self.label(ND_OPS, matches, ious, hard, not_negative, keys)
+
+
+def _positive_box(ops, matches, matched, pos, ious, hard):
+    """(B, N): each positive's box, the matched one, else the normal box of highest IoU.
+
+    Entries off the positives are arbitrary. numpy looks only at the unmatched positives'
+    rows (usually few); ``mx.nd`` takes one argmax over the whole (B, N, M) on the device.
+    """
+    if ops is NUMPY_OPS:
+        group = np.array(matches, dtype=np.float32)
+        rows = np.flatnonzero((pos > 0) & (matched <= 0))
+        if rows.size:
+            scored = ious.reshape(-1, ious.shape[2])[rows]
+            if hard is not None:
+                scored = scored - 2 * (np.asarray(hard) > 0)[rows // ious.shape[1]]
+            group.reshape(-1)[rows] = scored.argmax(axis=1)
+        return group
+    scored = ious if hard is None else ious - 2 * ops.expand(ops.mask(hard > 0), 1)
+    return ops.where(matched > 0, matches, ops.argmax(scored, -1))
 
 
 # ---------------------------------------------------------------------------- the CustomOp

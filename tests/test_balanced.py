@@ -585,3 +585,21 @@ def test_quota_sampler_options_change_which_never_how_many(seed, b, n, m, num_sa
     for label in (1, -1):
         np.testing.assert_array_equal((balanced == label).sum(1), (uniform == label).sum(1))
         assert not ((balanced == label) & (every != label)).any()  # from its own candidates
+
+
+@pytest.mark.parametrize('path', ['numpy', 'op-device'])
+def test_quota_instance_groups_unmatched_positives_by_their_best_normal_box(path):
+    from samplers import QuotaSampler
+    # Proposals 0-4: IoU 0.6 with box 0 and 0.9 with box 1 (hard); 5-9: 0.7 with box 0;
+    # 10-11: 0.7 with box 2. Nothing is matched. Boxes with positives: 0 and 2 (not 1, hard),
+    # so k 4 gives each a share of 2 and box 2 keeps both of its.
+    ious = np.zeros((1, 12, 3), np.float32)
+    ious[0, :5, 0], ious[0, :5, 1], ious[0, 5:10, 0], ious[0, 10:, 2] = 0.6, 0.9, 0.7, 0.7
+    matches = -np.ones((1, 12), np.float32)
+    hard = np.array([[0, 1, 0]], np.float32)
+    sampler = QuotaSampler(8, 0.5, 0.5, 0.0, pos_ratio=0.5, pos_sampler='instance_balanced')
+    for seed in range(8):
+        mx.random.seed(seed)
+        np.random.seed(seed)
+        labels = _quota_call(sampler, path, matches, ious, hard)[0]
+        assert (labels == 1).sum() == 4 and (labels[10:] == 1).all()
