@@ -70,9 +70,11 @@ def _group_share(F, mask, group, depth, share, keys):
     fill by lowest ``rest_keys`` is a uniform draw from all groups' leftovers
     (reusing the raw keys would favour groups with many leftovers).
 
-    Two implementations of this one statement: numpy sorts the candidates only
-    (O(C log C) for C candidates); ``F`` counts groups with a one-hot (B, N,
-    depth), which a GPU does in parallel and which also runs in ``mx.sym`` graphs.
+    Two implementations of this one statement: numpy partially sorts the C
+    candidates' packed (group, key) values (:func:`_group_share_numpy`; keys
+    that agree in their leading 20-30 bits are ordered by column); ``F`` counts
+    groups with a one-hot (B, N, depth), which a GPU does in parallel and which
+    also runs in ``mx.sym`` graphs. With distinct keys both pick the same.
     """
     if F is NUMPY_F:
         return _group_share_numpy(mask, group, depth, share, keys)
