@@ -347,6 +347,10 @@ class RPNTargetGenerator(gluon.Block):
     hard_iof_thresh : float in (0, 1] or None, default None
         Also ignore an anchor whose intersection with a hard box covers at
         least this fraction of the anchor's area (mmdetection-style).
+    pos_sampler, neg_sampler, num_bins, floor_thr, floor_fraction
+        The balanced draws, as :class:`RPNTargetSampler` (default: uniform). A
+        balanced draw takes the dense IoU path (it needs every anchor's best IoU
+        and box), not the anchor grid.
 
     Called as ``generator(bbox, anchor, width, height, hard=None)``: ``bbox``
     (M, 4) ground-truth corners (all -1 rows are padding, non-finite rows
@@ -371,10 +375,12 @@ class RPNTargetGenerator(gluon.Block):
 
     def __init__(self, num_sample=256, pos_iou_thresh=0.7, neg_iou_thresh=0.3, pos_ratio=0.5,
                  stds=(1., 1., 1., 1.), allowed_border=0, allow_low_quality_matches=False,
-                 hard_iof_thresh=None):
+                 hard_iof_thresh=None, pos_sampler='uniform', neg_sampler='uniform',
+                 num_bins=3, floor_thr=-1, floor_fraction=0.0):
         super().__init__()
         self._sampler = RPNTargetSampler(num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio,
-                                         allow_low_quality_matches)
+                                         allow_low_quality_matches, pos_sampler, neg_sampler,
+                                         num_bins, floor_thr, floor_fraction)
         try:
             stds = tuple(float(v) for v in stds)
         except (TypeError, ValueError):
@@ -443,14 +449,15 @@ class RPNTargetGenerator(gluon.Block):
                                                           int((~finite).sum())))
         if not keep.all():
             gt, hard = gt[keep], hard[keep]
-        grid = self._grids.get(anc)
+        # The grid's facts carry no per-anchor IoU: balanced draws take the dense path.
+        grid = self._grids.get(anc) if self._sampler._strategies.uniform else None
         if grid is not None:
             s = self._sampler
             facts = _Facts(**grid_facts(grid, grid.inside(width, height, self._border), gt, hard,
                                         s._pos_t, s._neg_t, self._hard_iof))
         else:
             facts = self._dense_facts_numpy(anc, gt, hard, width, height)
-        samples = self._sampler._sample(facts)
+        samples = self._sampler._sample(facts, len(gt))
         box_target = np.zeros((len(anc), 4), np.float32)
         box_mask = np.zeros((len(anc), 4), np.float32)
         pos = np.flatnonzero(samples == POSITIVE)
@@ -511,7 +518,7 @@ class RPNTargetGenerator(gluon.Block):
             ious = ops(ious).where(valid.expand_dims(1), ious, INVALID_IOU)
             facts = _dense_facts(ious, normal, valid, self._sampler._pos_t, self._sampler._neg_t)
             facts.ignore = ignore
-            samples = self._sampler._sample(facts)
+            samples = self._sampler._sample(facts, max(m, 1))
             pos = samples == POSITIVE
             box_mask = nd.broadcast_to(pos.expand_dims(1), shape=(n, 4)).astype('float32')
             box_target = nd.zeros((n, 4), ctx=ctx) if m == 0 else ops(anc).where(

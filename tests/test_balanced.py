@@ -603,3 +603,38 @@ def test_quota_instance_groups_unmatched_positives_by_their_best_normal_box(path
         np.random.seed(seed)
         labels = _quota_call(sampler, path, matches, ious, hard)[0]
         assert (labels == 1).sum() == 4 and (labels[10:] == 1).all()
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_rpn_generator_takes_the_balanced_options(backend):
+    from samplers import RPNTargetGenerator
+    rng = np.random.RandomState(0)
+    xy = rng.uniform(0, 200, (3000, 2))
+    anchors = np.concatenate([xy, xy + rng.uniform(10, 60, (3000, 2))], 1).astype(np.float32)
+    gt = np.array([[10, 10, 150, 150], [160, 160, 180, 180]], np.float32)
+    best = box_iou(anchors, gt).max(1)
+    kw = dict(num_sample=60, pos_iou_thresh=0.5, neg_iou_thresh=0.3, pos_ratio=0.25)
+    gen = RPNTargetGenerator(neg_sampler='iou_balanced', pos_sampler='instance_balanced', **kw)
+    if backend == 'numpy':
+        cls, _, mask = gen(gt, anchors, 250, 250)
+    else:
+        with force_ndarray_backend():
+            cls, _, mask = (o.asnumpy() for o in gen(mx.nd.array(gt), mx.nd.array(anchors),
+                                                      250, 250))
+    uniform, _, _ = RPNTargetGenerator(**kw)(gt, anchors, 250, 250)
+    assert (cls == 1).sum() == (uniform == 1).sum() and (cls == 0).sum() == (uniform == 0).sum()
+    neg = np.histogram(best[cls == 0], bins=[0, 0.1, 0.2, 0.3])[0]
+    assert neg.min() >= (cls == 0).sum() // 3 and (mask[cls == 1] == 1).all()
+
+
+def test_rpn_generator_balanced_skips_the_anchor_grid():
+    from samplers import RPNTargetGenerator
+    from test_reliability import _grid_anchors
+    anchors = _grid_anchors(256, 4)  # a grid layout, large enough for the grid path
+    gt = np.array([[10, 10, 60, 70], [70, 20, 120, 60]], np.float32)
+    kw = dict(num_sample=64, pos_iou_thresh=0.5, neg_iou_thresh=0.3, pos_ratio=0.25)
+    uniform = RPNTargetGenerator(**kw)
+    assert uniform._grids.get(anchors) is not None  # the uniform generator takes the grid
+    cls, _, _ = RPNTargetGenerator(neg_sampler='iou_balanced', **kw)(gt, anchors, 256, 256)
+    ref, _, _ = uniform(gt, anchors, 256, 256)
+    assert (cls == 1).sum() == (ref == 1).sum() and (cls == 0).sum() == (ref == 0).sum()
