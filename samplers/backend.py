@@ -232,3 +232,50 @@ ND_OPS = types.SimpleNamespace(
 def ops(x):
     """:data:`NUMPY_OPS` when ``x`` takes the numpy backend (:func:`use_numpy`), else :data:`ND_OPS`."""
     return NUMPY_OPS if use_numpy(x) else ND_OPS
+
+
+# --------------------------------------------------------------------------- branch i9a: more ops
+def _np_take_rows(a, idx):
+    """``out[b, n] = a[b, idx[b, n]]`` for (B, M) ``a`` and (B, N) integer-valued ``idx``."""
+    return np.take_along_axis(a, np.asarray(idx).astype(np.int64), axis=1)
+
+
+def _nd_take_rows(a, idx):
+    """NDArray :func:`_np_take_rows`, one ``gather_nd`` on the inputs' context."""
+    batch = a.shape[0]
+    rows = mx.nd.broadcast_like(mx.nd.arange(batch, ctx=a.context).reshape((batch, 1)),
+                                idx, lhs_axes=(1,), rhs_axes=(1,))
+    return mx.nd.gather_nd(a, mx.nd.stack(rows, idx.astype(rows.dtype)))
+
+
+NUMPY_OPS.take_rows = _np_take_rows
+NUMPY_OPS.ones_like = lambda a: np.ones(np.shape(a), np.float32)
+ND_OPS.take_rows = _nd_take_rows
+ND_OPS.ones_like = lambda a: mx.nd.ones(a.shape, ctx=a.context, dtype='float32')
+
+
+def _np_max(a, axis, keepdims=False):
+    """``a.max(axis)``; over the last axis one argmax and a gather, 3x faster than max."""
+    if axis not in (-1, a.ndim - 1) or a.dtype.kind != 'f' or a.shape[-1] == 0:
+        return a.max(axis=axis, keepdims=keepdims)
+    out = np.take_along_axis(a, a.argmax(axis=-1)[..., None], axis=-1)  # NaN wins, as in max
+    return out if keepdims else out[..., 0]
+
+
+NUMPY_OPS.max = _np_max
+#: ``hits(cond (B, N, M), flags (B, M))`` -> (B, N) float32 0/1: some m has both
+#: ``cond[b, n, m]`` and ``flags[b, m] > 0``. numpy: boolean ``any``; mx.nd: one ``batch_dot``.
+NUMPY_OPS.hits = lambda cond, flags: np.logical_and(
+    cond, (flags > 0)[:, None, :]).any(axis=-1).astype(np.float32)
+ND_OPS.hits = lambda cond, flags: (mx.nd.batch_dot(
+    cond.astype('float32'), (flags > 0).astype('float32').expand_dims(2)).squeeze(2) > 0
+                                   ).astype('float32')
+
+
+def check_bool(name, value):
+    """``bool(value)`` for a bool or a 0/1 integer, else ``ValueError`` naming ``name``."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, numbers.Integral) and int(value) in (0, 1):
+        return bool(value)
+    raise ValueError('{} must be True or False, got {!r}'.format(name, value))

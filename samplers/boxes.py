@@ -434,3 +434,44 @@ def negative_quota_F(F, num_sample, num_pos_kept, neg_ratio, fill_negative=True)
     if not fill_negative:
         return F.ones_like(num_pos_kept) * fixed
     return F.maximum(num_sample - num_pos_kept, fixed)
+
+
+# --------------------------------------------------------------------------- branch i9a
+def finite_rows_mask(a):
+    """float32 0/1 (shape ``a.shape[:-1]``): each row of ``a`` is all finite.
+
+    numpy: :func:`finite_rows`; NDArray: ``mx.nd`` ops on ``a``'s context, no host copy.
+    """
+    if is_ndarray(a):
+        return mx.nd.min((a == a) * (mx.nd.abs(a) != np.inf), axis=-1).astype('float32')
+    return finite_rows(a).astype(np.float32)
+
+
+def keep_lowest_keys(mask, k, keys=None):
+    """Per row, the ``k`` candidates of ``mask`` with the lowest ``keys``: float32 0/1.
+
+    ``mask`` (B, N) 0/1, ``k`` (B, 1) counts no larger than each row's candidates, ``keys``
+    (B, N) uniform numbers. Lowest uniform keys make a uniformly random k-subset. numpy
+    input without ``keys`` draws from ``np.random`` (:func:`keep_random`); NDArrays need
+    ``keys`` and stay on their context (:func:`keep_random_F`).
+    """
+    if is_ndarray(mask):
+        return keep_random_F(mx.nd, mask, k, keys)
+    cand = np.asarray(mask) > 0
+    k = np.asarray(k).reshape(-1).astype(np.int64)
+    kept = keep_random(cand, k) if keys is None else keep_top(-np.asarray(keys), cand, k)
+    return kept.astype(np.float32)
+
+
+def box_iof_F(F, a, b):
+    """:func:`box_iof` for ``hybrid_forward``: ``|a & b| / |a|``.
+
+    ``a`` (B, K, 4), ``b`` (B, M, 4) corner boxes -> (B, K, M); an ``a`` box of zero area gives 0. Works on ``mx.nd`` and ``mx.sym``.
+    """
+    ax1, ay1, ax2, ay2 = F.split(F.expand_dims(a, axis=2), num_outputs=4, axis=-1)
+    bx1, by1, bx2, by2 = F.split(F.expand_dims(b, axis=1), num_outputs=4, axis=-1)
+    iw = F.relu(F.broadcast_minimum(ax2, bx2) - F.broadcast_maximum(ax1, bx1))
+    ih = F.relu(F.broadcast_minimum(ay2, by2) - F.broadcast_maximum(ay1, by1))
+    inter = F.squeeze(iw * ih, axis=-1)                                  # (B, K, M)
+    area = F.squeeze(F.relu(ax2 - ax1) * F.relu(ay2 - ay1), axis=-1)     # (B, K, 1)
+    return F.broadcast_div(inter, F.broadcast_maximum(area, F.ones_like(area) * 1e-12))

@@ -2,20 +2,22 @@
 
 The Gluon block is a thin shell around a CustomOp registered as
 :data:`OP_TYPE` (``'samplers_quota'``), so the same rule runs imperatively,
-inside hybridized networks and in exported ``mx.sym`` graphs. GluonCV's own
+inside hybridized networks and in exported ``mx.sym`` graphs; the second-stage
+:class:`samplers.rcnn.RCNNTargetSampler` builds on the same op. GluonCV's own
 ``'quota_sampler'`` op is left alone. Labels follow the package convention
 (see :mod:`samplers`).
 """
 from __future__ import annotations
 
 import types
-import uuid
 
 import numpy as np
 import mxnet as mx
 from mxnet import gluon
 
 from . import boxes
+from .backend import (NUMPY_OPS, ND_OPS, check_bool, check_flags, check_int, check_ratio,
+                      check_thresh, is_ndarray, like, ndarray_backend_forced, use_numpy, warn_once)
 
 __all__ = ['QuotaSampler', 'OP_TYPE']
 
@@ -23,20 +25,18 @@ __all__ = ['QuotaSampler', 'OP_TYPE']
 OP_TYPE = 'samplers_quota'
 
 _NONFINITE_WARNING = ('QuotaSampler: some proposals have a NaN or infinite IoU; they are '
-                      'labelled 0 (ignored).')
-_OWNERS = {}  # owner key -> object that remembers which warnings were logged (boxes.warn_once)
+                      'labelled 0 (ignored). (Logged once per process.)')
+#: What this module has warned about; warnings are logged once per process.
+_WARNED = types.SimpleNamespace()
 
 
-def _owner(key):
-    """The warn-once record of the sampler whose op attributes carry ``key``."""
-    return _OWNERS.setdefault(key, types.SimpleNamespace())
-
-
-def _flag(value):
-    """A bool from a Python value or from an op attribute string ('True', 'False', '1', '0')."""
-    if isinstance(value, str):
-        return value.strip().lower() in ('true', '1')
-    return bool(value)
+def _attr_flag(name, text):
+    """A bool from an op attribute string: 'True'/'False' (also '1'/'0'), nothing else."""
+    words = {'true': True, '1': True, 'false': False, '0': False}
+    key = str(text).strip().lower()
+    if key not in words:
+        raise ValueError('{} must be True or False, got {!r}'.format(name, text))
+    return words[key]
 
 
 def _output_dtype(matches_dtype):
@@ -50,16 +50,16 @@ class _QuotaRule:
 
     def __init__(self, num_sample, pos_thresh, neg_thresh_high, neg_thresh_low=-np.inf,
                  pos_ratio=0.5, neg_ratio=None, fill_negative=True):
-        self.num_sample = boxes.check_int('num_sample', num_sample, minimum=1)
-        self.pos_ratio = boxes.check_ratio('pos_ratio', pos_ratio)
+        self.num_sample = check_int('num_sample', num_sample, minimum=1)
+        self.pos_ratio = check_ratio('pos_ratio', pos_ratio)
         self.neg_ratio = 1.0 - self.pos_ratio if neg_ratio is None else \
-            boxes.check_ratio('neg_ratio', neg_ratio)
+            check_ratio('neg_ratio', neg_ratio)
         if self.pos_ratio + self.neg_ratio > 1.0 + 1e-9:
             raise ValueError('pos_ratio + neg_ratio must be <= 1, got {} + {}'.format(
                 self.pos_ratio, self.neg_ratio))
-        pos_thresh = boxes.check_thresh('pos_thresh', pos_thresh)
-        neg_thresh_high = boxes.check_thresh('neg_thresh_high', neg_thresh_high)
-        self.neg_thresh_low = boxes.check_thresh('neg_thresh_low', neg_thresh_low)
+        pos_thresh = check_thresh('pos_thresh', pos_thresh)
+        neg_thresh_high = check_thresh('neg_thresh_high', neg_thresh_high)
+        self.neg_thresh_low = check_thresh('neg_thresh_low', neg_thresh_low)
         if self.neg_thresh_low > neg_thresh_high:
             raise ValueError('neg_thresh_low must be <= neg_thresh_high, got {} > {}'.format(
                 self.neg_thresh_low, neg_thresh_high))
@@ -69,7 +69,7 @@ class _QuotaRule:
         # IoUs live in [0, 1]; GluonCV clamps these two thresholds into it, and so do we.
         self.pos_thresh = min(1.0, max(0.0, pos_thresh))
         self.neg_thresh_high = min(1.0, max(0.0, neg_thresh_high))
-        self.fill_negative = _flag(fill_negative)
+        self.fill_negative = check_bool('fill_negative', fill_negative)
         self.max_pos = boxes.positive_quota(self.num_sample, self.pos_ratio)
 
     def attrs(self):
@@ -80,135 +80,82 @@ class _QuotaRule:
                 'pos_ratio': repr(self.pos_ratio), 'neg_ratio': repr(self.neg_ratio),
                 'fill_negative': str(self.fill_negative)}
 
-    # ------------------------------------------------------------------ numpy backend
-    def label_numpy(self, matches, ious, hard, owner, keys=None):
-        """(B, N) float32 labels from numpy ``matches`` (B, N), ``ious`` (B, N, M), ``hard``.
+    def label(self, ops, matches, ious, hard=None, not_negative=None, keys=None):
+        """The rule, once for both backends: (B, N) float32 labels 1 / -1 / 0.
 
-        ``keys`` (B, N) uniform numbers, optional: keep the candidates with the lowest keys
-        instead of drawing from ``np.random`` (the op passes keys drawn by ``mx.random`` in the
-        caller's graph, since its forward runs in MXNet's worker thread, where ``np.random``
-        draws would interleave with the caller's in no fixed order).
+        ``ops`` is :data:`~samplers.backend.NUMPY_OPS` or :data:`~samplers.backend.ND_OPS`,
+        matching the arrays: ``matches`` (B, N); ``ious`` (B, N, M), or None when M = 0;
+        ``hard`` (B, M) 0/1 or None; ``not_negative`` (B, N) 0/1 or None (1: never a
+        negative); ``keys`` (B, N) uniform numbers, or None to draw from ``np.random``
+        (numpy only). Each image keeps the candidates with the lowest keys.
         """
-        num_box = ious.shape[2]
-        finite = boxes.finite_rows(ious)
-        best, _ = boxes.best_match(ious)  # 0 when M = 0; NaN rows are dropped through `finite`
-        matched = matches >= 0
-        if not num_box:
-            pos = matched.copy()
-        elif hard is None:
-            pos = matched | (best >= self.pos_thresh)
+        matched = ops.mask(matches >= 0)  # a NaN match is no match
+        if ious is None or not ious.shape[2]:  # M = 0: the best IoU is 0, nothing is hard
+            finite, best, pos = 1.0, 0.0 * matched, matched
         else:
-            hard = hard > 0  # 0/1 checked in _check_inputs
-            normal_hit = (ious >= self.pos_thresh) & ~hard[:, None, :]
-            pos = (matched & ~_matched_hard_numpy(matches, hard)) | normal_hit.any(axis=-1)
-        neg = ~matched & ~pos & (best >= self.neg_thresh_low) & (best < self.neg_thresh_high)
-        if not finite.all():
-            boxes.warn_once(owner, 'non-finite', _NONFINITE_WARNING)
-            pos &= finite
-            neg &= finite
-        # Quotas capped at N, so a num_sample past int64 (a "never subsample" setting) fits.
-        num = matches.shape[1]
-        max_pos = min(self.max_pos, num)
-        if keys is None:
-            keep_pos = boxes.keep_random(pos, max_pos)
-        else:  # positive and negative candidates are disjoint: one set of keys serves both
-            keep_pos = boxes.keep_top(-keys, pos, np.full(len(pos), max_pos))
-        kept = keep_pos.sum(axis=1).astype(np.float64)  # float: int64 could overflow here
-        max_neg = np.minimum(boxes.negative_quota(self.num_sample, kept, self.neg_ratio,
-                                                  self.fill_negative), num).astype(np.int64)
-        keep_neg = (boxes.keep_random(neg, max_neg) if keys is None
-                    else boxes.keep_top(-keys, neg, max_neg))
-        return keep_pos.astype(np.float32) - keep_neg
-
-    # ------------------------------------------------------------------ mx.nd backend
-    def label_nd(self, matches, ious, hard, keys):
-        """:meth:`label_numpy` with ``mx.nd`` ops on the inputs' context: no host copy.
-
-        ``keys`` (B, N) are uniform random keys drawn by ``mx.random`` (see
-        :func:`boxes.keep_random_F` with keys). ``ious`` and ``hard`` are None when there
-        are no boxes (MXNet ops reject zero-size arrays). Returns float32 labels.
-        Non-finite rows are labelled 0 but not logged (knowing whether there
-        were any would need a host sync).
-        """
-        nd = mx.nd
-        batch, num_box = matches.shape[0], 0 if ious is None else ious.shape[2]
-        matched = (matches >= 0).astype('float32')
-        if num_box:
-            finite = nd.min((ious == ious) * (nd.abs(ious) != np.inf), axis=-1).astype('float32')
-            best = nd.max(ious, axis=-1)
-        else:
-            finite = nd.ones_like(matched)
-            best = nd.zeros_like(matched)
-        if not num_box:
-            pos = matched
-        elif hard is None:
-            pos = nd.maximum(matched, (best >= self.pos_thresh).astype('float32'))
-        else:
-            normal = (hard <= 0).astype(ious.dtype)  # (B, M): 1 for a normal box
-            normal_hit = nd.max(nd.broadcast_mul(ious >= self.pos_thresh, normal.expand_dims(1)),
-                                axis=-1).astype('float32')
-            by_match = matched * (1 - _matched_hard_nd(matches, hard > 0, num_box))
-            pos = nd.maximum(by_match, normal_hit)
-        in_range = ((best >= self.neg_thresh_low) * (best < self.neg_thresh_high)).astype('float32')
-        neg = (1 - matched) * (1 - pos) * in_range * finite
+            finite = boxes.finite_rows_mask(ious)
+            best = ops.max(ious, -1)  # NaN rows are dropped through `finite`
+            if hard is None:
+                pos = ops.maximum(matched, ops.mask(best >= self.pos_thresh))
+            else:
+                num_box = ious.shape[2]
+                hard = ops.mask(hard > 0)
+                normal_hit = ops.hits(ious >= self.pos_thresh, 1 - hard)
+                # A match index outside [0, M) counts as a normal box.
+                in_range = matched * ops.mask(matches < num_box)
+                matched_hard = ops.take_rows(hard, ops.where(in_range > 0, matches, 0.0))
+                pos = ops.maximum(matched * (1 - in_range * matched_hard), normal_hit)
+        neg = (1 - matched) * (1 - pos) * finite * ops.mask(best >= self.neg_thresh_low) \
+            * ops.mask(best < self.neg_thresh_high)
+        if not_negative is not None:
+            neg = neg * (1 - ops.mask(not_negative > 0))
         pos = pos * finite
+        if ops is NUMPY_OPS and np.min(finite, initial=1.0) < 1:  # free to check on the host
+            warn_once(_WARNED, 'non-finite', _NONFINITE_WARNING)
         # Positive and negative candidates are disjoint, so one set of keys serves both.
-        # keep_random_F wants k <= the candidates (a k past int32 would wrap in its pick).
-        max_pos = nd.minimum(nd.full((batch, 1), self.max_pos, ctx=pos.context),
-                             nd.sum(pos, axis=1, keepdims=True))
-        keep_pos = boxes.keep_random_F(nd, pos, max_pos, keys)
-        kept = nd.sum(keep_pos, axis=1, keepdims=True)
-        max_neg = nd.minimum(boxes.negative_quota_F(nd, self.num_sample, kept, self.neg_ratio,
-                                                    self.fill_negative),
-                             nd.sum(neg, axis=1, keepdims=True))
-        keep_neg = boxes.keep_random_F(nd, neg, max_neg, keys)
-        return keep_pos - keep_neg
+        # Quotas as floats, capped at the candidate counts: a num_sample past int64 fits.
+        max_pos = ops.minimum(float(self.max_pos), ops.sum(pos, 1, keepdims=True))
+        keep_pos = boxes.keep_lowest_keys(pos, max_pos, keys)
+        kept = ops.sum(keep_pos, 1, keepdims=True)
+        max_neg = ops.minimum(boxes.negative_quota_F(ops, float(self.num_sample), kept,
+                                                     self.neg_ratio, self.fill_negative),
+                              ops.sum(neg, 1, keepdims=True))
+        return keep_pos - boxes.keep_lowest_keys(neg, max_neg, keys)
 
+    def label_numpy(self, matches, ious, hard=None, not_negative=None, keys=None):
+        """:meth:`label` on numpy arrays (``ious`` (B, N, M) may have M = 0)."""
+        return self.label(NUMPY_OPS, matches, ious, hard, not_negative, keys)
 
-def _matched_hard_numpy(matches, hard):
-    """(B, N) bool: the proposal's matched box is hard. An index outside [0, M) is not."""
-    num_box = hard.shape[1]
-    valid = (matches >= 0) & (matches < num_box)
-    if not num_box:
-        return valid
-    idx = np.where(valid, matches, 0).astype(np.int64)
-    return np.take_along_axis(hard, idx, axis=1) & valid
+    def label_nd(self, matches, ious, hard=None, not_negative=None, keys=None):
+        """:meth:`label` with ``mx.nd`` ops on the inputs' context: no host copy.
 
-
-def _matched_hard_nd(matches, hard, num_box):
-    """NDArray :func:`_matched_hard_numpy` (M >= 1): float32 0/1 (B, N), on the context."""
-    nd = mx.nd
-    batch = matches.shape[0]
-    m = matches.astype('float32')
-    ctx = m.context
-    # Column M of the padded flags is 0 ("not hard"): every out-of-range index lands there.
-    padded = nd.concat(hard.astype('float32'), nd.zeros((batch, 1), ctx=ctx), dim=1)
-    idx = nd.where((m >= 0) * (m < num_box), nd.floor(m), nd.full(m.shape, num_box, ctx=ctx))
-    rows = nd.broadcast_like(nd.arange(batch, ctx=ctx).reshape((batch, 1)), m)
-    return nd.gather_nd(padded, nd.stack(rows, idx))
+        ``keys`` are required; ``ious`` and ``hard`` are None when M = 0 (MXNet ops reject
+        zero-size arrays).
+        """
+        return self.label(ND_OPS, matches, ious, hard, not_negative, keys)
 
 
 # ---------------------------------------------------------------------------- the CustomOp
 class _QuotaOp(mx.operator.CustomOp):
     """Runs :class:`_QuotaRule` on the op's inputs; gradients are zero."""
 
-    def __init__(self, rule, owner_key, use_numpy):
+    def __init__(self, rule, names, use_numpy_backend):
         super().__init__()
         self._rule = rule
-        self._owner_key = owner_key
-        self._use_numpy = use_numpy
+        self._names = names
+        self._use_numpy = use_numpy_backend
 
     def forward(self, is_train, req, in_data, out_data, aux):
         out = out_data[0]
-        matches, ious, keys = in_data[0], in_data[1], in_data[-1]
-        hard = in_data[2] if len(in_data) > 3 else None
+        named = dict(zip(self._names, in_data))
         if self._use_numpy:
-            labels = self._rule.label_numpy(
-                matches.asnumpy(), ious.asnumpy(), None if hard is None else hard.asnumpy(),
-                _owner(self._owner_key), keys.asnumpy())
-            labels = mx.nd.array(labels, ctx=out.context, dtype=out.dtype)
+            named = {name: x.asnumpy() for name, x in named.items()}
+        inputs = [named.get(name) for name in ('matches', 'ious', 'hard', 'not_negative', 'keys')]
+        if self._use_numpy:
+            labels = mx.nd.array(self._rule.label_numpy(*inputs), ctx=out.context,
+                                 dtype=out.dtype)
         else:
-            labels = self._rule.label_nd(matches, ious, hard, keys).astype(out.dtype)
+            labels = self._rule.label_nd(*inputs).astype(out.dtype)
         self.assign(out, req[0], labels)
 
     def backward(self, req, out_grad, in_data, out_data, in_grad, aux):
@@ -218,28 +165,32 @@ class _QuotaOp(mx.operator.CustomOp):
 
 @mx.operator.register(OP_TYPE)
 class _QuotaOpProp(mx.operator.CustomOpProp):
-    """The sampler's CustomOp: inputs ``matches, ious[, hard], keys``; output ``labels``.
+    """The sampler's CustomOp: inputs ``matches, ious[, hard][, not_negative], keys``.
 
-    ``keys`` (B, N) are uniform random numbers in [0, 1)
-    (``F.random.uniform_like(matches)``, drawn in the caller's graph); each image keeps the
-    candidates with the lowest keys, on both paths.
-    Attributes: :class:`QuotaSampler`'s arguments, plus ``has_hard`` (the
-    ``hard`` input is present) and ``owner`` (whose warn-once record to use).
+    Output ``labels`` (B, N). ``keys`` (B, N) are uniform numbers in [0, 1)
+    (``F.random.uniform_like``, drawn in the caller's graph); each image keeps the
+    candidates with the lowest keys, on both backends. ``not_negative`` (B, N) 0/1 marks
+    proposals that may not be negatives (they stay positive if the rule says so).
+    Attributes: :class:`QuotaSampler`'s arguments, plus ``has_hard`` and
+    ``has_not_negative`` (whether those inputs are present). ``owner``, written by
+    earlier versions, is accepted and unused, so their exported graphs still load.
     """
 
     def __init__(self, num_sample, pos_thresh, neg_thresh_high, neg_thresh_low='-inf',
                  pos_ratio='0.5', neg_ratio='None', fill_negative='True', has_hard='False',
-                 owner=''):
+                 has_not_negative='False', owner=''):  # pylint: disable=unused-argument
         super().__init__(need_top_grad=False)
         self._rule = _QuotaRule(float(num_sample), float(pos_thresh), float(neg_thresh_high),
                                 float(neg_thresh_low), float(pos_ratio),
                                 None if neg_ratio in (None, 'None') else float(neg_ratio),
-                                _flag(fill_negative))
-        self._has_hard = _flag(has_hard)
-        self._owner_key = owner
+                                _attr_flag('fill_negative', fill_negative))
+        self._names = (['matches', 'ious'] + (['hard'] if _attr_flag('has_hard', has_hard)
+                                              else [])
+                       + (['not_negative'] if _attr_flag('has_not_negative', has_not_negative)
+                          else []) + ['keys'])
 
     def list_arguments(self):
-        return ['matches', 'ious'] + (['hard'] if self._has_hard else []) + ['keys']
+        return list(self._names)
 
     def list_outputs(self):
         return ['labels']
@@ -253,10 +204,9 @@ class _QuotaOpProp(mx.operator.CustomOpProp):
 
     def create_operator(self, ctx, in_shapes, in_dtypes):
         # Called in the caller's thread (forward runs in MXNet's worker thread), so this is
-        # where the thread-local boxes.force_ndarray_backend() can still be seen.
+        # where the thread-local force_ndarray_backend() can still be seen.
         on_cpu = str(ctx).startswith('cpu')
-        forced = boxes.ndarray_backend_forced()
-        return _QuotaOp(self._rule, self._owner_key, on_cpu and not forced)
+        return _QuotaOp(self._rule, self._names, on_cpu and not ndarray_backend_forced())
 
 
 # ---------------------------------------------------------------------------- the block
@@ -268,58 +218,45 @@ class QuotaSampler(gluon.HybridBlock):
     num_sample : int
         Samples (positives + negatives) wanted per image, >= 1.
     pos_thresh : float
-        A proposal whose best IoU with a normal box is >= this is positive. Clamped to [0, 1].
+        IoU with a normal box that makes a positive. Clamped to [0, 1].
     neg_thresh_high : float
-        A proposal whose best IoU with any box is < this (and >= ``neg_thresh_low``) is a
-        negative candidate. Clamped to [0, 1].
+        Upper end (excluded) of the negative range of the best IoU. Clamped to [0, 1].
     neg_thresh_low : float, default -inf
-        Lower end of the negative IoU range; must be <= ``neg_thresh_high``.
-    pos_ratio : float, default 0.5
-        At most ``round(pos_ratio * num_sample)`` positives per image, in [0, 1].
-    neg_ratio : float or None, default None (meaning ``1 - pos_ratio``)
-        At most ``int(neg_ratio * num_sample)`` negatives per image; ``pos_ratio + neg_ratio``
-        must be <= 1.
+        Lower end (included) of the negative range; must be <= ``neg_thresh_high``.
+    pos_ratio : float in [0, 1], default 0.5
+        Positive quota: ``max_pos = round(pos_ratio * num_sample)``.
+    neg_ratio : float or None, default None (``1 - pos_ratio``)
+        Negative quota ``int(neg_ratio * num_sample)``; ``pos_ratio + neg_ratio <= 1``.
     fill_negative : bool, default True
-        Negatives may also take the slots positives left free: at most
-        ``max(num_sample - kept positives, int(neg_ratio * num_sample))``.
+        Negatives may take the slots positives left:
+        ``max_neg = max(num_sample - kept_pos, int(neg_ratio * num_sample))``.
 
     Called as ``sampler(matches, ious, hard=None)``:
 
     * ``matches`` (B, N), int or float: matched box index per proposal, < 0 for none;
-    * ``ious`` (B, N, M), float16/32/64: IoU of each proposal with each box;
-    * ``hard`` (B, M), optional: 1 marks a hard box, 0 a normal one (other values raise
-      ``ValueError`` on the numpy path; the NDArray path on a GPU reads any value > 0 as 1).
+    * ``ious`` (B, N, M), float: IoU of each proposal with each box;
+    * ``hard`` (B, M) 0/1, optional: 1 marks a hard box (other values raise ``ValueError``
+      on the numpy backend; the NDArray backend reads any value > 0 as 1).
 
     Returns (B, N) labels (1 / -1 / 0, see :mod:`samplers`) of the input's kind and context,
-    in ``matches``' float dtype (float32 for integer matches). numpy input gives numpy output.
+    in ``matches``' float dtype (float32 for integer matches).
 
-    Rule: a proposal matched to a normal box, or with IoU >= ``pos_thresh`` against a normal
-    box, is a positive candidate; an unmatched non-positive one whose best IoU lies in
-    [``neg_thresh_low``, ``neg_thresh_high``) is a negative candidate; each image then keeps a
-    uniformly random subset of each within its own quota, and everything else is 0.
+    Rule, per image: ``pos = (matched to a normal box) or max_j(normal_j * iou_j) >=
+    pos_thresh``; ``neg = not matched and not pos and neg_thresh_low <= max_j iou_j <
+    neg_thresh_high``. It keeps a uniformly random ``min(#pos, max_pos)`` of the positives
+    and ``min(#neg, max_neg)`` of the negatives; everything else is 0.
 
-    Edges: with no boxes (M = 0) the best IoU is 0 and only ``matches`` can make positives.
-    Fewer candidates than the quota: all are kept. A hard box never makes a positive: a
-    proposal matched to one, or overlapping one at >= ``neg_thresh_high`` without being
-    positive for a normal box, is ignored (0). A match index outside [0, M) counts as a
-    normal box. A proposal with a NaN or infinite IoU is ignored and (numpy backend) a warning
-    is logged once per sampler. A NaN match counts as "no match".
+    Edges: M = 0 means best IoU 0, so only ``matches`` makes positives. Fewer candidates
+    than a quota: all are kept. A hard box never makes a positive; a proposal matched to
+    one, or overlapping one at >= ``neg_thresh_high`` without being positive, is 0. A match
+    index outside [0, M) counts as a normal box; a NaN match as no match. A proposal with a
+    NaN or infinite IoU is 0; the numpy backend logs a warning the first time this happens
+    in the process. Bad arguments or inputs raise ``ValueError`` naming them.
 
-    Unlike GluonCV: ``neg_ratio`` works, each image has its own quota (GluonCV's negative quota
-    leaks into the following images), a matched proposal is never negative (GluonCV's Block
-    lets the negative rule win), ``hard`` is new, and bad input raises ``ValueError``.
-
-    The work is done by the CustomOp :data:`OP_TYPE`: numpy on CPU contexts, ``mx.nd`` ops on
-    other contexts (no host copy). Its random keys are drawn by ``mx.random`` in the graph
-    and passed to the op, because the op's forward runs in MXNet's worker thread, whose
-    generator ``mx.random.seed`` does not reset and where ``np.random`` draws would race the
-    caller's; so ``mx.random.seed`` alone reproduces NDArray calls. numpy input is labelled
-    without the op, drawing from ``np.random``. The backend
-    is chosen when MXNet creates the op, in the calling thread, so
-    :func:`boxes.force_ndarray_backend` around a call (or around ``bind``) selects the
-    ``mx.nd`` path on CPU. Inputs with a zero-size axis, which MXNet's shape inference cannot
-    take, are handled without the op. A hybridized sampler keeps the arity (with or without
-    ``hard``) of its first call. Gradients are zero.
+    NDArray input runs the CustomOp :data:`OP_TYPE` (numpy on CPU contexts, ``mx.nd`` ops
+    elsewhere, see :func:`samplers.force_ndarray_backend`), with random keys from
+    ``mx.random``; numpy input draws from ``np.random``. The README's QuotaSampler section
+    has the notes on threads, seeds, zero-size inputs and hybridizing.
     """
 
     def __init__(self, num_sample, pos_thresh, neg_thresh_high, neg_thresh_low=-np.inf,
@@ -327,7 +264,6 @@ class QuotaSampler(gluon.HybridBlock):
         super().__init__()
         self._rule = _QuotaRule(num_sample, pos_thresh, neg_thresh_high, neg_thresh_low,
                                 pos_ratio, neg_ratio, fill_negative)
-        self._owner_key = uuid.uuid4().hex
 
     def __getstate__(self):
         # A built graph holds C handles; drop it (it is rebuilt on the next call).
@@ -335,21 +271,16 @@ class QuotaSampler(gluon.HybridBlock):
         state.update(_cached_graph=(), _cached_op=None, _cached_op_args=[])
         return state
 
-    def __setstate__(self, state):
-        # An unpickled copy is a new sampler: it gets its own warn-once record.
-        self.__dict__.update(state)
-        self._owner_key = uuid.uuid4().hex
-
     def forward(self, matches, ious, hard=None):  # pylint: disable=arguments-differ
         """Check the inputs, then label: numpy directly, NDArray/Symbol through the op."""
         if isinstance(matches, mx.sym.Symbol):
             return super().forward(matches, ious, hard)
         _check_inputs(matches, ious, hard)
-        if not boxes.is_ndarray(matches):
-            labels = self._rule.label_numpy(np.asarray(matches), np.asarray(ious),
-                                            None if hard is None else np.asarray(hard),
-                                            _owner(self._owner_key))
-            return labels.astype(_output_dtype(np.asarray(matches).dtype), copy=False)
+        if not is_ndarray(matches):
+            matches = np.asarray(matches)
+            labels = self._rule.label_numpy(matches, np.asarray(ious),
+                                            None if hard is None else np.asarray(hard))
+            return labels.astype(_output_dtype(matches.dtype), copy=False)
         if 0 in ious.shape:
             return self._label_zero_size(matches, ious, hard)
         return super().forward(matches, ious, hard)
@@ -358,21 +289,19 @@ class QuotaSampler(gluon.HybridBlock):
         keys = F.random.uniform_like(F.zeros_like(matches).astype('float32'))
         inputs = (matches, ious, keys) if hard is None else (matches, ious, hard, keys)
         return F.Custom(*inputs, op_type=OP_TYPE, has_hard=str(hard is not None),
-                        owner=self._owner_key, **self._rule.attrs())
+                        **self._rule.attrs())
 
     def _label_zero_size(self, matches, ious, hard):
-        """NDArray inputs with B, N or M = 0, which MXNet ops reject: label on the host/device."""
+        """NDArray inputs with B, N or M = 0, which MXNet ops reject: label without the op."""
         dtype = _output_dtype(matches.dtype)
         if matches.size == 0:
             return mx.nd.array(np.zeros(matches.shape, dtype), ctx=matches.context, dtype=dtype)
         # M = 0. Keys from mx.random, as the op's: mx.random.seed alone reproduces the call.
         keys = mx.nd.random.uniform_like(matches.astype('float32'))
-        if boxes.use_numpy(matches):
-            labels = self._rule.label_numpy(matches.asnumpy(), ious.asnumpy(),
-                                            None if hard is None else hard.asnumpy(),
-                                            _owner(self._owner_key), keys.asnumpy())
-            return boxes.like(labels, matches, dtype=dtype)
-        return self._rule.label_nd(matches, None, None, keys).astype(dtype)
+        if use_numpy(matches):
+            return like(self._rule.label_numpy(matches.asnumpy(), ious.asnumpy(),
+                                               keys=keys.asnumpy()), matches, dtype=dtype)
+        return self._rule.label_nd(matches, None, keys=keys).astype(dtype)
 
     def __repr__(self):
         rule = self._rule
@@ -386,7 +315,7 @@ def _check_inputs(matches, ious, hard):
     """``ValueError`` (naming the arguments and shapes) unless the call's inputs fit."""
     arrays = [('matches', matches), ('ious', ious)] + ([('hard', hard)] if hard is not None
                                                        else [])
-    kinds = {name: boxes.is_ndarray(x) for name, x in arrays}
+    kinds = {name: is_ndarray(x) for name, x in arrays}
     if len(set(kinds.values())) > 1:
         raise ValueError('matches, ious and hard must all be NDArrays or all numpy arrays, got '
                          + ', '.join('{} {}'.format(n, type(x).__name__) for n, x in arrays))
@@ -407,8 +336,8 @@ def _check_inputs(matches, ious, hard):
         if h_shape != (i_shape[0], i_shape[2]):
             raise ValueError('hard must have shape (B, M) = {} to go with ious {}, got hard {}'
                              .format((i_shape[0], i_shape[2]), i_shape, h_shape))
-        if boxes.use_numpy(hard):  # values too, where reading them costs no device copy
-            boxes.check_flags('hard', hard)
+        if use_numpy(hard):  # values too, where reading them costs no device copy
+            check_flags('hard', hard)
     for name, x, kinds_ok in (('matches', matches, 'iuf'), ('ious', ious, 'f')):
         if np.dtype(x.dtype).kind not in kinds_ok:
             raise ValueError('{} must have a {} dtype, got {}'.format(

@@ -32,10 +32,12 @@ class FakeSampler:
         return np.zeros(3)
 
 
-OUR_PIECES = ('RPNTargetGenerator', 'RPNTargetSampler', 'QuotaSampler', 'OHEMSampler')
+OUR_PIECES = ('RPNTargetGenerator', 'RPNTargetSampler', 'QuotaSampler', 'OHEMSampler',
+              'RCNNTargetSampler')
 GLUONCV_HOMES = {'RPNTargetGenerator': 'model_zoo.rcnn.rpn.rpn_target',
                  'RPNTargetSampler': 'model_zoo.rcnn.rpn.rpn_target',
-                 'QuotaSampler': 'nn.sampler', 'OHEMSampler': 'nn.sampler'}
+                 'QuotaSampler': 'nn.sampler', 'OHEMSampler': 'nn.sampler',
+                 'RCNNTargetSampler': 'model_zoo.rcnn.faster_rcnn.rcnn_target'}
 
 
 def use_fakes(monkeypatch, fail=False):
@@ -251,7 +253,7 @@ def test_memory_case_reports_peak_as_multiple_of_the_iou_matrix(monkeypatch):
     assert any(note.startswith('GluonCV ') for note in row['notes'])
 
 
-@pytest.mark.parametrize('case', ['rpn-c4', 'rpn-sampler', 'quota', 'ohem'])
+@pytest.mark.parametrize('case', ['rpn-c4', 'rpn-sampler', 'quota', 'ohem', 'rcnn'])
 def test_agreement_with_gluoncv_is_recorded(monkeypatch, case):
     use_gluoncv_as_ours(monkeypatch)
     row = bench.run([case], repeat=1, scale=bench.QUICK_SCALE)['cases'][0]

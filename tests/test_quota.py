@@ -4,6 +4,7 @@ import os
 import pickle
 import subprocess
 import sys
+import types
 
 import mxnet as mx
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from samplers import boxes
+from samplers import boxes, quota
 from samplers.quota import OP_TYPE, QuotaSampler, _QuotaOpProp, _QuotaRule
 from conftest import CPU_CONTEXTS, requires_gpu
 
@@ -269,23 +270,48 @@ def test_non_finite_iou_row_is_ignored(backend, bad):
     assert labels[0].tolist() == [0, 0, 1]
 
 
-@pytest.mark.parametrize('backend', ['numpy input', 'ndarray, numpy backend'])
-def test_non_finite_iou_warns_once_per_sampler(backend, caplog):
-    inputs = one_image([[np.nan]])
-    first, second = QuotaSampler(10, 0.5, 0.5), QuotaSampler(10, 0.5, 0.5)
-    with caplog.at_level(logging.WARNING, logger='samplers'):
-        for sampler in (first, first, second):
-            run(sampler, backend, *inputs)
-    assert len([r for r in caplog.records if 'NaN or infinite' in r.message]) == 2
+@pytest.fixture
+def fresh_warnings(monkeypatch):
+    """The process has not warned yet (as at start-up)."""
+    monkeypatch.setattr(quota, '_WARNED', types.SimpleNamespace())
 
 
-def test_unpickled_copy_warns_on_its_own(caplog):
-    sampler = QuotaSampler(10, 0.5, 0.5)
+def nonfinite_warnings(caplog):
+    return [r for r in caplog.records if 'NaN or infinite' in r.message]
+
+
+def test_non_finite_iou_warns_once_per_process(fresh_warnings, caplog):
     inputs = one_image([[np.nan]])
     with caplog.at_level(logging.WARNING, logger='samplers'):
-        sampler(*inputs)
-        pickle.loads(pickle.dumps(sampler))(*inputs)
-    assert len([r for r in caplog.records if 'NaN or infinite' in r.message]) == 2
+        for sampler in (QuotaSampler(10, 0.5, 0.5), QuotaSampler(4, 0.5, 0.5)):
+            for backend in ('numpy input', 'ndarray, numpy backend'):
+                run(sampler, backend, *inputs)
+        pickle.loads(pickle.dumps(QuotaSampler(10, 0.5, 0.5)))(*inputs)
+    assert len(nonfinite_warnings(caplog)) == 1
+
+
+def test_finite_input_does_not_use_up_the_warning(fresh_warnings, caplog):
+    with caplog.at_level(logging.WARNING, logger='samplers'):
+        QuotaSampler(10, 0.5, 0.5)(*one_image([[0.5]]))
+        QuotaSampler(10, 0.5, 0.5)(*one_image([[np.inf]]))
+    assert len(nonfinite_warnings(caplog)) == 1
+
+
+def test_op_attributes_carry_no_per_sampler_state():
+    out = QuotaSampler(10, 0.5, 0.5)(mx.sym.var('m'), mx.sym.var('i'))
+    twin = QuotaSampler(10, 0.5, 0.5)(mx.sym.var('m'), mx.sym.var('i'))
+    attrs = out.attr_dict()[out.name]
+    assert 'owner' not in attrs
+    assert attrs == twin.attr_dict()[twin.name]
+
+
+def test_graph_with_an_owner_attribute_from_earlier_versions_still_runs():
+    matches, ious = one_image([[0.75], [0.0]])
+    keys = np.zeros(matches.shape, np.float32)
+    out = mx.nd.Custom(mx.nd.array(matches), mx.nd.array(ious), mx.nd.array(keys),
+                       op_type=OP_TYPE, owner='0123abcd', has_hard='False',
+                       **_QuotaRule(10, 0.5, 0.5).attrs())
+    assert out.asnumpy()[0].tolist() == [1, -1]
 
 
 # ----------------------------------------------------------------------------- hard boxes
@@ -545,6 +571,44 @@ def test_differs_from_gluoncv_hard_boxes_make_no_positives():
     assert QuotaSampler(10, 0.5, 0.5)(matches, ious, hard)[0].tolist() == [0, 0]
 
 
+def gluoncv_both(matches, ious):
+    """GluonCV's Block and CustomOp labels (num_sample 10, thresholds 0.5) as lists."""
+    block = gluoncv_sampler.QuotaSampler(10, 0.5, 0.5)(mx.nd.array(matches), mx.nd.array(ious))
+    op = gluoncv_op(matches, ious, num_sample=10, pos_thresh=0.5, neg_thresh_high=0.5)
+    return block.asnumpy()[0].tolist(), op[0].tolist()
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_differs_from_gluoncv_infinite_iou_is_ignored_not_positive(backend):
+    inputs = one_image([[np.inf, 0.125], [0.125, 0.125]])
+    assert gluoncv_both(*inputs) == ([1, -1], [1, -1])
+    assert run(QuotaSampler(10, 0.5, 0.5), backend, *inputs)[0].tolist() == [0, -1]
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_differs_from_gluoncv_minus_infinite_iou_is_ignored_not_negative(backend):
+    inputs = one_image([[-np.inf, 0.125], [0.125, 0.125]])
+    assert gluoncv_both(*inputs) == ([-1, -1], [-1, -1])
+    assert run(QuotaSampler(10, 0.5, 0.5), backend, *inputs)[0].tolist() == [0, -1]
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_differs_from_gluoncv_nan_iou_of_a_matched_proposal_is_ignored_not_positive(backend):
+    inputs = one_image([[np.nan, 0.125], [0.125, 0.125]], matches=[0, -1])
+    assert gluoncv_both(*inputs) == ([1, -1], [1, -1])
+    assert run(QuotaSampler(10, 0.5, 0.5), backend, *inputs)[0].tolist() == [0, -1]
+
+
+def test_differs_from_gluoncv_fill_negative_string_raises_value_error():
+    # GluonCV reads any non-empty string as True: 'no' still fills 4 slots, not int(0.5 * 4).
+    matches, ious = one_image([[0.125]] * 6)
+    theirs = gluoncv_sampler.QuotaSampler(4, 0.5, 0.5, pos_ratio=0.5, fill_negative='no')(
+        mx.nd.array(matches), mx.nd.array(ious)).asnumpy()
+    assert counts(theirs)[1].tolist() == [4]
+    with pytest.raises(ValueError, match='fill_negative'):
+        QuotaSampler(4, 0.5, 0.5, pos_ratio=0.5, fill_negative='no')
+
+
 def test_differs_from_gluoncv_pos_ratio_above_one_raises_value_error():
     # GluonCV takes it silently (neg_ratio becomes -0.5, the sum passes its assert).
     gluoncv_sampler.QuotaSampler(10, 0.5, 0.5, pos_ratio=1.5)(
@@ -757,12 +821,29 @@ def test_picklable_after_running_a_hybridized_graph():
     (dict(neg_thresh_low=0.6, neg_thresh_high=0.4), 'neg_thresh_low'),
     (dict(pos_thresh=float('nan')), 'pos_thresh'),
     (dict(neg_thresh_high='0.5'), 'neg_thresh_high'),
+    (dict(fill_negative='yes'), 'fill_negative'),
+    (dict(fill_negative='False'), 'fill_negative'),
+    (dict(fill_negative=None), 'fill_negative'),
+    (dict(fill_negative=2), 'fill_negative'),
 ])
 def test_bad_argument_raises_value_error_naming_it(kwargs, name):
     args = dict(num_sample=10, pos_thresh=0.5, neg_thresh_high=0.5)
     args.update(kwargs)
     with pytest.raises(ValueError, match=name):
         QuotaSampler(**args)
+
+
+@pytest.mark.parametrize('value, want', [(True, True), (False, False), (1, True),
+                                         (0, False), (np.bool_(False), False)])
+def test_fill_negative_takes_bool_likes(value, want):
+    assert QuotaSampler(10, 0.5, 0.5, fill_negative=value)._rule.fill_negative is want
+
+
+@pytest.mark.parametrize('text', ['yes', 'no', '', 'None'])
+def test_op_attribute_fill_negative_is_parsed_strictly(text):
+    with pytest.raises(ValueError, match='fill_negative'):
+        _QuotaOpProp(num_sample='10', pos_thresh='0.5', neg_thresh_high='0.5',
+                     fill_negative=text)
 
 
 @pytest.mark.parametrize('shapes, match', [

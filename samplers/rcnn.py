@@ -1,0 +1,181 @@
+"""RCNNTargetSampler: the second-stage (R-CNN head) sampler, hard-aware, on the quota op.
+
+A drop-in for GluonCV 0.10.5's ``RCNNTargetSampler`` (``FasterRCNN.sampler``): same
+constructor, call and outputs, with optional hard flags. The labelling is the
+:class:`~samplers.quota.QuotaSampler` rule, run by its registered CustomOp
+:data:`samplers.quota.OP_TYPE` inside the graph; this module only prepares the op's
+inputs and gathers the fixed-size output. Labels follow the package convention
+(see :mod:`samplers`).
+"""
+from __future__ import annotations
+
+from mxnet import autograd, gluon
+
+from . import boxes
+from .backend import check_boxes, check_flags, check_int, check_ratio, is_ndarray, use_numpy
+from .quota import OP_TYPE, _QuotaRule
+
+__all__ = ['RCNNTargetSampler']
+
+
+class RCNNTargetSampler(gluon.HybridBlock):
+    """Pick ``num_sample`` labelled rows per image from the proposals plus the ground truth.
+
+    Parameters
+    ----------
+    num_image : int
+        Images per call (B), >= 1.
+    num_proposal : int
+        Proposals per image (N) the network produces, >= 1.
+    num_sample : int
+        Rows returned per image (S), >= 1; needs ``N + M >= S``.
+    pos_iou_thresh : float in (0, 1], default 0.5
+        IoU with a normal box that makes a positive; anything below it is negative. (0 would
+        make every row a positive, padding boxes included.)
+    pos_ratio : float in [0, 1], default 0.25
+        Positive quota ``_max_pos = round(pos_ratio * num_sample)`` (GluonCV's attribute).
+    max_num_gt : int, default 300
+        Kept for GluonCV's signature (an upper bound on M); not needed here.
+    hard_iou_thresh : float in (0, 1], default 0.3
+        A proposal that is not positive and overlaps a hard box at IoU >= this is ignored.
+        0.3 is GluonCV's RPN negative bound: such a proposal shows much of the hard object.
+    hard_iof_thresh : float in (0, 1] or None, default None
+        Also ignore a non-positive proposal when this share of its own area lies in a hard box.
+
+    Called as ``sampler(rois, scores, gt_boxes, hard=None)`` with NDArrays or Symbols:
+    ``rois`` (B, N, 4) corner proposals; ``scores`` (B, N, 1), < 0 for padding proposals;
+    ``gt_boxes`` (B, M, 4) corner boxes, padding rows all -1; ``hard`` (B, M) 0/1, optional
+    (other values raise ``ValueError`` on CPU; a GPU reads any value > 0 as 1).
+
+    Returns ``(rois (B, S, 4), samples (B, S), matches (B, S))``, float32 like GluonCV's:
+    rows drawn from the N proposals and the M ground-truth boxes appended to them;
+    ``samples`` 1 / -1 / 0; ``matches`` the index in [0, M) of each row's best box (for a
+    positive, its best *normal* box). Positives come first, at most ``_max_pos`` of them,
+    then negatives, then ignored filler rows.
+
+    Rule, per image, over the N + M candidate rows (``iou`` against the M boxes): ``pos =
+    max over normal j of iou_j >= pos_iou_thresh``; ``neg = not pos and max_j iou_j <
+    pos_iou_thresh and score >= 0 and not near a hard box``, where near means ``iou_j >=
+    hard_iou_thresh`` (or ``iof_j >= hard_iof_thresh``) for a hard j. It keeps a random
+    ``min(#pos, _max_pos)`` positives and ``min(#neg, S - kept positives)`` negatives,
+    through the quota op. A padding box (score -1) makes no candidate row of its own.
+
+    Edges: a hard box's own appended row is ignored (IoU 1 with a hard box), unless it
+    overlaps a normal box at >= ``pos_iou_thresh``, which makes it an ordinary positive.
+    All-zero ``hard`` gives exactly the result without it. Too few candidates: the rest of
+    the S rows are ignored (GluonCV fills them with overflow positives). Randomness comes
+    from ``mx.random`` on the input's context; no host copy off CPU. Bad arguments or
+    input shapes raise ``ValueError``. A hybridized sampler keeps the arity of its first
+    call.
+    """
+
+    def __init__(self, num_image, num_proposal, num_sample, pos_iou_thresh=0.5, pos_ratio=0.25,
+                 max_num_gt=300, hard_iou_thresh=0.3, hard_iof_thresh=None):
+        super().__init__()
+        self._num_image = check_int('num_image', num_image, minimum=1)
+        self._num_proposal = check_int('num_proposal', num_proposal, minimum=1)
+        self._num_sample = check_int('num_sample', num_sample, minimum=1)
+        self._pos_iou_thresh = check_ratio('pos_iou_thresh', pos_iou_thresh, low_open=True)
+        self._max_num_gt = check_int('max_num_gt', max_num_gt, minimum=1)
+        self._hard_iou_thresh = check_ratio('hard_iou_thresh', hard_iou_thresh, low_open=True)
+        self._hard_iof_thresh = None if hard_iof_thresh is None else \
+            check_ratio('hard_iof_thresh', hard_iof_thresh, low_open=True)
+        # Negatives fill every slot positives leave: neg_ratio 0 with fill_negative.
+        self._rule = _QuotaRule(self._num_sample, self._pos_iou_thresh, self._pos_iou_thresh,
+                                pos_ratio=check_ratio('pos_ratio', pos_ratio), neg_ratio=0.0,
+                                fill_negative=True)
+        self._max_pos = self._rule.max_pos
+
+    def __getstate__(self):
+        # A built graph holds C handles; drop it (it is rebuilt on the next call).
+        state = self.__dict__.copy()
+        state.update(_cached_graph=(), _cached_op=None, _cached_op_args=[])
+        return state
+
+    def forward(self, rois, scores, gt_boxes, hard=None):  # pylint: disable=arguments-differ
+        """Check NDArray inputs (Symbols pass), then run :meth:`hybrid_forward`."""
+        if is_ndarray(rois):
+            self._check_inputs(rois, scores, gt_boxes, hard)
+        return super().forward(rois, scores, gt_boxes, hard)
+
+    # pylint: disable=arguments-differ
+    def hybrid_forward(self, F, rois, scores, gt_boxes, hard=None):
+        with autograd.pause():
+            # GluonCV's rule for padding rows of gt_boxes (all -1): score sign(sum + 1) = -1.
+            gt_score = F.sign(F.sum(gt_boxes, axis=-1) + 1)                     # (B, M)
+            all_rois = F.concat(rois, gt_boxes, dim=1)                          # (B, K, 4)
+            all_scores = F.concat(F.reshape(scores, (0, -1)), gt_score, dim=1)  # (B, K)
+            ious = F.stack(*[F.contrib.box_iou(self._image(F, all_rois, i),
+                                               self._image(F, gt_boxes, i), format='corner')
+                             for i in range(self._num_image)], axis=0)          # (B, K, M)
+            not_negative = all_scores < 0
+            inputs = [F.ones_like(all_scores) * -1, ious]  # matches: none, IoU decides
+            attrs = dict(has_hard='False', has_not_negative='True')
+            if hard is not None:
+                hard = F.cast(hard > 0, 'float32').expand_dims(1)               # (B, 1, M)
+                near = ious >= self._hard_iou_thresh
+                if self._hard_iof_thresh is not None:
+                    iof = boxes.box_iof_F(F, all_rois, gt_boxes)
+                    near = F.maximum(near, iof >= self._hard_iof_thresh)
+                near_hard = F.max(F.broadcast_mul(near, hard), axis=-1)
+                not_negative = F.maximum(not_negative, near_hard)
+                inputs.append(F.reshape(hard, (0, -1)))
+                attrs['has_hard'] = 'True'
+            keys = F.random.uniform_like(all_scores)
+            labels = F.Custom(*inputs, not_negative, keys, op_type=OP_TYPE, **attrs,
+                              **self._rule.attrs())                              # (B, K)
+            # Positives first, then negatives, then ignored rows; the first S rows.
+            rank = (labels > 0) * 2 + (labels < 0)
+            order = F.slice_axis(F.argsort(rank, axis=1, is_ascend=False), axis=1, begin=0,
+                                 end=self._num_sample)                           # (B, S)
+            image = F.broadcast_like(
+                F.reshape(F.arange(self._num_image), (-1, 1)), order)
+            where = F.stack(image, order)                                        # (2, B, S)
+            # Each row's best box (a normal one first), found for the S rows kept only.
+            kept_ious = F.gather_nd(ious, where)                                 # (B, S, M)
+            if hard is not None:
+                kept_ious = F.broadcast_sub(kept_ious, 2 * hard)
+            return (F.gather_nd(all_rois, where), F.gather_nd(labels, where),
+                    F.argmax(kept_ious, axis=-1))
+
+    @staticmethod
+    def _image(F, x, i):
+        """Image ``i`` of the batch ``x``, without the batch axis."""
+        return F.squeeze(F.slice_axis(x, axis=0, begin=i, end=i + 1), axis=0)
+
+    def _check_inputs(self, rois, scores, gt_boxes, hard):
+        """``ValueError`` naming the argument unless the NDArray inputs fit together."""
+        check_boxes('rois', rois, batched=True)
+        check_boxes('gt_boxes', gt_boxes, batched=True)
+        batch, num, _ = rois.shape
+        num_box = gt_boxes.shape[1]
+        if batch != self._num_image:
+            raise ValueError('rois must hold num_image = {} images, got shape {}'.format(
+                self._num_image, tuple(rois.shape)))
+        if tuple(scores.shape) not in ((batch, num, 1), (batch, num)):
+            raise ValueError('scores must have shape (B, N, 1) = {} to go with rois {}, got {}'
+                             .format((batch, num, 1), tuple(rois.shape), tuple(scores.shape)))
+        if gt_boxes.shape[0] != batch or num_box == 0:
+            raise ValueError('gt_boxes must have shape (B, M, 4) with B = {} and M >= 1 (pad '
+                             'with rows of -1), got {}'.format(batch, tuple(gt_boxes.shape)))
+        if num + num_box < self._num_sample:
+            raise ValueError('num_sample = {} needs at least that many proposals plus boxes '
+                             'per image, got N + M = {} + {}'.format(self._num_sample, num,
+                                                                     num_box))
+        if hard is not None and tuple(hard.shape) != (batch, num_box):
+            raise ValueError('hard must have shape (B, M) = {} to go with gt_boxes {}, got {}'
+                             .format((batch, num_box), tuple(gt_boxes.shape),
+                                     tuple(hard.shape)))
+        contexts = {x.context for x in (rois, scores, gt_boxes, hard) if x is not None}
+        if len(contexts) > 1:
+            raise ValueError('rois, scores, gt_boxes and hard must be on one context, got {}'
+                             .format(sorted(str(c) for c in contexts)))
+        if hard is not None and use_numpy(hard):  # values too, where reading costs no device copy
+            check_flags('hard', hard)
+
+    def __repr__(self):
+        return ('{}(num_image={}, num_proposal={}, num_sample={}, pos_iou_thresh={}, '
+                'pos_ratio={}, max_num_gt={}, hard_iou_thresh={}, hard_iof_thresh={})').format(
+                    type(self).__name__, self._num_image, self._num_proposal, self._num_sample,
+                    self._pos_iou_thresh, self._rule.pos_ratio, self._max_num_gt,
+                    self._hard_iou_thresh, self._hard_iof_thresh)
