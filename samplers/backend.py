@@ -232,3 +232,33 @@ ND_OPS = types.SimpleNamespace(
 def ops(x):
     """:data:`NUMPY_OPS` when ``x`` takes the numpy backend (:func:`use_numpy`), else :data:`ND_OPS`."""
     return NUMPY_OPS if use_numpy(x) else ND_OPS
+
+
+# --------------------------------------------------------------------------- i10: more ops, mx.sym
+#: The same helpers for symbols (``mx.sym``), for rules run inside ``hybrid_forward``.
+#: ``where`` needs arguments of one shape here.
+SYM_OPS = types.SimpleNamespace(
+    name='symbol',
+    where=lambda c, x, y: mx.sym.where(c, x, y),
+    maximum=mx.sym.maximum,   # numbers or symbols
+    minimum=mx.sym.minimum,
+    max=lambda a, axis, keepdims=False: mx.sym.max(a, axis=axis, keepdims=keepdims),
+    sum=lambda a, axis, keepdims=False: mx.sym.sum(a, axis=axis, keepdims=keepdims),
+    argmax=lambda a, axis: mx.sym.argmax(a, axis=axis),
+    mask=lambda m: mx.sym.cast(m, 'float32'),
+    zeros_like=lambda a: mx.sym.zeros_like(mx.sym.cast(a, 'float32')),
+)
+
+# floor, and count: per-row number of nonzero entries of a 0/1 mask, (B, 1) float64 (exact
+# far past float32's 2**24, and safe to multiply by a huge ratio).
+NUMPY_OPS.floor = np.floor
+NUMPY_OPS.count = lambda m: np.asarray(m).sum(axis=1, keepdims=True, dtype=np.float64)
+ND_OPS.floor = mx.nd.floor
+ND_OPS.count = lambda m: mx.nd.sum(m.astype('float64'), axis=1, keepdims=True)
+SYM_OPS.floor = mx.sym.floor
+SYM_OPS.count = lambda m: mx.sym.sum(mx.sym.cast(m, 'float64'), axis=1, keepdims=True)
+
+
+def ops_F(F):
+    """The ops namespace for a Gluon ``F``: :data:`ND_OPS` for ``mx.nd``, :data:`SYM_OPS` for ``mx.sym``."""
+    return ND_OPS if F is mx.nd else SYM_OPS
