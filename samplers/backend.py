@@ -262,3 +262,12 @@ SYM_OPS.count = lambda m: mx.sym.sum(mx.sym.cast(m, 'float64'), axis=1, keepdims
 def ops_F(F):
     """The ops namespace for a Gluon ``F``: :data:`ND_OPS` for ``mx.nd``, :data:`SYM_OPS` for ``mx.sym``."""
     return ND_OPS if F is mx.nd else SYM_OPS
+
+# pick: a[..., idx[...], ...] along ``axis`` (idx one rank lower, any integer-valued dtype).
+NUMPY_OPS.pick = lambda a, idx, axis: np.take_along_axis(
+    a, np.expand_dims(np.asarray(idx).astype(np.int64), axis), axis).squeeze(axis)
+ND_OPS.pick = lambda a, idx, axis: mx.nd.pick(a, idx, axis=axis)
+SYM_OPS.pick = lambda a, idx, axis: mx.sym.pick(a, idx, axis=axis)
+NUMPY_OPS.log = np.log
+ND_OPS.log = mx.nd.log
+SYM_OPS.log = mx.sym.log
