@@ -158,6 +158,11 @@ class SSDTargetGenerator(gluon.Block):
             self._sampler._ratio if self._sampler else -1, self._stds)
 
     # pylint: disable=arguments-differ
+    def __call__(self, anchors, cls_preds, gt_boxes, gt_ids, hard=None):
+        # Gluon's Block.__call__ takes positional inputs only; let hard= be a keyword.
+        return super(SSDTargetGenerator, self).__call__(anchors, cls_preds, gt_boxes, gt_ids,
+                                                        hard)
+
     def forward(self, anchors, cls_preds, gt_boxes, gt_ids, hard=None):
         """``(cls_targets, box_targets, box_masks)``; see the class docstring."""
         if self._sampler is not None and cls_preds is None:
