@@ -1,5 +1,12 @@
 """Benchmark our samplers against GluonCV's: ``python -m samplers.bench``.
 
+How to add a case: below the existing cases, write one function decorated with
+``@case(name, goal, sizes)`` that builds the inputs and returns
+``bench.compare(what, ours={path: fn(i)}, reference=fn(i), agree=(ours(), theirs()))``
+(see ``_quota_case``); registration in :data:`CASES` puts it in the table, the
+JSON, the plot and ``--cases``. Add a row to the table below and a test in
+tests/test_bench.py.
+
 Every case runs ours and the reference in one process on identical inputs,
 alternating (the order flips every run so neither side always runs on a warm
 cache), and reports the median of ``--repeat`` runs (default 7) after one
@@ -35,10 +42,11 @@ call (nothing prepared from the anchors is reused). After timing, ours and
 GluonCV's run once more with subsampling off (``num_sample`` 10**6) and the
 notes say whether the results are the same (``--no-check`` skips this).
 
-A piece that is not written yet, or fails, shows as ``n/a`` with the reason;
-the run goes on. Inputs come from a seeded ``numpy.random.RandomState``; the
-samplers' own randomness is seeded once per run (``np.random.seed``,
-``mx.random.seed``).
+Goals are stated for the sizes at ``--scale 1`` and judged only at scale >= 1;
+below (``--quick``), ``met?`` shows ``n/a (scale < 1)``. A case that fails to
+build, or a side that raises, shows as ``n/a`` with the reason; the run goes on.
+Inputs come from a seeded ``numpy.random.RandomState``; the samplers' own
+randomness is seeded once per run (``np.random.seed``, ``mx.random.seed``).
 
 Options: ``--cases`` (subset), ``--repeat N``, ``--scale S`` (multiplies every
 size; ``--quick`` is ``--scale 0.01 --repeat 3 --no-rss``), ``--json``
@@ -65,7 +73,11 @@ import warnings
 import numpy as np
 import mxnet as mx
 
-from .boxes import box_iou, check_int, check_ratio
+from .backend import check_int, check_ratio
+from .boxes import box_iou
+from .ohem import OHEMSampler
+from .quota import QuotaSampler
+from .rpn import RPNTargetGenerator, RPNTargetSampler
 
 __all__ = ['CASES', 'rpn_anchors', 'random_boxes', 'time_alternating', 'goal_met',
            'machine_info', 'run', 'format_table', 'readme_block', 'rewrite_readme',
@@ -74,17 +86,6 @@ __all__ = ['CASES', 'rpn_anchors', 'random_boxes', 'time_alternating', 'goal_met
 README_START = '<!-- bench:start -->'
 README_END = '<!-- bench:end -->'
 
-#: Case name -> (goal kind, goal value). Kinds: 'faster' (reference / ours >= value),
-#: 'floor' (ours / floor <= value), 'memory' (peak / IoU matrix bytes < value).
-GOALS = {
-    'rpn-c4': ('faster', 4.0),
-    'rpn-fpn': ('faster', 4.0),
-    'rpn-sampler': ('floor', 2.0),
-    'quota': ('faster', 5.0),
-    'ohem': ('faster', 5.0),
-    'rpn-sampler-memory': ('memory', 3.0),
-}
-CASES = tuple(GOALS)
 QUICK_SCALE = 0.01
 
 C4_LEVELS = ((16, (32, 64, 128, 256, 512)),)
@@ -153,26 +154,6 @@ def _jitter(rng, boxes, amount=0.15):
                            np.maximum(out[:, :2], out[:, 2:])], axis=1).astype(np.float32)
 
 
-def _sizes(scale):
-    """Every size of every case at ``scale`` (1 = the sizes the issue names)."""
-    side = math.sqrt(scale)  # image sides scale by sqrt so anchor counts scale by `scale`
-
-    def image(h, w):
-        return max(64, int(round(h * side))), max(64, int(round(w * side)))
-
-    def count(n, low):
-        return max(low, int(round(n * scale)))
-
-    return {
-        'rpn-c4': {'image': image(600, 1000), 'boxes': count(20, 2)},
-        'rpn-fpn': {'image': image(800, 1333), 'boxes': count(50, 2)},
-        'quota': {'batch': count(8, 2), 'proposals': count(2000, 64), 'boxes': count(100, 4),
-                  'num_sample': count(512, 16), 'pos_ratio': 0.25},
-        'ohem': {'batch': count(32, 2), 'anchors': count(8732, 64), 'classes': 21, 'ratio': 3},
-        'memory': {'anchors': count(1000000, 2000), 'boxes': 10},
-    }
-
-
 def _rpn_inputs(rng, sizes, levels, runs):
     height, width = sizes['image']
     anchors = rpn_anchors(height, width, levels)
@@ -233,42 +214,19 @@ def _memory_ious(rng, num, m):
     return ious
 
 
-# --------------------------------------------------------------------------- pieces
-def _ours(module, name):
-    """``(class, None)`` from ``samplers.<module>``, or ``(None, reason)`` if not there yet."""
-    try:
-        return getattr(importlib.import_module('samplers.' + module), name), None
-    except ImportError as err:
-        return None, 'samplers.{} not available ({})'.format(module, err)
-    except AttributeError:
-        return None, 'samplers.{} has no {}'.format(module, name)
-
-
-def _theirs(module, name):
-    """``(class, None)`` from GluonCV, or ``(None, reason)``."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
-            return getattr(importlib.import_module('gluoncv.' + module), name), None
-    except (ImportError, AttributeError) as err:
-        return None, 'gluoncv {}.{} not available ({})'.format(module, name, err)
-
-
-def _make(cls, reason, *args, **kwargs):
-    """``(instance, None)``, or ``(None, reason)`` if ``cls`` is missing or its constructor fails.
-
-    Any exception counts: a piece may still be half-written while the bench runs.
-    """
-    if cls is None:
-        return None, reason
-    try:
-        return cls(*args, **kwargs), None
-    except Exception as err:  # pylint: disable=broad-except
-        return None, '{}(...) failed: {}: {}'.format(cls.__name__, type(err).__name__, err)
-
-
+# --------------------------------------------------------------------------- comparing
 #: num_sample large enough that no quota ever bites, so results are deterministic.
 NO_SUBSAMPLING = 10 ** 6
+
+
+def gluoncv(module, name):
+    """GluonCV's ``gluoncv.<module>.<name>`` (imported on first use, its warnings silenced).
+
+    ``ImportError`` when gluoncv is not installed: the case then shows n/a with that reason.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        return getattr(importlib.import_module('gluoncv.' + module), name)
 
 
 def _host(x):
@@ -288,20 +246,12 @@ def _count_differences(ours, theirs):
     return total
 
 
-def _when(piece, fn):
-    """``fn``, or None when ``piece`` (the instance it would call) is missing."""
-    return None if piece is None else fn
-
-
 def _check_agreement(row, ours_fn, theirs_fn, compare=_count_differences):
     """Run both sides once with subsampling off; record whether their results agree.
 
-    Sets ``row['same_as_gluoncv']`` (True, False, or None when a side is missing
-    or fails) and adds a note. Speed must not come from a different answer.
+    Sets ``row['same_as_gluoncv']`` (True, False, or None when a side fails)
+    and adds a note. Speed must not come from a different answer.
     """
-    row['same_as_gluoncv'] = None
-    if ours_fn is None or theirs_fn is None:
-        return
     try:
         diff = compare(ours_fn(), theirs_fn())
     except Exception as err:  # pylint: disable=broad-except
@@ -375,18 +325,34 @@ def goal_met(kind, value, ratio):
     raise ValueError('goal kind must be faster, floor or memory, got {!r}'.format(kind))
 
 
+def goal_applies(scale):
+    """Whether a goal is judged at ``scale``: goals are stated for the sizes at scale 1.
+
+    Below that (``--quick`` is scale 0.01) fixed per-call costs dominate, so
+    ``met?`` shows ``n/a`` and the ratio is only a smoke-test number.
+    """
+    return scale >= 1
+
+
 def _empty_row(case, what, reference, *notes):
     """A result row with nothing measured yet (every measurement None, shown as n/a)."""
     kind, value = GOALS[case]
     return {'case': case, 'what': what, 'reference': reference, 'ours_ms': None,
             'ref_ms': None, 'ratio': None, 'goal': {'kind': kind, 'value': value}, 'met': None,
-            'path': None, 'timings_ms': {}, 'same_as_gluoncv': None,
+            'goal_applies': True, 'path': None, 'timings_ms': {}, 'same_as_gluoncv': None,
             'notes': [n for n in notes if n]}
 
 
-def _row(case, what, reference, timings, ours_labels, ref_label, extra_labels=()):
+def _judge(row, applies=True):
+    """Fill ``row['met']`` from its ratio, or leave it None when the goal does not apply."""
+    row['goal_applies'] = bool(applies)
+    row['met'] = goal_met(row['goal']['kind'], row['goal']['value'], row['ratio']) \
+        if applies else None
+
+
+def _row(case, what, reference, timings, ours_labels, ref_label, extra_labels=(), applies=True):
     """One result row from ``time_alternating`` output: our first working path vs the reference."""
-    kind, value = GOALS[case]
+    kind = GOALS[case][0]
     row = _empty_row(case, what, reference)
     for label, t in timings.items():
         row['timings_ms'][label] = round(t['median'] * 1e3, 4) if 'median' in t else None
@@ -405,7 +371,7 @@ def _row(case, what, reference, timings, ours_labels, ref_label, extra_labels=()
     if row['ours_ms'] is not None and row['ref_ms'] is not None:
         row['ratio'] = (row['ref_ms'] / row['ours_ms'] if kind == 'faster'
                         else row['ours_ms'] / row['ref_ms'])
-        row['met'] = goal_met(kind, value, row['ratio'])
+    _judge(row, applies)
     for label in extra_labels:
         t = timings.get(label, {})
         if 'median' in t:
@@ -416,119 +382,179 @@ def _row(case, what, reference, timings, ours_labels, ref_label, extra_labels=()
 
 
 # --------------------------------------------------------------------------- cases
-def _case_rpn(case, sizes, levels, repeat, warmup, rng, check):
-    anchors, boxes, width, height = _rpn_inputs(rng, sizes, levels, warmup + repeat)
-    what = 'RPNTargetGenerator, {}x{} image, {:,} anchors x {} boxes'.format(
-        height, width, len(anchors), sizes['boxes'])
-    ours_cls, why_ours = _ours('rpn', 'RPNTargetGenerator')
-    # One instance per path, so neither path reuses what the other prepared from the anchors.
-    ours_nd, why_ours = _make(ours_cls, why_ours)
-    ours_np, _ = _make(ours_cls, why_ours)
-    theirs, why_theirs = _make(*_theirs('model_zoo.rcnn.rpn.rpn_target', 'RPNTargetGenerator'))
-    anchors_nd = mx.nd.array(anchors)
-    boxes_nd = [mx.nd.array(b) for b in boxes]
-    runners = {}
-    if ours_nd is not None:
-        runners['ours:NDArray in'] = lambda i: ours_nd(boxes_nd[i], anchors_nd, width, height)
-        runners['ours:numpy in'] = lambda i: ours_np(boxes[i], anchors, width, height)
-        # A new instance every call: nothing prepared from the anchors survives, as when
-        # every image of an epoch has a new size.
-        runners['ours:cold'] = lambda i: ours_cls()(boxes_nd[i], anchors_nd, width, height)
-    if theirs is not None:
-        runners['gluoncv'] = lambda i: theirs(boxes_nd[i], anchors_nd, width, height)
-    row = _row(case, what, 'GluonCV', time_alternating(runners, repeat, warmup),
-               ['ours:NDArray in', 'ours:numpy in'], 'gluoncv')
-    row['notes'] = [r for r in (why_ours, why_theirs) if r] + row['notes']
-    cold = row['timings_ms'].get('ours:cold')
-    if cold:
-        row['notes'].append('no anchor cache (new generator per call, NDArray in) {}{}'.format(
-            _ms(cold), ', {:.1f}x faster'.format(row['ref_ms'] / cold) if row['ref_ms'] else ''))
-    if check:
-        args = (boxes_nd[0], anchors_nd, width, height)
-        _check_agreement(row, _when(ours_nd, lambda: ours_cls(NO_SUBSAMPLING)(*args)),
-                         _when(theirs, lambda: type(theirs)(NO_SUBSAMPLING)(*args)))
-    return row
+class Case:
+    """A registered case: its name, goal, sizes and the function that builds its row.
+
+    ``goal`` is ``(kind, value)``: 'faster' (reference / ours >= value), 'floor'
+    (ours / floor <= value) or 'memory' (peak / IoU matrix bytes < value).
+    ``sizes(s)`` returns the case's sizes from a :class:`Sizes` ``s``.
+    """
+
+    def __init__(self, name, goal, sizes, build):
+        self.name, self.goal, self.sizes, self.build = name, goal, sizes, build
 
 
-def _case_rpn_sampler(sizes, repeat, warmup, rng, check):
+#: name -> :class:`Case`, in the order the table lists them (see the top of this file).
+CASES = {}
+#: Case name -> (goal kind, goal value); filled by :func:`case`.
+GOALS = {}
+
+
+def case(name, goal, sizes):
+    """Register the decorated ``build(bench, sizes, rng)`` as case ``name`` (see :class:`Case`)."""
+    kind, _ = goal
+    if kind not in ('faster', 'floor', 'memory'):
+        raise ValueError('goal kind must be faster, floor or memory, got {!r}'.format(kind))
+
+    def register(build):
+        CASES[name] = Case(name, goal, sizes, build)
+        GOALS[name] = goal
+        return build
+    return register
+
+
+class Sizes:
+    """Scale-aware sizes: image sides scale by sqrt(scale), counts by scale (with a floor)."""
+
+    def __init__(self, scale):
+        self.scale = scale
+
+    def image(self, height, width):
+        side = math.sqrt(self.scale)  # so anchor counts scale by `scale`
+        return max(64, int(round(height * side))), max(64, int(round(width * side)))
+
+    def count(self, n, low):
+        return max(low, int(round(n * self.scale)))
+
+
+class Bench:
+    """What a case's build function gets: the run's settings and :meth:`compare`."""
+
+    def __init__(self, name, repeat, warmup, scale, seed, check, rss):
+        self.name, self.repeat, self.warmup, self.scale = name, repeat, warmup, scale
+        self.seed, self.check, self.rss = seed, check, rss
+
+    def compare(self, what, ours, reference, reference_name='GluonCV', others=None,
+                agree=None, notes=()):
+        """Time ``ours`` against ``reference`` and return the case's row.
+
+        ``ours`` maps a path label (such as ``'NDArray in'``) to ``fn(i)``; the
+        first path is the one the ratio uses (the inputs GluonCV gets).
+        ``reference`` is ``fn(i)``, named ``reference_name`` in the table.
+        ``others`` (label -> ``fn(i)``) are timed too and reported in the notes.
+        ``i`` is the run index, for cases with inputs per run. ``agree``, when
+        given, is ``(ours(), theirs())`` or ``(ours(), theirs(), compare)``:
+        zero-argument calls with subsampling off whose results must match
+        (skipped by ``--no-check``). ``notes`` are added as they are.
+        """
+        runners = {'ours:' + label: fn for label, fn in ours.items()}
+        runners[reference_name] = reference
+        runners.update(others or {})
+        timings = time_alternating(runners, self.repeat, self.warmup)
+        row = _row(self.name, what, reference_name, timings, list(runners)[:len(ours)],
+                   reference_name, list(others or ()), goal_applies(self.scale))
+        row['notes'].extend(notes)
+        if agree is not None and self.check:
+            _check_agreement(row, *agree)
+        return row
+
+
+def _rpn_generator_case(levels):
+    def build(bench, sizes, rng):
+        anchors, boxes, width, height = _rpn_inputs(rng, sizes, levels,
+                                                    bench.warmup + bench.repeat)
+        anchors_nd, boxes_nd = mx.nd.array(anchors), [mx.nd.array(b) for b in boxes]
+        theirs_cls = gluoncv('model_zoo.rcnn.rpn.rpn_target', 'RPNTargetGenerator')
+        # One instance per path, so neither reuses what the other prepared from the anchors.
+        ours_nd, ours_np, theirs = RPNTargetGenerator(), RPNTargetGenerator(), theirs_cls()
+        return bench.compare(
+            'RPNTargetGenerator, {}x{} image, {:,} anchors x {} boxes'.format(
+                height, width, len(anchors), sizes['boxes']),
+            ours={'NDArray in': lambda i: ours_nd(boxes_nd[i], anchors_nd, width, height),
+                  'numpy in': lambda i: ours_np(boxes[i], anchors, width, height)},
+            reference=lambda i: theirs(boxes_nd[i], anchors_nd, width, height),
+            # A new generator every call: nothing prepared from the anchors survives, as
+            # when every image of an epoch has a new size.
+            others={'no anchor cache (new generator per call, NDArray in)':
+                    lambda i: RPNTargetGenerator()(boxes_nd[i], anchors_nd, width, height)},
+            agree=(lambda: RPNTargetGenerator(NO_SUBSAMPLING)(boxes_nd[0], anchors_nd, width,
+                                                              height),
+                   lambda: theirs_cls(NO_SUBSAMPLING)(boxes_nd[0], anchors_nd, width, height)))
+    return build
+
+
+case('rpn-c4', ('faster', 4.0),
+     lambda s: {'image': s.image(600, 1000), 'boxes': s.count(20, 2)})(
+         _rpn_generator_case(C4_LEVELS))
+case('rpn-fpn', ('faster', 4.0),
+     lambda s: {'image': s.image(800, 1333), 'boxes': s.count(50, 2)})(
+         _rpn_generator_case(FPN_LEVELS))
+
+
+@case('rpn-sampler', ('floor', 2.0), CASES['rpn-fpn'].sizes)
+def _rpn_sampler_case(bench, sizes, rng):
     anchors, boxes, width, height = _rpn_inputs(rng, sizes, FPN_LEVELS, 1)
     ious = _rpn_ious(anchors, boxes[0], width, height)
-    what = 'RPNTargetSampler on a {:,} x {} float32 IoU matrix (rpn-fpn)'.format(*ious.shape)
-    num_sample, pos, neg, ratio = 256, 0.7, 0.3, 0.5
-    ours, why_ours = _make(*_ours('rpn', 'RPNTargetSampler'), num_sample, pos, neg, ratio)
-    theirs, why_theirs = _make(*_theirs('model_zoo.rcnn.rpn.rpn_target', 'RPNTargetSampler'),
-                               num_sample, pos, neg, ratio)
+    rule = (256, 0.7, 0.3, 0.5)  # num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio
+    theirs_cls = gluoncv('model_zoo.rcnn.rpn.rpn_target', 'RPNTargetSampler')
+    ours, theirs = RPNTargetSampler(*rule), theirs_cls(*rule)
+    every = (NO_SUBSAMPLING,) + rule[1:]
+
+    def labels_and_positive_matches(out):
+        samples, matches = (_host(v) for v in out)
+        return samples, np.where(samples > 0, matches, -1)
+
     # The floor is the per-anchor max every RPN rule needs; a max over the whole matrix (one
     # contiguous pass, no per-row reduction) is timed too, as a stricter point of comparison.
-    runners = {'floor': lambda i: ious.max(axis=1), 'ious.max() whole matrix': lambda i: ious.max()}
-    if ours is not None:
-        runners['ours:numpy in'] = lambda i: ours(ious)
-    if theirs is not None:
-        runners['gluoncv'] = lambda i: theirs(ious)
-    row = _row('rpn-sampler', what, 'floor: ious.max(axis=1)',
-               time_alternating(runners, repeat, warmup), ['ours:numpy in'], 'floor',
-               ['gluoncv', 'ious.max() whole matrix'])
-    row['notes'] = [r for r in (why_ours, why_theirs) if r] + row['notes']
-    if check:
-        def labels_and_positive_matches(out):
-            samples, matches = (_host(v) for v in out)
-            return samples, np.where(samples > 0, matches, -1)
-
-        rule = (NO_SUBSAMPLING, pos, neg, ratio)
-        _check_agreement(
-            row, _when(ours, lambda: labels_and_positive_matches(type(ours)(*rule)(ious))),
-            _when(theirs, lambda: labels_and_positive_matches(type(theirs)(*rule)(ious))))
-    return row
+    return bench.compare(
+        'RPNTargetSampler on a {:,} x {} float32 IoU matrix (rpn-fpn)'.format(*ious.shape),
+        ours={'numpy in': lambda i: ours(ious)},
+        reference=lambda i: ious.max(axis=1), reference_name='floor: ious.max(axis=1)',
+        others={'gluoncv': lambda i: theirs(ious),
+                'ious.max() whole matrix': lambda i: ious.max()},
+        agree=(lambda: labels_and_positive_matches(RPNTargetSampler(*every)(ious)),
+               lambda: labels_and_positive_matches(theirs_cls(*every)(ious))))
 
 
-def _case_quota(sizes, repeat, warmup, rng, check):
+@case('quota', ('faster', 5.0),
+      lambda s: {'batch': s.count(8, 2), 'proposals': s.count(2000, 64),
+                 'boxes': s.count(100, 4), 'num_sample': s.count(512, 16), 'pos_ratio': 0.25})
+def _quota_case(bench, sizes, rng):
     matches, ious = _quota_inputs(rng, sizes)
-    what = 'QuotaSampler, {} images x {} proposals x {} boxes, num_sample {}'.format(
-        sizes['batch'], sizes['proposals'], sizes['boxes'], sizes['num_sample'])
     args = dict(num_sample=sizes['num_sample'], pos_thresh=0.5, neg_thresh_high=0.5,
                 neg_thresh_low=0.0, pos_ratio=sizes['pos_ratio'])
-    ours, why_ours = _make(*_ours('quota', 'QuotaSampler'), **args)
-    theirs, why_theirs = _make(*_theirs('nn.sampler', 'QuotaSampler'), **args)
+    every = dict(args, num_sample=NO_SUBSAMPLING)
+    theirs_cls = gluoncv('nn.sampler', 'QuotaSampler')
+    ours, theirs = QuotaSampler(**args), theirs_cls(**args)
     matches_nd, ious_nd = mx.nd.array(matches), mx.nd.array(ious)
-    runners = {}
-    if ours is not None:
-        runners['ours:NDArray in'] = lambda i: ours(matches_nd, ious_nd)
-        runners['ours:numpy in'] = lambda i: ours(matches, ious)
-    if theirs is not None:
-        runners['gluoncv'] = lambda i: theirs(matches_nd, ious_nd)
+    return bench.compare(
+        'QuotaSampler, {} images x {} proposals x {} boxes, num_sample {}'.format(
+            sizes['batch'], sizes['proposals'], sizes['boxes'], sizes['num_sample']),
+        ours={'NDArray in': lambda i: ours(matches_nd, ious_nd),
+              'numpy in': lambda i: ours(matches, ious)},
+        reference=lambda i: theirs(matches_nd, ious_nd),
         # The CustomOp twin GluonCV uses inside hybridized R-CNN graphs.
-        runners['gluoncv CustomOp'] = lambda i: mx.nd.Custom(
-            matches_nd, ious_nd, op_type='quota_sampler', **args)
-    row = _row('quota', what, 'GluonCV', time_alternating(runners, repeat, warmup),
-               ['ours:NDArray in', 'ours:numpy in'], 'gluoncv', ['gluoncv CustomOp'])
-    row['notes'] = [r for r in (why_ours, why_theirs) if r] + row['notes']
-    if check:
-        every = dict(args, num_sample=NO_SUBSAMPLING)
-        _check_agreement(row, _when(ours, lambda: type(ours)(**every)(matches_nd, ious_nd)),
-                         _when(theirs, lambda: type(theirs)(**every)(matches_nd, ious_nd)))
-    return row
+        others={'gluoncv CustomOp': lambda i: mx.nd.Custom(
+            matches_nd, ious_nd, op_type='quota_sampler', **args)},
+        agree=(lambda: QuotaSampler(**every)(matches_nd, ious_nd),
+               lambda: theirs_cls(**every)(matches_nd, ious_nd)))
 
 
-def _case_ohem(sizes, repeat, warmup, rng, check):
-    matches, logits, ious = _ohem_inputs(rng, sizes)
-    what = 'OHEMSampler, {} x {} anchors x {} classes, ratio {}'.format(
-        sizes['batch'], sizes['anchors'], sizes['classes'], sizes['ratio'])
-    ours, why_ours = _make(*_ours('ohem', 'OHEMSampler'), sizes['ratio'])
-    theirs, why_theirs = _make(*_theirs('nn.sampler', 'OHEMSampler'), sizes['ratio'])
-    nds = [mx.nd.array(a) for a in (matches, logits, ious)]
-    runners = {}
-    if ours is not None:
-        runners['ours:NDArray in'] = lambda i: ours(*nds)
-        runners['ours:numpy in'] = lambda i: ours(matches, logits, ious)
-    if theirs is not None:
-        runners['gluoncv'] = lambda i: theirs(*nds)
-    row = _row('ohem', what, 'GluonCV', time_alternating(runners, repeat, warmup),
-               ['ours:NDArray in', 'ours:numpy in'], 'gluoncv')
-    row['notes'] = [r for r in (why_ours, why_theirs) if r] + row['notes']
-    if check:  # OHEM draws nothing at random: the timed call is already comparable
-        _check_agreement(row, _when(ours, lambda: type(ours)(sizes['ratio'])(*nds)),
-                         _when(theirs, lambda: type(theirs)(sizes['ratio'])(*nds)))
-    return row
+@case('ohem', ('faster', 5.0),
+      lambda s: {'batch': s.count(32, 2), 'anchors': s.count(8732, 64), 'classes': 21,
+                 'ratio': 3})
+def _ohem_case(bench, sizes, rng):
+    arrays = _ohem_inputs(rng, sizes)  # matches, logits, ious
+    nds = [mx.nd.array(a) for a in arrays]
+    theirs_cls = gluoncv('nn.sampler', 'OHEMSampler')
+    ours, theirs = OHEMSampler(sizes['ratio']), theirs_cls(sizes['ratio'])
+    return bench.compare(
+        'OHEMSampler, {} x {} anchors x {} classes, ratio {}'.format(
+            sizes['batch'], sizes['anchors'], sizes['classes'], sizes['ratio']),
+        ours={'NDArray in': lambda i: ours(*nds), 'numpy in': lambda i: ours(*arrays)},
+        reference=lambda i: theirs(*nds),
+        # OHEM draws nothing at random: the timed call is already comparable.
+        agree=(lambda: ours(*nds), lambda: theirs(*nds)))
 
 
 def _traced_peak(fn, arg):
@@ -548,7 +574,6 @@ def _traced_peak(fn, arg):
 
 def _rss_child(num, m, seed):
     """Run in a fresh process: peak RSS growth of one RPNTargetSampler call, printed as JSON."""
-    from samplers.rpn import RPNTargetSampler  # pylint: disable=import-outside-toplevel
 
     def status(key):
         with open('/proc/self/status') as f:
@@ -586,41 +611,32 @@ def _rss_peak(num, m, seed):
         return None, 'RSS probe failed: {} {}'.format(type(err).__name__, ' '.join(tail))
 
 
-def _case_memory(sizes, rng, seed, rss):
+@case('rpn-sampler-memory', ('memory', 3.0),
+      lambda s: {'anchors': s.count(1000000, 2000), 'boxes': 10})
+def _memory_case(bench, sizes, rng):
     num, m = sizes['anchors'], sizes['boxes']
     ious = _memory_ious(rng, num, m)
-    what = 'RPNTargetSampler peak memory, {:,} anchors x {} boxes (IoU matrix {})'.format(
-        num, m, _mb(ious.nbytes))
-    ours, why_ours = _make(*_ours('rpn', 'RPNTargetSampler'), 256, 0.7, 0.3, 0.5)
-    theirs, why_theirs = _make(*_theirs('model_zoo.rcnn.rpn.rpn_target', 'RPNTargetSampler'),
-                               256, 0.7, 0.3, 0.5)
-    row = _empty_row('rpn-sampler-memory', what, 'IoU matrix bytes', why_ours, why_theirs)
+    row = _empty_row(bench.name, 'RPNTargetSampler peak memory, {:,} anchors x {} boxes '
+                     '(IoU matrix {})'.format(num, m, _mb(ious.nbytes)), 'IoU matrix bytes')
     row['matrix_bytes'] = ious.nbytes
-    row['ref_ms'] = None
-    if ours is not None:
-        try:
-            peak = _traced_peak(ours, ious)
-            row['ours_peak_bytes'] = peak
-            row['ratio'] = peak / ious.nbytes
-            row['met'] = goal_met('memory', GOALS['rpn-sampler-memory'][1], row['ratio'])
-            row['path'] = 'numpy (tracemalloc)'
-        except Exception as err:  # pylint: disable=broad-except
-            row['notes'].append('ours: {}: {}'.format(type(err).__name__, err))
-    if theirs is not None:
-        try:
-            peak = _traced_peak(theirs, ious)
-            row['gluoncv_peak_bytes'] = peak
-            row['notes'].append('GluonCV {:.2f}x matrix'.format(peak / ious.nbytes))
-        except Exception as err:  # pylint: disable=broad-except
-            row['notes'].append('gluoncv: {}: {}'.format(type(err).__name__, err))
-    if rss and ours is not None:
-        peak, why = _rss_peak(num, m, seed)
-        if peak is None:
+    peak = _traced_peak(RPNTargetSampler(256, 0.7, 0.3, 0.5), ious)
+    row.update(ours_peak_bytes=peak, ratio=peak / ious.nbytes, path='numpy (tracemalloc)')
+    _judge(row, goal_applies(bench.scale))
+    try:
+        theirs = gluoncv('model_zoo.rcnn.rpn.rpn_target', 'RPNTargetSampler')(256, 0.7, 0.3, 0.5)
+        row['gluoncv_peak_bytes'] = _traced_peak(theirs, ious)
+        row['notes'].append('GluonCV {:.2f}x matrix'.format(row['gluoncv_peak_bytes'] /
+                                                             ious.nbytes))
+    except Exception as err:  # pylint: disable=broad-except
+        row['notes'].append('gluoncv: {}: {}'.format(type(err).__name__, err))
+    if bench.rss:
+        rss, why = _rss_peak(num, m, bench.seed)
+        if rss is None:
             row['notes'].append(why)
         else:
-            row['ours_rss_peak_bytes'] = peak
+            row['ours_rss_peak_bytes'] = rss
             row['notes'].append('peak RSS growth (subprocess) {:.2f}x matrix'.format(
-                peak / ious.nbytes))
+                rss / ious.nbytes))
     return row
 
 
@@ -662,44 +678,40 @@ def machine_info():
 
 
 # --------------------------------------------------------------------------- run and report
-def run(cases=CASES, repeat=7, warmup=1, scale=1.0, seed=0, rss=True, check=True):
+def run(cases=None, repeat=7, warmup=1, scale=1.0, seed=0, rss=True, check=True):
     """Run the named cases; returns the report dict that ``--json`` prints.
 
-    ``cases`` names from :data:`CASES`; ``repeat`` (>= 1) timed runs after
-    ``warmup`` runs; ``scale`` (> 0) multiplies every size; ``seed`` seeds the
-    inputs and the samplers' RNGs; ``rss`` adds the subprocess peak-RSS check
-    to the memory case; ``check`` runs ours and GluonCV once more with
+    ``cases`` names from :data:`CASES` (default all); ``repeat`` (>= 1) timed
+    runs after ``warmup`` runs; ``scale`` (> 0) multiplies every size (goals
+    are judged only at scale >= 1, see :func:`goal_applies`); ``seed`` seeds
+    the inputs and the samplers' RNGs; ``rss`` adds the subprocess peak-RSS
+    check to the memory case; ``check`` runs ours and GluonCV once more with
     subsampling off and records whether the results agree
     (``same_as_gluoncv``). ``ValueError`` on a bad argument, before any work.
+    A case that fails to build shows n/a with the error; the run goes on.
     """
-    unknown = [c for c in cases if c not in GOALS]
+    cases = list(CASES) if cases is None else list(cases)
+    unknown = [c for c in cases if c not in CASES]
     if unknown or not cases:
         raise ValueError('cases must be a non-empty subset of {}, got {}'.format(
-            list(CASES), list(cases)))
+            list(CASES), cases))
     repeat = check_int('repeat', repeat, 1)
     warmup = check_int('warmup', warmup, 0)
     scale = check_ratio('scale', scale, 0.0, 100.0, low_open=True)
     seed = check_int('seed', seed, 0)
-    sizes = _sizes(scale)
     np.random.seed(seed)
     mx.random.seed(seed)
-    rows = []
-    for case in CASES:
-        if case not in cases:
+    rows, sizes = [], {}
+    for index, (name, spec) in enumerate(CASES.items()):
+        if name not in cases:
             continue
-        rng = np.random.RandomState(seed + CASES.index(case))
-        if case == 'rpn-c4':
-            rows.append(_case_rpn(case, sizes[case], C4_LEVELS, repeat, warmup, rng, check))
-        elif case == 'rpn-fpn':
-            rows.append(_case_rpn(case, sizes[case], FPN_LEVELS, repeat, warmup, rng, check))
-        elif case == 'rpn-sampler':
-            rows.append(_case_rpn_sampler(sizes['rpn-fpn'], repeat, warmup, rng, check))
-        elif case == 'quota':
-            rows.append(_case_quota(sizes[case], repeat, warmup, rng, check))
-        elif case == 'ohem':
-            rows.append(_case_ohem(sizes[case], repeat, warmup, rng, check))
-        else:
-            rows.append(_case_memory(sizes['memory'], rng, seed, rss))
+        sizes[name] = spec.sizes(Sizes(scale))
+        bench = Bench(name, repeat, warmup, scale, seed, check, rss)
+        try:
+            rows.append(spec.build(bench, sizes[name], np.random.RandomState(seed + index)))
+        except Exception as err:  # pylint: disable=broad-except
+            rows.append(_empty_row(name, name, 'n/a', 'case failed: {}: {}'.format(
+                type(err).__name__, err)))
     return {'machine': machine_info(),
             'settings': {'repeat': repeat, 'warmup': warmup, 'scale': scale, 'seed': seed,
                          'check': bool(check), 'sizes': sizes},
@@ -763,7 +775,8 @@ def format_table(report):
             ref = _ms(row['ref_ms'])
             if row['ref_ms'] is not None and row['goal']['kind'] == 'floor':
                 ref += ' (floor)'
-        met = {True: 'yes', False: '**no**', None: 'n/a'}[row['met']]
+        met = ({True: 'yes', False: '**no**', None: 'n/a'}[row['met']]
+               if row.get('goal_applies', True) else 'n/a (scale < 1)')
         lines.append('| ' + ' | '.join(_cell(c) for c in (
             row['case'], ours, ref, _ratio_text(row), _goal_text(row['goal']), met,
             row['path'] or 'n/a', '; '.join([row['what']] + row['notes']))) + ' |')

@@ -32,19 +32,22 @@ class FakeSampler:
         return np.zeros(3)
 
 
-def _fake_ours(fail=False):
-    def fake(module, name):
-        return (lambda *a, **k: FakeSampler(fail=fail)), None
-    return fake
+OUR_PIECES = ('RPNTargetGenerator', 'RPNTargetSampler', 'QuotaSampler', 'OHEMSampler')
+GLUONCV_HOMES = {'RPNTargetGenerator': 'model_zoo.rcnn.rpn.rpn_target',
+                 'RPNTargetSampler': 'model_zoo.rcnn.rpn.rpn_target',
+                 'QuotaSampler': 'nn.sampler', 'OHEMSampler': 'nn.sampler'}
 
 
-GLUONCV_HOMES = {'rpn': 'model_zoo.rcnn.rpn.rpn_target', 'quota': 'nn.sampler',
-                 'ohem': 'nn.sampler'}
+def use_fakes(monkeypatch, fail=False):
+    """Every case times FakeSampler as ours (the cases look our classes up in bench)."""
+    for name in OUR_PIECES:
+        monkeypatch.setattr(bench, name, lambda *a, **k: FakeSampler(fail=fail))
 
 
-def _gluoncv_as_ours(module, name):
+def use_gluoncv_as_ours(monkeypatch):
     """Pretend GluonCV's own pieces are ours: the answers then agree by construction."""
-    return bench._theirs(GLUONCV_HOMES[module], name)  # pylint: disable=protected-access
+    for name in OUR_PIECES:
+        monkeypatch.setattr(bench, name, bench.gluoncv(GLUONCV_HOMES[name], name))
 
 
 # --------------------------------------------------------------------------- inputs
@@ -185,31 +188,56 @@ def test_json_output_parses_back_to_the_report(capsys, monkeypatch, quick_report
         json.dumps(quick_report['cases']))
 
 
-def test_missing_piece_shows_na_with_the_reason(monkeypatch):
-    monkeypatch.setattr(bench, '_ours', lambda m, n: (None, 'samplers.{} not written'.format(m)))
-    row = bench.run(['quota'], repeat=1, scale=bench.QUICK_SCALE)['cases'][0]
-    assert row['ours_ms'] is None and row['ratio'] is None and row['met'] is None
-    assert 'samplers.quota not written' in row['notes']
-    assert '| quota | n/a |' in bench.format_table({'cases': [row], **_meta()})
+def test_case_that_fails_to_build_shows_na_with_the_reason_and_the_run_goes_on(monkeypatch):
+    def broken(*args, **kwargs):
+        raise TypeError('bad constructor')
+
+    monkeypatch.setattr(bench, 'QuotaSampler', broken)
+    rows = bench.run(['quota', 'ohem'], repeat=1, scale=bench.QUICK_SCALE)['cases']
+    assert rows[0]['ours_ms'] is None and rows[0]['ratio'] is None and rows[0]['met'] is None
+    assert 'case failed: TypeError: bad constructor' in rows[0]['notes']
+    assert '| quota | n/a |' in bench.format_table({'cases': rows[:1], **_meta()})
+    assert rows[1]['case'] == 'ohem' and rows[1]['ours_ms'] > 0
 
 
 def test_piece_that_raises_shows_na_with_the_error(monkeypatch):
-    monkeypatch.setattr(bench, '_ours', _fake_ours(fail=True))
+    use_fakes(monkeypatch, fail=True)
     row = bench.run(['ohem'], repeat=1, scale=bench.QUICK_SCALE)['cases'][0]
     assert row['ours_ms'] is None and row['met'] is None
     assert any('RuntimeError: not finished' in note for note in row['notes'])
 
 
-def test_ratio_and_met_are_filled_when_both_sides_run(monkeypatch):
-    monkeypatch.setattr(bench, '_ours', _fake_ours())
+def test_ratio_is_filled_when_both_sides_run_and_met_is_na_below_scale_1(monkeypatch):
+    use_fakes(monkeypatch)
     row = bench.run(['rpn-c4'], repeat=1, scale=bench.QUICK_SCALE)['cases'][0]
     assert row['path'] in ('NDArray in', 'numpy in')
     assert row['ratio'] == pytest.approx(row['ref_ms'] / row['ours_ms'])
-    assert row['met'] == (row['ratio'] >= 4)
+    assert row['goal_applies'] is False and row['met'] is None
+
+
+def test_quick_table_says_na_for_goals_instead_of_no(quick_report):
+    table = bench.format_table(quick_report)
+    assert '**no**' not in table and '| yes |' not in table
+    for line in table.splitlines()[2:2 + len(bench.CASES)]:
+        assert '| n/a (scale < 1) |' in line, line
+
+
+@pytest.mark.parametrize('scale, applies', [(0.01, False), (0.999, False), (1, True), (2, True)])
+def test_goals_are_judged_from_scale_1(scale, applies):
+    assert bench.goal_applies(scale) is applies
+
+
+@pytest.mark.parametrize('ours, theirs, met', [(1.0, 4.0, True), (1.0, 3.9, False)])
+def test_met_follows_the_goal_where_it_applies(ours, theirs, met):
+    timings = {'ours:NDArray in': {'median': ours}, 'gluoncv': {'median': theirs}}
+    row = bench._row('rpn-c4', 'what', 'GluonCV', timings, ['ours:NDArray in'], 'gluoncv')
+    assert row['met'] is met
+    assert ('| yes |' if met else '| **no** |') in bench.format_table({'cases': [row],
+                                                                        **_meta()})
 
 
 def test_floor_case_ratio_is_ours_over_the_floor(monkeypatch):
-    monkeypatch.setattr(bench, '_ours', _fake_ours())
+    use_fakes(monkeypatch)
     row = bench.run(['rpn-sampler'], repeat=1, scale=bench.QUICK_SCALE)['cases'][0]
     assert row['reference'].startswith('floor')
     assert row['ratio'] == pytest.approx(row['ours_ms'] / row['ref_ms'])
@@ -217,7 +245,7 @@ def test_floor_case_ratio_is_ours_over_the_floor(monkeypatch):
 
 
 def test_memory_case_reports_peak_as_multiple_of_the_iou_matrix(monkeypatch):
-    monkeypatch.setattr(bench, '_ours', _fake_ours())
+    use_fakes(monkeypatch)
     row = bench.run(['rpn-sampler-memory'], scale=bench.QUICK_SCALE, rss=False)['cases'][0]
     assert row['ratio'] == pytest.approx(row['ours_peak_bytes'] / row['matrix_bytes'])
     assert any(note.startswith('GluonCV ') for note in row['notes'])
@@ -225,24 +253,56 @@ def test_memory_case_reports_peak_as_multiple_of_the_iou_matrix(monkeypatch):
 
 @pytest.mark.parametrize('case', ['rpn-c4', 'rpn-sampler', 'quota', 'ohem'])
 def test_agreement_with_gluoncv_is_recorded(monkeypatch, case):
-    monkeypatch.setattr(bench, '_ours', _gluoncv_as_ours)
+    use_gluoncv_as_ours(monkeypatch)
     row = bench.run([case], repeat=1, scale=bench.QUICK_SCALE)['cases'][0]
     assert row['same_as_gluoncv'] is True
     assert 'same results as GluonCV with subsampling off' in row['notes']
 
 
 def test_disagreement_with_gluoncv_is_flagged(monkeypatch):
-    monkeypatch.setattr(bench, '_ours', _fake_ours())
+    use_fakes(monkeypatch)
     row = bench.run(['quota'], repeat=1, scale=bench.QUICK_SCALE)['cases'][0]
     assert row['same_as_gluoncv'] is False
     assert any('differs from GluonCV' in note for note in row['notes'])
 
 
 def test_no_check_skips_the_agreement_run(monkeypatch):
-    monkeypatch.setattr(bench, '_ours', _fake_ours())
+    use_fakes(monkeypatch)
     row = bench.run(['quota'], repeat=1, scale=bench.QUICK_SCALE, check=False)['cases'][0]
     assert row['same_as_gluoncv'] is None
     assert not any('GluonCV with subsampling' in note for note in row['notes'])
+
+
+# --------------------------------------------------------------------------- adding a case
+@pytest.fixture
+def registry(monkeypatch):
+    """CASES and GOALS as copies, so a case registered by a test goes away after it."""
+    monkeypatch.setattr(bench, 'CASES', dict(bench.CASES))
+    monkeypatch.setattr(bench, 'GOALS', dict(bench.GOALS))
+
+
+def test_a_registered_case_is_one_function_and_runs_like_the_others(registry):
+    @bench.case('toy', ('faster', 2.0), lambda s: {'n': s.count(1000, 10)})
+    def toy(b, sizes, rng):
+        x = rng.uniform(size=sizes['n'])
+        return b.compare('sum of {} numbers'.format(sizes['n']),
+                         ours={'numpy in': lambda i: x.sum()},
+                         reference=lambda i: sum(x.tolist()),
+                         agree=(lambda: x.sum(), lambda: np.float64(sum(x.tolist()))),
+                         notes=['a toy'])
+
+    report = bench.run(['toy'], repeat=1, scale=bench.QUICK_SCALE)
+    row = report['cases'][0]
+    assert list(bench.CASES)[-1] == 'toy' and bench.GOALS['toy'] == ('faster', 2.0)
+    assert report['settings']['sizes'] == {'toy': {'n': 10}}
+    assert row['ratio'] == pytest.approx(row['ref_ms'] / row['ours_ms'])
+    assert row['same_as_gluoncv'] is True and 'a toy' in row['notes']
+    assert '| toy |' in bench.format_table(report)
+
+
+def test_a_case_with_an_unknown_goal_kind_is_refused(registry):
+    with pytest.raises(ValueError, match='goal kind'):
+        bench.case('toy', ('slower', 2.0), lambda s: {})
 
 
 def test_count_differences_allows_float_rounding_only():
