@@ -22,7 +22,7 @@ from mxnet import autograd, gluon
 from .backend import (check_flags, check_int, check_ratio, is_ndarray, like, ops, to_numpy,
                       use_numpy)
 from .boxes import center_to_corner, corner_to_center, box_iou
-from .ohem import OHEMSampler, hard_negatives
+from .ohem import OHEMSampler, background_loss, hard_negatives
 
 __all__ = ['SSDTargetGenerator', 'SSDMultiBoxLoss', 'ssd_matches']
 
@@ -276,16 +276,18 @@ class SSDMultiBoxLoss(gluon.Block):
     ties to the lower index. GluonCV's per-image count (``rank < max(min_hard,
     ratio * num_pos)`` is that ceiling). Ignored anchors (-1) are never
     mined and carry no classification loss; positives are never displaced; a
-    row with a non-finite logit is never mined (rows whose log-probabilities
-    sum past float32's range count as non-finite). No gradient flows through
-    the choice. With no ignored anchor and finite logits the losses are
-    GluonCV's.
+    row with a non-finite logit is never mined. No gradient flows through the
+    choice, nor into a row that is not chosen. With no ignored anchor and
+    finite logits the losses are GluonCV's (to float32 rounding).
 
-    Backends: the losses are ``mx.nd`` on each input's context (autograd
-    records them); the mining runs in numpy for CPU contexts (a (B, N) copy)
-    and in ``mx.nd`` elsewhere, with no host copy: unlike GluonCV the batch's
-    positive count is never read on the host, so with no positive at all the
-    losses are (B,) zeros where GluonCV returns (1,) zeros.
+    Backends: the losses are ``mx.nd`` on each input's context, recorded by
+    autograd. On a CPU context the choice is made in numpy from a host copy
+    of the logits (:func:`samplers.ohem.background_loss`), and only the
+    chosen rows go through ``log_softmax`` (the positive rows through the box
+    loss). Elsewhere (GPU) every row is computed with ``mx.nd`` and nothing
+    is read on the host: unlike GluonCV the batch's positive count is never
+    read either, so with no positive at all the losses are (B,) zeros where
+    GluonCV returns (1,) zeros.
     """
 
     def __init__(self, negative_mining_ratio=3, rho=1.0, lambd=1.0, min_hard_negatives=0,
@@ -318,35 +320,30 @@ class SSDMultiBoxLoss(gluon.Block):
             with autograd.pause():
                 total = mx.nd.add_n(*[p.as_in_context(cp.context) for p in num_pos])
                 scale = 1.0 / mx.nd.maximum(total, 1.0)
-            log_p = mx.nd.log_softmax(cp, axis=-1)
-            cls_loss = -mx.nd.pick(log_p, mx.nd.maximum(ct, 0), axis=-1)
-            with autograd.pause():
-                chosen = self.chosen(ct, cls_loss.detach(), mx.nd.sum(log_p.detach(), axis=-1))
-            cls_loss = mx.nd.where(chosen > 0, cls_loss, mx.nd.zeros_like(cls_loss))
-            cls_losses.append(mx.nd.broadcast_mul(mx.nd.sum(cls_loss, axis=0, exclude=True),
-                                                  scale))
-            diff = mx.nd.abs(mx.nd.reshape_like(bp, bt) - bt)
-            box_loss = mx.nd.where(diff > self._rho, diff - 0.5 * self._rho,
-                                   (0.5 / self._rho) * mx.nd.square(diff))
-            box_loss = box_loss * (ct > 0).expand_dims(axis=-1)
-            box_losses.append(mx.nd.broadcast_mul(mx.nd.sum(box_loss, axis=0, exclude=True),
-                                                  scale))
+            if use_numpy(ct):
+                cls_loss, box_loss = self._losses_gathered(cp, bp, ct, bt)
+            else:
+                cls_loss, box_loss = self._losses_dense(cp, bp, ct, bt)
+            cls_losses.append(mx.nd.broadcast_mul(cls_loss, scale))
+            box_losses.append(mx.nd.broadcast_mul(box_loss, scale))
             sums.append(cls_losses[-1] + self._lambd * box_losses[-1])
         return sums, cls_losses, box_losses
 
-    def chosen(self, cls_target, loss, log_p_sum):
-        """0/1 (B, N) float32 NDArray: the positives and the mined negatives (the mining rule).
+    def chosen(self, cls_target, loss, finite):
+        """The anchors that carry classification loss: 0/1 (B, N) float32 (the mining rule).
 
-        ``cls_target`` (B, N) as in the call, ``loss`` (B, N) each anchor's
-        loss for its target (background for target 0), ``log_p_sum`` (B, N)
-        the row sums of the log-probabilities (finite iff the logits are).
+        ``cls_target`` (B, N) as in the call; ``loss`` (B, N) each anchor's
+        background loss (at least where the target is 0); ``finite`` (B, N) 0/1,
+        1 where the anchor's logits are all finite. numpy arrays, or NDArrays
+        (those on a CPU context are computed with numpy); the result has the
+        kind of ``cls_target``.
         """
         if use_numpy(cls_target):
             o = ops(np.zeros(0))
-            target, loss, log_p_sum = (a.asnumpy() for a in (cls_target, loss, log_p_sum))
+            target, loss, finite = (to_numpy(a) for a in (cls_target, loss, finite))
         else:
             o, target = ops(cls_target), cls_target
-        finite = o.mask(abs(log_p_sum) < _INF)
+        finite = o.mask(finite > 0)
         positive = o.mask(target > 0)
         candidate = o.mask(target == 0) * finite
         loss = o.where(finite > 0, loss, 0.0)
@@ -354,6 +351,57 @@ class SSDMultiBoxLoss(gluon.Block):
         quota = o.maximum(wanted, float(self._min_hard))
         chosen = positive + hard_negatives(o, loss, candidate, quota)
         return like(chosen, cls_target) if o.name == 'numpy' else chosen
+
+    def _smooth_l1(self, diff):
+        diff = mx.nd.abs(diff)
+        return mx.nd.where(diff > self._rho, diff - 0.5 * self._rho,
+                           (0.5 / self._rho) * mx.nd.square(diff))
+
+    def _losses_dense(self, cp, bp, ct, bt):
+        """Per-image (B,) sums, every anchor computed: the device path (no host copy).
+
+        Rows with a non-finite logit that are not positive are zeroed before
+        ``log_softmax``, so that they pass no NaN back through its gradient
+        (a positive's NaN is the network's, and stays visible).
+        """
+        with autograd.pause():
+            finite = mx.nd.min(mx.nd.abs(cp.detach()) < _INF, axis=-1)
+            keep = mx.nd.maximum(finite, ct > 0).expand_dims(-1)
+        cp = mx.nd.where(mx.nd.broadcast_like(keep, cp) > 0, cp, mx.nd.zeros_like(cp))
+        log_p = mx.nd.log_softmax(cp, axis=-1)
+        cls_loss = -mx.nd.pick(log_p, mx.nd.maximum(ct, 0), axis=-1)
+        with autograd.pause():
+            chosen = self.chosen(ct, cls_loss.detach(), finite)
+        cls_loss = mx.nd.where(chosen > 0, cls_loss, mx.nd.zeros_like(cls_loss))
+        box_loss = self._smooth_l1(mx.nd.reshape_like(bp, bt) - bt) * (ct > 0).expand_dims(-1)
+        return (mx.nd.sum(cls_loss, axis=0, exclude=True),
+                mx.nd.sum(box_loss, axis=0, exclude=True))
+
+    def _losses_gathered(self, cp, bp, ct, bt):
+        """Per-image (B,) sums from the chosen rows only: the CPU path.
+
+        The choice is made on the host from numpy's background loss
+        (:func:`samplers.ohem.background_loss`); only the chosen rows (a few
+        per positive) go through ``log_softmax``, and only the positive rows
+        through the box loss, gathered with ``take`` so autograd sees them.
+        """
+        batch, num, num_class = cp.shape
+        with autograd.pause():
+            target = ct.asnumpy()
+            loss, finite = background_loss(cp.asnumpy())
+            chosen = self.chosen(target, loss, finite)
+        flat_target = target.reshape(-1)
+        rows = np.flatnonzero(chosen.reshape(-1) > 0)
+        logits = _take_rows_nd(cp.reshape((-1, num_class)), rows)
+        picked = mx.nd.array(np.maximum(flat_target[rows], 0) if rows.size else [0],
+                             ctx=cp.context)
+        cls_loss = -mx.nd.pick(mx.nd.log_softmax(logits, axis=-1), picked, axis=-1)
+        pos = np.flatnonzero(flat_target > 0)
+        diff = _take_rows_nd(mx.nd.reshape_like(bp, bt).reshape((-1, 4)), pos) - \
+            _take_rows_nd(bt.reshape((-1, 4)), pos)
+        box_loss = mx.nd.sum(self._smooth_l1(diff), axis=-1)
+        return (_image_sums(cls_loss, rows, batch, num, cp.context),
+                _image_sums(box_loss, pos, batch, num, cp.context))
 
     @staticmethod
     def _check(cp, bp, ct, bt):
@@ -365,3 +413,19 @@ class SSDMultiBoxLoss(gluon.Block):
         if tuple(bt.shape) != tuple(cp.shape[:2]) + (4,) or bp.size != bt.size:
             raise ValueError('box_target must be (B, N, 4) and box_pred hold B * N * 4 values, '
                              'got {} and {}'.format(bt.shape, bp.shape))
+
+
+def _take_rows_nd(table, rows):
+    """Rows ``rows`` (numpy ints) of the NDArray ``table`` (R, K), differentiably.
+
+    With no rows, row 0 stands in (its sum is then weighted 0 by :func:`_image_sums`).
+    """
+    index = mx.nd.array(rows if rows.size else [0], ctx=table.context, dtype='int64')
+    return mx.nd.take(table, index, axis=0)
+
+
+def _image_sums(values, rows, batch, num, ctx):
+    """(B,) sums of ``values`` (K,) over the rows (flat anchor indices) of each image."""
+    weights = np.zeros((batch, max(rows.size, 1)), np.float32)
+    weights[rows // num, np.arange(rows.size)] = 1
+    return mx.nd.dot(mx.nd.array(weights, ctx=ctx, dtype=values.dtype), values)
