@@ -81,6 +81,7 @@ from .boxes import box_iou
 from .ohem import OHEMSampler
 from .quota import QuotaSampler
 from .rpn import RPNTargetGenerator, RPNTargetSampler
+from .ssd import SSDMultiBoxLoss
 
 __all__ = ['CASES', 'rpn_anchors', 'random_boxes', 'time_alternating', 'goal_met',
            'machine_info', 'run', 'format_table', 'readme_block', 'rewrite_readme',
@@ -577,7 +578,6 @@ def _ssd_loss_inputs(rng, sizes):
 
 @case('ssd-loss', ('faster', 2.0), CASES['ohem'].sizes)
 def _ssd_loss_case(bench, sizes, rng):
-    from .ssd import SSDMultiBoxLoss
     args = _ssd_loss_inputs(rng, sizes)
     ours, theirs = SSDMultiBoxLoss(sizes['ratio']), gluoncv('loss', 'SSDMultiBoxLoss')(
         sizes['ratio'])
