@@ -20,6 +20,7 @@ import random
 import mxnet as mx
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 gluoncv = pytest.importorskip('gluoncv')
 from gluoncv import loss as gluoncv_loss  # noqa: E402
@@ -465,3 +466,49 @@ def test_uninstall_restores_gluoncv_ssd_objects(anchors):
     assert '__call__' in vars(GluonCVTransform) and \
         vars(GluonCVTransform)['__call__'] is sg.ssd._GLUONCV_CALL  # pylint: disable=protected-access
     same(apply(transform, hard), want)
+
+
+# --------------------------------------------------------------------------- device path, properties
+def test_device_path_reads_nothing_back_to_the_host(monkeypatch):
+    args = target_inputs(5)
+    loss_args = loss_inputs(np.random.RandomState(10))
+    hard_flags = np.array([[1, 0, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0]])  # numpy: read on the host
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError('host copy of an NDArray on the device path')
+    for name in ('asnumpy', 'asscalar', '__array__', '__bool__', '__int__', '__float__',
+                 'tolist'):
+        monkeypatch.setattr(mx.nd.NDArray, name, refuse, raising=False)
+    with force_ndarray_backend():
+        targets = SSDTargetGenerator(negative_mining_ratio=3)(*args, hard=hard_flags)
+        losses = SSDMultiBoxLoss()(*loss_args)
+        mx.nd.waitall()
+    monkeypatch.undo()
+    assert all(isinstance(t, mx.nd.NDArray) for t in targets)
+    assert all(np.isfinite(x.asnumpy()).all() for part in losses for x in part)
+
+
+@settings(max_examples=25)
+@given(seed=st.integers(0, 2 ** 31 - 1), ratio=st.sampled_from([0, 1, 2.5, 3]),
+       min_hard=st.integers(0, 6), ignored=st.sampled_from([0.0, 0.3, 0.9]))
+def test_property_mining_invariants_on_both_backends(seed, ratio, min_hard, ignored):
+    rng = np.random.RandomState(seed)
+    target = rng.choice([0, 0, 0, 1, 2], size=(3, 40)).astype(np.float32)
+    target[(target == 0) & (rng.uniform(size=target.shape) < ignored)] = -1
+    loss = rng.uniform(0, 5, target.shape).astype(np.float32)
+    finite = (rng.uniform(size=target.shape) > 0.1).astype(np.float32)
+    rule = SSDMultiBoxLoss(ratio, min_hard_negatives=min_hard)
+    got = rule.chosen(target, loss, finite)
+    with force_ndarray_backend():
+        on_device = rule.chosen(*(mx.nd.array(a) for a in (target, loss, finite))).asnumpy()
+    np.testing.assert_array_equal(got, on_device)
+    assert (got[target > 0] == 1).all()                         # positives always count
+    assert not got[target < 0].any()                            # ignored: never mined
+    assert not got[(target == 0) & (finite == 0)].any()         # non-finite: never mined
+    candidates = (target == 0) & (finite > 0)
+    mined = (got > 0) & candidates
+    quota = np.maximum(min_hard, np.ceil(ratio * (target > 0).sum(1)))
+    np.testing.assert_array_equal(mined.sum(1), np.minimum(quota, candidates.sum(1)))
+    for b in range(3):                                          # the hardest are mined
+        if mined[b].any() and (candidates[b] & ~mined[b]).any():
+            assert loss[b][mined[b]].min() >= loss[b][candidates[b] & ~mined[b]].max()
