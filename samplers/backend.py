@@ -260,7 +260,7 @@ SYM_OPS.count = lambda m: mx.sym.sum(mx.sym.cast(m, 'float64'), axis=1, keepdims
 
 
 def ops_F(F):
-    """The ops namespace for a Gluon ``F``: :data:`ND_OPS` for ``mx.nd``, :data:`SYM_OPS` for ``mx.sym``."""
+    """The ops namespace for Gluon's ``F``: :data:`ND_OPS` or :data:`SYM_OPS` (``mx.sym``)."""
     return ND_OPS if F is mx.nd else SYM_OPS
 
 # pick: a[..., idx[...], ...] along ``axis`` (idx one rank lower, any integer-valued dtype).

@@ -436,7 +436,7 @@ def negative_quota_F(F, num_sample, num_pos_kept, neg_ratio, fill_negative=True)
     return F.maximum(num_sample - num_pos_kept, fixed)
 
 
-# --------------------------------------------------------------------------- i10: keep the top k, any backend
+# ------------------------------------------------------------- i10: keep the top k, any backend
 def keep_top_mask(o, scores, mask, k):
     """Per row, the ``k`` highest ``scores`` among a 0/1 ``mask``, on the backend of ``o``.
 

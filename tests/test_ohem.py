@@ -755,7 +755,7 @@ def test_threads_sharing_a_sampler_each_compute_in_their_own_width(hybridize):
     def run(args, want):
         start.wait()
         with force_ndarray_backend():
-            for _ in range(60):
+            for _ in range(30):
                 got = sampler(*args).asnumpy()[0].tolist()
                 if got != want:
                     wrong.append(got)

@@ -463,12 +463,12 @@ def test_uninstall_restores_gluoncv_ssd_objects(anchors):
     sg.uninstall()
     assert gluoncv.loss.SSDMultiBoxLoss is GLUONCV_LOSS
     assert ssd_target.SSDTargetGenerator is GLUONCV_GENERATOR
-    assert '__call__' in vars(GluonCVTransform) and \
-        vars(GluonCVTransform)['__call__'] is sg.ssd._GLUONCV_CALL  # pylint: disable=protected-access
+    original_call = sg.ssd._GLUONCV_CALL  # pylint: disable=protected-access
+    assert vars(GluonCVTransform)['__call__'] is original_call
     same(apply(transform, hard), want)
 
 
-# --------------------------------------------------------------------------- device path, properties
+# ------------------------------------------------------------------ device path, properties
 def test_device_path_reads_nothing_back_to_the_host(monkeypatch):
     args = target_inputs(5)
     loss_args = loss_inputs(np.random.RandomState(10))

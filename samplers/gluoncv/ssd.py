@@ -49,7 +49,8 @@ class SSDTargetGenerator(_ssd.SSDTargetGenerator):
     flags of the label the calling transform is working on (none outside one).
     """
 
-    def forward(self, anchors, cls_preds, gt_boxes, gt_ids, hard=None):  # pylint: disable=arguments-differ
+    # pylint: disable=arguments-differ
+    def forward(self, anchors, cls_preds, gt_boxes, gt_ids, hard=None):
         if hard is None:
             hard = getattr(PENDING, 'hard', None)
         out = super().forward(anchors, cls_preds, gt_boxes, gt_ids, hard=hard)
