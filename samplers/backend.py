@@ -254,12 +254,6 @@ def ops(x):
     return NUMPY_OPS if use_numpy(x) else ND_OPS
 
 
-def kind_ops(x):
-    """:data:`ND_OPS` for any NDArray, else :data:`NUMPY_OPS`: for helpers whose result keeps
-    the input's kind whatever its context (box formats, encodings)."""
-    return ND_OPS if is_ndarray(x) else NUMPY_OPS
-
-
 # --------------------------------------------------------------------------- branch i9a: more ops
 def _np_take_rows(a, idx):
     """``out[b, n] = a[b, idx[b, n]]`` for (B, M) ``a`` and (B, N) integer-valued ``idx``."""
@@ -305,6 +299,49 @@ def check_bool(name, value):
     if isinstance(value, numbers.Integral) and int(value) in (0, 1):
         return bool(value)
     raise ValueError('{} must be True or False, got {!r}'.format(name, value))
+
+# --------------------------------------------------------------------------- i10: more ops, mx.sym
+#: The same helpers for symbols (``mx.sym``), for rules run inside ``hybrid_forward``.
+#: ``where`` needs arguments of one shape here.
+SYM_OPS = types.SimpleNamespace(
+    name='symbol',
+    where=lambda c, x, y: mx.sym.where(c, x, y),
+    maximum=mx.sym.maximum,   # numbers or symbols
+    minimum=mx.sym.minimum,
+    max=lambda a, axis, keepdims=False: mx.sym.max(a, axis=axis, keepdims=keepdims),
+    sum=lambda a, axis, keepdims=False: mx.sym.sum(a, axis=axis, keepdims=keepdims),
+    argmax=lambda a, axis: mx.sym.argmax(a, axis=axis),
+    mask=lambda m: mx.sym.cast(m, 'float32'),
+    zeros_like=lambda a: mx.sym.zeros_like(mx.sym.cast(a, 'float32')),
+)
+
+# floor, and count: per-row number of nonzero entries of a 0/1 mask, (B, 1) float64 (exact
+# far past float32's 2**24, and safe to multiply by a huge ratio).
+NUMPY_OPS.floor = np.floor
+NUMPY_OPS.count = lambda m: np.asarray(m).sum(axis=1, keepdims=True, dtype=np.float64)
+ND_OPS.floor = mx.nd.floor
+ND_OPS.count = lambda m: mx.nd.sum(m.astype('float64'), axis=1, keepdims=True)
+SYM_OPS.floor = mx.sym.floor
+SYM_OPS.count = lambda m: mx.sym.sum(mx.sym.cast(m, 'float64'), axis=1, keepdims=True)
+
+
+def ops_F(F):
+    """The ops namespace for Gluon's ``F``: :data:`ND_OPS` or :data:`SYM_OPS` (``mx.sym``)."""
+    return ND_OPS if F is mx.nd else SYM_OPS
+
+# pick: a[..., idx[...], ...] along ``axis`` (idx one rank lower, any integer-valued dtype).
+NUMPY_OPS.pick = lambda a, idx, axis: np.take_along_axis(
+    a, np.expand_dims(np.asarray(idx).astype(np.int64), axis), axis).squeeze(axis)
+ND_OPS.pick = lambda a, idx, axis: mx.nd.pick(a, idx, axis=axis)
+SYM_OPS.pick = lambda a, idx, axis: mx.sym.pick(a, idx, axis=axis)
+NUMPY_OPS.log = np.log
+ND_OPS.log = mx.nd.log
+SYM_OPS.log = mx.sym.log
+
+def kind_ops(x):
+    """:data:`ND_OPS` for any NDArray, else :data:`NUMPY_OPS`: for helpers whose result keeps
+    the input's kind whatever its context (box formats, encodings)."""
+    return ND_OPS if is_ndarray(x) else NUMPY_OPS
 
 
 # --------------------------------------------------------------------------- i14: numpy as ``F``

@@ -517,3 +517,19 @@ def box_iof_F(F, a, b):
     inter = F.squeeze(iw * ih, axis=-1)                                  # (B, K, M)
     area = F.squeeze(F.relu(ax2 - ax1) * F.relu(ay2 - ay1), axis=-1)     # (B, K, 1)
     return F.broadcast_div(inter, F.broadcast_maximum(area, F.ones_like(area) * 1e-12))
+
+# ------------------------------------------------------------- i10: keep the top k, any backend
+def keep_top_mask(o, scores, mask, k):
+    """Per row, the ``k`` highest ``scores`` among a 0/1 ``mask``, on the backend of ``o``.
+
+    ``o`` is a namespace of :mod:`samplers.backend` (``NUMPY_OPS``, ``ND_OPS``
+    or ``SYM_OPS``); ``scores`` and ``mask`` (B, N), ``k`` (B, 1) counts (floats
+    allowed, capped at the row's number of candidates). Returns a (B, N)
+    float32 0/1 mask: :func:`keep_top` on numpy, :func:`keep_top_F` otherwise
+    (same rule: ties go to the lower index).
+    """
+    if o.name == 'numpy':
+        mask = np.asarray(mask) > 0
+        k = np.minimum(np.asarray(k, np.float64).reshape(-1), mask.shape[1])
+        return keep_top(scores, mask, k.astype(np.int64)).astype(np.float32)
+    return keep_top_F(mx.nd if o.name == 'ndarray' else mx.sym, scores, mask, k)

@@ -30,8 +30,9 @@ class RCNNTargetSampler(gluon.HybridBlock):
         Proposals per image (N) the network produces, >= 1.
     num_sample : int
         Rows returned per image (S), >= 1; needs ``N + M >= S``.
-    pos_iou_thresh : float in [0, 1], default 0.5
-        IoU with a normal box that makes a positive; anything below it is negative.
+    pos_iou_thresh : float in (0, 1], default 0.5
+        IoU with a normal box that makes a positive; anything below it is negative. (0 would
+        make every row a positive, padding boxes included.)
     pos_ratio : float in [0, 1], default 0.25
         Positive quota ``_max_pos = round(pos_ratio * num_sample)`` (GluonCV's attribute).
     max_num_gt : int, default 300
@@ -61,7 +62,7 @@ class RCNNTargetSampler(gluon.HybridBlock):
     then negatives, then ignored filler rows.
 
     Rule, per image, over the N + M candidate rows (``iou`` against the M boxes): ``pos =
-    max_j(normal_j * iou_j) >= pos_iou_thresh``; ``neg = not pos and max_j iou_j <
+    max over normal j of iou_j >= pos_iou_thresh``; ``neg = not pos and max_j iou_j <
     pos_iou_thresh and score >= 0 and not near a hard box``, where near means ``iou_j >=
     hard_iou_thresh`` (or ``iof_j >= hard_iof_thresh``) for a hard j. It keeps a random
     ``min(#pos, _max_pos)`` positives and ``min(#neg, S - kept positives)`` negatives,
@@ -84,7 +85,7 @@ class RCNNTargetSampler(gluon.HybridBlock):
         self._num_image = check_int('num_image', num_image, minimum=1)
         self._num_proposal = check_int('num_proposal', num_proposal, minimum=1)
         self._num_sample = check_int('num_sample', num_sample, minimum=1)
-        self._pos_iou_thresh = check_ratio('pos_iou_thresh', pos_iou_thresh)
+        self._pos_iou_thresh = check_ratio('pos_iou_thresh', pos_iou_thresh, low_open=True)
         self._max_num_gt = check_int('max_num_gt', max_num_gt, minimum=1)
         self._hard_iou_thresh = check_ratio('hard_iou_thresh', hard_iou_thresh, low_open=True)
         self._hard_iof_thresh = None if hard_iof_thresh is None else \

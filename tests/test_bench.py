@@ -422,3 +422,10 @@ def test_ratio_reports_the_path_taking_gluoncvs_own_inputs_even_when_numpy_is_fa
                      ['ours:NDArray in', 'ours:numpy in'], 'gluoncv')
     assert row['path'] == 'NDArray in'
     assert row['ratio'] == pytest.approx(10.0)
+
+
+def test_ssd_loss_case_times_ours_gluoncv_and_one_log_softmax_pass():
+    row = bench.run(['ssd-loss'], repeat=1, scale=bench.QUICK_SCALE)['cases'][0]
+    assert row['ours_ms'] > 0 and row['ref_ms'] > 0 and row['path'] == 'NDArray in'
+    assert any(note.startswith('one log-softmax pass ') for note in row['notes'])
+    assert row['same_as_gluoncv'] is True

@@ -179,10 +179,11 @@ def test_differs_from_gluoncv_overflow_positives_become_ignored_rows():
     assert ours[1][0].tolist() == [1, 1] + [0] * 6
 
 
-def test_differs_from_gluoncv_bad_arguments_raise_value_error():
-    gluoncv_target.RCNNTargetSampler(1, 10, 8, 1.5, -0.25, 0)  # accepted silently
+@pytest.mark.parametrize('pos_iou_thresh', [1.5, 0.0])
+def test_differs_from_gluoncv_bad_arguments_raise_value_error(pos_iou_thresh):
+    gluoncv_target.RCNNTargetSampler(1, 10, 8, pos_iou_thresh, -0.25, 0)  # accepted silently
     with pytest.raises(ValueError, match='pos_iou_thresh'):
-        RCNNTargetSampler(1, 10, 8, 1.5, 0.25, 1)
+        RCNNTargetSampler(1, 10, 8, pos_iou_thresh, 0.25, 1)
 
 
 def test_differs_from_gluoncv_hard_flags_are_a_fourth_input():
@@ -414,6 +415,7 @@ def test_device_path_reads_nothing_back_to_the_host_and_equals_the_cpu_path(hybr
     (dict(num_proposal=1.5), 'num_proposal'),
     (dict(num_sample=0), 'num_sample'),
     (dict(pos_iou_thresh=1.5), 'pos_iou_thresh'),
+    (dict(pos_iou_thresh=0.0), 'pos_iou_thresh'),
     (dict(pos_ratio=-0.25), 'pos_ratio'),
     (dict(max_num_gt=0), 'max_num_gt'),
     (dict(hard_iou_thresh=0.0), 'hard_iou_thresh'),

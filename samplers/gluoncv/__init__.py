@@ -17,14 +17,17 @@ from __future__ import annotations
 import threading
 
 from . import rcnn as _rcnn_part
+from . import ssd as _ssd_part
 from ._common import HARD_COLUMN, INSTALLED, check_hard_column
 from .rcnn import (FasterRCNNTrainTransform, GluonCVRPNTargetGenerator,  # noqa: F401
                    GluonCVRPNTargetSampler)
+from .ssd import SSDMultiBoxLoss, SSDTargetGenerator, SSDTrainTransform  # noqa: F401
 
 __all__ = ['FasterRCNNTrainTransform', 'GluonCVRPNTargetGenerator', 'GluonCVRPNTargetSampler',
+           'SSDTrainTransform', 'SSDMultiBoxLoss', 'SSDTargetGenerator',
            'install', 'uninstall', 'is_installed', 'HARD_COLUMN']
 
-_PARTS = (_rcnn_part,)  # each has patches(): (owner, name, replacement) triples
+_PARTS = (_rcnn_part, _ssd_part)  # each has patches(): (owner, name, replacement) triples
 _MISSING = object()
 _LOCK = threading.Lock()
 _SAVED = {}  # (owner, name) -> the owner's own attribute before install, or _MISSING
