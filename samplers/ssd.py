@@ -19,8 +19,8 @@ import numpy as np
 import mxnet as mx
 from mxnet import autograd, gluon
 
-from .backend import (check_flags, check_int, check_ratio, is_ndarray, like, ops, to_numpy,
-                      use_numpy)
+from .backend import (check_flags, check_int, check_ratio, host_view, is_ndarray, like, ops,
+                      to_numpy, use_numpy)
 from .boxes import center_to_corner, corner_to_center, box_iou
 from .ohem import OHEMSampler, background_loss, hard_negatives
 
@@ -313,6 +313,10 @@ class SSDMultiBoxLoss(gluon.Block):
                              'one length, got lengths {}'.format([len(p) for p in parts]))
         for cp, bp, ct, bt in zip(*parts):
             self._check(cp, bp, ct, bt)
+        if all(use_numpy(ct) for ct in parts[2]):  # CPU: count on the host, no engine round
+            targets = [host_view(ct) for ct in parts[2]]
+            scale = 1.0 / max(1, sum(int(np.count_nonzero(t > 0)) for t in targets))
+            return self._gathered(parts, targets, scale)
         with autograd.pause():
             num_pos = [mx.nd.sum(ct > 0) for ct in parts[2]]
         sums, cls_losses, box_losses = [], [], []
@@ -320,13 +324,20 @@ class SSDMultiBoxLoss(gluon.Block):
             with autograd.pause():
                 total = mx.nd.add_n(*[p.as_in_context(cp.context) for p in num_pos])
                 scale = 1.0 / mx.nd.maximum(total, 1.0)
-            if use_numpy(ct):
-                cls_loss, box_loss = self._losses_gathered(cp, bp, ct, bt)
-            else:
-                cls_loss, box_loss = self._losses_dense(cp, bp, ct, bt)
+            cls_loss, box_loss = self._losses_dense(cp, bp, ct, bt)
             cls_losses.append(mx.nd.broadcast_mul(cls_loss, scale))
             box_losses.append(mx.nd.broadcast_mul(box_loss, scale))
             sums.append(cls_losses[-1] + self._lambd * box_losses[-1])
+        return sums, cls_losses, box_losses
+
+    def _gathered(self, parts, targets, scale):
+        """The three lists from :meth:`_losses_gathered`, each device's sums scaled by ``scale``."""
+        sums, cls_losses, box_losses = [], [], []
+        for (cp, bp, _, bt), target in zip(zip(*parts), targets):
+            cls_loss, box_loss = self._losses_gathered(cp, bp, target, bt, scale)
+            cls_losses.append(cls_loss)
+            box_losses.append(box_loss)
+            sums.append(cls_loss + self._lambd * box_loss)
         return sums, cls_losses, box_losses
 
     def chosen(self, cls_target, loss, finite):
@@ -377,31 +388,32 @@ class SSDMultiBoxLoss(gluon.Block):
         return (mx.nd.sum(cls_loss, axis=0, exclude=True),
                 mx.nd.sum(box_loss, axis=0, exclude=True))
 
-    def _losses_gathered(self, cp, bp, ct, bt):
-        """Per-image (B,) sums from the chosen rows only: the CPU path.
+    def _losses_gathered(self, cp, bp, target, bt, scale):
+        """Per-image (B,) sums times ``scale`` from the chosen rows only: the CPU path.
 
-        The choice is made on the host from numpy's background loss
-        (:func:`samplers.ohem.background_loss`); only the chosen rows (a few
-        per positive) go through ``log_softmax``, and only the positive rows
+        ``target`` is the class target as a numpy array. The choice is made on
+        the host from numpy's background loss of a view of the logits
+        (:func:`samplers.backend.host_view`, no copy;
+        :func:`samplers.ohem.background_loss`); only the chosen rows (a few per
+        positive) go through ``log_softmax``, and only the positive rows
         through the box loss, gathered with ``take`` so autograd sees them.
         """
         batch, num, num_class = cp.shape
         with autograd.pause():
-            target = ct.asnumpy()
-            loss, finite = background_loss(cp.asnumpy())
+            loss, finite = background_loss(host_view(cp))
             chosen = self.chosen(target, loss, finite)
         flat_target = target.reshape(-1)
         rows = np.flatnonzero(chosen.reshape(-1) > 0)
         logits = _take_rows_nd(cp.reshape((-1, num_class)), rows)
         picked = mx.nd.array(np.maximum(flat_target[rows], 0) if rows.size else [0],
                              ctx=cp.context)
-        cls_loss = -mx.nd.pick(mx.nd.log_softmax(logits, axis=-1), picked, axis=-1)
+        log_p = mx.nd.pick(mx.nd.log_softmax(logits, axis=-1), picked, axis=-1)
         pos = np.flatnonzero(flat_target > 0)
         diff = _take_rows_nd(mx.nd.reshape_like(bp, bt).reshape((-1, 4)), pos) - \
             _take_rows_nd(bt.reshape((-1, 4)), pos)
-        box_loss = mx.nd.sum(self._smooth_l1(diff), axis=-1)
-        return (_image_sums(cls_loss, rows, batch, num, cp.context),
-                _image_sums(box_loss, pos, batch, num, cp.context))
+        box_loss = self._smooth_l1(diff).reshape((-1,))
+        return (_image_sums(log_p, rows, num, batch, -scale, cp.context),
+                _image_sums(box_loss, pos, num, batch, scale, cp.context, 4))
 
     @staticmethod
     def _check(cp, bp, ct, bt):
@@ -424,8 +436,15 @@ def _take_rows_nd(table, rows):
     return mx.nd.take(table, index, axis=0)
 
 
-def _image_sums(values, rows, batch, num, ctx):
-    """(B,) sums of ``values`` (K,) over the rows (flat anchor indices) of each image."""
-    weights = np.zeros((batch, max(rows.size, 1)), np.float32)
-    weights[rows // num, np.arange(rows.size)] = 1
+def _image_sums(values, rows, num, batch, weight, ctx, per_row=1):
+    """(B,) sums of ``weight * values`` over the rows (flat anchor indices) of each image.
+
+    ``values`` (K,) NDArray, ``per_row`` consecutive values per row: ``rows``
+    (K // per_row,) numpy ints. No rows: (B,) zeros (``values`` then holds a
+    stand-in row, weighted 0).
+    """
+    cols = max(rows.size, 1) * per_row
+    weights = np.zeros((batch, cols), np.float32)
+    if rows.size:
+        weights[np.repeat(rows // num, per_row), np.arange(cols)] = weight
     return mx.nd.dot(mx.nd.array(weights, ctx=ctx, dtype=values.dtype), values)
