@@ -331,14 +331,10 @@ class SSDMultiBoxLoss(gluon.Block):
         return sums, cls_losses, box_losses
 
     def _gathered(self, parts, targets, scale):
-        """The three lists from :meth:`_losses_gathered`, each device's sums scaled by ``scale``."""
-        sums, cls_losses, box_losses = [], [], []
-        for (cp, bp, _, bt), target in zip(zip(*parts), targets):
-            cls_loss, box_loss = self._losses_gathered(cp, bp, target, bt, scale)
-            cls_losses.append(cls_loss)
-            box_losses.append(box_loss)
-            sums.append(cls_loss + self._lambd * box_loss)
-        return sums, cls_losses, box_losses
+        """The three lists, from :meth:`_losses_gathered` on each device."""
+        outs = [self._losses_gathered(cp, bp, target, bt, scale)
+                for (cp, bp, _, bt), target in zip(zip(*parts), targets)]
+        return tuple([out[i] for out in outs] for i in range(3))
 
     def chosen(self, cls_target, loss, finite):
         """The anchors that carry classification loss: 0/1 (B, N) float32 (the mining rule).
@@ -389,7 +385,7 @@ class SSDMultiBoxLoss(gluon.Block):
                 mx.nd.sum(box_loss, axis=0, exclude=True))
 
     def _losses_gathered(self, cp, bp, target, bt, scale):
-        """Per-image (B,) sums times ``scale`` from the chosen rows only: the CPU path.
+        """``(sum_loss, cls_loss, box_loss)``, (B,) each, times ``scale``: the CPU path.
 
         ``target`` is the class target as a numpy array. The choice is made on
         the host from numpy's background loss of a view of the logits
@@ -397,6 +393,8 @@ class SSDMultiBoxLoss(gluon.Block):
         :func:`samplers.ohem.background_loss`); only the chosen rows (a few per
         positive) go through ``log_softmax``, and only the positive rows
         through the box loss, gathered with ``take`` so autograd sees them.
+        One matrix product then sums both per image, and their weighted sum:
+        a handful of MXNet operators whatever the batch.
         """
         batch, num, num_class = cp.shape
         with autograd.pause():
@@ -404,16 +402,25 @@ class SSDMultiBoxLoss(gluon.Block):
             chosen = self.chosen(target, loss, finite)
         flat_target = target.reshape(-1)
         rows = np.flatnonzero(chosen.reshape(-1) > 0)
-        logits = _take_rows_nd(cp.reshape((-1, num_class)), rows)
-        picked = mx.nd.array(np.maximum(flat_target[rows], 0) if rows.size else [0],
-                             ctx=cp.context)
-        log_p = mx.nd.pick(mx.nd.log_softmax(logits, axis=-1), picked, axis=-1)
         pos = np.flatnonzero(flat_target > 0)
-        diff = _take_rows_nd(mx.nd.reshape_like(bp, bt).reshape((-1, 4)), pos) - \
-            _take_rows_nd(bt.reshape((-1, 4)), pos)
-        box_loss = self._smooth_l1(diff).reshape((-1,))
-        return (_image_sums(log_p, rows, num, batch, -scale, cp.context),
-                _image_sums(box_loss, pos, num, batch, scale, cp.context, 4))
+        # With no row (no positive), row 0 stands in, weighted 0.
+        some_rows, some_pos = (rows if rows.size else [0]), (pos if pos.size else [0])
+        k, p = len(some_rows), len(some_pos)
+        index = mx.nd.array(np.concatenate([some_rows, np.maximum(flat_target[some_rows], 0),
+                                            some_pos]), ctx=cp.context, dtype='int64')
+        logits = mx.nd.take(cp.reshape((-1, num_class)), index[:k], axis=0)
+        log_p = mx.nd.pick(mx.nd.log_softmax(logits, axis=-1), index[k:2 * k], axis=-1)
+        diff = (mx.nd.take(bp.reshape((-1, 4)), index[2 * k:], axis=0)
+                - mx.nd.take(bt.reshape((-1, 4)), index[2 * k:], axis=0))
+        box = self._smooth_l1(diff).reshape((-1,)).astype(log_p.dtype, copy=False)
+        # (3B, k + 4p) weights: rows of [sum, cls, box] per image over [-log_p, box values].
+        weights = np.zeros((3, batch, k + 4 * p), np.float32)
+        weights[1, rows // num, np.arange(rows.size)] = -scale
+        weights[2, np.repeat(pos // num, 4), k + np.arange(4 * pos.size)] = scale
+        weights[0] = weights[1] + self._lambd * weights[2]
+        out = mx.nd.dot(mx.nd.array(weights.reshape(3 * batch, -1), ctx=cp.context,
+                                    dtype=log_p.dtype), mx.nd.concat(log_p, box, dim=0))
+        return out[:batch], out[batch:2 * batch], out[2 * batch:]
 
     @staticmethod
     def _check(cp, bp, ct, bt):
@@ -425,26 +432,3 @@ class SSDMultiBoxLoss(gluon.Block):
         if tuple(bt.shape) != tuple(cp.shape[:2]) + (4,) or bp.size != bt.size:
             raise ValueError('box_target must be (B, N, 4) and box_pred hold B * N * 4 values, '
                              'got {} and {}'.format(bt.shape, bp.shape))
-
-
-def _take_rows_nd(table, rows):
-    """Rows ``rows`` (numpy ints) of the NDArray ``table`` (R, K), differentiably.
-
-    With no rows, row 0 stands in (its sum is then weighted 0 by :func:`_image_sums`).
-    """
-    index = mx.nd.array(rows if rows.size else [0], ctx=table.context, dtype='int64')
-    return mx.nd.take(table, index, axis=0)
-
-
-def _image_sums(values, rows, num, batch, weight, ctx, per_row=1):
-    """(B,) sums of ``weight * values`` over the rows (flat anchor indices) of each image.
-
-    ``values`` (K,) NDArray, ``per_row`` consecutive values per row: ``rows``
-    (K // per_row,) numpy ints. No rows: (B,) zeros (``values`` then holds a
-    stand-in row, weighted 0).
-    """
-    cols = max(rows.size, 1) * per_row
-    weights = np.zeros((batch, cols), np.float32)
-    if rows.size:
-        weights[np.repeat(rows // num, per_row), np.arange(cols)] = weight
-    return mx.nd.dot(mx.nd.array(weights, ctx=ctx, dtype=values.dtype), values)
