@@ -70,15 +70,15 @@ def background_loss(logits, block_rows=8192):
 
     ``finite`` is boolean. The same loss (to a few ulps) by a cheaper road,
     ``block_rows`` anchors at a time so the exponentials stay in cache:
-    ``log1p(S / exp(l_0))`` with ``S = sum_{c>=1} exp(l_c)`` (one ``exp`` of
-    the block, the sum through BLAS, no shifted copy), used for a block whose
-    logits all lie within ``+-(log(max float) - log(C) - 1)`` (about +-85 in
-    float32), where every exponential is a normal float (checked by the
-    block's minimum and by ``S``, ``exp(l_0)`` staying below ``exp`` of that
-    bound; a NaN or infinity fails the check). Any other block is
-    redone with ``log1p(sum_{c>=1} exp(l_c - l_0))`` and row checks, its
-    overflowing rows max-shifted. Computed in float32 (float64 for float64
-    input).
+    ``log1p(S / exp(l_0))`` with ``S = sum_{c>=1} exp(l_c)``: one ``exp`` of
+    the block, row sums by ``einsum`` (no shifted copy, no BLAS threads).
+    That road is taken for a block whose logits all lie within
+    ``+-(log(max float) - log(C) - 1)`` (about +-85 in float32), where every
+    exponential is a normal float: checked by the block's minimum and by
+    ``S`` and ``exp(l_0)`` staying below ``exp`` of that bound (a NaN or an
+    infinity fails the check). Any other block is redone with
+    ``log1p(sum_{c>=1} exp(l_c - l_0))`` and row checks, its overflowing
+    rows max-shifted. Computed in float32 (float64 for float64 input).
     """
     logits = np.asarray(logits)
     dtype = np.result_type(logits.dtype, np.float32)
@@ -86,8 +86,6 @@ def background_loss(logits, block_rows=8192):
     flat = logits.reshape(-1, num_class)
     limit = np.log(np.finfo(dtype).max) - np.log(num_class) - 1
     high = np.exp(np.array(limit, dtype))  # exp(l) < high for every l < limit
-    skip_background = np.ones(num_class, dtype)
-    skip_background[0] = 0
     total = flat.shape[0]
     tail = np.empty(total, dtype)
     finite = np.ones(total, bool)
@@ -100,14 +98,14 @@ def background_loss(logits, block_rows=8192):
             fast = -limit < block.min()  # False on NaN
             if fast:
                 np.exp(block, out=exp)
-                fg_sum, bg_exp = exp @ skip_background, exp[:, 0]
+                fg_sum, bg_exp = np.einsum('ij->i', exp[:, 1:]), exp[:, 0]
                 fast = (fg_sum < high).all() and (bg_exp < high).all()  # every l_c < limit
             if fast:
                 np.divide(fg_sum, bg_exp, out=tail[part])
             else:
                 np.subtract(block, block[:, :1], out=exp)
                 np.exp(exp, out=exp)
-                np.matmul(exp, skip_background, out=tail[part])
+                np.einsum('ij->i', exp[:, 1:], out=tail[part])
                 finite[part] = np.isfinite(block).all(axis=1)
         loss = np.log1p(tail)
         overflow = np.flatnonzero(finite & ~(tail < np.inf))
