@@ -352,10 +352,11 @@ def host_view(x):
     """A read-only numpy view of a CPU NDArray's memory, without copying; numpy input as is.
 
     ``x`` a numpy array or an NDArray. An NDArray on a CPU context with default
-    storage is waited for (``wait_to_read``) and its buffer wrapped in place:
-    the view keeps ``x`` alive, and shows later writes to ``x``, so read it
-    before handing ``x`` back to MXNet. Any other NDArray (GPU, sparse) is
-    copied with ``asnumpy``.
+    storage is waited for (``wait_to_read``) and its buffer wrapped in place
+    (MXNet first turns an MKLDNN layout into the default one): the view keeps
+    ``x`` alive, and shows later writes to ``x``, so read it before handing
+    ``x`` back to MXNet. Any other NDArray (GPU, sparse, empty) is copied
+    with ``asnumpy``.
     """
     if not is_ndarray(x):
         return np.asarray(x)

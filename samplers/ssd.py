@@ -281,10 +281,13 @@ class SSDMultiBoxLoss(gluon.Block):
     finite logits the losses are GluonCV's (to float32 rounding).
 
     Backends: the losses are ``mx.nd`` on each input's context, recorded by
-    autograd. On a CPU context the choice is made in numpy from a host copy
-    of the logits (:func:`samplers.ohem.background_loss`), and only the
-    chosen rows go through ``log_softmax`` (the positive rows through the box
-    loss). Elsewhere (GPU) every row is computed with ``mx.nd`` and nothing
+    autograd. When every input is on a CPU context the choice is made in
+    numpy from a view of the logits in place
+    (:func:`samplers.backend.host_view`,
+    :func:`samplers.ohem.background_loss`: about one pass over them), and
+    only the chosen rows go through ``log_softmax`` (the positive rows
+    through the box loss). Otherwise (GPU, or a list mixing CPU and GPU
+    contexts) every row is computed with ``mx.nd`` and nothing
     is read on the host: unlike GluonCV the batch's positive count is never
     read either, so with no positive at all the losses are (B,) zeros where
     GluonCV returns (1,) zeros.

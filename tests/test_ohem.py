@@ -300,6 +300,14 @@ def test_background_loss_reads_a_cpu_ndarray_in_place():
                                   background_loss(logits.asnumpy())[0])
 
 
+def test_host_view_of_an_mkldnn_result_is_in_the_default_layout():
+    rng = np.random.RandomState(3)
+    data, weight = mx.nd.array(rng.randn(2, 8, 9, 9)), mx.nd.array(rng.randn(16, 8, 3, 3))
+    out = mx.nd.Activation(mx.nd.Convolution(data, weight, kernel=(3, 3), num_filter=16,
+                                             no_bias=True), act_type='relu')
+    np.testing.assert_array_equal(host_view(out), out.asnumpy())
+
+
 def test_host_view_keeps_its_ndarray_alive():
     view = host_view(mx.nd.array(np.arange(6.0).reshape(2, 3)) * 2)
     mx.nd.waitall()
