@@ -19,6 +19,7 @@ of :func:`ops`, which returns the namespace for the input's backend.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import numbers
 import threading
@@ -26,12 +27,14 @@ import types
 
 import numpy as np
 import mxnet as mx
+from mxnet.base import _LIB, check_call
 
 __all__ = [
     'POSITIVE', 'NEGATIVE', 'IGNORE',
     'is_ndarray', 'use_numpy', 'force_ndarray_backend', 'ndarray_backend_forced', 'to_numpy',
     'like', 'ops', 'kind_ops', 'NUMPY_OPS', 'ND_OPS',
     'check_int', 'check_ratio', 'check_thresh', 'check_boxes', 'check_flags', 'warn_once',
+    'host_view',
 ]
 
 #: Label of a positive sample.
@@ -381,3 +384,29 @@ NUMPY_F = types.SimpleNamespace(
     broadcast_lesser_equal=_np_compare(np.less_equal),
 )
 __all__ += ['NUMPY_F']
+
+# --------------------------------------------------------------------------- branch i10b: host view
+def host_view(x):
+    """A read-only numpy view of a CPU NDArray's memory, without copying; numpy input as is.
+
+    ``x`` a numpy array or an NDArray. An NDArray on a CPU context with default
+    storage is waited for (``wait_to_read``) and its buffer wrapped in place
+    (MXNet first turns an MKLDNN layout into the default one): the view keeps
+    ``x`` alive, and shows later writes to ``x``, so read it before handing
+    ``x`` back to MXNet. Any other NDArray (GPU, sparse, empty) is copied
+    with ``asnumpy``.
+    """
+    if not is_ndarray(x):
+        return np.asarray(x)
+    if x.context.device_type not in ('cpu', 'cpu_pinned', 'cpu_shared') \
+            or x.stype != 'default' or x.size == 0:
+        return x.asnumpy()
+    x.wait_to_read()
+    pointer = ctypes.c_void_p()
+    check_call(_LIB.MXNDArrayGetData(x.handle, ctypes.byref(pointer)))
+    dtype = np.dtype(x.dtype)
+    buf = (ctypes.c_char * (x.size * dtype.itemsize)).from_address(pointer.value)
+    buf.owner = x  # the buffer (the view's base) holds the NDArray
+    view = np.frombuffer(buf, dtype=dtype).reshape(x.shape)
+    view.flags.writeable = False
+    return view

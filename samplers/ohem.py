@@ -23,8 +23,8 @@ import numpy as np
 import mxnet as mx
 from mxnet import gluon
 
-from .backend import (NUMPY_OPS, check_boxes, check_int, check_ratio, is_ndarray, like, ops_F,
-                      to_numpy, use_numpy, warn_once)
+from .backend import (NUMPY_OPS, check_boxes, check_int, check_ratio, host_view, is_ndarray, like,
+                      ops_F, to_numpy, use_numpy, warn_once)
 from .boxes import box_iou, finite_rows, keep_top_mask, row_max
 
 __all__ = ['OHEMSampler', 'background_loss', 'background_loss_F', 'greedy_nms_first',
@@ -68,34 +68,45 @@ def background_loss_F(F, logits):
 def background_loss(logits, block_rows=8192):
     """numpy twin of :func:`background_loss_F`: ``(loss, finite)`` of shape (...).
 
-    ``finite`` is boolean. The same loss (to a few ulps) by a cheaper road:
-    ``log1p(sum_{c>=1} exp(l_c - l_0))`` needs no row maximum, and the rows
-    where that sum overflows are redone max-shifted. Computed in float32
-    (float64 for float64 input), ``block_rows`` anchors at a time so the
-    exponentials stay in cache, the per-class sums through BLAS.
+    ``finite`` is boolean. The same loss (to a few ulps) by a cheaper road,
+    ``block_rows`` anchors at a time so the exponentials stay in cache:
+    ``log1p(S / exp(l_0))`` with ``S = sum_{c>=1} exp(l_c)``: one ``exp`` of
+    the block, row sums by ``einsum`` (no shifted copy, no BLAS threads).
+    That road is taken for a block whose logits all lie within
+    ``+-(log(max float) - log(C) - 1)`` (about +-85 in float32), where every
+    exponential is a normal float: checked by the block's minimum and by
+    ``S`` and ``exp(l_0)`` staying below ``exp`` of that bound (a NaN or an
+    infinity fails the check). Any other block is redone with
+    ``log1p(sum_{c>=1} exp(l_c - l_0))`` and row checks, its overflowing
+    rows max-shifted. Computed in float32 (float64 for float64 input).
     """
     logits = np.asarray(logits)
     dtype = np.result_type(logits.dtype, np.float32)
     shape, num_class = logits.shape[:-1], logits.shape[-1]
     flat = logits.reshape(-1, num_class)
-    ones = np.ones(num_class, dtype)
-    skip_background = ones.copy()
-    skip_background[0] = 0
+    limit = np.log(np.finfo(dtype).max) - np.log(num_class) - 1
+    high = np.exp(np.array(limit, dtype))  # exp(l) < high for every l < limit
     total = flat.shape[0]
     tail = np.empty(total, dtype)
-    finite = np.empty(total, bool)
+    finite = np.ones(total, bool)
     buf = np.empty((min(block_rows, total), num_class), dtype)
-    with np.errstate(over='ignore', invalid='ignore'):
+    with np.errstate(over='ignore', invalid='ignore', divide='ignore'):
         for start in range(0, total, block_rows):
             block = flat[start:start + block_rows].astype(dtype, copy=False)
             part = slice(start, start + block.shape[0])
-            diff = buf[:block.shape[0]]
-            np.subtract(block, block[:, :1], out=diff)
-            np.isfinite(block @ ones, out=finite[part])
-            np.exp(diff, out=diff)
-            np.matmul(diff, skip_background, out=tail[part])
-        maybe_bad = np.flatnonzero(~finite)  # a sum of finite logits can still overflow
-        finite[maybe_bad] = np.isfinite(flat[maybe_bad]).all(axis=1)
+            exp = buf[:block.shape[0]]
+            fast = -limit < block.min()  # False on NaN
+            if fast:
+                np.exp(block, out=exp)
+                fg_sum, bg_exp = np.einsum('ij->i', exp[:, 1:]), exp[:, 0]
+                fast = (fg_sum < high).all() and (bg_exp < high).all()  # every l_c < limit
+            if fast:
+                np.divide(fg_sum, bg_exp, out=tail[part])
+            else:
+                np.subtract(block, block[:, :1], out=exp)
+                np.exp(exp, out=exp)
+                np.einsum('ij->i', exp[:, 1:], out=tail[part])
+                finite[part] = np.isfinite(block).all(axis=1)
         loss = np.log1p(tail)
         overflow = np.flatnonzero(finite & ~(tail < np.inf))
         if overflow.size:
@@ -391,7 +402,7 @@ class OHEMSampler(gluon.HybridBlock):
         else:
             ious_ok, best = np.isfinite(ious), ious
         if scores is None:
-            loss, finite = background_loss(to_numpy(logits))
+            loss, finite = background_loss(host_view(logits))
             name = 'logits'
         else:
             loss = to_numpy(scores)

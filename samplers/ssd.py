@@ -19,8 +19,8 @@ import numpy as np
 import mxnet as mx
 from mxnet import autograd, gluon
 
-from .backend import (check_flags, check_int, check_ratio, is_ndarray, like, ops, to_numpy,
-                      use_numpy)
+from .backend import (check_flags, check_int, check_ratio, host_view, is_ndarray, like, ops,
+                      to_numpy, use_numpy)
 from .boxes import center_to_corner, corner_to_center, box_iou
 from .ohem import OHEMSampler, background_loss, hard_negatives
 
@@ -281,10 +281,13 @@ class SSDMultiBoxLoss(gluon.Block):
     finite logits the losses are GluonCV's (to float32 rounding).
 
     Backends: the losses are ``mx.nd`` on each input's context, recorded by
-    autograd. On a CPU context the choice is made in numpy from a host copy
-    of the logits (:func:`samplers.ohem.background_loss`), and only the
-    chosen rows go through ``log_softmax`` (the positive rows through the box
-    loss). Elsewhere (GPU) every row is computed with ``mx.nd`` and nothing
+    autograd. When every input is on a CPU context the choice is made in
+    numpy from a view of the logits in place
+    (:func:`samplers.backend.host_view`,
+    :func:`samplers.ohem.background_loss`: about one pass over them), and
+    only the chosen rows go through ``log_softmax`` (the positive rows
+    through the box loss). Otherwise (GPU, or a list mixing CPU and GPU
+    contexts) every row is computed with ``mx.nd`` and nothing
     is read on the host: unlike GluonCV the batch's positive count is never
     read either, so with no positive at all the losses are (B,) zeros where
     GluonCV returns (1,) zeros.
@@ -313,6 +316,10 @@ class SSDMultiBoxLoss(gluon.Block):
                              'one length, got lengths {}'.format([len(p) for p in parts]))
         for cp, bp, ct, bt in zip(*parts):
             self._check(cp, bp, ct, bt)
+        if all(use_numpy(ct) for ct in parts[2]):  # CPU: count on the host, no engine round
+            targets = [host_view(ct) for ct in parts[2]]
+            scale = 1.0 / max(1, sum(int(np.count_nonzero(t > 0)) for t in targets))
+            return self._gathered(parts, targets, scale)
         with autograd.pause():
             num_pos = [mx.nd.sum(ct > 0) for ct in parts[2]]
         sums, cls_losses, box_losses = [], [], []
@@ -320,14 +327,17 @@ class SSDMultiBoxLoss(gluon.Block):
             with autograd.pause():
                 total = mx.nd.add_n(*[p.as_in_context(cp.context) for p in num_pos])
                 scale = 1.0 / mx.nd.maximum(total, 1.0)
-            if use_numpy(ct):
-                cls_loss, box_loss = self._losses_gathered(cp, bp, ct, bt)
-            else:
-                cls_loss, box_loss = self._losses_dense(cp, bp, ct, bt)
+            cls_loss, box_loss = self._losses_dense(cp, bp, ct, bt)
             cls_losses.append(mx.nd.broadcast_mul(cls_loss, scale))
             box_losses.append(mx.nd.broadcast_mul(box_loss, scale))
             sums.append(cls_losses[-1] + self._lambd * box_losses[-1])
         return sums, cls_losses, box_losses
+
+    def _gathered(self, parts, targets, scale):
+        """The three lists, from :meth:`_losses_gathered` on each device."""
+        outs = [self._losses_gathered(cp, bp, target, bt, scale)
+                for (cp, bp, _, bt), target in zip(zip(*parts), targets)]
+        return tuple([out[i] for out in outs] for i in range(3))
 
     def chosen(self, cls_target, loss, finite):
         """The anchors that carry classification loss: 0/1 (B, N) float32 (the mining rule).
@@ -377,31 +387,43 @@ class SSDMultiBoxLoss(gluon.Block):
         return (mx.nd.sum(cls_loss, axis=0, exclude=True),
                 mx.nd.sum(box_loss, axis=0, exclude=True))
 
-    def _losses_gathered(self, cp, bp, ct, bt):
-        """Per-image (B,) sums from the chosen rows only: the CPU path.
+    def _losses_gathered(self, cp, bp, target, bt, scale):
+        """``(sum_loss, cls_loss, box_loss)``, (B,) each, times ``scale``: the CPU path.
 
-        The choice is made on the host from numpy's background loss
-        (:func:`samplers.ohem.background_loss`); only the chosen rows (a few
-        per positive) go through ``log_softmax``, and only the positive rows
+        ``target`` is the class target as a numpy array. The choice is made on
+        the host from numpy's background loss of a view of the logits
+        (:func:`samplers.backend.host_view`, no copy;
+        :func:`samplers.ohem.background_loss`); only the chosen rows (a few per
+        positive) go through ``log_softmax``, and only the positive rows
         through the box loss, gathered with ``take`` so autograd sees them.
+        One matrix product then sums both per image, and their weighted sum:
+        a handful of MXNet operators whatever the batch.
         """
         batch, num, num_class = cp.shape
         with autograd.pause():
-            target = ct.asnumpy()
-            loss, finite = background_loss(cp.asnumpy())
+            loss, finite = background_loss(host_view(cp))
             chosen = self.chosen(target, loss, finite)
         flat_target = target.reshape(-1)
         rows = np.flatnonzero(chosen.reshape(-1) > 0)
-        logits = _take_rows_nd(cp.reshape((-1, num_class)), rows)
-        picked = mx.nd.array(np.maximum(flat_target[rows], 0) if rows.size else [0],
-                             ctx=cp.context)
-        cls_loss = -mx.nd.pick(mx.nd.log_softmax(logits, axis=-1), picked, axis=-1)
         pos = np.flatnonzero(flat_target > 0)
-        diff = _take_rows_nd(mx.nd.reshape_like(bp, bt).reshape((-1, 4)), pos) - \
-            _take_rows_nd(bt.reshape((-1, 4)), pos)
-        box_loss = mx.nd.sum(self._smooth_l1(diff), axis=-1)
-        return (_image_sums(cls_loss, rows, batch, num, cp.context),
-                _image_sums(box_loss, pos, batch, num, cp.context))
+        # With no row (no positive), row 0 stands in, weighted 0.
+        some_rows, some_pos = (rows if rows.size else [0]), (pos if pos.size else [0])
+        k, p = len(some_rows), len(some_pos)
+        index = mx.nd.array(np.concatenate([some_rows, np.maximum(flat_target[some_rows], 0),
+                                            some_pos]), ctx=cp.context, dtype='int64')
+        logits = mx.nd.take(cp.reshape((-1, num_class)), index[:k], axis=0)
+        log_p = mx.nd.pick(mx.nd.log_softmax(logits, axis=-1), index[k:2 * k], axis=-1)
+        diff = (mx.nd.take(bp.reshape((-1, 4)), index[2 * k:], axis=0)
+                - mx.nd.take(bt.reshape((-1, 4)), index[2 * k:], axis=0))
+        box = self._smooth_l1(diff).reshape((-1,)).astype(log_p.dtype, copy=False)
+        # (3B, k + 4p) weights: rows of [sum, cls, box] per image over [-log_p, box values].
+        weights = np.zeros((3, batch, k + 4 * p), np.float32)
+        weights[1, rows // num, np.arange(rows.size)] = -scale
+        weights[2, np.repeat(pos // num, 4), k + np.arange(4 * pos.size)] = scale
+        weights[0] = weights[1] + self._lambd * weights[2]
+        out = mx.nd.dot(mx.nd.array(weights.reshape(3 * batch, -1), ctx=cp.context,
+                                    dtype=log_p.dtype), mx.nd.concat(log_p, box, dim=0))
+        return out[:batch], out[batch:2 * batch], out[2 * batch:]
 
     @staticmethod
     def _check(cp, bp, ct, bt):
@@ -413,19 +435,3 @@ class SSDMultiBoxLoss(gluon.Block):
         if tuple(bt.shape) != tuple(cp.shape[:2]) + (4,) or bp.size != bt.size:
             raise ValueError('box_target must be (B, N, 4) and box_pred hold B * N * 4 values, '
                              'got {} and {}'.format(bt.shape, bp.shape))
-
-
-def _take_rows_nd(table, rows):
-    """Rows ``rows`` (numpy ints) of the NDArray ``table`` (R, K), differentiably.
-
-    With no rows, row 0 stands in (its sum is then weighted 0 by :func:`_image_sums`).
-    """
-    index = mx.nd.array(rows if rows.size else [0], ctx=table.context, dtype='int64')
-    return mx.nd.take(table, index, axis=0)
-
-
-def _image_sums(values, rows, batch, num, ctx):
-    """(B,) sums of ``values`` (K,) over the rows (flat anchor indices) of each image."""
-    weights = np.zeros((batch, max(rows.size, 1)), np.float32)
-    weights[rows // num, np.arange(rows.size)] = 1
-    return mx.nd.dot(mx.nd.array(weights, ctx=ctx, dtype=values.dtype), values)

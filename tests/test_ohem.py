@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
+from samplers.backend import host_view
 from samplers.boxes import box_iou, force_ndarray_backend, keep_top
 from samplers.ohem import OHEMSampler, background_loss, background_loss_F, greedy_nms_first
 from conftest import CPU_CONTEXTS, requires_gpu
@@ -269,6 +270,49 @@ def test_background_loss_F_equals_numpy_twin(dtype):
     got, finite = background_loss_F(mx.nd, arr)
     np.testing.assert_array_equal(finite.asnumpy() > 0, want_finite)
     np.testing.assert_allclose(got.asnumpy()[want_finite], want[want_finite], rtol=1e-5)
+
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+def test_background_loss_fast_and_checked_blocks_agree_with_float64(dtype):
+    # Blocks of 2 rows: clean blocks take the one-exp road, blocks holding an extreme,
+    # NaN or infinite logit the shifted one; each row's loss and flag are the same either way.
+    rng = np.random.RandomState(1)
+    logits = (rng.randn(12, 4) * 8).astype(dtype)
+    logits[3] = [0, 1e4, 0, 0]     # overflows exp: its block is redone shifted
+    logits[5] = [-200, -201, -199, -200]  # underflows exp
+    logits[7, 2] = -np.inf
+    logits[9, 0] = np.nan
+    logits[10, 1] = np.inf
+    loss, finite = background_loss(logits, block_rows=2)
+    np.testing.assert_array_equal(finite, np.isfinite(logits).all(axis=1))
+    np.testing.assert_allclose(loss[finite], reference_loss(logits[finite]), rtol=1e-5)
+    alone = np.concatenate([background_loss(row[None])[0] for row in logits[finite]])
+    np.testing.assert_allclose(loss[finite], alone, rtol=1e-6)
+
+
+def test_background_loss_reads_a_cpu_ndarray_in_place():
+    logits = mx.nd.array(np.random.RandomState(2).randn(2, 5, 3))
+    view = host_view(logits)
+    assert not view.flags.writeable and view.ctypes.data == host_view(logits).ctypes.data
+    np.testing.assert_array_equal(view, logits.asnumpy())
+    np.testing.assert_array_equal(host_view(logits[1]), logits.asnumpy()[1])  # offset view
+    np.testing.assert_array_equal(background_loss(view)[0],
+                                  background_loss(logits.asnumpy())[0])
+
+
+def test_host_view_of_an_mkldnn_result_is_in_the_default_layout():
+    rng = np.random.RandomState(3)
+    data, weight = mx.nd.array(rng.randn(2, 8, 9, 9)), mx.nd.array(rng.randn(16, 8, 3, 3))
+    out = mx.nd.Activation(mx.nd.Convolution(data, weight, kernel=(3, 3), num_filter=16,
+                                             no_bias=True), act_type='relu')
+    np.testing.assert_array_equal(host_view(out), out.asnumpy())
+
+
+def test_host_view_keeps_its_ndarray_alive():
+    view = host_view(mx.nd.array(np.arange(6.0).reshape(2, 3)) * 2)
+    mx.nd.waitall()
+    mx.nd.ones((100, 100)).wait_to_read()  # would reuse a freed buffer
+    np.testing.assert_array_equal(view, np.arange(6.0).reshape(2, 3) * 2)
 
 
 def test_small_losses_keep_their_order():

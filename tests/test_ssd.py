@@ -100,6 +100,25 @@ def test_loss_equals_gluoncv_without_ignored_anchors(ratio, min_hard, backend):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
 
 
+def test_loss_and_gradients_equal_gluoncv_with_other_rho_and_lambd(backend):
+    # The CPU path sums cls, box and their lambd-weighted total in one product: same numbers.
+    args = loss_inputs(np.random.RandomState(5))
+    grads = []
+    for make, scope in ((GLUONCV_LOSS, contextlib.nullcontext), (SSDMultiBoxLoss, backend)):
+        cls_pred, box_pred = args[0].copy(), args[1].copy()
+        cls_pred.attach_grad()
+        box_pred.attach_grad()
+        with scope(), mx.autograd.record():
+            out = make(3, rho=0.5, lambd=0.3)(cls_pred, box_pred, args[2], args[3])
+        mx.autograd.backward(out[0])
+        grads.append((as_numpy(out), cls_pred.grad.asnumpy(), box_pred.grad.asnumpy()))
+    (want, want_cls, want_box), (got, got_cls, got_box) = grads
+    for w, g in zip(want, got):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got_cls, want_cls, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(got_box, want_box, rtol=1e-4, atol=1e-6)
+
+
 def test_loss_equals_gluoncv_across_devices():
     rng = np.random.RandomState(1)
     parts = [loss_inputs(rng, batch=2), loss_inputs(rng, batch=2, positives=(3, 0))]
