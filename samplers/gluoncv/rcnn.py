@@ -499,29 +499,32 @@ def _metric_get(self):
 
 
 # --------------------------------------------------------------------------- what install() patches
+_PATCHES = (
+    (_FasterTransform, '__call__', _faster_call),
+    (_FasterTransform, '_target_generator', property(_build_target_generator)),
+    (_FasterTransform, '__reduce_ex__', _reduce_gluoncv_transform),
+    (_MaskTransform, '__call__', _mask_call),
+    (_MaskTransform, '_target_generator', property(_build_target_generator)),
+    (_MaskTransform, '__reduce_ex__', _reduce_gluoncv_transform),
+    (_rpn_target, 'RPNTargetGenerator', RPNTargetGenerator),
+    (_rpn_target, 'RPNTargetSampler', RPNTargetSampler),
+    (_faster, 'RCNNTargetSampler', _installed_rcnn_sampler),
+    (_FasterRCNN, 'forward', _network_forward),
+    (_FasterRCNN, 'hybrid_forward', _faster_hybrid_forward),
+    (_MaskRCNN, 'hybrid_forward', _mask_hybrid_forward),
+    (_faster_task.ForwardBackwardTask, '__init__',
+     _with_our_sampler(_GLUONCV['faster_task_init'])),
+    (_faster_task.ForwardBackwardTask, 'forward_backward',
+     _with_task_flags(_GLUONCV['faster_task'])),
+    (_mask_task.ForwardBackwardTask, '__init__', _with_our_mask_loss(_GLUONCV['mask_task_init'])),
+    (_MaskTargetGenerator, 'hybrid_forward', _with_phantom_weight(_GLUONCV['mask_targets'])),
+    (_mask_task.ForwardBackwardTask, 'forward_backward',
+     _with_task_flags(_GLUONCV['mask_task'])),
+    (_metrics.RPNL1LossMetric, 'get', _metric_get),
+    (_metrics.RCNNL1LossMetric, 'get', _metric_get),
+)
+
+
 def patches():
     """(owner, attribute, replacement) triples that install() applies for Faster/Mask R-CNN."""
-    return (
-        (_FasterTransform, '__call__', _faster_call),
-        (_FasterTransform, '_target_generator', property(_build_target_generator)),
-        (_FasterTransform, '__reduce_ex__', _reduce_gluoncv_transform),
-        (_MaskTransform, '__call__', _mask_call),
-        (_MaskTransform, '_target_generator', property(_build_target_generator)),
-        (_MaskTransform, '__reduce_ex__', _reduce_gluoncv_transform),
-        (_rpn_target, 'RPNTargetGenerator', RPNTargetGenerator),
-        (_rpn_target, 'RPNTargetSampler', RPNTargetSampler),
-        (_faster, 'RCNNTargetSampler', _installed_rcnn_sampler),
-        (_FasterRCNN, 'forward', _network_forward),
-        (_FasterRCNN, 'hybrid_forward', _faster_hybrid_forward),
-        (_MaskRCNN, 'hybrid_forward', _mask_hybrid_forward),
-        (_faster_task.ForwardBackwardTask, '__init__',
-         _with_our_sampler(_GLUONCV['faster_task_init'])),
-        (_faster_task.ForwardBackwardTask, 'forward_backward',
-         _with_task_flags(_GLUONCV['faster_task'])),
-        (_mask_task.ForwardBackwardTask, '__init__', _with_our_mask_loss(_GLUONCV['mask_task_init'])),
-        (_MaskTargetGenerator, 'hybrid_forward', _with_phantom_weight(_GLUONCV['mask_targets'])),
-        (_mask_task.ForwardBackwardTask, 'forward_backward',
-         _with_task_flags(_GLUONCV['mask_task'])),
-        (_metrics.RPNL1LossMetric, 'get', _metric_get),
-        (_metrics.RCNNL1LossMetric, 'get', _metric_get),
-    )
+    return _PATCHES
