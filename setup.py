@@ -19,9 +19,19 @@ setup(
     long_description_content_type='text/markdown',
     license='Apache-2.0',
     packages=find_packages(include=['samplers', 'samplers.*']),
-    python_requires='>=3.8',
-    # mxnet 1.9.1 breaks with numpy >= 1.24 and fails to import under numpy 2.
-    install_requires=['mxnet>=1.9.1,<2', 'numpy>=1.16,<1.24'],
+    license_files=['LICENSE'],
+    # Tested on 3.8 to 3.12 (Makefile's SUPPORTED). mxnet 1.9.1 cannot install on 3.13: it
+    # needs numpy < 2, which has no build for 3.13.
+    python_requires='>=3.8,<3.13',
+    # mxnet 1.9.1 fails to import under numpy 2. numpy 1.24 to 1.26 work only with the aliases
+    # samplers/_compat.py restores; 3.12 needs them (its first numpy build is 1.26) and
+    # setuptools for the distutils mxnet and gluoncv import.
+    install_requires=[
+        'mxnet>=1.9.1,<2',
+        'numpy>=1.16,<1.24; python_version < "3.12"',
+        'numpy>=1.26,<2; python_version >= "3.12"',
+        'setuptools; python_version >= "3.12"',
+    ],
     extras_require={
         'gluoncv': ['gluoncv==0.10.5.post0'],
         'viz': ['matplotlib>=3.3'],
@@ -30,6 +40,11 @@ setup(
     classifiers=[
         'License :: OSI Approved :: Apache Software License',
         'Programming Language :: Python :: 3',
+        'Programming Language :: Python :: 3.8',
+        'Programming Language :: Python :: 3.9',
+        'Programming Language :: Python :: 3.10',
+        'Programming Language :: Python :: 3.11',
+        'Programming Language :: Python :: 3.12',
         'Topic :: Scientific/Engineering :: Artificial Intelligence',
     ],
 )

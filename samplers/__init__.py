@@ -18,6 +18,10 @@ flagged with a 0/1 array over the boxes; a hard box never produces a
 positive, and anchors that overlap it are ignored rather than taught as
 background.
 """
+# First, before anything imports mxnet: the numpy aliases mxnet 1.9.1 needs on numpy >= 1.24
+# (Python 3.12). This changes the numpy module of the whole process; see samplers/_compat.py.
+from . import _compat  # noqa: F401
+
 __version__ = '0.1.0'
 
 from .backend import POSITIVE, NEGATIVE, IGNORE, force_ndarray_backend  # noqa: F401

@@ -1,6 +1,10 @@
 """Shared test set-up: seeded RNGs, contexts, and the GPU marker."""
 import os
 
+# First, before mxnet: on Python 3.12 (numpy 1.26) mxnet needs the numpy aliases that
+# samplers/_compat.py restores, and test modules import mxnet and gluoncv before samplers.
+import samplers  # noqa: F401  pylint: disable=unused-import
+
 import mxnet as mx
 import numpy as np
 import pytest

@@ -33,6 +33,9 @@ from conftest import CPU_CONTEXTS, requires_gpu  # noqa: E402
 # GluonCV's FPN network warns while tracing its features symbol; not ours to fix.
 pytestmark = pytest.mark.filterwarnings('ignore:Cannot decide type:UserWarning')
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: A fresh process that imports mxnet before samplers needs, on Python 3.12, the numpy aliases
+#: samplers/_compat.py restores; run from the file, it adds them without importing samplers.
+COMPAT_FIRST = 'import runpy; runpy.run_path("samplers/_compat.py")\n'
 GluonCVTransform = rcnn.FasterRCNNDefaultTrainTransform
 GluonCVMaskTransform = rcnn.MaskRCNNDefaultTrainTransform
 MISSING = object()
@@ -476,7 +479,8 @@ def test_installed_gluoncv_transform_unpickles_hard_aware_in_a_fresh_process(c4_
     apply(transform, image(), label(BOX + [3, 0]))  # caches a generator: it must not travel
     path = tmp_path / 'transform.pkl'
     path.write_bytes(pickle.dumps(transform))
-    code = ('import pickle, sys, numpy as np, mxnet as mx\n'
+    code = (COMPAT_FIRST +
+            'import pickle, sys, numpy as np, mxnet as mx\n'
             'from gluoncv.model_zoo.rcnn.rpn import rpn_target\n'
             't = pickle.load(open(sys.argv[1], "rb"))\n'
             'img = mx.nd.array(np.zeros((256, 320, 3)), dtype="uint8")\n'
