@@ -420,3 +420,10 @@ def test_ratio_reports_the_path_taking_gluoncvs_own_inputs_even_when_numpy_is_fa
                      ['ours:NDArray in', 'ours:numpy in'], 'gluoncv')
     assert row['path'] == 'NDArray in'
     assert row['ratio'] == pytest.approx(10.0)
+
+
+# --------------------------------------------------------------------------- i9b: rcnn-transform
+def test_rcnn_transform_case_times_the_class_install_uses_and_agrees_with_gluoncv(quick_report):
+    row = next(r for r in quick_report['cases'] if r['case'] == 'rcnn-transform')
+    assert row['path'] == 'with install()' and row['ours_ms'] > 0 and row['ref_ms'] > 0
+    assert row['same_as_gluoncv'] is True
