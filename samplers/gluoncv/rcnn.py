@@ -146,7 +146,8 @@ class RCNNTargetSampler(_GluonCVRCNNTargetSampler):
             hard = getattr(_NET, 'hard', None)
         return super().forward(rois, scores, gt_boxes, hard)
 
-    def hybrid_forward(self, F, rois, scores, gt_boxes, hard=None):  # pylint: disable=arguments-differ
+    # pylint: disable=arguments-differ
+    def hybrid_forward(self, F, rois, scores, gt_boxes, hard=None):
         return self.sampler(rois, scores, gt_boxes, hard)
 
 
@@ -284,7 +285,7 @@ def _rebuild(cls, state):
 
 
 class _HardFlagsTransform:
-    """What our explicit transforms add to GluonCV's: the hard column, our generator, shape cache."""
+    """What our explicit transforms add to GluonCV's: hard column, our generator, shape cache."""
 
     def _set_up(self, hard_column, generator_options):
         hard_column = check_hard_column(hard_column)
