@@ -160,7 +160,9 @@ def train(net, batches, mask, hybridize):
     """A few steps as GluonCV's scripts take them; what the sampler saw, per step, and losses."""
     net.collect_params().setattr('grad_req', 'null')
     net.collect_train_params().setattr('grad_req', 'write')
-    trainer = gluon.Trainer(net.collect_train_params(), 'sgd', {'learning_rate': 1e-4})
+    # Gradient clipping as in GluonCV's scripts: an untrained network blows up without it.
+    trainer = gluon.Trainer(net.collect_train_params(), 'sgd',
+                            {'learning_rate': 1e-4, 'momentum': 0.9, 'clip_gradient': 5})
     losses = [gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=False),
               gluon.loss.HuberLoss(rho=1 / 9.), gluon.loss.SoftmaxCrossEntropyLoss(),
               gluon.loss.HuberLoss()]
@@ -249,11 +251,12 @@ def test_hybridized_training_with_worker_processes(network, mask, voc, request):
     net = request.getfixturevalue(network)
     dataset = PolygonDataset(voc) if mask else voc
     data = batches(net, dataset, mask, num_workers=2)
-    _, results = train(net, data, mask, hybridize=True)
+    # One step, on the image whose every object is difficult (two would double the time).
+    _, results = train(net, data[1:], mask, hybridize=True)
     for losses in results:
         assert np.isfinite(np.concatenate([np.ravel(x) for x in losses])).all()
     # The hybridized network takes the flags as a graph input: the same rule holds.
-    img, label = one_device(data[1][0]), one_device(data[1][1])
+    img, label = one_device(data[0][0]), one_device(data[0][1])
     with autograd.record():
         out = net(img, label[:, :, :4], label[:, :, 4:5], label[:, :, 5:6])
     first = 3 if mask else 2
