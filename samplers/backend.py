@@ -30,7 +30,7 @@ import mxnet as mx
 __all__ = [
     'POSITIVE', 'NEGATIVE', 'IGNORE',
     'is_ndarray', 'use_numpy', 'force_ndarray_backend', 'ndarray_backend_forced', 'to_numpy',
-    'like', 'ops', 'NUMPY_OPS', 'ND_OPS',
+    'like', 'ops', 'kind_ops', 'NUMPY_OPS', 'ND_OPS',
     'check_int', 'check_ratio', 'check_thresh', 'check_boxes', 'check_flags', 'warn_once',
 ]
 
@@ -213,6 +213,17 @@ NUMPY_OPS = types.SimpleNamespace(
     argmax=lambda a, axis: a.argmax(axis=axis),
     mask=lambda m: np.asarray(m, dtype=np.float32),   # bool/0-1 -> float32 0/1
     zeros_like=lambda a: np.zeros(a.shape, np.float32),
+    # bool/0-1 -> 0/1 in the smallest type where *, +, 1 - m and maximum still work (for
+    # per-anchor masks over a million anchors): uint8 here, float32 for NDArrays.
+    compact_mask=lambda m: np.asarray(m, dtype=np.uint8),
+    expand=np.expand_dims,
+    columns=lambda a: np.split(a, a.shape[-1], axis=-1),      # (..., K) -> K x (..., 1)
+    unstack=lambda a: [a[..., i] for i in range(a.shape[-1])],  # (..., K) -> K x (...)
+    concat=lambda parts: np.concatenate(parts, axis=-1),
+    log=np.log,
+    divide_where=lambda a, b, cond: np.divide(
+        a, b, out=np.zeros(np.broadcast_shapes(a.shape, b.shape), np.result_type(a, b)),
+        where=cond),   # a / b where cond, else 0 (nothing computed there)
 )
 
 #: The same helpers for NDArrays, as ``mx.nd`` operators on the input's context.
@@ -226,6 +237,15 @@ ND_OPS = types.SimpleNamespace(
     argmax=lambda a, axis: mx.nd.argmax(a, axis=axis),
     mask=lambda m: m.astype('float32'),
     zeros_like=lambda a: mx.nd.zeros(a.shape, ctx=a.context, dtype='float32'),
+    compact_mask=lambda m: m.astype('float32'),
+    expand=lambda a, axis: a.expand_dims(axis),
+    columns=lambda a: mx.nd.split(a, a.shape[-1], axis=-1, squeeze_axis=False)
+    if a.shape[-1] > 1 else [a],
+    unstack=lambda a: list(mx.nd.split(a, a.shape[-1], axis=-1, squeeze_axis=True))
+    if a.shape[-1] > 1 else [a.reshape(a.shape[:-1])],
+    concat=lambda parts: mx.nd.concat(*parts, dim=-1),
+    log=mx.nd.log,
+    divide_where=lambda a, b, cond: _nd_where(cond, a / _nd_where(cond, b, 1.0), 0.0),
 )
 
 
@@ -279,3 +299,46 @@ def check_bool(name, value):
     if isinstance(value, numbers.Integral) and int(value) in (0, 1):
         return bool(value)
     raise ValueError('{} must be True or False, got {!r}'.format(name, value))
+
+# --------------------------------------------------------------------------- i10: more ops, mx.sym
+#: The same helpers for symbols (``mx.sym``), for rules run inside ``hybrid_forward``.
+#: ``where`` needs arguments of one shape here.
+SYM_OPS = types.SimpleNamespace(
+    name='symbol',
+    where=lambda c, x, y: mx.sym.where(c, x, y),
+    maximum=mx.sym.maximum,   # numbers or symbols
+    minimum=mx.sym.minimum,
+    max=lambda a, axis, keepdims=False: mx.sym.max(a, axis=axis, keepdims=keepdims),
+    sum=lambda a, axis, keepdims=False: mx.sym.sum(a, axis=axis, keepdims=keepdims),
+    argmax=lambda a, axis: mx.sym.argmax(a, axis=axis),
+    mask=lambda m: mx.sym.cast(m, 'float32'),
+    zeros_like=lambda a: mx.sym.zeros_like(mx.sym.cast(a, 'float32')),
+)
+
+# floor, and count: per-row number of nonzero entries of a 0/1 mask, (B, 1) float64 (exact
+# far past float32's 2**24, and safe to multiply by a huge ratio).
+NUMPY_OPS.floor = np.floor
+NUMPY_OPS.count = lambda m: np.asarray(m).sum(axis=1, keepdims=True, dtype=np.float64)
+ND_OPS.floor = mx.nd.floor
+ND_OPS.count = lambda m: mx.nd.sum(m.astype('float64'), axis=1, keepdims=True)
+SYM_OPS.floor = mx.sym.floor
+SYM_OPS.count = lambda m: mx.sym.sum(mx.sym.cast(m, 'float64'), axis=1, keepdims=True)
+
+
+def ops_F(F):
+    """The ops namespace for Gluon's ``F``: :data:`ND_OPS` or :data:`SYM_OPS` (``mx.sym``)."""
+    return ND_OPS if F is mx.nd else SYM_OPS
+
+# pick: a[..., idx[...], ...] along ``axis`` (idx one rank lower, any integer-valued dtype).
+NUMPY_OPS.pick = lambda a, idx, axis: np.take_along_axis(
+    a, np.expand_dims(np.asarray(idx).astype(np.int64), axis), axis).squeeze(axis)
+ND_OPS.pick = lambda a, idx, axis: mx.nd.pick(a, idx, axis=axis)
+SYM_OPS.pick = lambda a, idx, axis: mx.sym.pick(a, idx, axis=axis)
+NUMPY_OPS.log = np.log
+ND_OPS.log = mx.nd.log
+SYM_OPS.log = mx.sym.log
+
+def kind_ops(x):
+    """:data:`ND_OPS` for any NDArray, else :data:`NUMPY_OPS`: for helpers whose result keeps
+    the input's kind whatever its context (box formats, encodings)."""
+    return ND_OPS if is_ndarray(x) else NUMPY_OPS

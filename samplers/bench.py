@@ -26,6 +26,13 @@ case                      what is timed (sizes at ``--scale 1``)          goal
                           boxes, num_sample 512, pos_ratio 0.25
 ``ohem``                  OHEMSampler, 32 x 8732 anchors x 21 classes,    >= 5x faster
                           ratio 3
+``rcnn``                  RCNNTargetSampler (second stage), hybridized,   at least as fast
+                          2 images x 2000 proposals x 100 boxes,          (>= 1x)
+                          num_sample 512, pos_ratio 0.25
+
+``ssd-loss``              SSDMultiBoxLoss (mining with OHEM's selection)  >= 2x faster; and
+                          on ohem's inputs: 32 x 8732 anchors x 21        <= 1.5x one
+                          classes, ratio 3                                log-softmax pass
 ``rpn-sampler-memory``    peak memory of RPNTargetSampler at 1,000,000    < 3x the IoU matrix
                           anchors x 10 boxes, as a multiple of the IoU
                           matrix (numpy allocations, via tracemalloc;
@@ -81,7 +88,9 @@ from .backend import check_int, check_ratio
 from .boxes import box_iou
 from .ohem import OHEMSampler
 from .quota import QuotaSampler
+from .rcnn import RCNNTargetSampler
 from .rpn import RPNTargetGenerator, RPNTargetSampler
+from .ssd import SSDMultiBoxLoss
 
 __all__ = ['CASES', 'rpn_anchors', 'random_boxes', 'time_alternating', 'goal_met',
            'machine_info', 'run', 'format_table', 'readme_block', 'rewrite_readme',
@@ -561,6 +570,41 @@ def _ohem_case(bench, sizes, rng):
         agree=(lambda: ours(*nds), lambda: theirs(*nds)))
 
 
+# i10: the SSD loss (its mining shares OHEMSampler's selection)
+def _ssd_loss_inputs(rng, sizes):
+    """SSD300-like loss inputs: (B, N, C) logits, (B, N*4) box predictions, targets as GluonCV's.
+
+    Class targets are 0 (background) or a class + 1 for 5..40 positives per
+    image, with no ignored anchor: what GluonCV's own transform writes.
+    """
+    matches, logits, _ = _ohem_inputs(rng, sizes)
+    target = np.where(matches >= 0, matches + 1, 0).astype(np.float32)
+    batch, num = target.shape
+    box_pred = rng.normal(0, 1, (batch, num * 4)).astype(np.float32)
+    box_target = rng.normal(0, 1, (batch, num, 4)).astype(np.float32)
+    return [mx.nd.array(a) for a in (logits, box_pred, target, box_target)]
+
+
+@case('ssd-loss', ('faster', 2.0), CASES['ohem'].sizes)
+def _ssd_loss_case(bench, sizes, rng):
+    args = _ssd_loss_inputs(rng, sizes)
+    ours, theirs = SSDMultiBoxLoss(sizes['ratio']), gluoncv('loss', 'SSDMultiBoxLoss')(
+        sizes['ratio'])
+
+    def flat(out):
+        return tuple(x for part in out for x in part)
+
+    # Second goal (issue 10): ours within 1.5x of one log-softmax pass over the logits.
+    return bench.compare(
+        'SSDMultiBoxLoss, {} x {} anchors x {} classes, ratio {}'.format(
+            sizes['batch'], sizes['anchors'], sizes['classes'], sizes['ratio']),
+        ours={'NDArray in': lambda i: ours(*args)},
+        reference=lambda i: theirs(*args),
+        others={'one log-softmax pass': lambda i: mx.nd.log_softmax(args[0], axis=-1)},
+        agree=(lambda: flat(ours(*args)), lambda: flat(theirs(*args))),
+        notes=['second goal: ours <= 1.5x one log-softmax pass (see that note)'])
+
+
 def _traced_peak(fn, arg):
     """Peak bytes numpy/Python allocate during ``fn(arg)`` (tracemalloc), result included."""
     fn(arg)  # warm-up outside the trace: lazy imports and caches are not the sampler's cost
@@ -613,6 +657,67 @@ def _rss_peak(num, m, seed):
     except (subprocess.SubprocessError, ValueError, IndexError, KeyError, OSError) as err:
         tail = done.stderr.strip().splitlines()[-1:] if 'done' in locals() else []
         return None, 'RSS probe failed: {} {}'.format(type(err).__name__, ' '.join(tail))
+
+
+def _rcnn_inputs(rng, sizes):
+    """(B, N, 4) proposals, (B, N, 1) scores and (B, M, 4) boxes: 30% of proposals near a box."""
+    batch, num, m = sizes['batch'], sizes['proposals'], sizes['boxes']
+    height, width = 600, 1000
+    gts, rois = [], []
+    for _ in range(batch):
+        gt = random_boxes(rng, m, height, width)
+        near = _jitter(rng, gt[rng.randint(0, m, num * 3 // 10)])
+        rois.append(np.concatenate([near, random_boxes(rng, num - len(near), height, width)]))
+        gts.append(gt)
+    scores = rng.uniform(0, 1, (batch, num, 1)).astype(np.float32)
+    return np.stack(rois), scores, np.stack(gts)
+
+
+def _rcnn_label_differences(ours, theirs):
+    """Rows labelled differently, keyed by (roi, match) per image.
+
+    GluonCV can draw a row twice and skip negatives (README, differences), so rows are
+    compared as sets: the positives must be the same, and a row both sides return must
+    have the same label on both. Each miss counts once.
+    """
+    total = 0
+    for b in range(_host(ours[1]).shape[0]):
+        labels = []
+        for rois, samples, matches in (ours, theirs):
+            rows = zip(_host(rois)[b].tolist(), _host(samples)[b].tolist(),
+                       _host(matches)[b].tolist())
+            labels.append({tuple(roi) + (match,): label for roi, label, match in rows})
+        positives = [{key for key, label in side.items() if label == 1} for side in labels]
+        total += len(positives[0] ^ positives[1])
+        total += sum(labels[0][key] != labels[1][key] for key in labels[0].keys() & labels[1])
+    return total
+
+
+@case('rcnn', ('faster', 1.0),
+      lambda s: {'batch': 2, 'proposals': s.count(2000, 64), 'boxes': s.count(100, 4),
+                 'num_sample': s.count(512, 16), 'pos_ratio': 0.25})
+def _rcnn_case(bench, sizes, rng):
+    arrays = _rcnn_inputs(rng, sizes)
+    nds = [mx.nd.array(a) for a in arrays]
+    batch, num, m = sizes['batch'], sizes['proposals'], sizes['boxes']
+    theirs_cls = gluoncv('model_zoo.rcnn.faster_rcnn.rcnn_target', 'RCNNTargetSampler')
+
+    def build(cls, num_sample, pos_ratio):
+        block = cls(batch, num, num_sample, 0.5, pos_ratio, m)
+        getattr(block, 'hybridize', lambda: None)()  # both hybridized, as in the detector
+        return block
+    ours = build(RCNNTargetSampler, sizes['num_sample'], sizes['pos_ratio'])
+    theirs = build(theirs_cls, sizes['num_sample'], sizes['pos_ratio'])
+    # Subsampling off: every candidate row is returned, with room for every positive.
+    return bench.compare(
+        'RCNNTargetSampler, hybridized, {} images x {} proposals x {} boxes, num_sample {}'
+        .format(batch, num, m, sizes['num_sample']),
+        ours={'NDArray in': lambda i: ours(*nds)},
+        reference=lambda i: theirs(*nds),
+        agree=(lambda: build(RCNNTargetSampler, num + m, 0.5)(*nds),
+               lambda: build(theirs_cls, num + m, 0.5)(*nds), _rcnn_label_differences),
+        notes=['agreement: same positives, same label on the rows both return (GluonCV may '
+               'repeat rows)'])
 
 
 @case('rpn-sampler-memory', ('memory', 3.0),

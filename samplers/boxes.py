@@ -1,10 +1,17 @@
-"""Boxes, matching, quotas and "keep k at random": the geometry floor every sampler stands on.
+"""Boxes, matching, encoding, quotas and "keep k at random": the floor every sampler stands on.
 
 Labels follow the package convention (see :mod:`samplers`). Backend dispatch,
 conversion and argument checks live in :mod:`samplers.backend`.
 
-Functions whose name ends in ``_F`` take the Gluon ``F`` namespace first and
-work on both ``mx.nd`` and ``mx.sym``, for use inside ``hybrid_forward``.
+What each function takes is in its docstring; in short:
+
+* box formats, IoU/IoF, encodings, :func:`best_match`, :func:`match_anchors`
+  and :func:`keep_random` take numpy arrays or NDArrays (on any context) and
+  return the input's kind;
+* :func:`col_max`, :func:`row_max`, :func:`finite_rows` and :func:`keep_top`
+  are numpy-only speed helpers;
+* functions whose name ends in ``_F`` take the Gluon ``F`` namespace first and
+  work on both ``mx.nd`` and ``mx.sym``, for use inside ``hybrid_forward``.
 """
 from __future__ import annotations
 
@@ -16,11 +23,14 @@ from .backend import (POSITIVE, NEGATIVE, IGNORE, is_ndarray, use_numpy,  # noqa
                       force_ndarray_backend, ndarray_backend_forced, to_numpy, like,
                       check_int, check_ratio, check_thresh, check_boxes, check_flags,
                       warn_once)
+from .backend import ND_OPS, kind_ops, ops
 
 __all__ = [
     'POSITIVE', 'NEGATIVE', 'IGNORE',
     'box_iou', 'box_iof', 'corner_to_center', 'center_to_corner',
-    'best_match', 'best_anchor_mask', 'col_max', 'EPS',
+    'best_match', 'match_anchors', 'INVALID_IOU', 'best_anchor_mask', 'near_best', 'col_max', 'EPS',
+    'encode_boxes', 'cls_target_from_labels', 'labels_from_cls_target',
+    'CLS_POSITIVE', 'CLS_NEGATIVE', 'CLS_IGNORE',
     'keep_random', 'keep_random_F', 'keep_top', 'keep_top_F', 'row_max', 'finite_rows',
     'positive_quota', 'negative_quota', 'negative_quota_F',
     'is_ndarray', 'use_numpy', 'force_ndarray_backend', 'ndarray_backend_forced', 'to_numpy',
@@ -30,80 +40,58 @@ __all__ = [
 
 _FMTS = ('corner', 'center')
 
+#: The IoU written for an anchor that may not be labelled (GluonCV's -1 for anchors crossing the
+#: image border): below every real IoU, so such a row is never best and sets no bar.
+INVALID_IOU = -1.0
+#: Stands for the IoU of a box that does not take part (not in ``valid_gt``): below INVALID_IOU.
+_LEFT_OUT = -2.0
+
 
 # --------------------------------------------------------------------------- box formats
 def corner_to_center(boxes):
-    """(x1, y1, x2, y2) -> (cx, cy, w, h) along the last axis (numpy or NDArray)."""
-    if is_ndarray(boxes):
-        x1, y1, x2, y2 = mx.nd.split(boxes, 4, axis=-1)
-        w, h = x2 - x1, y2 - y1
-        return mx.nd.concat(x1 + 0.5 * w, y1 + 0.5 * h, w, h, dim=-1)
-    x1, y1, x2, y2 = np.split(boxes, 4, axis=-1)
+    """(x1, y1, x2, y2) -> (cx, cy, w, h) along the last axis (numpy or NDArray, kind kept)."""
+    xp = kind_ops(boxes)
+    x1, y1, x2, y2 = xp.columns(boxes)
     w, h = x2 - x1, y2 - y1
-    return np.concatenate((x1 + 0.5 * w, y1 + 0.5 * h, w, h), axis=-1)
+    return xp.concat([x1 + 0.5 * w, y1 + 0.5 * h, w, h])
 
 
 def center_to_corner(boxes):
-    """(cx, cy, w, h) -> (x1, y1, x2, y2) along the last axis (numpy or NDArray)."""
-    if is_ndarray(boxes):
-        cx, cy, w, h = mx.nd.split(boxes, 4, axis=-1)
-        return mx.nd.concat(cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h, dim=-1)
-    cx, cy, w, h = np.split(boxes, 4, axis=-1)
-    return np.concatenate((cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h), axis=-1)
+    """(cx, cy, w, h) -> (x1, y1, x2, y2) along the last axis (numpy or NDArray, kind kept)."""
+    xp = kind_ops(boxes)
+    cx, cy, w, h = xp.columns(boxes)
+    return xp.concat([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h])
 
 
 # --------------------------------------------------------------------------- IoU / IoF
-def _overlap_np(a, b, over):
-    """Intersection over union ('iou') or over a's area ('iof'), numpy corner boxes.
+def _overlap_pairs(a, b, over):
+    """Intersection over union ('iou') or over a's area ('iof') of corner boxes.
 
-    a (..., N, 4), b (..., M, 4) -> (..., N, M). Same operations in the same
-    float32 order as ``mx.nd.contrib.box_iou``, so results agree bit for bit.
+    a (..., N, 4), b (..., M, 4), both of one backend -> (..., N, M). The
+    operations and their float order are those of ``mx.nd.contrib.box_iou``,
+    so the numpy backend agrees with it bit for bit.
     """
-    ax1, ay1, ax2, ay2 = (a[..., :, None, i] for i in range(4))
-    bx1, by1, bx2, by2 = (b[..., None, :, i] for i in range(4))
-    iw = np.minimum(ax2, bx2) - np.maximum(ax1, bx1)
-    ih = np.minimum(ay2, by2) - np.maximum(ay1, by1)
-    inter = np.maximum(iw, 0) * np.maximum(ih, 0)
-    area_a = np.maximum(ax2 - ax1, 0) * np.maximum(ay2 - ay1, 0)
+    xp = ops(a)
+    ax1, ay1, ax2, ay2 = (xp.expand(c, -1) for c in xp.unstack(a))   # (..., N, 1)
+    bx1, by1, bx2, by2 = (xp.expand(c, -2) for c in xp.unstack(b))   # (..., 1, M)
+    iw = xp.minimum(ax2, bx2) - xp.maximum(ax1, bx1)
+    ih = xp.minimum(ay2, by2) - xp.maximum(ay1, by1)
+    inter = xp.maximum(iw, 0) * xp.maximum(ih, 0)
+    area_a = xp.maximum(ax2 - ax1, 0) * xp.maximum(ay2 - ay1, 0)
+    denom = area_a
     if over == 'iou':
-        area_b = np.maximum(bx2 - bx1, 0) * np.maximum(by2 - by1, 0)
-        denom = area_a + area_b - inter
-    else:
-        denom = np.broadcast_to(area_a, inter.shape)
-    out = np.zeros_like(inter)
-    pos = inter > 0
-    np.divide(inter, denom, out=out, where=pos)
-    # Non-finite coordinates give NaN, not a silent 0 (comparisons above drop NaN).
-    bad = ~np.isfinite(a).all(axis=-1)[..., :, None] | ~np.isfinite(b).all(axis=-1)[..., None, :]
-    if bad.any():
-        out = np.where(bad, np.nan, out).astype(out.dtype)
+        denom = area_a + xp.maximum(bx2 - bx1, 0) * xp.maximum(by2 - by1, 0) - inter
+    out = xp.divide_where(inter, denom, inter > 0)
+    # Non-finite coordinates give NaN, never a silent number (the comparisons drop NaN).
+    ok_a, ok_b = finite_rows(a), finite_rows(b)
+    if xp is ND_OPS or not (ok_a.all() and ok_b.all()):
+        bad = xp.maximum(xp.expand(1 - xp.mask(ok_a), -1), xp.expand(1 - xp.mask(ok_b), -2))
+        out = xp.where(bad > 0, np.nan, out)
     return out
 
 
-def _overlap_nd(a, b, over):
-    """NDArray version of :func:`_overlap_np` on the inputs' context, no host copy."""
-    nd = mx.nd
-    ax1, ay1, ax2, ay2 = nd.split(a.expand_dims(-2), 4, axis=-1)  # (..., N, 1, 1)
-    bx1, by1, bx2, by2 = nd.split(b.expand_dims(-3), 4, axis=-1)  # (..., 1, M, 1)
-    iw = nd.broadcast_minimum(ax2, bx2) - nd.broadcast_maximum(ax1, bx1)
-    ih = nd.broadcast_minimum(ay2, by2) - nd.broadcast_maximum(ay1, by1)
-    inter = (nd.relu(iw) * nd.relu(ih)).squeeze(-1)  # (..., N, M)
-    area_a = (nd.relu(ax2 - ax1) * nd.relu(ay2 - ay1)).squeeze(-1)
-    if over == 'iou':
-        area_b = (nd.relu(bx2 - bx1) * nd.relu(by2 - by1)).squeeze(-1)
-        denom = nd.broadcast_sub(nd.broadcast_add(area_a, area_b), inter)
-    else:
-        denom = nd.broadcast_like(area_a, inter)
-    pos = inter > 0
-    out = nd.where(pos, inter / nd.where(pos, denom, nd.ones_like(denom)), nd.zeros_like(inter))
-    # Non-finite coordinates: relu maps NaN to 0 on some builds; mark those pairs NaN explicitly.
-    bad_a = (nd.sum((a != a) + (nd.abs(a) == np.inf), axis=-1) > 0).expand_dims(-1)
-    bad_b = (nd.sum((b != b) + (nd.abs(b) == np.inf), axis=-1) > 0).expand_dims(-2)
-    bad = nd.broadcast_logical_or(bad_a, bad_b)
-    return nd.where(bad, nd.full(out.shape, np.nan, ctx=out.context, dtype=out.dtype), out)
-
-
 def _overlap(a, b, fmt, over, a_name, b_name):
+    """Checked :func:`_overlap_pairs` for :func:`box_iou` / :func:`box_iof`."""
     if fmt not in _FMTS:
         raise ValueError('fmt must be one of {}, got {!r}'.format(_FMTS, fmt))
     ra = check_boxes(a_name, a)
@@ -117,13 +105,10 @@ def _overlap(a, b, fmt, over, a_name, b_name):
             a_name, b_name))
     if fmt == 'center':
         a, b = center_to_corner(a), center_to_corner(b)
+    dtype = np.float64 if np.float64 in (np.dtype(a.dtype), np.dtype(b.dtype)) else np.float32
     if use_numpy(a):
-        an, bn = to_numpy(a), to_numpy(b)
-        dtype = np.float64 if np.float64 in (an.dtype, bn.dtype) else np.float32
-        return like(_overlap_np(an.astype(dtype, copy=False), bn.astype(dtype, copy=False),
-                                over), a)
-    dtype = 'float64' if np.float64 in (a.dtype, b.dtype) else 'float32'
-    return _overlap_nd(a.astype(dtype, copy=False), b.astype(dtype, copy=False), over)
+        return like(_overlap_pairs(to_numpy(a, dtype), to_numpy(b, dtype), over), a)
+    return _overlap_pairs(a.astype(dtype, copy=False), b.astype(dtype, copy=False), over)
 
 
 def box_iou(a, b, fmt='corner'):
@@ -158,23 +143,34 @@ def box_iof(a, b, fmt='corner'):
 
 
 # --------------------------------------------------------------------------- matching
-def best_match(ious):
+def best_match(ious, valid_gt=None):
     """Best ground truth per anchor: ``(max_iou, argmax)`` over the last axis.
 
-    ``ious`` (..., N, M) numpy array or NDArray. One pass for the argmax, one
-    gather for the value. With M = 0 the anchor overlaps nothing: max 0, index
-    0. A row holding NaN gives NaN (numpy backend), so callers can ignore it.
-    Returns arrays of shape (..., N) of the input's kind; the index is int64
-    for numpy and float32 (MXNet's index type) for NDArrays.
+    ``ious`` (..., N, M) numpy array or NDArray; ``valid_gt`` (M,) / (..., M)
+    0/1, optional: only these boxes take part. One pass for the argmax, one
+    gather for the value. With M = 0 the anchor overlaps nothing: max 0,
+    index 0; with no valid box the max is -inf (numpy) or -2 (NDArray), index
+    0. A row holding NaN gives NaN, so callers can ignore it. Returns arrays
+    of shape (..., N) of the input's kind; the index is int64 for numpy and
+    float32 (MXNet's index type) for NDArrays.
     """
     if use_numpy(ious):
         arr = to_numpy(ious)
+        cols = None if valid_gt is None else np.flatnonzero(to_numpy(valid_gt).astype(bool))
+        if cols is not None and cols.size < arr.shape[-1]:
+            if cols.size == 0:
+                return (like(np.full(arr.shape[:-1], -np.inf, arr.dtype), ious),
+                        like(np.zeros(arr.shape[:-1], np.int64), ious))
+            best, idx = best_match(arr[..., cols])
+            return like(best, ious), like(cols[idx], ious)
         if arr.shape[-1] == 0:
             zero = np.zeros(arr.shape[:-1], dtype=arr.dtype)
             return like(zero, ious), like(zero.astype(np.int64), ious)
         idx = np.argmax(arr, axis=-1)
         best = np.take_along_axis(arr, idx[..., None], axis=-1)[..., 0]
         return like(best, ious), like(idx, ious)
+    if valid_gt is not None:
+        ious = ND_OPS.where(ND_OPS.expand(valid_gt > 0, -2), ious, _LEFT_OUT)
     idx = mx.nd.argmax(ious, axis=-1)
     best = mx.nd.max(ious, axis=-1)
     nan_row = mx.nd.sum(ious != ious, axis=-1) > 0
@@ -203,71 +199,111 @@ def col_max(a):
     return out
 
 
-def best_anchor_mask(ious, eps=EPS, valid_gt=None, valid_anchor=None, cols_max=None,
-                     row_best=None):
-    """Anchors that are (within ``eps`` of) the best anchor of some ground truth.
+def near_best(ious, bar, eps=EPS):
+    """The best-anchor test: ``(ious > 0) * (ious + eps > bar)``, numpy or NDArray.
+
+    ``bar`` is the best IoU of each box (broadcast against ``ious``); +inf
+    marks a box that makes no best anchor. Boolean for numpy, 0/1 for NDArrays.
+    """
+    return (ious > 0) * (ious + eps > bar)
+
+
+def match_anchors(ious, valid_gt=None, eps=EPS):
+    """Each anchor's best box, and whether the anchor is the best one of some box.
 
     Parameters
     ----------
-    ious : (N, M) numpy array, or (..., N, M) NDArray
-    eps : tie tolerance (default :data:`EPS`, GluonCV's)
+    ious : (N, M) numpy array, or (..., N, M) NDArray, finite
     valid_gt : (M,) / (..., M) 0/1, optional: only these boxes take part (e.g. non-hard)
-    valid_anchor : (N,) / (..., N) 0/1, optional: only these anchors can be a box's best
-    cols_max, row_best : numpy only, optional: ``ious`` column maxima over the valid
-        anchors and each row's max over the valid boxes, when the caller has them
+    eps : tie tolerance (default :data:`EPS`, GluonCV's)
 
     Returns
     -------
-    (N,) boolean (numpy) or (..., N) 0/1 (NDArray). Anchor i is marked when
-    ``0 < ious[i, j]`` and ``ious[i, j] + eps > max_k ious[k, j]`` for some
-    valid j: GluonCV 0.10.5's tie rule (all tied anchors marked), except that
-    a box no valid anchor overlaps marks nothing (GluonCV then marks every
-    zero-IoU anchor). The numpy path looks only at rows whose max comes
-    within eps of the smallest column max, so it costs about one pass.
+    ``(max_iou, match, best)``, each (..., N): the best IoU with a valid box
+    and its index (as :func:`best_match`; -inf or -2 and index 0 without a
+    valid box), and the best-anchor mask, boolean (numpy) or 0/1 (NDArray).
+    Anchor i is a best anchor when ``near_best(ious[i, j], max_k ious[k, j])``
+    for some valid j: GluonCV 0.10.5's tie rule (every anchor within ``eps``
+    of a box's best counts), except that a box no anchor overlaps marks
+    nothing (GluonCV then marks every zero-IoU anchor). A row of negative IoUs
+    (an invalid anchor) is never best and sets no bar.
     """
+    max_iou, match = best_match(ious, valid_gt)
     if not use_numpy(ious):
-        overlap, source = ious > 0, ious
-        if valid_anchor is not None:
-            vmask = (valid_anchor > 0).expand_dims(-1).astype(ious.dtype)
-            source = mx.nd.where(mx.nd.broadcast_like(vmask, ious), ious,
-                                 mx.nd.ones_like(ious) * -2)
-            overlap = mx.nd.broadcast_mul(overlap, vmask)
-        cmax = mx.nd.max(source, axis=-2, keepdims=True)
-        hit = overlap * mx.nd.broadcast_greater(ious + eps, cmax)
+        bar = mx.nd.max(ious, axis=-2, keepdims=True)
         if valid_gt is not None:
-            hit = mx.nd.broadcast_mul(hit, (valid_gt > 0).expand_dims(-2).astype(hit.dtype))
-        return mx.nd.max(hit, axis=-1)
+            bar = ND_OPS.where(ND_OPS.expand(valid_gt > 0, -2), bar, np.inf)
+        return max_iou, match, mx.nd.max(near_best(ious, bar, eps), axis=-1)
+    # numpy: only rows whose best comes within eps of the lowest bar can hold a best anchor.
     arr = to_numpy(ious)
     n, m = arr.shape
     best = np.zeros(n, dtype=bool)
     if n == 0 or m == 0:
-        return like(best, ious)
-    if valid_anchor is not None:
-        valid_anchor = to_numpy(valid_anchor).astype(bool)
-        if not valid_anchor.all():
-            arr = np.where(valid_anchor[:, None], arr, arr.dtype.type(-1))
-            cols_max = row_best = None
-    cols = (np.arange(m) if valid_gt is None
-            else np.flatnonzero(to_numpy(valid_gt).astype(bool)))
-    if cols_max is None:
-        cols_max = col_max(arr)
-    if row_best is None:
-        row_best = row_max(arr[:, cols]) if cols.size else np.zeros(n, arr.dtype)
-    bar = np.full(m, np.inf, dtype=arr.dtype)  # boxes outside cols never hit
-    live = cols[cols_max[cols] > 0]
-    if live.size == 0:
-        return like(best, ious)
-    bar[live] = cols_max[live]
-    cand = np.flatnonzero(row_best + arr.dtype.type(eps) > bar[live].min())
-    tiny = bool((bar < eps).any())  # there "+ eps > bar" alone would let IoU 0 through
+        return max_iou, match, best
+    bar = col_max(arr)
+    live = bar > 0
+    if valid_gt is not None:
+        live &= to_numpy(valid_gt).astype(bool)
+    if not live.any():
+        return max_iou, match, best
+    bar = np.where(live, bar, np.inf).astype(arr.dtype)
+    cand = np.flatnonzero(to_numpy(max_iou) + arr.dtype.type(eps) > bar.min())
     for start in range(0, cand.size, 65536):  # bounded temporaries
         rows = cand[start:start + 65536]
-        sub = arr[rows]
-        hit = sub > 0 if tiny else None
-        sub += arr.dtype.type(eps)
-        hit = (sub > bar) if hit is None else (hit & (sub > bar))
-        best[rows[np.flatnonzero(hit) // m]] = True
-    return like(best, ious)
+        best[rows[np.flatnonzero(near_best(arr[rows], bar, eps)) // m]] = True
+    return max_iou, match, best
+
+
+def best_anchor_mask(ious, eps=EPS, valid_gt=None, valid_anchor=None):
+    """The best-anchor mask of :func:`match_anchors`, (N,) boolean or (..., N) 0/1 NDArray.
+
+    ``valid_anchor`` (N,) / (..., N) 0/1, optional: only these anchors can be
+    a box's best (the others are treated as invalid rows).
+    """
+    if valid_anchor is not None:
+        xp = ops(ious)
+        ious = xp.where(xp.expand(valid_anchor > 0, -1), ious, INVALID_IOU)
+    return match_anchors(ious, valid_gt, eps)[2]
+
+
+# --------------------------------------------------------------------------- encoding
+def encode_boxes(anchors, gts, stds=(1., 1., 1., 1.)):
+    """Normalized center offsets of ``gts`` from ``anchors``: the RPN box target.
+
+    ``anchors`` and ``gts`` (K, 4) corners, both numpy or both NDArrays;
+    ``stds`` 4 numbers. Returns (K, 4) of the inputs' kind and dtype:
+    ``((gx - ax) / aw / std0, (gy - ay) / ah / std1, log(gw / aw) / std2,
+    log(gh / ah) / std3)`` of centers and sizes (no +1), GluonCV's encoding.
+    """
+    xp = kind_ops(anchors)
+    ax, ay, aw, ah = xp.columns(corner_to_center(anchors))
+    gx, gy, gw, gh = xp.columns(corner_to_center(gts))
+    return xp.concat([(gx - ax) / aw / stds[0], (gy - ay) / ah / stds[1],
+                      xp.log(gw / aw) / stds[2], xp.log(gh / ah) / stds[3]])
+
+
+#: GluonCV's RPN class-target codes (``cls_target``) for our labels.
+CLS_POSITIVE, CLS_NEGATIVE, CLS_IGNORE = 1, 0, -1
+_CLS_CODES = ((POSITIVE, CLS_POSITIVE), (NEGATIVE, CLS_NEGATIVE), (IGNORE, CLS_IGNORE))
+
+
+def _recode(values, table):
+    """float32 ``sum(to * (values == frm))`` over the (frm, to) pairs, numpy or NDArray."""
+    xp = kind_ops(values)
+    return sum(to * xp.mask(values == frm) for frm, to in table if to)
+
+
+def cls_target_from_labels(labels):
+    """Labels (1 / -1 / 0) -> RPN ``cls_target`` codes (1 / 0 / -1), float32, same kind."""
+    return _recode(labels, _CLS_CODES)
+
+
+def labels_from_cls_target(cls_target):
+    """RPN ``cls_target`` codes (1 / 0 / -1) -> labels (1 / -1 / 0), float32, same kind.
+
+    The inverse of :func:`cls_target_from_labels`; any other code becomes IGNORE.
+    """
+    return _recode(cls_target, [(code, label) for label, code in _CLS_CODES])
 
 
 # --------------------------------------------------------------------------- quotas
@@ -282,8 +318,10 @@ def negative_quota(num_sample, num_pos_kept, neg_ratio, fill_negative=True):
     ``int(neg_ratio * num_sample)``; with ``fill_negative`` negatives may also
     take the slots positives left free: ``max(num_sample - num_pos_kept,
     int(neg_ratio * num_sample))``. ``num_pos_kept`` may be an int or an array
-    (one entry per image); the result has the same form.
+    (one entry per image, numpy or NDArray); the result has the same form.
     """
+    if is_ndarray(num_pos_kept):
+        return negative_quota_F(mx.nd, num_sample, num_pos_kept, neg_ratio, fill_negative)
     fixed = int(neg_ratio * num_sample)
     if not fill_negative:
         return fixed if np.isscalar(num_pos_kept) else np.full_like(num_pos_kept, fixed)
@@ -329,6 +367,7 @@ def keep_random(mask, k):
 
 
 def _keep_random_row(row, k):
+    """:func:`keep_random` of one boolean numpy row with an int ``k``."""
     idx = np.flatnonzero(row)
     if idx.size <= k:
         return row.copy()
@@ -380,14 +419,17 @@ def keep_top(scores, mask, k):
 
 
 def finite_rows(a):
-    """Whether each row (last axis) of numpy ``a`` is all finite; boolean, shape ``a.shape[:-1]``.
+    """Whether each row (last axis) of ``a`` is all finite, shape ``a.shape[:-1]``.
 
-    One BLAS sum per row finds the rows that may hold NaN/inf (a non-finite
-    sum); only those are checked element by element, since a sum of finite
-    values can overflow too. Much faster than ``np.isfinite(a).all(-1)`` for a
-    short last axis.
+    numpy (boolean result): one BLAS sum per row finds the rows that may hold
+    NaN/inf (a non-finite sum); only those are checked element by element,
+    since a sum of finite values can overflow too; much faster than
+    ``np.isfinite(a).all(-1)`` for a short last axis. NDArray on the mx.nd
+    backend (0/1 result, on its context): ``a - a`` is NaN exactly at NaN/inf.
     """
-    a = np.asarray(a)
+    if not use_numpy(a):
+        return mx.nd.sum((a - a) != 0, axis=-1) == 0
+    a = to_numpy(a)
     if a.shape[-1] == 0:
         return np.ones(a.shape[:-1], dtype=bool)
     rows = a.reshape(-1, a.shape[-1])
@@ -475,3 +517,19 @@ def box_iof_F(F, a, b):
     inter = F.squeeze(iw * ih, axis=-1)                                  # (B, K, M)
     area = F.squeeze(F.relu(ax2 - ax1) * F.relu(ay2 - ay1), axis=-1)     # (B, K, 1)
     return F.broadcast_div(inter, F.broadcast_maximum(area, F.ones_like(area) * 1e-12))
+
+# ------------------------------------------------------------- i10: keep the top k, any backend
+def keep_top_mask(o, scores, mask, k):
+    """Per row, the ``k`` highest ``scores`` among a 0/1 ``mask``, on the backend of ``o``.
+
+    ``o`` is a namespace of :mod:`samplers.backend` (``NUMPY_OPS``, ``ND_OPS``
+    or ``SYM_OPS``); ``scores`` and ``mask`` (B, N), ``k`` (B, 1) counts (floats
+    allowed, capped at the row's number of candidates). Returns a (B, N)
+    float32 0/1 mask: :func:`keep_top` on numpy, :func:`keep_top_F` otherwise
+    (same rule: ties go to the lower index).
+    """
+    if o.name == 'numpy':
+        mask = np.asarray(mask) > 0
+        k = np.minimum(np.asarray(k, np.float64).reshape(-1), mask.shape[1])
+        return keep_top(scores, mask, k.astype(np.int64)).astype(np.float32)
+    return keep_top_F(mx.nd if o.name == 'ndarray' else mx.sym, scores, mask, k)

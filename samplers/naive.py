@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from mxnet import gluon
 
+from .backend import NEGATIVE, POSITIVE
+
 __all__ = ['NaiveSampler']
 
 
@@ -12,11 +14,12 @@ class NaiveSampler(gluon.HybridBlock):
     Called as ``sampler(matches)`` with ``matches`` of any shape, typically
     (B, N): the index of the matched ground truth (>= 0) or a negative value
     for "no match". Returns an array of the same shape, dtype and context:
-    1 where ``matches >= 0``, -1 elsewhere (labels as in :mod:`samplers`).
-    A NaN entry (float input) compares false and is labelled -1, as in GluonCV.
-    Hybridizes and exports like any HybridBlock.
+    ``POSITIVE`` (1) where ``matches >= 0``, ``NEGATIVE`` (-1) elsewhere
+    (labels as in :mod:`samplers`). A NaN entry (float input) compares false
+    and is negative, as in GluonCV. Hybridizes and exports like any
+    HybridBlock.
     """
 
     def hybrid_forward(self, F, x):  # pylint: disable=arguments-differ
         ones = F.ones_like(x)
-        return F.where(x >= 0, ones, -ones)
+        return F.where(x >= 0, ones * POSITIVE, ones * NEGATIVE)

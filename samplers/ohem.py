@@ -5,23 +5,38 @@ overlap no ground truth much, the ones the classifier finds hardest (largest
 background loss) are taken as negatives, ``ratio`` of them per positive.
 Labels follow the package convention (see :mod:`samplers`).
 
-Also here, because the sampler needs it and no other sampler does:
-:func:`background_loss_F` / :func:`background_loss`, ``-log softmax(logits)[..., 0]``
-computed without overflow for any finite logits. The per-row top-k selection
-is :func:`samplers.boxes.keep_top_F` / :func:`samplers.boxes.keep_top`.
+The selection is written once, for numpy arrays, NDArrays and symbols alike
+(over 0/1 float masks and a :mod:`samplers.backend` ops namespace):
+:func:`ohem_quota` (how many negatives per image) and :func:`hard_negatives`
+(which ones). :mod:`samplers.ssd` mines its loss with the same two.
+
+Also here, because mining needs it: :func:`background_loss_F` /
+:func:`background_loss`, ``-log softmax(logits)[..., 0]`` computed without
+overflow for any finite logits, and :func:`greedy_nms_first` (the numpy
+de-duplication).
 """
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 import mxnet as mx
 from mxnet import gluon
 
-from .boxes import (box_iou, check_boxes, check_int, check_ratio, finite_rows, is_ndarray,
-                    keep_top, keep_top_F, like, row_max, to_numpy, use_numpy, warn_once)
+from .backend import (NUMPY_OPS, check_boxes, check_int, check_ratio, is_ndarray, like, ops_F,
+                      to_numpy, use_numpy, warn_once)
+from .boxes import box_iou, finite_rows, keep_top_mask, row_max
 
-__all__ = ['OHEMSampler', 'background_loss', 'background_loss_F', 'greedy_nms_first']
+__all__ = ['OHEMSampler', 'background_loss', 'background_loss_F', 'greedy_nms_first',
+           'hard_negatives', 'ohem_quota']
 
 _INF = float('inf')
+_FLOAT32S = ('float32',) * 3
+# The float widths of (logits, ious, scores) while this thread builds a graph: a graph fixes
+# its casts when traced. Thread-local, so no call leaves its dtypes on a shared block.
+_TRACE = threading.local()
+# Gluon keeps one cached graph per block: threads that share a hybridized sampler take turns.
+_GRAPH_LOCK = threading.RLock()
 #: Dense hardness ranks are packed as ``rank * _PACK + column`` in float64
 #: (exact while both stay below 2**26 = 67M anchors).
 _PACK = float(2 ** 26)
@@ -91,7 +106,36 @@ def background_loss(logits, block_rows=8192):
     return loss.reshape(shape), finite.reshape(shape)
 
 
-# --------------------------------------------------------------------------- keep the top k
+# --------------------------------------------------------------------------- the selection
+def ohem_quota(o, num_pos, ratio, min_samples):
+    """Negatives wanted per image: ``max(min_samples, floor(ratio * num_pos))``.
+
+    ``o`` an ops namespace (:func:`samplers.backend.ops`), ``num_pos`` (B, 1)
+    float64 positive counts (``o.count``). Returns (B, 1) float64. The
+    product is taken in float64, so a huge ``ratio`` gives a huge (or
+    infinite) quota, never NaN; :func:`hard_negatives` caps it at the
+    candidates.
+    """
+    # min_samples capped where float32 counts stay exact (no image has 2**24 anchors).
+    return o.maximum(o.floor(num_pos * ratio), float(min(min_samples, 2 ** 24)))
+
+
+def hard_negatives(o, loss, candidate, quota):
+    """The hardest candidates of each image: the OHEM selection, on any backend.
+
+    ``o`` an ops namespace (``samplers.backend.NUMPY_OPS``, ``ND_OPS`` or
+    ``SYM_OPS``); ``loss`` (B, N) float, larger is harder; ``candidate``
+    (B, N) 0/1 mask of the anchors that may be chosen (their ``loss`` must
+    be finite); ``quota`` (B, 1) counts wanted (any non-negative float).
+
+    Rule: per image the ``min(quota, num_candidates)`` candidates with the
+    largest ``loss`` are chosen, ties going to the lower anchor index; no
+    other anchor is ever chosen. Returns a (B, N) float32 0/1 mask.
+    """
+    return keep_top_mask(o, loss, candidate, o.minimum(quota, o.count(candidate)))
+
+
+# --------------------------------------------------------------------------- de-duplication
 def greedy_nms_first(boxes, k, thresh):
     """Positions of the first ``k`` boxes that survive greedy NMS walked in the given order.
 
@@ -122,6 +166,12 @@ def greedy_nms_first(boxes, k, thresh):
 
 
 # --------------------------------------------------------------------------- the sampler
+def _widths(*arrays):
+    """'float64' for each float64 array, 'float32' for anything else (None too)."""
+    return tuple('float64' if a is not None and np.dtype(a.dtype) == np.float64 else 'float32'
+                 for a in arrays)
+
+
 class OHEMSampler(gluon.HybridBlock):
     """Online hard example mining: every positive, and the hardest negatives.
 
@@ -175,13 +225,20 @@ class OHEMSampler(gluon.HybridBlock):
     skipped, until ``num_neg`` are chosen or the candidates run out (then
     fewer are taken). Candidates with a non-finite box are ignored.
 
-    Backends (see :mod:`samplers.boxes`): numpy for numpy input and CPU
+    Backends (see :mod:`samplers.backend`): numpy for numpy input and CPU
     NDArrays, hybridized or not (measured several times faster than MXNet's
-    CPU operators); otherwise one body of F operators, run by ``mx.nd`` on
-    the input's context or, after ``hybridize()`` or inside a hybridized
-    network, as a graph: no host copy, the per-image counts handled by
-    ranking once. A graph reads ``ious`` of either rank as (B, N, -1), and is
-    rebuilt when the set of None inputs changes. For de-duplication the
+    CPU operators); otherwise F operators, run by ``mx.nd`` on the input's
+    context or, after ``hybridize()`` or inside a hybridized network, as a
+    graph: no host copy, the per-image counts handled by ranking once. The
+    rule itself (``_labels``: :func:`ohem_quota`, :func:`hard_negatives`) is
+    one body for all three; the backends differ only in how its per-anchor
+    inputs are computed. A call leaves nothing on the sampler: each float
+    input is computed in its own width (float64 stays float64), so threads
+    may share one sampler. A graph reads ``ious`` of either rank as
+    (B, N, -1), and is rebuilt when the set of None inputs or the float
+    widths change (threads sharing a hybridized sampler take turns, as Gluon
+    keeps one graph per block; a hybridized parent traces us in float32).
+    For de-duplication the
     numpy path stops its greedy walk after ``num_neg`` survivors (about
     ``num_neg * N`` IoUs), while the F path runs ``mx.nd.contrib.box_nms``
     over all candidates (about N**2: fine on a GPU, seconds on MXNet's CPU
@@ -195,8 +252,7 @@ class OHEMSampler(gluon.HybridBlock):
         self._thresh = check_ratio('thresh', thresh, 0.0, 1.0, low_open=True)
         self._nms_thresh = (None if nms_thresh is None
                             else check_ratio('nms_thresh', nms_thresh, 0.0, 1.0))
-        self._graph_inputs = None
-        self._widths = ('float32',) * 3  # logits, ious, scores: see _forward_F
+        self._graph_inputs = None  # which inputs the cached graph was built without
 
     def __getstate__(self):
         # A built graph holds a C handle; drop it (it is rebuilt on the next call).
@@ -219,7 +275,6 @@ class OHEMSampler(gluon.HybridBlock):
         args = (x, logits, ious, scores, boxes)
         if any(isinstance(a, mx.sym.Symbol) for a in args):  # traced by a hybridized parent
             self._check_config(logits, scores, boxes)
-            self._widths = ('float32',) * 3  # dtypes are unknown while tracing
             return super(OHEMSampler, self).forward(*args)
         self._check_inputs(*args)
         if np.prod(x.shape) == 0:
@@ -229,20 +284,25 @@ class OHEMSampler(gluon.HybridBlock):
             args = (x, logits, ious, scores, boxes)
         if not use_numpy(x):
             return self._forward_F(*args)
-        return like(self._forward_np(x, logits, ious, scores, boxes), x)
+        with np.errstate(invalid='ignore'):  # a NaN match compares false both ways: ignored
+            return like(self._labels(NUMPY_OPS, *self._inputs_np(*args)), x)
 
     def _forward_F(self, *args):
         """NDArray inputs through the cached graph (hybridized) or mx.nd operators."""
-        self._widths = tuple('float64' if a is not None and np.dtype(a.dtype) == np.float64
-                             else 'float32' for a in args[1:4])
         if self._active:
-            # Gluon caches one graph per pattern of None inputs; rebuild when it
-            # (or the float width) changes.
-            pattern = tuple(a is None for a in args) + self._widths
-            if pattern != self._graph_inputs:
-                self._clear_cached_op()
-                self._graph_inputs = pattern
-            return super(OHEMSampler, self).forward(*args)
+            # Gluon caches one graph per pattern of None inputs and float widths; rebuild
+            # when it changes.
+            widths = _widths(*args[1:4])
+            pattern = tuple(a is None for a in args) + widths
+            with _GRAPH_LOCK:
+                if pattern != self._graph_inputs:
+                    self._clear_cached_op()
+                    self._graph_inputs = pattern
+                _TRACE.widths = widths
+                try:
+                    return super(OHEMSampler, self).forward(*args)
+                finally:
+                    del _TRACE.widths
         with args[0].context:
             return self.hybrid_forward(mx.nd, *args)
 
@@ -297,9 +357,30 @@ class OHEMSampler(gluon.HybridBlock):
         warn_once(self, name, 'OHEMSampler: non-finite values in {}; those anchors are '
                   'ignored (label 0)'.format(name))
 
-    # ----------------------------------------------------------------------- numpy backend
-    def _candidates_np(self, x, logits, ious, scores):
-        """Positives, negative candidates (boolean (B, N)) and the loss to rank them by."""
+    # ----------------------------------------------------------------------- the rule
+    def _labels(self, o, x, best, ious_ok, loss, finite, boxes):
+        """The labels from per-anchor inputs, written once for every backend ``o``.
+
+        ``x`` (B, N) matches; ``best`` (B, N) best IoU; ``ious_ok``,
+        ``finite`` (B, N) 0/1: the IoUs and the ranking loss are finite;
+        ``loss`` (B, N); ``boxes`` (B, N, 4) or None. See the class docstring.
+        """
+        positive = o.mask(x >= 0)
+        candidate = o.mask(x < 0) * o.mask(best < self._thresh) * ious_ok * finite
+        quota = ohem_quota(o, o.count(positive), self._ratio, self._min_samples)
+        if boxes is None:
+            negative = hard_negatives(o, loss, candidate, quota)
+        elif o.name == 'numpy':
+            negative = self._dedup_np(loss, candidate, quota, boxes)
+        else:
+            F = mx.nd if o.name == 'ndarray' else mx.sym
+            candidate = candidate * o.mask(F.min(F.abs(boxes) < _INF, axis=2))
+            negative = self._dedup_F(F, loss, candidate, F.cast(quota, 'float32'), boxes)
+        return positive - negative
+
+    # ----------------------------------------------------------------------- numpy inputs
+    def _inputs_np(self, x, logits, ious, scores, boxes):
+        """The inputs of :meth:`_labels` as numpy arrays, by numpy's fastest roads."""
         x = to_numpy(x)
         ious = to_numpy(ious)
         if ious.dtype == np.float16:
@@ -322,58 +403,62 @@ class OHEMSampler(gluon.HybridBlock):
             self._warn('ious')
         if x.dtype.kind == 'f' and np.isnan(x).any():
             self._warn('x')
-        with np.errstate(invalid='ignore'):
-            candidate = (x < 0) & ious_ok & (best < self._thresh) & finite
-        return x >= 0, candidate, loss
-
-    def _forward_np(self, x, logits, ious, scores, boxes):
-        positive, candidate, loss = self._candidates_np(x, logits, ious, scores)
-        # In float64 and capped at N before the cast: ratio * num_pos may pass int64's range.
-        num = x.shape[1]
-        wanted = np.minimum(np.floor(self._ratio * positive.sum(axis=1)), num)
-        quota = np.maximum(min(self._min_samples, num), wanted).astype(np.int64)
-        if boxes is None:
-            negative = keep_top(loss, candidate, np.minimum(quota, candidate.sum(axis=1)))
-        else:
+        if not ious_ok.all():
+            best = np.where(ious_ok, best, 0)  # the anchor is out through ious_ok
+        if not finite.all():
+            loss = np.where(finite, loss, 0)
+        if boxes is not None:
             boxes = to_numpy(boxes).astype(np.float64)
-            candidate &= np.isfinite(boxes).all(axis=-1)
-            negative = np.zeros_like(candidate)
-            for i, (row_loss, row_cand, row_boxes) in enumerate(zip(loss, candidate, boxes)):
-                idx = np.flatnonzero(row_cand)
-                idx = idx[np.argsort(-row_loss[idx], kind='stable')]  # hardest first
-                kept = greedy_nms_first(row_boxes[idx], quota[i], self._nms_thresh)
-                negative[i, idx[kept]] = True
-        return positive.astype(np.float32) - negative.astype(np.float32)
+        return (x, best, ious_ok.astype(np.float32), loss, finite.astype(np.float32), boxes)
 
-    # ----------------------------------------------------------------------- F backend
+    def _dedup_np(self, loss, candidate, quota, boxes):
+        """Greedy NMS walked hardest first, first ``quota`` survivors (:func:`greedy_nms_first`)."""
+        candidate = (candidate > 0) & np.isfinite(boxes).all(axis=-1)
+        negative = np.zeros(candidate.shape, np.float32)
+        quota = np.minimum(quota[:, 0], candidate.shape[1]).astype(np.int64)
+        for i, (row_loss, row_cand, row_boxes) in enumerate(zip(loss, candidate, boxes)):
+            idx = np.flatnonzero(row_cand)
+            idx = idx[np.argsort(-row_loss[idx], kind='stable')]  # hardest first
+            negative[i, idx[greedy_nms_first(row_boxes[idx], quota[i], self._nms_thresh)]] = 1
+        return negative
+
+    # ----------------------------------------------------------------------- F inputs
     def hybrid_forward(self, F, x, logits, ious, scores=None, boxes=None):
         """Labels from F operators only; see the class docstring for the rule."""
-        # Each float input is computed in float32, or float64 if it is (set per call).
-        logits_dtype, ious_dtype, scores_dtype = self._widths
-        positive = F.cast(x >= 0, 'float32')
-        unmatched = F.cast(x < 0, 'float32')
-        ious = F.reshape(F.cast(F.stop_gradient(ious), ious_dtype), shape=(0, 0, -1))
-        ious_ok = (F.cast(F.max(ious, axis=2) < self._thresh, 'float32')
-                   * F.cast(F.min(F.abs(ious) < _INF, axis=2), 'float32'))
-        if scores is None:
-            loss, finite = background_loss_F(F, F.cast(F.stop_gradient(logits), logits_dtype))
+        return self._labels(ops_F(F), *self._inputs_F(F, x, logits, ious, scores, boxes))
+
+    def _inputs_F(self, F, x, logits, ious, scores, boxes):
+        """The inputs of :meth:`_labels` as F arrays.
+
+        Each float input is computed in float32, or in float64 if it is
+        float64: read from the NDArrays themselves, or, while a graph is
+        traced, from this thread's call (float32 when a hybridized parent
+        traces us and the dtypes are unknown).
+        """
+        if F is mx.nd:
+            widths = _widths(logits, ious, scores)
         else:
-            loss = F.cast(F.stop_gradient(scores), scores_dtype)
+            widths = getattr(_TRACE, 'widths', _FLOAT32S)
+        width = dict(zip(('logits', 'ious', 'scores'), widths))
+
+        def widened(a, name):
+            return F.cast(F.stop_gradient(a), width[name])
+
+        ious = F.reshape(widened(ious, 'ious'), shape=(0, 0, -1))
+        ious_ok = F.cast(F.min(F.abs(ious) < _INF, axis=2), 'float32')
+        best = F.max(ious, axis=2)
+        best = F.where(ious_ok > 0, best, F.zeros_like(best))
+        if scores is None:
+            loss, finite = background_loss_F(F, widened(logits, 'logits'))
+        else:
+            loss = widened(scores, 'scores')
             finite = F.abs(loss) < _INF
-        candidate = unmatched * ious_ok * F.cast(finite, 'float32')
+        finite = F.cast(finite, 'float32')
+        loss = F.where(F.cast(finite, width['scores' if scores is not None else 'logits']) > 0,
+                       loss, F.zeros_like(loss))
         if boxes is not None:
             boxes = F.stop_gradient(boxes)
-            candidate = candidate * F.cast(F.min(F.abs(boxes) < _INF, axis=2), 'float32')
-        num_pos = F.sum(F.cast(positive, 'float64'), axis=1, keepdims=True)
-        # min_samples capped where float32 counts stay exact (no image has 2**24 anchors).
-        quota = F.maximum(F.floor(num_pos * self._ratio), float(min(self._min_samples, 2 ** 24)))
-        quota = F.cast(quota, 'float32')
-        if boxes is None:
-            num_cand = F.sum(candidate, axis=1, keepdims=True)
-            negative = keep_top_F(F, loss, candidate, F.minimum(quota, num_cand))
-        else:
-            negative = self._dedup_F(F, loss, candidate, quota, boxes)
-        return positive - negative
+        return x, best, ious_ok, loss, finite, boxes
 
     def _dedup_F(self, F, loss, candidate, quota, boxes):
         """Greedy NMS over candidates in order of hardness, then the first ``quota`` survivors.

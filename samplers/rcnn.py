@@ -12,7 +12,7 @@ from __future__ import annotations
 from mxnet import autograd, gluon
 
 from . import boxes
-from .backend import check_boxes, check_int, check_ratio, is_ndarray
+from .backend import check_boxes, check_flags, check_int, check_ratio, is_ndarray, use_numpy
 from .quota import OP_TYPE, _QuotaRule
 
 __all__ = ['RCNNTargetSampler']
@@ -29,8 +29,9 @@ class RCNNTargetSampler(gluon.HybridBlock):
         Proposals per image (N) the network produces, >= 1.
     num_sample : int
         Rows returned per image (S), >= 1; needs ``N + M >= S``.
-    pos_iou_thresh : float in [0, 1], default 0.5
-        IoU with a normal box that makes a positive; anything below it is negative.
+    pos_iou_thresh : float in (0, 1], default 0.5
+        IoU with a normal box that makes a positive; anything below it is negative. (0 would
+        make every row a positive, padding boxes included.)
     pos_ratio : float in [0, 1], default 0.25
         Positive quota ``_max_pos = round(pos_ratio * num_sample)`` (GluonCV's attribute).
     max_num_gt : int, default 300
@@ -43,7 +44,8 @@ class RCNNTargetSampler(gluon.HybridBlock):
 
     Called as ``sampler(rois, scores, gt_boxes, hard=None)`` with NDArrays or Symbols:
     ``rois`` (B, N, 4) corner proposals; ``scores`` (B, N, 1), < 0 for padding proposals;
-    ``gt_boxes`` (B, M, 4) corner boxes, padding rows all -1; ``hard`` (B, M) 0/1, optional.
+    ``gt_boxes`` (B, M, 4) corner boxes, padding rows all -1; ``hard`` (B, M) 0/1, optional
+    (other values raise ``ValueError`` on CPU; a GPU reads any value > 0 as 1).
 
     Returns ``(rois (B, S, 4), samples (B, S), matches (B, S))``, float32 like GluonCV's:
     rows drawn from the N proposals and the M ground-truth boxes appended to them;
@@ -52,7 +54,7 @@ class RCNNTargetSampler(gluon.HybridBlock):
     then negatives, then ignored filler rows.
 
     Rule, per image, over the N + M candidate rows (``iou`` against the M boxes): ``pos =
-    max_j(normal_j * iou_j) >= pos_iou_thresh``; ``neg = not pos and max_j iou_j <
+    max over normal j of iou_j >= pos_iou_thresh``; ``neg = not pos and max_j iou_j <
     pos_iou_thresh and score >= 0 and not near a hard box``, where near means ``iou_j >=
     hard_iou_thresh`` (or ``iof_j >= hard_iof_thresh``) for a hard j. It keeps a random
     ``min(#pos, _max_pos)`` positives and ``min(#neg, S - kept positives)`` negatives,
@@ -73,7 +75,7 @@ class RCNNTargetSampler(gluon.HybridBlock):
         self._num_image = check_int('num_image', num_image, minimum=1)
         self._num_proposal = check_int('num_proposal', num_proposal, minimum=1)
         self._num_sample = check_int('num_sample', num_sample, minimum=1)
-        self._pos_iou_thresh = check_ratio('pos_iou_thresh', pos_iou_thresh)
+        self._pos_iou_thresh = check_ratio('pos_iou_thresh', pos_iou_thresh, low_open=True)
         self._max_num_gt = check_int('max_num_gt', max_num_gt, minimum=1)
         self._hard_iou_thresh = check_ratio('hard_iou_thresh', hard_iou_thresh, low_open=True)
         self._hard_iof_thresh = None if hard_iof_thresh is None else \
@@ -109,11 +111,8 @@ class RCNNTargetSampler(gluon.HybridBlock):
             not_negative = all_scores < 0
             inputs = [F.ones_like(all_scores) * -1, ious]  # matches: none, IoU decides
             attrs = dict(has_hard='False', has_not_negative='True')
-            if hard is None:
-                best_box = F.argmax(ious, axis=-1)
-            else:
+            if hard is not None:
                 hard = F.cast(hard > 0, 'float32').expand_dims(1)               # (B, 1, M)
-                best_box = F.argmax(F.broadcast_sub(ious, 2 * hard), axis=-1)   # normal first
                 near = ious >= self._hard_iou_thresh
                 if self._hard_iof_thresh is not None:
                     iof = boxes.box_iof_F(F, all_rois, gt_boxes)
@@ -132,8 +131,12 @@ class RCNNTargetSampler(gluon.HybridBlock):
             image = F.broadcast_like(
                 F.reshape(F.arange(self._num_image), (-1, 1)), order)
             where = F.stack(image, order)                                        # (2, B, S)
+            # Each row's best box (a normal one first), found for the S rows kept only.
+            kept_ious = F.gather_nd(ious, where)                                 # (B, S, M)
+            if hard is not None:
+                kept_ious = F.broadcast_sub(kept_ious, 2 * hard)
             return (F.gather_nd(all_rois, where), F.gather_nd(labels, where),
-                    F.gather_nd(best_box, where))
+                    F.argmax(kept_ious, axis=-1))
 
     @staticmethod
     def _image(F, x, i):
@@ -167,6 +170,8 @@ class RCNNTargetSampler(gluon.HybridBlock):
         if len(contexts) > 1:
             raise ValueError('rois, scores, gt_boxes and hard must be on one context, got {}'
                              .format(sorted(str(c) for c in contexts)))
+        if hard is not None and use_numpy(hard):  # values too, where reading costs no device copy
+            check_flags('hard', hard)
 
     def __repr__(self):
         return ('{}(num_image={}, num_proposal={}, num_sample={}, pos_iou_thresh={}, '

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .boxes import IGNORE, NEGATIVE, POSITIVE, box_iou, check_boxes, check_thresh, to_numpy
+from .backend import IGNORE, NEGATIVE, POSITIVE, check_boxes, check_thresh, to_numpy
+from .boxes import box_iou, labels_from_cls_target
 
 __all__ = ['plot_samples', 'samples_from_cls_target', 'LABEL_STYLES']
 
@@ -69,10 +70,10 @@ def samples_from_cls_target(cls_target):
 
     ``cls_target`` is what ``RPNTargetGenerator`` and the Faster R-CNN
     training transforms return, numpy or NDArray, any shape; the result is
-    numpy of the same shape, ready for :func:`plot_samples`.
+    numpy of the same shape, ready for :func:`plot_samples`
+    (:func:`samplers.boxes.labels_from_cls_target` on the host).
     """
-    cls = to_numpy(cls_target)
-    return np.where(cls > 0, POSITIVE, np.where(cls == 0, NEGATIVE, IGNORE)).astype(np.float32)
+    return labels_from_cls_target(to_numpy(cls_target))
 
 
 def plot_samples(image, anchors, samples, gt_boxes=None, hard=None, ax=None, *,

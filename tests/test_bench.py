@@ -32,10 +32,12 @@ class FakeSampler:
         return np.zeros(3)
 
 
-OUR_PIECES = ('RPNTargetGenerator', 'RPNTargetSampler', 'QuotaSampler', 'OHEMSampler')
+OUR_PIECES = ('RPNTargetGenerator', 'RPNTargetSampler', 'QuotaSampler', 'OHEMSampler',
+              'RCNNTargetSampler')
 GLUONCV_HOMES = {'RPNTargetGenerator': 'model_zoo.rcnn.rpn.rpn_target',
                  'RPNTargetSampler': 'model_zoo.rcnn.rpn.rpn_target',
-                 'QuotaSampler': 'nn.sampler', 'OHEMSampler': 'nn.sampler'}
+                 'QuotaSampler': 'nn.sampler', 'OHEMSampler': 'nn.sampler',
+                 'RCNNTargetSampler': 'model_zoo.rcnn.faster_rcnn.rcnn_target'}
 
 
 def use_fakes(monkeypatch, fail=False):
@@ -251,7 +253,7 @@ def test_memory_case_reports_peak_as_multiple_of_the_iou_matrix(monkeypatch):
     assert any(note.startswith('GluonCV ') for note in row['notes'])
 
 
-@pytest.mark.parametrize('case', ['rpn-c4', 'rpn-sampler', 'quota', 'ohem'])
+@pytest.mark.parametrize('case', ['rpn-c4', 'rpn-sampler', 'quota', 'ohem', 'rcnn'])
 def test_agreement_with_gluoncv_is_recorded(monkeypatch, case):
     use_gluoncv_as_ours(monkeypatch)
     row = bench.run([case], repeat=1, scale=bench.QUICK_SCALE)['cases'][0]
@@ -420,6 +422,13 @@ def test_ratio_reports_the_path_taking_gluoncvs_own_inputs_even_when_numpy_is_fa
                      ['ours:NDArray in', 'ours:numpy in'], 'gluoncv')
     assert row['path'] == 'NDArray in'
     assert row['ratio'] == pytest.approx(10.0)
+
+
+def test_ssd_loss_case_times_ours_gluoncv_and_one_log_softmax_pass():
+    row = bench.run(['ssd-loss'], repeat=1, scale=bench.QUICK_SCALE)['cases'][0]
+    assert row['ours_ms'] > 0 and row['ref_ms'] > 0 and row['path'] == 'NDArray in'
+    assert any(note.startswith('one log-softmax pass ') for note in row['notes'])
+    assert row['same_as_gluoncv'] is True
 
 
 # --------------------------------------------------------------------------- i9b: rcnn-transform

@@ -8,6 +8,8 @@ backends (the ``mine`` fixture): numpy, and mx.nd as on a GPU.
 """
 import logging
 import pickle
+import sys
+import threading
 
 import mxnet as mx
 import numpy as np
@@ -711,3 +713,62 @@ def test_property_dedup_is_greedy_nms_then_quota_on_both_paths(case, data):
     with force_ndarray_backend():
         on_mx = sampler(*nd(x, None, ious, scores, boxes))
     np.testing.assert_array_equal(on_mx.asnumpy(), got)
+
+
+# --------------------------------------------------------------------------- no per-call state
+def float64_only_case():
+    """One positive, ratio 1: the harder of two candidates differs only beyond float32."""
+    x = np.array([[0, -1, -1]], np.float64)
+    logits = np.array([[[0, 0], [0, 1 + 1e-12], [0, 1 + 2e-12]]], np.float64)
+    ious = np.zeros((1, 3), np.float64)
+    return x, logits, ious
+
+
+def test_float64_case_needs_float64():
+    x, logits, ious = float64_only_case()
+    np.testing.assert_array_equal(OHEMSampler(1)(x, logits, ious)[0], [1, 0, -1])
+    as32 = OHEMSampler(1)(x, logits.astype(np.float32), ious)
+    np.testing.assert_array_equal(as32[0], [1, -1, 0])  # tied in float32: lower index
+
+
+def test_a_call_leaves_no_dtype_on_the_sampler():
+    sampler = OHEMSampler(1)
+    with force_ndarray_backend():
+        sampler(*nd(*[a.astype(np.float32) for a in float64_only_case()]))
+        before = {k: v for k, v in vars(sampler).items() if not k.startswith('_cached')}
+        sampler(*nd(*float64_only_case()))
+        after = {k: v for k, v in vars(sampler).items() if not k.startswith('_cached')}
+    assert after.keys() == before.keys()
+    assert all(after[k] is before[k] or after[k] == before[k] for k in before)
+
+
+@pytest.mark.parametrize('hybridize', [False, True])
+def test_threads_sharing_a_sampler_each_compute_in_their_own_width(hybridize):
+    sampler = OHEMSampler(1)
+    if hybridize:
+        sampler.hybridize()
+    wide = nd(*float64_only_case())
+    narrow = nd(*[a.astype(np.float32) for a in float64_only_case()])
+    wrong = []
+    start = threading.Barrier(2)
+
+    def run(args, want):
+        start.wait()
+        with force_ndarray_backend():
+            for _ in range(30):
+                got = sampler(*args).asnumpy()[0].tolist()
+                if got != want:
+                    wrong.append(got)
+
+    threads = [threading.Thread(target=run, args=(wide, [1, 0, -1])),
+               threading.Thread(target=run, args=(narrow, [1, -1, 0]))]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often, to meet any shared state
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not wrong

@@ -4,6 +4,8 @@ from collections import Counter
 import mxnet as mx
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
 from mxnet import gluon
 
 from samplers import boxes, force_ndarray_backend
@@ -177,6 +179,21 @@ def test_differs_from_gluoncv_overflow_positives_become_ignored_rows():
     assert ours[1][0].tolist() == [1, 1] + [0] * 6
 
 
+@pytest.mark.parametrize('pos_iou_thresh', [1.5, 0.0])
+def test_differs_from_gluoncv_bad_arguments_raise_value_error(pos_iou_thresh):
+    gluoncv_target.RCNNTargetSampler(1, 10, 8, pos_iou_thresh, -0.25, 0)  # accepted silently
+    with pytest.raises(ValueError, match='pos_iou_thresh'):
+        RCNNTargetSampler(1, 10, 8, pos_iou_thresh, 0.25, 1)
+
+
+def test_differs_from_gluoncv_hard_flags_are_a_fourth_input():
+    rois, scores, gt, hard = hard_case()
+    with pytest.raises(TypeError):
+        gluoncv_target.RCNNTargetSampler(1, 5, 7, 0.5, 0.5, 2)(*nd(rois, scores, gt, hard))
+    samples = call(RCNNTargetSampler(1, 5, 7, pos_ratio=0.5), rois, scores, gt, hard)[1]
+    assert (samples == 1).sum() == 2  # only the normal box's proposal and its own row
+
+
 # ----------------------------------------------------------------------------- hard boxes
 def hard_case():
     """One image, boxes 0 (hard) and 1 (normal); proposals at known overlaps with them."""
@@ -268,6 +285,52 @@ def test_hard_flags_follow_the_rule(seed):
         np.testing.assert_array_equal(got, want[b])
 
 
+@st.composite
+def rcnn_cases(draw):
+    """Small images on an integer grid: distinct candidate rows, random flags and settings."""
+    batch = draw(st.integers(1, 2))
+    num, num_box = draw(st.integers(1, 8)), draw(st.integers(1, 3))
+
+    def corner_boxes(count):
+        xy = draw(hnp.arrays(np.float32, (batch, count, 2), elements=st.integers(0, 12)))
+        wh = draw(hnp.arrays(np.float32, (batch, count, 2), elements=st.integers(1, 8)))
+        return np.concatenate([xy, xy + wh], -1)
+    rois, gt = corner_boxes(num), corner_boxes(num_box)
+    assume(all(len({tuple(r) for r in np.concatenate([rois[b], gt[b]])}) == num + num_box
+               for b in range(batch)))
+    scores = draw(hnp.arrays(np.float32, (batch, num, 1), elements=st.sampled_from((-1.0, 0.5))))
+    hard = draw(hnp.arrays(np.float32, (batch, num_box), elements=st.sampled_from((0.0, 1.0))))
+    kwargs = dict(num_sample=draw(st.integers(1, num + num_box)),
+                  pos_iou_thresh=draw(st.sampled_from((0.25, 0.5, 0.75))),
+                  pos_ratio=draw(st.sampled_from((0.0, 0.25, 0.5, 1.0))),
+                  hard_iou_thresh=draw(st.sampled_from((0.125, 0.3, 1.0))),
+                  hard_iof_thresh=draw(st.sampled_from((None, 0.5))))
+    return kwargs, rois, scores, gt, hard
+
+
+@settings(max_examples=40, deadline=None)
+@given(rcnn_cases())
+def test_property_rows_follow_the_rule(case):
+    kwargs, rois, scores, gt, hard = case
+    batch, num = rois.shape[:2]
+    sampler = RCNNTargetSampler(batch, num, max_num_gt=gt.shape[1], **kwargs)
+    out_rois, samples, matches = call(sampler, rois, scores, gt, hard)
+    want = expected_labels(rois, scores, gt, hard, kwargs['pos_iou_thresh'],
+                           kwargs['hard_iou_thresh'], kwargs['hard_iof_thresh'])
+    cands = candidate_rows(rois, gt)
+    ids = row_ids(out_rois, cands)
+    size = kwargs['num_sample']
+    for b in range(batch):
+        assert len(set(ids[b])) == size
+        labelled = samples[b] != 0
+        assert (want[b][ids[b][labelled]] == samples[b][labelled]).all()
+        n_pos = min((want[b] == 1).sum(), sampler._max_pos)
+        n_neg = min((want[b] == -1).sum(), size - n_pos)
+        assert samples[b].tolist() == [1] * n_pos + [-1] * n_neg + [0] * (size - n_pos - n_neg)
+        iou = boxes.box_iou(out_rois[b][:n_pos], gt[b])
+        np.testing.assert_array_equal(matches[b][:n_pos], np.argmax(iou - 2 * hard[b], axis=1))
+
+
 # ----------------------------------------------------------------------------- randomness, graphs
 def test_mx_random_seed_reproduces_a_call():
     rois, scores, gt = make_case(0, num=200)
@@ -352,6 +415,7 @@ def test_device_path_reads_nothing_back_to_the_host_and_equals_the_cpu_path(hybr
     (dict(num_proposal=1.5), 'num_proposal'),
     (dict(num_sample=0), 'num_sample'),
     (dict(pos_iou_thresh=1.5), 'pos_iou_thresh'),
+    (dict(pos_iou_thresh=0.0), 'pos_iou_thresh'),
     (dict(pos_ratio=-0.25), 'pos_ratio'),
     (dict(max_num_gt=0), 'max_num_gt'),
     (dict(hard_iou_thresh=0.0), 'hard_iou_thresh'),
@@ -398,6 +462,8 @@ def test_drops_into_a_hybridized_model_zoo_faster_rcnn_training_forward():
                               pretrained_base=False)
     net.initialize()
     theirs = net.sampler
+    with pytest.raises(TypeError, match='Changing attribute type'):
+        net.sampler = RCNNTargetSampler(1, 10, 8)
     del net.sampler  # Gluon refuses a change of the attribute's type
     net.sampler = RCNNTargetSampler(theirs._num_image, theirs._num_proposal,
                                     theirs._num_sample, theirs._pos_iou_thresh,
@@ -412,3 +478,11 @@ def test_drops_into_a_hybridized_model_zoo_faster_rcnn_training_forward():
     assert samples.shape == (1, theirs._num_sample)
     assert 0 < (samples == 1).sum() <= theirs._max_pos and (samples == -1).any()
     assert all(np.isfinite(o.asnumpy()).all() for o in out)
+
+
+def test_hard_flags_other_than_zero_or_one_raise_value_error():
+    rois, scores, gt = make_case(0)
+    hard = np.zeros(gt.shape[:2], np.float32)
+    hard[0, 0] = 0.5
+    with pytest.raises(ValueError, match='hard'):
+        RCNNTargetSampler(2, 40, 16)(*nd(rois, scores, gt, hard))

@@ -1,8 +1,12 @@
-"""Cross-cutting reliability: no host copies on the device path, workers, pickling.
+"""Cross-cutting reliability of every public sampler: contexts, no host copies, pickling, workers.
 
-The per-sampler rules live in their own test files; these tests hold every
-public sampler to the same standards at once.
+Each sampler is one entry of ``CASES``: how to make it and how to call it on
+the shared inputs of :func:`make_inputs`. Every test below runs over the whole
+registry, so adding a sampler is adding one entry. The per-sampler rules live
+in their own test files.
 """
+import collections
+import functools
 import pickle
 
 import mxnet as mx
@@ -12,7 +16,10 @@ from mxnet import gluon
 
 from samplers import (NaiveSampler, OHEMSampler, QuotaSampler, RPNTargetGenerator,
                       RPNTargetSampler, box_iou, force_ndarray_backend)
-from conftest import CPU_CONTEXTS
+from samplers.boxes import keep_random
+from conftest import CPU_CONTEXTS, requires_gpu
+
+ALL = 10 ** 6  # a num_sample above every input here: no subsampling, no randomness
 
 
 def _boxes(rng, n, size=64.0):
@@ -22,15 +29,16 @@ def _boxes(rng, n, size=64.0):
 
 
 def _grid_anchors(size=64, stride=8, scales=(8, 16, 32)):
+    """Anchors in GluonCV's layout (rows x columns x sizes); 4,096+ take the anchor-grid path."""
     centres = np.arange(stride / 2, size, stride, dtype=np.float32)
     cy, cx = np.meshgrid(centres, centres, indexing='ij')
-    out = [np.stack([cx - s / 2, cy - s / 2, cx + s / 2, cy + s / 2], axis=-1).reshape(-1, 4)
-           for s in scales]
-    return np.concatenate(out).astype(np.float32)
+    cells = np.stack([np.stack([cx - s / 2, cy - s / 2, cx + s / 2, cy + s / 2], axis=-1)
+                      for s in scales], axis=2)  # (rows, cols, sizes, 4)
+    return cells.reshape(-1, 4).astype(np.float32)
 
 
-def _inputs(ctx, seed=0, batch=2, n=60, m=5, classes=4):
-    """One set of NDArray inputs for every sampler, on ``ctx``."""
+def make_inputs(ctx, seed=0, batch=2, n=60, m=5, classes=4):
+    """One set of NDArray inputs for every case, on ``ctx``; the first box is hard."""
     rng = np.random.RandomState(seed)
     anchors = _grid_anchors()
     gt = _boxes(rng, m)
@@ -41,21 +49,44 @@ def _inputs(ctx, seed=0, batch=2, n=60, m=5, classes=4):
     hard[:, 0] = 1
     nd = lambda a: mx.nd.array(a, ctx=ctx)  # noqa: E731
     return dict(anchors=nd(anchors), gt=nd(gt), ious=nd(ious), matches=nd(matches),
-                logits=nd(logits), hard=nd(hard))
+                logits=nd(logits), hard=nd(hard), mask=nd(ious.max(-1) < 0.3),
+                big_anchors=nd(_grid_anchors(256, 4)), big_gt=nd(_boxes(rng, m, 256.0)))
 
 
-def _run_all(inp):
-    """Every public sampler once on the inputs; returns {name: NDArray result}."""
-    return {
-        'box_iou': box_iou(inp['anchors'], inp['gt']),
-        'naive': NaiveSampler()(inp['matches']),
-        'quota': QuotaSampler(32, 0.5, 0.3, pos_ratio=0.25)(inp['matches'], inp['ious'],
-                                                            inp['hard']),
-        'ohem': OHEMSampler(3)(inp['matches'], inp['logits'], inp['ious']),
-        'rpn_sampler': RPNTargetSampler(32, 0.7, 0.3, 0.5)(inp['ious'], inp['hard'])[0],
-        'rpn_generator': RPNTargetGenerator(num_sample=32)(inp['gt'], inp['anchors'], 64, 64,
-                                                           inp['hard'][0])[0],
-    }
+#: ``make(num_sample)`` builds the sampler (``num_sample=ALL``: no random choice; samplers
+#: without a quota ignore it),
+#: ``call(sampler, inputs)`` runs it and returns one NDArray or a tuple of them.
+Case = collections.namedtuple('Case', 'make call')
+
+CASES = {
+    'box_iou': Case(lambda k: box_iou, lambda f, i: f(i['anchors'], i['gt'])),
+    'keep_random': Case(lambda k: functools.partial(keep_random, k=k),
+                        lambda f, i: f(i['mask'])),
+    'naive': Case(lambda k: NaiveSampler(), lambda s, i: s(i['matches'])),
+    'quota': Case(lambda k: QuotaSampler(k, 0.5, 0.3, pos_ratio=0.25),
+                  lambda s, i: s(i['matches'], i['ious'], i['hard'])),
+    'ohem': Case(lambda k: OHEMSampler(3), lambda s, i: s(i['matches'], i['logits'], i['ious'])),
+    'rpn_sampler': Case(lambda k: RPNTargetSampler(k, 0.7, 0.3, 0.5),
+                        lambda s, i: s(i['ious'], i['hard'])),
+    'rpn_generator': Case(lambda k: RPNTargetGenerator(num_sample=k),
+                          lambda s, i: s(i['gt'], i['anchors'], 64, 64, i['hard'][0])),
+    'rpn_generator_grid': Case(lambda k: RPNTargetGenerator(num_sample=k),
+                               lambda s, i: s(i['big_gt'], i['big_anchors'], 256, 256,
+                                              i['hard'][0])),
+}
+
+
+def run(name, sampler, inputs, seed=None):
+    """The case's results as a tuple of NDArrays (after seeding both RNGs, if ``seed``)."""
+    if seed is not None:
+        mx.random.seed(seed)
+        np.random.seed(seed)
+    out = CASES[name].call(sampler, inputs)
+    return out if isinstance(out, tuple) else (out,)
+
+
+def host(results):
+    return [r.asnumpy() for r in results]
 
 
 @pytest.fixture
@@ -68,14 +99,15 @@ def no_host_copies(monkeypatch):
         monkeypatch.setattr(mx.nd.NDArray, name, refuse, raising=False)
 
 
-def test_device_path_reads_nothing_back_to_the_host(no_host_copies):
+@pytest.mark.parametrize('name', CASES)
+def test_device_path_reads_nothing_back_to_the_host(name, no_host_copies):
     # This is how we know the GPU path makes no host round trip: force_ndarray_backend runs
     # exactly the code a GPU context runs, here on CPU, with every NDArray->host read disabled.
-    inp = _inputs(mx.cpu(0))
+    inputs = make_inputs(mx.cpu(0))
     with force_ndarray_backend():
-        results = _run_all(inp)
-    mx.nd.waitall()
-    assert all(isinstance(r, mx.nd.NDArray) for r in results.values())
+        results = run(name, CASES[name].make(ALL), inputs)
+        mx.nd.waitall()
+    assert all(isinstance(r, mx.nd.NDArray) for r in results)
 
 
 def test_the_host_read_guard_catches_a_host_copy(no_host_copies):
@@ -83,60 +115,74 @@ def test_the_host_read_guard_catches_a_host_copy(no_host_copies):
         mx.nd.ones((2,)).asnumpy()
 
 
-@pytest.mark.parametrize('ctx', CPU_CONTEXTS)
-@pytest.mark.parametrize('forced', [False, True])
-def test_every_sampler_returns_on_the_input_context(ctx, forced):
-    inp = _inputs(ctx)
+@pytest.mark.parametrize('name', CASES)
+@pytest.mark.parametrize('forced', [False, True], ids=['default', 'forced-nd'])
+@pytest.mark.parametrize('ctx', CPU_CONTEXTS, ids=str)
+def test_results_come_back_on_the_input_context(name, forced, ctx):
+    inputs = make_inputs(ctx)
     if forced:
         with force_ndarray_backend():
-            results = _run_all(inp)
+            results = run(name, CASES[name].make(ALL), inputs)
     else:
-        results = _run_all(inp)
-    for name, result in results.items():
-        assert result.context == ctx, name
+        results = run(name, CASES[name].make(ALL), inputs)
+    assert all(isinstance(r, mx.nd.NDArray) and r.context == ctx for r in results)
 
 
-def test_every_sampler_survives_pickling_with_its_settings():
-    inp = _inputs(mx.cpu())
-    mx.random.seed(3)
-    np.random.seed(3)
-    before = {k: v.asnumpy() for k, v in _run_all(inp).items()}
-    samplers = [NaiveSampler(), QuotaSampler(32, 0.5, 0.3, pos_ratio=0.25), OHEMSampler(3),
-                RPNTargetSampler(32, 0.7, 0.3, 0.5), RPNTargetGenerator(num_sample=32)]
-    for sampler in samplers:
-        clone = pickle.loads(pickle.dumps(sampler))
-        assert type(clone) is type(sampler)
-        assert repr(clone) == repr(sampler)
-    mx.random.seed(3)
-    np.random.seed(3)
-    after = {k: v.asnumpy() for k, v in _run_all(inp).items()}
-    for name in before:
-        np.testing.assert_array_equal(before[name], after[name], err_msg=name)
+@pytest.mark.parametrize('name', CASES)
+def test_the_device_path_gives_the_numpy_path_results(name):
+    inputs = make_inputs(mx.cpu(0))
+    expected = host(run(name, CASES[name].make(ALL), inputs))
+    with force_ndarray_backend():
+        got = host(run(name, CASES[name].make(ALL), inputs))
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-6, atol=1e-6, err_msg=name)
 
 
-class _SampledDataset(gluon.data.Dataset):
-    """Each item runs the per-image samplers on a seeded input (no subsampling: deterministic)."""
+@requires_gpu
+@pytest.mark.parametrize('name', CASES)
+def test_results_stay_on_the_gpu_and_equal_the_cpu_results(name):
+    expected = host(run(name, CASES[name].make(ALL), make_inputs(mx.cpu())))
+    results = run(name, CASES[name].make(ALL), make_inputs(mx.gpu(0)))
+    assert all(r.context == mx.gpu(0) for r in results)
+    for g, e in zip(host(results), expected):
+        np.testing.assert_allclose(g, e, rtol=1e-6, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize('name', CASES)
+def test_an_unpickled_copy_runs_and_gives_the_same_results(name):
+    inputs = make_inputs(mx.cpu())
+    sampler = CASES[name].make(32)
+    run(name, sampler, inputs)  # used first: caches and warn-once state must pickle too
+    if isinstance(sampler, RPNTargetSampler):
+        sampler(np.array([[np.nan]], np.float32))
+    clone = pickle.loads(pickle.dumps(sampler))
+    assert type(clone) is type(sampler) and repr(clone) == repr(sampler)
+    for seed in (3, 4):
+        expected = host(run(name, sampler, inputs, seed))
+        for g, e in zip(host(run(name, clone, inputs, seed)), expected):
+            np.testing.assert_array_equal(g, e, err_msg=name)
+
+
+class _EveryCase(gluon.data.Dataset):
+    """Item ``idx`` runs every case (no random choice) on the inputs of seed ``idx``."""
 
     def __init__(self):
-        self.quota = QuotaSampler(10 ** 4, 0.5, 0.3)
-        self.ohem = OHEMSampler(3)
-        self.rpn = RPNTargetSampler(10 ** 4, 0.7, 0.3, 0.5)
+        self.samplers = {name: case.make(ALL) for name, case in CASES.items()}
 
     def __len__(self):
-        return 6
+        return 4
 
     def __getitem__(self, idx):
-        inp = _inputs(mx.cpu(), seed=idx, batch=1)
-        quota = self.quota(inp['matches'], inp['ious'], inp['hard']).asnumpy()
-        ohem = self.ohem(inp['matches'], inp['logits'], inp['ious']).asnumpy()
-        rpn = self.rpn(inp['ious'].asnumpy()[0], inp['hard'].asnumpy()[0])[0]
-        return np.concatenate([quota[0], ohem[0], rpn]).astype(np.float32)
+        inputs = make_inputs(mx.cpu(), seed=idx, batch=1)
+        return np.concatenate([r.reshape(-1) for name, s in self.samplers.items()
+                               for r in host(run(name, s, inputs))]).astype(np.float32)
 
 
-@pytest.mark.parametrize('loader_kwargs', [dict(num_workers=2), dict(num_workers=2,
-                                                                     thread_pool=True)])
-def test_samplers_give_the_same_results_in_dataloader_workers(loader_kwargs):
-    dataset = _SampledDataset()
+@pytest.mark.parametrize('loader_kwargs', [dict(num_workers=2),
+                                           dict(num_workers=2, thread_pool=True)],
+                         ids=['processes', 'threads'])
+def test_dataloader_workers_give_the_same_results(loader_kwargs):
+    dataset = _EveryCase()
     expected = np.stack([dataset[i] for i in range(len(dataset))])
     loader = gluon.data.DataLoader(dataset, batch_size=2, **loader_kwargs)
     got = np.concatenate([batch.asnumpy() for batch in loader])

@@ -10,7 +10,7 @@ Needs the ``gluoncv`` extra. Two ways in, both giving GluonCV's outputs:
   GluonCV's original objects. Importing :mod:`samplers` (or this package)
   patches nothing.
 
-One module per detector family (:mod:`.rcnn`), each listing what
+One module per detector family (:mod:`.rcnn`, :mod:`.ssd`), each listing what
 :func:`install` patches in its ``patches()``.
 """
 from __future__ import annotations
@@ -18,19 +18,22 @@ from __future__ import annotations
 import threading
 
 from . import rcnn as _rcnn_part
+from . import ssd as _ssd_part
 from ._common import HARD_COLUMN, INSTALLED, check_hard_column
 from .rcnn import (FasterRCNNTrainTransform, MaskRCNNTrainTransform,  # noqa: F401
                    RCNNTargetSampler, RPNTargetGenerator, RPNTargetSampler, use_hard_sampler)
+from .ssd import SSDMultiBoxLoss, SSDTargetGenerator, SSDTrainTransform  # noqa: F401
 
 # Earlier names of the GluonCV-typed RPN classes.
 GluonCVRPNTargetGenerator = RPNTargetGenerator
 GluonCVRPNTargetSampler = RPNTargetSampler
 
 __all__ = ['FasterRCNNTrainTransform', 'MaskRCNNTrainTransform', 'RPNTargetGenerator',
-           'RPNTargetSampler', 'RCNNTargetSampler', 'use_hard_sampler', 'install', 'uninstall',
-           'is_installed', 'HARD_COLUMN']
+           'RPNTargetSampler', 'RCNNTargetSampler', 'use_hard_sampler',
+           'SSDTrainTransform', 'SSDMultiBoxLoss', 'SSDTargetGenerator',
+           'install', 'uninstall', 'is_installed', 'HARD_COLUMN']
 
-_PARTS = (_rcnn_part,)  # each has patches(): (owner, name, replacement) triples
+_PARTS = (_rcnn_part, _ssd_part)  # each has patches(): (owner, name, replacement) triples
 _MISSING = object()
 _LOCK = threading.Lock()
 _SAVED = {}  # (owner, name) -> the owner's own attribute before install, or _MISSING
@@ -42,7 +45,7 @@ def _patches():
 
 def install(hard_column=HARD_COLUMN, allow_low_quality_matches=False, hard_iof_thresh=None,
             rcnn_hard_iou_thresh=None, rcnn_hard_iof_thresh=None):
-    """Make GluonCV's Faster R-CNN and Mask R-CNN training hard-flag-aware in both stages.
+    """Make GluonCV's R-CNN (both stages) and SSD training hard-flag-aware.
 
     Parameters
     ----------
@@ -56,7 +59,8 @@ def install(hard_column=HARD_COLUMN, allow_low_quality_matches=False, hard_iof_t
         The second-stage sampler's ``hard_iou_thresh`` / ``hard_iof_thresh``
         (:class:`samplers.rcnn.RCNNTargetSampler`); None keeps its default.
 
-    Patches, in place (``patches()`` of :mod:`samplers.gluoncv.rcnn` lists them):
+    Patches, in place, what ``patches()`` of each family module lists; for
+    :mod:`samplers.gluoncv.rcnn`:
 
     * GluonCV's ``FasterRCNNDefaultTrainTransform`` and
       ``MaskRCNNDefaultTrainTransform``: the label's hard column becomes the
@@ -70,7 +74,10 @@ def install(hard_column=HARD_COLUMN, allow_low_quality_matches=False, hard_iof_t
     * both ``ForwardBackwardTask``: they pass label column ``hard_column``
       as ``gt_hard``, and give a network built earlier our sampler;
     * GluonCV's ``RPNL1LossMetric`` / ``RCNNL1LossMetric``: 0.0 instead of
-      NaN over a logging interval without a positive box.
+      NaN over a logging interval without a positive box; Mask R-CNN's mask
+      loss: 0 instead of NaN for a batch without a positive RoI.
+
+    For SSD see :mod:`samplers.gluoncv.ssd`.
 
     Objects built before the call use the patched methods too. Calling it
     again only changes the settings (for what is built afterwards). Bad

@@ -1,0 +1,514 @@
+"""SSD pieces: the specification, as tests.
+
+Rules under test (see samplers/ssd.py and samplers/gluoncv/ssd.py):
+
+* targets: hard boxes never match (bipartite or threshold); an unmatched
+  anchor with IoU >= neg_thresh with a hard box is ignored (-1); all-zero
+  flags give GluonCV's targets;
+* loss: per image, the min(max(min_hard_negatives, ceil(ratio * num_pos)),
+  candidates) background anchors with the largest loss are mined; ignored
+  anchors (-1) are never mined and carry no loss; rows with non-finite logits
+  are never mined; no ignored anchor and finite logits give GluonCV's losses.
+
+Rule tests run on both backends (the ``backend`` fixture): numpy, and mx.nd as
+on a GPU (``force_ndarray_backend``).
+"""
+import contextlib
+import pickle
+import random
+
+import mxnet as mx
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+gluoncv = pytest.importorskip('gluoncv')
+from gluoncv import loss as gluoncv_loss  # noqa: E402
+from gluoncv.data.transforms.presets import ssd as ssd_presets  # noqa: E402
+from gluoncv.model_zoo import get_model  # noqa: E402
+from gluoncv.model_zoo.ssd import target as ssd_target  # noqa: E402
+
+import samplers.gluoncv as sg  # noqa: E402
+from samplers.backend import force_ndarray_backend  # noqa: E402
+from samplers.ssd import SSDMultiBoxLoss, SSDTargetGenerator  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings('ignore:Cannot decide type:UserWarning')
+GLUONCV_LOSS = gluoncv_loss.SSDMultiBoxLoss
+GLUONCV_GENERATOR = ssd_target.SSDTargetGenerator
+GluonCVTransform = ssd_presets.SSDDefaultTrainTransform
+SIZE = 256  # small images keep the network tests quick
+
+
+@pytest.fixture(autouse=True)
+def _uninstall_after_each_test():
+    yield
+    sg.uninstall()
+
+
+@pytest.fixture(params=['numpy', 'mx.nd'])
+def backend(request):
+    """A context in which CPU NDArrays take the numpy path, or the mx.nd (GPU) path."""
+    return contextlib.nullcontext if request.param == 'numpy' else force_ndarray_backend
+
+
+@pytest.fixture(scope='module')
+def anchors():
+    """SSD anchors of the smallest model-zoo SSD at SIZE x SIZE: (1, N, 4), center format."""
+    net = get_model('ssd_512_mobilenet1.0_voc', pretrained_base=False)
+    net.initialize()
+    with mx.autograd.train_mode():
+        _, _, anc = net(mx.nd.zeros((1, 3, SIZE, SIZE)))
+    return anc
+
+
+# --------------------------------------------------------------------------- loss helpers
+def loss_inputs(rng, batch=3, num=400, num_class=5, ignored=0.0, positives=(0, 5, 12)):
+    cls_pred = mx.nd.array(rng.randn(batch, num, num_class) * 3)
+    box_pred = mx.nd.array(rng.randn(batch, num * 4))
+    box_target = mx.nd.array(rng.randn(batch, num, 4))
+    target = np.zeros((batch, num), np.float32)
+    for b in range(batch):
+        target[b, rng.choice(num, positives[b % len(positives)], replace=False)] = \
+            rng.randint(1, num_class, positives[b % len(positives)])
+    target[(target == 0) & (rng.uniform(size=target.shape) < ignored)] = -1
+    return cls_pred, box_pred, mx.nd.array(target), box_target
+
+
+def as_numpy(losses):
+    return [[x.asnumpy() for x in part] for part in losses]
+
+
+def background_loss(cls_pred):
+    z = cls_pred.asnumpy().astype(np.float64)
+    top = z.max(-1, keepdims=True)
+    return (np.log(np.exp(z - top).sum(-1)) + top[..., 0] - z[..., 0])
+
+
+def chosen(loss, cls_pred, cls_target):
+    return loss.chosen(cls_target, mx.nd.array(background_loss(cls_pred)),
+                       mx.nd.ones(cls_target.shape)).asnumpy()
+
+
+# --------------------------------------------------------------------------- loss: GluonCV's
+@pytest.mark.parametrize('ratio, min_hard', [(3, 0), (2.5, 0), (3, 7)])
+def test_loss_equals_gluoncv_without_ignored_anchors(ratio, min_hard, backend):
+    args = loss_inputs(np.random.RandomState(0))
+    want = as_numpy(GLUONCV_LOSS(ratio, min_hard_negatives=min_hard)(*args))
+    with backend():
+        got = as_numpy(SSDMultiBoxLoss(ratio, min_hard_negatives=min_hard)(*args))
+    for w, g in zip(want, got):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+
+
+def test_loss_equals_gluoncv_across_devices():
+    rng = np.random.RandomState(1)
+    parts = [loss_inputs(rng, batch=2), loss_inputs(rng, batch=2, positives=(3, 0))]
+    args = [[p[i].as_in_context(mx.cpu(d)) for d, p in enumerate(parts)] for i in range(4)]
+    want = as_numpy(GLUONCV_LOSS()(*args))
+    got = SSDMultiBoxLoss()(*args)
+    assert [x.context for x in got[0]] == [mx.cpu(0), mx.cpu(1)]
+    for w, g in zip(want, as_numpy(got)):
+        for wd, gd in zip(w, g):
+            np.testing.assert_allclose(gd, wd, rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- loss: the mining rule
+def test_counts_are_per_image_ceil_of_ratio_times_positives(backend):
+    cls_pred, _, target, _ = loss_inputs(np.random.RandomState(2), positives=(0, 1, 4))
+    with backend():
+        got = chosen(SSDMultiBoxLoss(2.5), cls_pred, target)
+    negatives = (got > 0).sum(1) - (target.asnumpy() > 0).sum(1)
+    np.testing.assert_array_equal(negatives, [0, 3, 10])
+
+
+def test_min_hard_negatives_is_a_per_image_floor(backend):
+    cls_pred, _, target, _ = loss_inputs(np.random.RandomState(2), positives=(0, 1, 4))
+    with backend():
+        got = chosen(SSDMultiBoxLoss(3, min_hard_negatives=5), cls_pred, target)
+    np.testing.assert_array_equal((got > 0).sum(1) - (target.asnumpy() > 0).sum(1), [5, 5, 12])
+
+
+def test_mined_negatives_are_the_hardest_background_anchors(backend):
+    cls_pred, _, target, _ = loss_inputs(np.random.RandomState(3), ignored=0.3)
+    with backend():
+        got = chosen(SSDMultiBoxLoss(3), cls_pred, target)
+    tgt, loss = target.asnumpy(), background_loss(cls_pred)
+    for b in range(tgt.shape[0]):
+        background = np.flatnonzero(tgt[b] == 0)
+        want = background[np.argsort(-loss[b, background])[:3 * int((tgt[b] > 0).sum())]]
+        np.testing.assert_array_equal(np.flatnonzero((got[b] > 0) & (tgt[b] == 0)),
+                                      np.sort(want))
+
+
+def test_ignored_anchors_are_never_mined_and_carry_no_classification_loss(backend):
+    cls_pred, box_pred, target, box_target = loss_inputs(np.random.RandomState(4))
+    tgt = target.asnumpy()
+    loss = background_loss(cls_pred)
+    hardest = np.argsort(-np.where(tgt == 0, loss, -np.inf), axis=1)[:, :20]
+    np.put_along_axis(tgt, hardest, -1, axis=1)  # the hardest background anchors: ignored
+    target = mx.nd.array(tgt)
+    cls_pred.attach_grad()
+    with backend(), mx.autograd.record():
+        total, cls_loss, _ = SSDMultiBoxLoss(3)(cls_pred, box_pred, target, box_target)
+    mx.autograd.backward(total)
+    assert not cls_pred.grad.asnumpy()[tgt < 0].any()
+    with backend():
+        mask = chosen(SSDMultiBoxLoss(3), cls_pred, target)
+    assert not mask[tgt < 0].any()
+    np.testing.assert_array_equal((mask * (tgt == 0)).sum(1), 3 * (tgt > 0).sum(1))
+
+
+def test_differs_from_gluoncv_ignored_anchors_are_mined_there():
+    cls_pred, box_pred, target, box_target = loss_inputs(np.random.RandomState(4))
+    tgt = target.asnumpy()
+    hardest = np.argsort(-np.where(tgt == 0, background_loss(cls_pred), -np.inf), axis=1)[:, :20]
+    np.put_along_axis(tgt, hardest, -1, axis=1)
+    args = (cls_pred, box_pred, mx.nd.array(tgt), box_target)
+    theirs = GLUONCV_LOSS()(*args)[1][0].asnumpy()
+    ours = SSDMultiBoxLoss()(*args)[1][0].asnumpy()
+    assert (theirs[1:] > ours[1:]).all()  # GluonCV trains the ignored anchors as background
+
+
+def test_positives_are_always_counted_and_never_displaced(backend):
+    cls_pred, _, target, _ = loss_inputs(np.random.RandomState(5), num=20,
+                                         positives=(0, 5, 18))
+    with backend():
+        got = chosen(SSDMultiBoxLoss(3), cls_pred, target)
+    tgt = target.asnumpy()
+    assert (got[tgt > 0] == 1).all()
+    np.testing.assert_array_equal(got.sum(1), [0, 20, 20])  # all 2 candidates of image 2
+
+
+def test_large_logits_give_finite_losses_and_the_right_choice(backend):
+    cls_pred, box_pred, target, box_target = loss_inputs(np.random.RandomState(6))
+    big = cls_pred * 3000
+    with backend():
+        losses = SSDMultiBoxLoss(3)(big, box_pred, target, box_target)
+        got = SSDMultiBoxLoss(3).chosen(
+            target, mx.nd.array(background_loss(big)), mx.nd.ones(target.shape)).asnumpy()
+    assert all(np.isfinite(x.asnumpy()).all() for part in losses for x in part)
+    np.testing.assert_array_equal(got, chosen(SSDMultiBoxLoss(3), big, target))
+
+
+@pytest.mark.parametrize('bad', [np.nan, np.inf, -np.inf])
+def test_a_row_with_a_non_finite_logit_is_never_mined(bad, backend):
+    cls_pred, box_pred, target, box_target = loss_inputs(np.random.RandomState(7))
+    tgt = target.asnumpy()
+    pred = cls_pred.asnumpy()
+    rows = np.argsort(-np.where(tgt == 0, background_loss(cls_pred), -np.inf), axis=1)[:, :3]
+    for b in range(pred.shape[0]):
+        pred[b, rows[b], 2] = bad  # the hardest background rows turn non-finite
+    cls_pred = mx.nd.array(pred)
+    with backend():
+        losses = SSDMultiBoxLoss(3)(cls_pred, box_pred, target, box_target)
+    assert all(np.isfinite(x.asnumpy()).all() for part in losses for x in part)
+    cls_pred.attach_grad()
+    with backend(), mx.autograd.record():
+        total = SSDMultiBoxLoss(3)(cls_pred, box_pred, target, box_target)[0]
+    mx.autograd.backward(total)
+    grad = cls_pred.grad.asnumpy()
+    for b in range(pred.shape[0]):
+        assert not grad[b, rows[b]].any()  # never mined: no loss, no gradient
+
+
+def test_differs_from_gluoncv_no_positive_gives_per_image_zeros_without_a_host_read(
+        monkeypatch):
+    cls_pred, box_pred, target, box_target = loss_inputs(np.random.RandomState(8),
+                                                         positives=(0,))
+    theirs = GLUONCV_LOSS()(cls_pred, box_pred, target, box_target)
+    assert theirs[0][0].shape == (1,)
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError('host copy of an NDArray on the device path')
+    for name in ('asnumpy', 'asscalar', '__array__', '__bool__', '__float__', 'tolist'):
+        monkeypatch.setattr(mx.nd.NDArray, name, refuse, raising=False)
+    with force_ndarray_backend():
+        ours = SSDMultiBoxLoss()(cls_pred, box_pred, target, box_target)
+        mx.nd.waitall()
+    monkeypatch.undo()
+    assert ours[0][0].shape == (3,) and not ours[0][0].asnumpy().any()
+
+
+@pytest.mark.parametrize('kwargs, name', [
+    ({'negative_mining_ratio': -1}, 'negative_mining_ratio'),
+    ({'negative_mining_ratio': float('nan')}, 'negative_mining_ratio'),
+    ({'rho': 0}, 'rho'), ({'min_hard_negatives': -2}, 'min_hard_negatives'),
+    ({'min_hard_negatives': 1.5}, 'min_hard_negatives')])
+def test_bad_loss_settings_raise_value_error_naming_them(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        SSDMultiBoxLoss(**kwargs)
+
+
+def test_loss_inputs_of_the_wrong_shape_raise_value_error():
+    cls_pred, box_pred, target, box_target = loss_inputs(np.random.RandomState(9))
+    with pytest.raises(ValueError, match='cls_target'):
+        SSDMultiBoxLoss()(cls_pred, box_pred, target[:, :10], box_target)
+
+
+# --------------------------------------------------------------------------- targets
+def boxes(rng, batch, num):
+    xy = rng.uniform(0, 0.7, (batch, num, 2))
+    wh = rng.uniform(0.05, 0.3, (batch, num, 2))
+    return np.concatenate([xy, xy + wh], -1).astype(np.float32)
+
+
+def grid_anchors(rng, num=600):
+    """(1, N, 4) random center-format anchors in the unit square."""
+    return mx.nd.array(np.concatenate([rng.uniform(0, 1, (1, num, 2)),
+                                       rng.uniform(0.02, 0.4, (1, num, 2))], -1))
+
+
+def target_inputs(seed, batch=2, num_box=6):
+    rng = np.random.RandomState(seed)
+    anc = grid_anchors(rng)
+    return (anc, mx.nd.array(rng.randn(batch, anc.shape[1], 5)),
+            mx.nd.array(boxes(rng, batch, num_box)),
+            mx.nd.array(rng.randint(0, 4, (batch, num_box, 1))))
+
+
+@pytest.mark.parametrize('ratio', [-1, 3])
+@pytest.mark.parametrize('seed', [0, 1])
+def test_targets_with_zero_flags_equal_gluoncv(ratio, seed, backend):
+    args = target_inputs(seed)
+    want = GLUONCV_GENERATOR(negative_mining_ratio=ratio)(*args)
+    with backend():
+        plain = sg.SSDTargetGenerator(negative_mining_ratio=ratio)(*args)
+        flagged = sg.SSDTargetGenerator(negative_mining_ratio=ratio)(
+            *args, hard=np.zeros((2, 6)))
+    for got in (plain, flagged):
+        for w, g in zip(want, got):
+            assert isinstance(g, mx.nd.NDArray) and g.dtype == np.float32
+            np.testing.assert_allclose(g.asnumpy(), w.asnumpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(got[0].asnumpy(), want[0].asnumpy())
+
+
+def hard_case():
+    """Anchor 0 sits on box 0 (hard), anchor 1 on box 1 (normal); anchor 2 half on box 0."""
+    anc = mx.nd.array([[[0.2, 0.2, 0.2, 0.2], [0.7, 0.7, 0.2, 0.2], [0.25, 0.2, 0.2, 0.2],
+                        [0.5, 0.2, 0.1, 0.1], [0.9, 0.1, 0.1, 0.1]]])
+    gt = mx.nd.array([[[0.1, 0.1, 0.3, 0.3], [0.6, 0.6, 0.8, 0.8]]])
+    ids = mx.nd.array([[[2], [5]]])
+    return anc, gt, ids
+
+
+def test_a_hard_box_makes_no_positive_and_its_anchors_are_ignored(backend):
+    anc, gt, ids = hard_case()
+    with backend():
+        cls_t, box_t, mask = SSDTargetGenerator(negative_mining_ratio=-1)(
+            anc, None, gt, ids, hard=np.array([1, 0]))
+    np.testing.assert_array_equal(cls_t.asnumpy()[0], [-1, 6, -1, 0, 0])
+    np.testing.assert_array_equal(mask.asnumpy()[0].sum(-1), [0, 4, 0, 0, 0])
+    assert not box_t.asnumpy()[0, [0, 2, 3, 4]].any()
+
+
+def test_differs_from_gluoncv_a_hard_box_is_matched_there():
+    anc, gt, ids = hard_case()
+    theirs = GLUONCV_GENERATOR(negative_mining_ratio=-1)(anc, None, gt, ids)[0].asnumpy()
+    np.testing.assert_array_equal(theirs[0], [3, 6, 3, 0, 0])
+
+
+def test_an_anchor_below_neg_thresh_with_a_hard_box_stays_negative(backend):
+    anc, gt, ids = hard_case()
+    with backend():
+        cls_t = SSDTargetGenerator(negative_mining_ratio=-1, neg_thresh=0.7)(
+            anc, None, gt, ids, hard=np.array([1, 0]))[0]
+    np.testing.assert_array_equal(cls_t.asnumpy()[0], [-1, 6, 0, 0, 0])  # anchor 2: IoU 0.6
+
+
+def test_a_hard_box_does_not_take_a_normal_box_best_anchor(backend):
+    # Box 1 (normal) overlaps only anchor 0, which is the hard box 0's exact match.
+    anc = mx.nd.array([[[0.2, 0.2, 0.2, 0.2], [0.8, 0.8, 0.1, 0.1]]])
+    gt = mx.nd.array([[[0.1, 0.1, 0.3, 0.3], [0.15, 0.15, 0.3, 0.3]]])
+    with backend():
+        cls_t = SSDTargetGenerator(negative_mining_ratio=-1)(
+            anc, None, gt, mx.nd.array([[[0], [1]]]), hard=np.array([1, 0]))[0]
+    np.testing.assert_array_equal(cls_t.asnumpy()[0], [2, 0])
+
+
+def test_mining_targets_never_mine_anchors_on_a_hard_box(backend):
+    anc, gt, ids = hard_case()
+    preds = mx.nd.array(np.tile([[[-5.0, 5.0]]], (1, 5, 1)))  # every anchor equally hard
+    with backend():
+        cls_t = SSDTargetGenerator(negative_mining_ratio=10)(
+            anc, preds, gt, ids, hard=np.array([1, 0]))[0]
+    np.testing.assert_array_equal(cls_t.asnumpy()[0], [-1, 6, -1, 0, 0])
+
+
+@pytest.mark.parametrize('ratio', [-1, 3])
+def test_no_ground_truth_makes_every_anchor_negative(ratio):
+    # numpy input: MXNet 1.x has no NDArray with a zero-length axis.
+    anc = hard_case()[0].asnumpy()
+    preds = np.zeros((1, 5, 3), np.float32)
+    cls_t, box_t, mask = SSDTargetGenerator(negative_mining_ratio=ratio, )(
+        anc, preds, np.zeros((1, 0, 4)), np.zeros((1, 0, 1)))
+    np.testing.assert_array_equal(cls_t, np.zeros((1, 5)) if ratio < 0 else -np.ones((1, 5)))
+    assert box_t.shape == mask.shape == (1, 5, 4) and not mask.any()
+
+
+@pytest.mark.parametrize('kwargs, name', [
+    ({'iou_thresh': 0}, 'iou_thresh'), ({'neg_thresh': 1.5}, 'neg_thresh'),
+    ({'stds': (0.1, 0.1, 0.2)}, 'stds'), ({'stds': (0.1, 0.1, 0.2, 0)}, 'stds')])
+def test_bad_target_settings_raise_value_error_naming_them(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        SSDTargetGenerator(**kwargs)
+
+
+@pytest.mark.parametrize('hard', [np.array([1, 0, 0]), np.array([2, 0])])
+def test_bad_hard_flags_raise_value_error(hard):
+    anc, gt, ids = hard_case()
+    with pytest.raises(ValueError, match='hard'):
+        SSDTargetGenerator(negative_mining_ratio=-1)(anc, None, gt, ids, hard=hard)
+
+
+def test_target_generator_pickles():
+    args = target_inputs(3)
+    gen = sg.SSDTargetGenerator(negative_mining_ratio=3)
+    copy = pickle.loads(pickle.dumps(gen))
+    for a, b in zip(gen(*args), copy(*args)):
+        np.testing.assert_array_equal(a.asnumpy(), b.asnumpy())
+
+
+# --------------------------------------------------------------------------- the transform
+IMAGE = mx.nd.array(np.random.RandomState(0).randint(0, 255, (200, 300, 3)), dtype='uint8')
+LABEL = np.array([[10, 20, 100, 150, 3, 0], [120, 30, 280, 190, 7, 0], [50, 50, 90, 120, 1, 0]],
+                 np.float32)
+
+
+def apply(transform, lab, seed=3):
+    np.random.seed(seed)
+    mx.random.seed(seed)
+    random.seed(seed)  # GluonCV's random crop draws from Python's generator
+    return transform(IMAGE, lab)
+
+
+def same(a, b, ulp=False):
+    """Equal outputs; ``ulp``: box targets (last output) only to float32 rounding."""
+    assert len(a) == len(b)
+    for i, (x, y) in enumerate(zip(a, b)):
+        assert type(x) is type(y) and x.dtype == y.dtype and x.shape == y.shape
+        x, y = (v.asnumpy() if isinstance(v, mx.nd.NDArray) else v for v in (x, y))
+        if ulp and i == len(a) - 1:
+            np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-6)
+        else:
+            np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize('columns', [5, 6])
+def test_transform_with_zero_flags_equals_gluoncv(anchors, columns):
+    for seed in (3, 4):
+        same(apply(sg.SSDTrainTransform(SIZE, SIZE, anchors), LABEL[:, :columns], seed),
+             apply(GluonCVTransform(SIZE, SIZE, anchors), LABEL[:, :columns], seed), ulp=True)
+
+
+def test_transform_without_anchors_is_gluoncv(anchors):
+    same(apply(sg.SSDTrainTransform(SIZE, SIZE), LABEL), apply(GluonCVTransform(SIZE, SIZE),
+                                                               LABEL))
+
+
+def test_transform_hard_box_gives_no_positive_and_ignored_anchors(anchors):
+    hard = LABEL.copy()
+    hard[:, 5] = 1
+    cls_t = apply(sg.SSDTrainTransform(SIZE, SIZE, anchors), hard)[1].asnumpy()
+    plain = apply(sg.SSDTrainTransform(SIZE, SIZE, anchors), LABEL)[1].asnumpy()
+    assert (plain > 0).sum() > 0 and (cls_t > 0).sum() == 0
+    np.testing.assert_array_equal(cls_t < 0, plain > 0)  # positives became ignored
+
+
+def test_transform_hard_column_none_reads_no_flags(anchors):
+    hard = LABEL.copy()
+    hard[:, 5] = 1
+    same(apply(sg.SSDTrainTransform(SIZE, SIZE, anchors, hard_column=None), hard),
+         apply(GluonCVTransform(SIZE, SIZE, anchors), hard), ulp=True)
+
+
+def test_transform_rejects_a_hard_column_that_is_not_0_1(anchors):
+    bad = LABEL.copy()
+    bad[0, 5] = 0.3
+    with pytest.raises(ValueError, match='hard_column'):
+        apply(sg.SSDTrainTransform(SIZE, SIZE, anchors), bad)
+
+
+def test_transform_pickles_with_its_hard_column(anchors):
+    hard = LABEL.copy()
+    hard[1, 5] = 1
+    transform = sg.SSDTrainTransform(SIZE, SIZE, anchors, hard_column=5)
+    copy = pickle.loads(pickle.dumps(transform))
+    assert type(copy) is sg.SSDTrainTransform
+    same(apply(copy, hard), apply(transform, hard))
+
+
+# --------------------------------------------------------------------------- install()
+def test_install_patches_the_ssd_transform_loss_and_generator(anchors):
+    built_before = GluonCVTransform(SIZE, SIZE, anchors)
+    hard = LABEL.copy()
+    hard[1, 5] = 1
+    sg.install()
+    assert gluoncv.loss.SSDMultiBoxLoss is sg.SSDMultiBoxLoss
+    assert ssd_target.SSDTargetGenerator is sg.SSDTargetGenerator
+    want = apply(sg.SSDTrainTransform(SIZE, SIZE, anchors), hard)
+    same(apply(built_before, hard), want)
+    same(apply(GluonCVTransform(SIZE, SIZE, anchors), hard), want)
+    copy = pickle.loads(pickle.dumps(built_before))
+    assert type(copy) is sg.SSDTrainTransform  # a spawned worker keeps the hard flags
+    same(apply(copy, hard), want)
+
+
+def test_uninstall_restores_gluoncv_ssd_objects(anchors):
+    transform = GluonCVTransform(SIZE, SIZE, anchors)
+    hard = LABEL.copy()
+    hard[1, 5] = 1
+    want = apply(transform, hard)
+    sg.install()
+    apply(transform, hard)
+    sg.uninstall()
+    assert gluoncv.loss.SSDMultiBoxLoss is GLUONCV_LOSS
+    assert ssd_target.SSDTargetGenerator is GLUONCV_GENERATOR
+    original_call = sg.ssd._GLUONCV_CALL  # pylint: disable=protected-access
+    assert vars(GluonCVTransform)['__call__'] is original_call
+    same(apply(transform, hard), want)
+
+
+# ------------------------------------------------------------------ device path, properties
+def test_device_path_reads_nothing_back_to_the_host(monkeypatch):
+    args = target_inputs(5)
+    loss_args = loss_inputs(np.random.RandomState(10))
+    hard_flags = np.array([[1, 0, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0]])  # numpy: read on the host
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError('host copy of an NDArray on the device path')
+    for name in ('asnumpy', 'asscalar', '__array__', '__bool__', '__int__', '__float__',
+                 'tolist'):
+        monkeypatch.setattr(mx.nd.NDArray, name, refuse, raising=False)
+    with force_ndarray_backend():
+        targets = SSDTargetGenerator(negative_mining_ratio=3)(*args, hard=hard_flags)
+        losses = SSDMultiBoxLoss()(*loss_args)
+        mx.nd.waitall()
+    monkeypatch.undo()
+    assert all(isinstance(t, mx.nd.NDArray) for t in targets)
+    assert all(np.isfinite(x.asnumpy()).all() for part in losses for x in part)
+
+
+@settings(max_examples=25)
+@given(seed=st.integers(0, 2 ** 31 - 1), ratio=st.sampled_from([0, 1, 2.5, 3]),
+       min_hard=st.integers(0, 6), ignored=st.sampled_from([0.0, 0.3, 0.9]))
+def test_property_mining_invariants_on_both_backends(seed, ratio, min_hard, ignored):
+    rng = np.random.RandomState(seed)
+    target = rng.choice([0, 0, 0, 1, 2], size=(3, 40)).astype(np.float32)
+    target[(target == 0) & (rng.uniform(size=target.shape) < ignored)] = -1
+    loss = rng.uniform(0, 5, target.shape).astype(np.float32)
+    finite = (rng.uniform(size=target.shape) > 0.1).astype(np.float32)
+    rule = SSDMultiBoxLoss(ratio, min_hard_negatives=min_hard)
+    got = rule.chosen(target, loss, finite)
+    with force_ndarray_backend():
+        on_device = rule.chosen(*(mx.nd.array(a) for a in (target, loss, finite))).asnumpy()
+    np.testing.assert_array_equal(got, on_device)
+    assert (got[target > 0] == 1).all()                         # positives always count
+    assert not got[target < 0].any()                            # ignored: never mined
+    assert not got[(target == 0) & (finite == 0)].any()         # non-finite: never mined
+    candidates = (target == 0) & (finite > 0)
+    mined = (got > 0) & candidates
+    quota = np.maximum(min_hard, np.ceil(ratio * (target > 0).sum(1)))
+    np.testing.assert_array_equal(mined.sum(1), np.minimum(quota, candidates.sum(1)))
+    for b in range(3):                                          # the hardest are mined
+        if mined[b].any() and (candidates[b] & ~mined[b]).any():
+            assert loss[b][mined[b]].min() >= loss[b][candidates[b] & ~mined[b]].max()
