@@ -45,6 +45,11 @@ balanced``                'instance_balanced'``; the floor is our uniform
 balanced``, ``rpn-        the floor is our uniform RPNTargetSampler        RPNTargetSampler
 sampler-instance-
 balanced``
+
+``rcnn-transform``        FasterRCNNDefaultTrainTransform per image,      >= 2x faster
+                          VOC-sized images (500x375, 375x500, 500x333)
+                          to short side 600, 3 boxes (some difficult),
+                          C4 network; ours is the class install() uses
 ========================  ==============================================  =====================
 
 Our generators and samplers are timed with the same inputs GluonCV's get
@@ -817,6 +822,57 @@ for _name in BALANCED:
 for _name in BALANCED:
     case('rpn-sampler-' + _name, ('floor', 1.5), CASES['rpn-fpn'].sizes)(
         _rpn_balanced_case(_name))
+
+# --------------------------------------------------------------------------- i9b: R-CNN transform
+#: VOC's commonest image sizes (height, width), which the transform case cycles through.
+VOC_SIZES = ((375, 500), (500, 375), (333, 500))
+
+
+def _voc_items(rng, sizes, runs):
+    """Per run a VOC-like (H, W, 3) uint8 image NDArray and (M, 6) label, some boxes difficult."""
+    items = []
+    for i in range(runs):
+        height, width = sizes['images'][i % len(sizes['images'])]
+        boxes = random_boxes(rng, sizes['boxes'], height, width)
+        label = np.concatenate([boxes, rng.randint(0, 20, (len(boxes), 1)),
+                                rng.uniform(size=(len(boxes), 1)) < 0.2], axis=1)
+        image = mx.nd.array(rng.randint(0, 256, (height, width, 3)), dtype='uint8')
+        items.append((image, label.astype(np.float32)))
+    return items
+
+
+def _transform_targets(out):
+    """A training transform's RPN targets (the image and label are not compared)."""
+    return [np.concatenate([np.ravel(t) for t in part]) for part in out[2:]]
+
+
+@case('rcnn-transform', ('faster', 2.0),
+      lambda s: {'images': tuple(s.image(h, w) for h, w in VOC_SIZES),
+                 'short': s.image(600, 1000)[0], 'max_size': s.image(600, 1000)[1],
+                 'boxes': s.count(3, 1)})
+def _rcnn_transform_case(bench, sizes, rng):
+    from .gluoncv import FasterRCNNTrainTransform  # needs gluoncv; the case is n/a without
+    net = gluoncv('model_zoo', 'get_model')('faster_rcnn_resnet50_v1b_voc', pretrained=False,
+                                           pretrained_base=False)
+    net.initialize()
+    theirs_cls = gluoncv('data.transforms.presets.rcnn', 'FasterRCNNDefaultTrainTransform')
+    items = _voc_items(rng, sizes, bench.warmup + bench.repeat)
+    settings = dict(short=sizes['short'], max_size=sizes['max_size'], net=net,
+                    ashape=net.ashape)
+    ours, theirs = FasterRCNNTrainTransform(**settings), theirs_cls(**settings)
+    every = dict(settings, num_sample=NO_SUBSAMPLING, flip_p=0.0)
+    five = (items[0][0], items[0][1][:, :5])  # no hard flag: GluonCV's targets
+    return bench.compare(
+        'FasterRCNNDefaultTrainTransform per image (resize, flip, normalise, RPN targets), '
+        'VOC-sized images {} to short side {}, {} boxes, C4 network'.format(
+            '/'.join('{}x{}'.format(w, h) for h, w in sizes['images']), sizes['short'],
+            sizes['boxes']),
+        ours={'with install()': lambda i: ours(*items[i])},
+        reference=lambda i: theirs(*items[i]),
+        agree=(lambda: _transform_targets(FasterRCNNTrainTransform(**every)(*five)),
+               lambda: _transform_targets(theirs_cls(**every)(*five))),
+        notes=['ours: samplers.gluoncv.FasterRCNNTrainTransform, the class install() makes '
+               "GluonCV's behave as; feature shapes inferred once per image size"])
 
 
 # --------------------------------------------------------------------------- machine

@@ -429,3 +429,10 @@ def test_ssd_loss_case_times_ours_gluoncv_and_one_log_softmax_pass():
     assert row['ours_ms'] > 0 and row['ref_ms'] > 0 and row['path'] == 'NDArray in'
     assert any(note.startswith('one log-softmax pass ') for note in row['notes'])
     assert row['same_as_gluoncv'] is True
+
+
+# --------------------------------------------------------------------------- i9b: rcnn-transform
+def test_rcnn_transform_case_times_the_class_install_uses_and_agrees_with_gluoncv(quick_report):
+    row = next(r for r in quick_report['cases'] if r['case'] == 'rcnn-transform')
+    assert row['path'] == 'with install()' and row['ours_ms'] > 0 and row['ref_ms'] > 0
+    assert row['same_as_gluoncv'] is True

@@ -1,5 +1,6 @@
 """GluonCV drop-in: FasterRCNNTrainTransform, install()/uninstall(), workers, real networks."""
 import copy
+import json
 import os
 import pickle
 import subprocess
@@ -10,14 +11,23 @@ import mxnet as mx
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
+from mxnet import autograd, gluon
 
 gluoncv = pytest.importorskip('gluoncv')
 from gluoncv.data.batchify import Append, Tuple  # noqa: E402
 from gluoncv.data.transforms.presets import rcnn  # noqa: E402
 from gluoncv.model_zoo import get_model  # noqa: E402
+from gluoncv.model_zoo.rcnn.faster_rcnn.data_parallel import ForwardBackwardTask  # noqa: E402
+from gluoncv.model_zoo.rcnn.faster_rcnn.faster_rcnn import FasterRCNN  # noqa: E402
+from gluoncv.model_zoo.rcnn.faster_rcnn.rcnn_target import \
+    RCNNTargetSampler as GluonCVRCNNTargetSampler  # noqa: E402
+from gluoncv.model_zoo.rcnn.mask_rcnn.rcnn_target import MaskTargetGenerator  # noqa: E402
 from gluoncv.model_zoo.rcnn.rpn import rpn_target  # noqa: E402
+from gluoncv.utils.metrics.rcnn import RCNNL1LossMetric, RPNL1LossMetric  # noqa: E402
+from gluoncv.data.transforms import mask as tmask  # noqa: E402
 
 import samplers.gluoncv as sg  # noqa: E402
+import samplers.gluoncv.rcnn as sg_rcnn  # noqa: E402
 from conftest import CPU_CONTEXTS, requires_gpu  # noqa: E402
 
 # GluonCV's FPN network warns while tracing its features symbol; not ours to fix.
@@ -27,13 +37,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: samplers/_compat.py restores; run from the file, it adds them without importing samplers.
 COMPAT_FIRST = 'import runpy; runpy.run_path("samplers/_compat.py")\n'
 GluonCVTransform = rcnn.FasterRCNNDefaultTrainTransform
-# GluonCV's own objects, read before any test can install anything.
-ORIGINALS = {
-    (GluonCVTransform, '__call__'): vars(GluonCVTransform)['__call__'],
-    (GluonCVTransform, '_target_generator'): vars(GluonCVTransform)['_target_generator'],
-    (rpn_target, 'RPNTargetGenerator'): rpn_target.RPNTargetGenerator,
-    (rpn_target, 'RPNTargetSampler'): rpn_target.RPNTargetSampler,
-}
+GluonCVMaskTransform = rcnn.MaskRCNNDefaultTrainTransform
+MISSING = object()
+# GluonCV's own objects, read before any test can install anything: every one install() patches.
+ORIGINALS = {(owner, name): vars(owner).get(name, MISSING)
+             for owner, name, _ in sg_rcnn.patches()}
 GLUONCV_GENERATOR = rpn_target.RPNTargetGenerator
 GLUONCV_SAMPLER = rpn_target.RPNTargetSampler
 NO_SUBSAMPLING = 10 ** 7  # num_sample above any anchor count: the quotas never bite
@@ -137,12 +145,24 @@ def test_install_swaps_our_generator_and_sampler_into_gluoncv():
     assert sg.is_installed()
 
 
+def assert_gluoncv_restored():
+    for (owner, name), original in ORIGINALS.items():
+        assert vars(owner).get(name, MISSING) is original, (owner, name)
+
+
+def test_install_patches_every_listed_object():
+    sg.install()
+    for owner, name, new in sg_rcnn.patches():
+        now = vars(owner)[name]
+        assert now is new
+
+
 def test_uninstall_restores_the_very_same_gluoncv_objects():
     sg.install()
     sg.uninstall()
-    for (owner, name), original in ORIGINALS.items():
-        assert vars(owner)[name] is original
+    assert_gluoncv_restored()
     assert '__reduce_ex__' not in vars(GluonCVTransform)
+    assert 'forward' not in vars(FasterRCNN)
     assert not sg.is_installed()
 
 
@@ -150,14 +170,12 @@ def test_install_twice_then_uninstall_once_restores_gluoncv():
     sg.install()
     sg.install(hard_column=None)
     sg.uninstall()
-    for (owner, name), original in ORIGINALS.items():
-        assert vars(owner)[name] is original
+    assert_gluoncv_restored()
 
 
 def test_uninstall_without_install_changes_nothing():
     sg.uninstall()
-    for (owner, name), original in ORIGINALS.items():
-        assert vars(owner)[name] is original
+    assert_gluoncv_restored()
 
 
 @pytest.mark.parametrize('bad', [4, 0, -1, 5.5, 'difficult', True])
@@ -497,3 +515,290 @@ def test_our_transform_survives_pickling(c4_net):
     copy = pickle.loads(pickle.dumps(transform))
     lab = label(BOX + [3, 1])
     assert_same_outputs(apply(copy, image(), lab), apply(transform, image(), lab))
+
+
+# ----------------------------------------------------------------------------- install() options
+def test_install_passes_rpn_options_to_gluoncv_transforms(c4_net):
+    sg.install(allow_low_quality_matches=True, hard_iof_thresh=0.5)
+    generator = make(GluonCVTransform, c4_net)._target_generator
+    assert generator._hard_iof == 0.5 and generator._sampler._allow_low_quality
+    # The transform's own keyword arguments win.
+    generator = make(GluonCVTransform, c4_net, hard_iof_thresh=0.25)._target_generator
+    assert generator._hard_iof == 0.25
+
+
+def test_install_passes_second_stage_options_to_networks_built_after():
+    sg.install(rcnn_hard_iou_thresh=0.4, rcnn_hard_iof_thresh=0.6)
+    net = get_model('faster_rcnn_resnet50_v1b_voc', pretrained=False, pretrained_base=False)
+    assert isinstance(net.sampler, sg.RCNNTargetSampler)
+    assert (net.sampler.sampler._hard_iou_thresh, net.sampler.sampler._hard_iof_thresh) == \
+        (0.4, 0.6)
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(hard_iof_thresh=0), 'hard_iof_thresh'),
+    (dict(rcnn_hard_iou_thresh=1.5), 'hard_iou_thresh'),
+    (dict(rcnn_hard_iof_thresh=-1), 'hard_iof_thresh'),
+])
+def test_install_rejects_bad_options_and_patches_nothing(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        sg.install(**kwargs)
+    assert not sg.is_installed()
+    assert_gluoncv_restored()
+
+
+# ----------------------------------------------------------------------------- the network
+GT_BOX = [[16, 16, 112, 112], [128, 40, 240, 176], [-1, -1, -1, -1]]  # the last row: padding
+GT_LABEL = [[11], [14], [-1]]
+GT_HARD = [[0], [1], [-1]]  # box 1 is hard
+
+
+def net_inputs():
+    x = mx.nd.array(np.random.RandomState(0).uniform(size=(1, 3, 192, 256)))
+    return x, mx.nd.array([GT_BOX]), mx.nd.array([GT_LABEL]), mx.nd.array([GT_HARD])
+
+
+def second_stage(net, *inputs, seed=0):
+    """(samples, matches) of one training forward."""
+    mx.random.seed(seed)
+    np.random.seed(seed)
+    with autograd.record():
+        out = net(*inputs)
+    return out[3].asnumpy()[0], out[4].asnumpy()[0]
+
+
+@pytest.fixture(scope='module')
+def installed_net():
+    """A C4 network built while install() is in effect: it has our second-stage sampler."""
+    sg.install()
+    try:
+        net = get_model('faster_rcnn_resnet50_v1b_voc', pretrained=False, pretrained_base=False)
+    finally:
+        sg.uninstall()
+    net.initialize()
+    return net
+
+
+def test_network_built_after_install_has_our_sampler_with_gluoncv_type(installed_net):
+    sampler = installed_net.sampler
+    assert isinstance(sampler, sg.RCNNTargetSampler)
+    assert isinstance(sampler, GluonCVRCNNTargetSampler)
+    assert sampler._max_pos == 32  # GluonCV's round(128 * 0.25), which its target generator uses
+
+
+def test_second_stage_positives_never_match_a_hard_box(installed_net):
+    # Hybridized networks: tests/test_e2e_rcnn.py.
+    sg.install()
+    samples, matches = second_stage(installed_net, *net_inputs())
+    assert (samples > 0).any()
+    assert set(matches[samples > 0].astype(int)) == {0}
+
+
+def test_differs_from_gluoncv_second_stage_teaches_difficult_objects(c4_net):
+    # GluonCV's network has no fourth input: the difficult box 1 makes positives.
+    x, box, cls, _ = net_inputs()
+    samples, matches = second_stage(c4_net, x, box, cls)
+    assert 1 in set(matches[samples > 0].astype(int))
+
+
+def test_without_flags_a_training_forward_equals_all_zero_flags(installed_net):
+    sg.install()
+    x, box, cls, hard = net_inputs()
+    none = second_stage(installed_net, x, box, cls)
+    zeros = second_stage(installed_net, x, box, cls, mx.nd.zeros_like(hard))
+    for a, b in zip(none, zeros):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_network_built_before_install_refuses_flags(c4_net):
+    sg.install()
+    with pytest.raises(ValueError, match=r"RCNNTargetSampler .*use_hard_sampler\(net\)"):
+        second_stage(c4_net, *net_inputs())
+    samples, _ = second_stage(c4_net, *net_inputs()[:3])  # without flags: GluonCV's forward
+    assert (samples > 0).any()
+
+
+def gluoncv_net():
+    net = get_model('faster_rcnn_resnet50_v1b_voc', pretrained=False, pretrained_base=False)
+    net.initialize()
+    return net
+
+
+def test_forward_backward_task_gives_an_earlier_network_our_sampler():
+    net = gluoncv_net()
+    old = net.sampler
+    sg.install()
+    ForwardBackwardTask(net, None, None, None, None, None, mix_ratio=1.0, amp_enabled=False)
+    assert isinstance(net.sampler, sg.RCNNTargetSampler)
+    for name in ('_num_image', '_num_proposal', '_num_sample', '_max_pos', '_pos_iou_thresh',
+                 '_max_num_gt'):
+        assert getattr(net.sampler, name) == getattr(old, name)
+
+
+def test_use_hard_sampler_takes_install_options():
+    net = gluoncv_net()
+    sg.install(rcnn_hard_iou_thresh=0.45)
+    assert sg.use_hard_sampler(net) is net
+    assert net.sampler.sampler._hard_iou_thresh == 0.45
+
+
+def inference_graph(net):
+    """The operators and inputs of the graph ``net.export`` writes (traced, not run)."""
+    graph = json.loads(net(mx.sym.var('data'))[0].tojson())
+    return [node['op'] for node in graph['nodes']], \
+        [graph['nodes'][i]['name'] for i in graph['arg_nodes']]
+
+
+def test_inference_graph_is_unaffected(installed_net):
+    gluoncv_graph = inference_graph(installed_net)
+    sg.install()
+    assert inference_graph(installed_net) == gluoncv_graph
+    assert 'data' in gluoncv_graph[1] and 'data1' not in gluoncv_graph[1]
+
+
+# ----------------------------------------------------------------------------- swapping classes in
+def test_our_rcnn_sampler_swaps_into_a_gluoncv_network_without_install():
+    net = gluoncv_net()
+    net.sampler = sg.RCNNTargetSampler(1, 2000, 128, max_num_gt=100)
+    x, box, cls, _ = net_inputs()
+    with autograd.record():
+        out = net(x, box, cls)
+    shapes = [o.shape for o in out[:5]]
+    assert shapes == [(1, 128, 21), (1, 32, 20, 4), (1, 128, 4), (1, 128), (1, 128)]
+    assert set(np.unique(out[3].asnumpy())) <= {-1, 0, 1}
+
+
+def test_our_rpn_generator_swaps_into_gluoncv_transform_and_batchify(c4_net):
+    transform = make(GluonCVTransform, c4_net)
+    transform._internal_target_generator = sg.RPNTargetGenerator()
+    items = [transform(image(), label(BOX + [3, 0])) for _ in range(2)]
+    batch = Tuple(*[Append() for _ in range(5)])(items)
+    assert all(isinstance(c, mx.nd.NDArray) for c in batch[2])
+    assert (batch[2][0].asnumpy() > 0).any()
+
+
+def test_our_rpn_sampler_swaps_into_gluoncv_generator():
+    generator = GLUONCV_GENERATOR()
+    generator._sampler = sg.RPNTargetSampler(256, 0.7, 0.3, 0.5)
+    cls, _, _ = generator(mx.nd.array([[0, 0, 16, 16]]),
+                          mx.nd.array([[0, 0, 16, 16], [40, 40, 60, 60]]), 64, 64)
+    np.testing.assert_array_equal(cls.asnumpy() if isinstance(cls, mx.nd.NDArray) else cls,
+                                  [1, 0])
+
+
+# ----------------------------------------------------------------------------- Mask R-CNN
+def rectangle_mask(polys, size):
+    """(height, width) 0/1 mask of one object's rectangle polygons, as GluonCV's ``to_mask``.
+
+    GluonCV's needs pycocotools, which this project does not depend on.
+    """
+    width, height = size
+    mask = np.zeros((height, width), np.uint8)
+    for poly in polys:
+        (x1, y1), (x2, y2) = poly.min(axis=0).astype(int), np.ceil(poly.max(axis=0)).astype(int)
+        mask[y1:y2, x1:x2] = 1
+    return mask
+
+
+@pytest.fixture(scope='module')
+def mask_net():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tmask, 'to_mask', rectangle_mask)
+        net = get_model('mask_rcnn_resnet18_v1b_coco', pretrained=False, pretrained_base=False)
+        net.initialize()
+        yield net
+
+
+def segm(lab):
+    return [[np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], np.float64)]
+            for x1, y1, x2, y2 in lab[:, :4]]
+
+
+def mask_transform(cls, net, **kwargs):
+    return cls(SHORT, net.max_size, net, ashape=net.ashape, **kwargs)
+
+
+def mask_rpn_targets(outputs):
+    return np.concatenate([c.ravel() for c in outputs[2]])
+
+
+def test_mask_transform_gives_no_positive_for_a_difficult_object(mask_net):
+    transform = mask_transform(sg.MaskRCNNTrainTransform, mask_net)
+    normal, hard = label(BOX + [3, 0]), label(BOX + [3, 1])
+    assert (mask_rpn_targets(apply_mask(transform, normal)) > 0).any()
+    assert not (mask_rpn_targets(apply_mask(transform, hard)) > 0).any()
+
+
+def apply_mask(transform, lab, seed=0):
+    np.random.seed(seed)
+    mx.random.seed(seed)
+    return transform(image(), lab, segm(lab))
+
+
+def test_installed_gluoncv_mask_transform_gives_our_outputs(mask_net):
+    lab = label(BOX + [3, 1])
+    ours = apply_mask(mask_transform(sg.MaskRCNNTrainTransform, mask_net), lab)
+    sg.install()
+    theirs = apply_mask(mask_transform(GluonCVMaskTransform, mask_net), lab)
+    assert_same_outputs(theirs, ours)
+    assert not (mask_rpn_targets(theirs) > 0).any()
+
+
+def test_installed_gluoncv_mask_transform_pickles_as_ours(mask_net):
+    sg.install(hard_iof_thresh=0.5)
+    copy_ = pickle.loads(pickle.dumps(mask_transform(GluonCVMaskTransform, mask_net)))
+    assert type(copy_) is sg.MaskRCNNTrainTransform
+    sg.uninstall()
+    assert copy_._target_generator._hard_iof == 0.5
+    assert not (mask_rpn_targets(apply_mask(copy_, label(BOX + [3, 1]))) > 0).any()
+
+
+def mask_targets(cls_targets):
+    generator = MaskTargetGenerator(1, 4, 3, (2, 2))
+    rois = mx.nd.array([[[0, 0, 8, 8]] * 4])
+    gt_masks = mx.nd.ones((1, 1, 8, 8))
+    return generator(rois, gt_masks, mx.nd.zeros((1, 4)), mx.nd.array([cls_targets]))
+
+
+def test_mask_loss_is_zero_not_nan_without_positive_rois():
+    sg.install()
+    targets, masks = mask_targets([0, 0, 0, -1])
+    loss = sg_rcnn._WithoutPhantom(gluon.loss.SigmoidBinaryCrossEntropyLoss())
+    pred = mx.nd.random.normal(shape=targets.shape)
+    # GluonCV's Mask R-CNN task normalises the mask loss by the weights' sum.
+    total = (loss(pred, targets, masks) * targets.size / masks.sum()).asnumpy()
+    assert np.isfinite(total).all() and (total == 0).all()
+
+
+def test_mask_targets_and_loss_unchanged_with_a_positive_roi():
+    before = mask_targets([2, 0, 0, -1])
+    sg.install()
+    after = mask_targets([2, 0, 0, -1])
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a.asnumpy(), b.asnumpy())
+    pred = mx.nd.random.normal(shape=after[0].shape)
+    plain = gluon.loss.SigmoidBinaryCrossEntropyLoss()
+    np.testing.assert_array_equal(sg_rcnn._WithoutPhantom(plain)(pred, *after).asnumpy(),
+                                  plain(pred, *after).asnumpy())
+
+
+# ----------------------------------------------------------------------------- metrics
+@pytest.mark.parametrize('metric_cls', [RPNL1LossMetric, RCNNL1LossMetric])
+def test_installed_l1_metrics_report_zero_not_nan_without_positive_boxes(metric_cls):
+    metric = metric_cls()
+    zeros = mx.nd.zeros((1, 8, 4))
+    metric.update([zeros, zeros], [zeros + 1])
+    assert np.isnan(metric.get()[1])  # GluonCV's: 0 / 0
+    sg.install()
+    assert metric.get()[1] == 0.0
+    metric.update([zeros, zeros + 1], [zeros + 1])
+    assert metric.get()[1] > 0
+
+
+# ----------------------------------------------------------------------------- feature shapes
+def test_transform_infers_the_feature_shape_once_per_image_size(c4_net):
+    transform = make(sg.FasterRCNNTrainTransform, c4_net)
+    for _ in range(3):
+        apply(transform, image(), label(BOX + [3, 0]))
+    apply(transform, image(320, 256), label(BOX + [3, 0]))
+    assert len(transform._feat_sym.shapes) == 2

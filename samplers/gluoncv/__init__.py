@@ -3,13 +3,14 @@
 Needs the ``gluoncv`` extra. Two ways in, both giving GluonCV's outputs:
 
 * explicit classes, constructed where a training script constructs GluonCV's
-  (:class:`FasterRCNNTrainTransform`, ...);
+  (:class:`FasterRCNNTrainTransform`, :class:`RCNNTargetSampler`, ...), with
+  GluonCV's types so they swap into GluonCV's own transforms and networks;
 * :func:`install` / :func:`uninstall`: patch GluonCV itself, so an unchanged
   training script gets the same behaviour; :func:`uninstall` puts back
   GluonCV's original objects. Importing :mod:`samplers` (or this package)
   patches nothing.
 
-One module per detector family (:mod:`.rcnn`), each listing what
+One module per detector family (:mod:`.rcnn`, :mod:`.ssd`), each listing what
 :func:`install` patches in its ``patches()``.
 """
 from __future__ import annotations
@@ -19,11 +20,16 @@ import threading
 from . import rcnn as _rcnn_part
 from . import ssd as _ssd_part
 from ._common import HARD_COLUMN, INSTALLED, check_hard_column
-from .rcnn import (FasterRCNNTrainTransform, GluonCVRPNTargetGenerator,  # noqa: F401
-                   GluonCVRPNTargetSampler)
+from .rcnn import (FasterRCNNTrainTransform, MaskRCNNTrainTransform,  # noqa: F401
+                   RCNNTargetSampler, RPNTargetGenerator, RPNTargetSampler, use_hard_sampler)
 from .ssd import SSDMultiBoxLoss, SSDTargetGenerator, SSDTrainTransform  # noqa: F401
 
-__all__ = ['FasterRCNNTrainTransform', 'GluonCVRPNTargetGenerator', 'GluonCVRPNTargetSampler',
+# Earlier names of the GluonCV-typed RPN classes.
+GluonCVRPNTargetGenerator = RPNTargetGenerator
+GluonCVRPNTargetSampler = RPNTargetSampler
+
+__all__ = ['FasterRCNNTrainTransform', 'MaskRCNNTrainTransform', 'RPNTargetGenerator',
+           'RPNTargetSampler', 'RCNNTargetSampler', 'use_hard_sampler',
            'SSDTrainTransform', 'SSDMultiBoxLoss', 'SSDTargetGenerator',
            'install', 'uninstall', 'is_installed', 'HARD_COLUMN']
 
@@ -37,34 +43,62 @@ def _patches():
     return tuple(p for part in _PARTS for p in part.patches())
 
 
-def install(hard_column=HARD_COLUMN):
-    """Make GluonCV's own Faster R-CNN transform and RPN target classes use this package.
+def install(hard_column=HARD_COLUMN, allow_low_quality_matches=False, hard_iof_thresh=None,
+            rcnn_hard_iou_thresh=None, rcnn_hard_iof_thresh=None):
+    """Make GluonCV's R-CNN (both stages) and SSD training hard-flag-aware.
 
-    Patches, in place:
+    Parameters
+    ----------
+    hard_column : int (>= 5) or None, default 5
+        Label column read as the 0/1 hard flags (VOC ``difficult``); None
+        reads none (use it when column 5 is something else, such as COCO
+        ``--mixup``'s weight).
+    allow_low_quality_matches, hard_iof_thresh : default False, None
+        Options of the RPN target generator (:class:`samplers.rpn.RPNTargetGenerator`).
+    rcnn_hard_iou_thresh, rcnn_hard_iof_thresh : float or None, default None
+        The second-stage sampler's ``hard_iou_thresh`` / ``hard_iof_thresh``
+        (:class:`samplers.rcnn.RCNNTargetSampler`); None keeps its default.
 
-    * ``gluoncv.data.transforms.presets.rcnn.FasterRCNNDefaultTrainTransform``:
-      its ``__call__`` passes label column ``hard_column`` (default 5; None
-      for none) as hard flags, its ``_target_generator`` is a
-      :class:`GluonCVRPNTargetGenerator`, and it pickles as a
-      :class:`FasterRCNNTrainTransform` (so spawned DataLoader workers, which
-      import an unpatched GluonCV, still get these targets; subclasses pickle
-      as themselves, so in a spawned worker only those of
-      :class:`FasterRCNNTrainTransform` keep the hard flags);
-    * ``gluoncv.model_zoo.rcnn.rpn.rpn_target.RPNTargetGenerator`` and
-      ``.RPNTargetSampler``: replaced by :class:`GluonCVRPNTargetGenerator`
-      and :class:`GluonCVRPNTargetSampler` (GluonCV's constructors and types).
+    Patches, in place, what ``patches()`` of each family module lists; for
+    :mod:`samplers.gluoncv.rcnn`:
 
-    Transforms built before the call are patched too (the methods live on the
-    class). Calling it again only changes ``hard_column``. Forked workers
-    inherit the patch; thread pools share it.
+    * GluonCV's ``FasterRCNNDefaultTrainTransform`` and
+      ``MaskRCNNDefaultTrainTransform``: the label's hard column becomes the
+      RPN targets' hard flags; they pickle as our explicit classes (spawned
+      workers get the flags without patching);
+    * ``RPNTargetGenerator`` / ``RPNTargetSampler`` of GluonCV's
+      ``rpn_target``: ours with GluonCV's types;
+    * ``FasterRCNN`` (and ``MaskRCNN``): networks built from now on get our
+      :class:`RCNNTargetSampler`; the training forward takes an optional
+      fourth input ``gt_hard`` (B, M, 1);
+    * both ``ForwardBackwardTask``: they pass label column ``hard_column``
+      as ``gt_hard``, and give a network built earlier our sampler;
+    * GluonCV's ``RPNL1LossMetric`` / ``RCNNL1LossMetric``: 0.0 instead of
+      NaN over a logging interval without a positive box; Mask R-CNN's mask
+      loss: 0 instead of NaN for a batch without a positive RoI.
+
+    For SSD see :mod:`samplers.gluoncv.ssd`.
+
+    Objects built before the call use the patched methods too. Calling it
+    again only changes the settings (for what is built afterwards). Bad
+    settings raise ``ValueError`` and patch nothing.
     """
     hard_column = check_hard_column(hard_column)
+    rpn_options = dict(allow_low_quality_matches=allow_low_quality_matches,
+                       hard_iof_thresh=hard_iof_thresh)
+    rcnn_options = {name: value for name, value in (('hard_iou_thresh', rcnn_hard_iou_thresh),
+                                                    ('hard_iof_thresh', rcnn_hard_iof_thresh))
+                    if value is not None}
+    RPNTargetGenerator(**rpn_options)  # bad settings fail here, before anything is patched
+    RCNNTargetSampler(1, 1, 1, **rcnn_options)
     with _LOCK:
         if not _SAVED:
             for owner, name, new in _patches():
                 _SAVED[(owner, name)] = vars(owner).get(name, _MISSING)
                 setattr(owner, name, new)
         INSTALLED.hard_column = hard_column
+        INSTALLED.rpn_options = rpn_options
+        INSTALLED.rcnn_options = rcnn_options
 
 
 def uninstall():
@@ -72,6 +106,7 @@ def uninstall():
 
     Transforms keep working unchanged: ours cached its generator under its own
     attribute, so GluonCV's transform builds GluonCV's generator again.
+    Networks keep the sampler they were built with.
     """
     with _LOCK:
         for (owner, name), original in _SAVED.items():
@@ -80,7 +115,7 @@ def uninstall():
             else:
                 setattr(owner, name, original)
         _SAVED.clear()
-        INSTALLED.hard_column = HARD_COLUMN
+        INSTALLED.reset()
 
 
 def is_installed():

@@ -15,8 +15,13 @@ HARD_COLUMN = 5
 PENDING = threading.local()
 
 
-class _Installed:  # process-wide (not thread-local): every thread sees install()'s setting
+class _Installed:  # process-wide (not thread-local): every thread sees install()'s settings
     hard_column = HARD_COLUMN
+    rpn_options = {}   # keyword arguments for our RPN target generator
+    rcnn_options = {}  # hard options for our second-stage sampler
+
+    def reset(self):
+        self.hard_column, self.rpn_options, self.rcnn_options = HARD_COLUMN, {}, {}
 
 
 INSTALLED = _Installed()
