@@ -332,6 +332,14 @@ def test_bool_or_integer_ious_raise_value_error_naming_ious(dtype, kind):
     with pytest.raises(ValueError, match='ious.*float'):
         sampler()(ious)
 
+def test_nan_against_a_hard_box_ignores_the_anchor_and_its_box_takes_the_next_best():
+    # Row 0 is the best anchor of normal box 0 but has a NaN IoU with hard box 1: it is
+    # ignored, so box 0's best valid anchor (row 1, IoU 0.4) is its positive.
+    ious = np.array([[0.5, np.nan], [0.4, 0.0], [0.1, 0.0]], np.float32)
+    samples, matches = sampler()(ious, np.array([0, 1]))
+    np.testing.assert_array_equal(samples, [0, 1, -1])
+    assert matches[1] == 0
+
 def test_differs_from_gluoncv_no_ground_truth_works():
     with pytest.raises(ValueError):
         GluonSampler(ALL, 0.7, 0.3, 0.5)(np.zeros((3, 0), np.float32))
@@ -360,7 +368,10 @@ def test_sampler_properties(images, num_sample, pos_ratio, low_quality, seed):
         assert np.all(samples[img][kept] == cand[kept])         # kept samples are candidates
         assert not np.any((cand == 1) & (samples[img] == -1))   # a positive never turns negative
         # hard boxes make no positive: the positives are those of the normal boxes alone
-        alone, _ = reference_labels(ious[img][:, ~hard[img]], allow_low_quality=low_quality)
+        # (an anchor with a NaN/inf IoU, even against a hard box, stays ignored there too)
+        normal = ious[img][:, ~hard[img]].copy()
+        normal[~np.isfinite(ious[img]).all(axis=1)] = np.nan
+        alone, _ = reference_labels(normal, allow_low_quality=low_quality)
         assert np.all(alone[samples[img] == 1] == 1)
         assert not np.any(hard[img][matches[img][samples[img] == 1]])
 
