@@ -5,7 +5,7 @@
 # PYTHON picks the interpreter (default python3); a non-default one gets its own venv,
 # .venv-<version>, so the default .venv is untouched: `make test PYTHON=python3.12`.
 PYTHON    ?= python3
-# The Pythons tested (README, Quickstart); setup.py's python_requires says the same.
+# The Pythons the whole suite passed under; setup.py's python_requires says the same.
 SUPPORTED := 3.8 3.9 3.10 3.11 3.12
 PY_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
 ifeq ($(PYTHON),python3)
