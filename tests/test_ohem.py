@@ -17,7 +17,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from samplers.boxes import box_iou, force_ndarray_backend, keep_top
+from samplers.backend import force_ndarray_backend
+from samplers.boxes import box_iou, keep_top
 from samplers.ohem import OHEMSampler, background_loss, background_loss_F, greedy_nms_first
 from conftest import CPU_CONTEXTS, requires_gpu
 

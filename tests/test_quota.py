@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from samplers import boxes, quota
+from samplers import quota
+from samplers.backend import force_ndarray_backend
 from samplers.quota import OP_TYPE, QuotaSampler, _QuotaOpProp, _QuotaRule
 from conftest import CPU_CONTEXTS, requires_gpu
 
@@ -39,7 +40,7 @@ def run(sampler, backend, *inputs, ctx=mx.cpu()):
         return sampler(*inputs)
     nds = [mx.nd.array(x, ctx=ctx, dtype=x.dtype) for x in inputs]
     if backend == 'ndarray, nd backend':
-        with boxes.force_ndarray_backend():
+        with force_ndarray_backend():
             return sampler(*nds).asnumpy()
     return sampler(*nds).asnumpy()
 
@@ -245,7 +246,7 @@ def test_mx_random_seed_alone_reproduces_an_ndarray_call_without_boxes(nd_backen
         mx.random.seed(5)
         np.random.seed(numpy_seed)
         if nd_backend:
-            with boxes.force_ndarray_backend():
+            with force_ndarray_backend():
                 runs.append(QuotaSampler(4, 0.5, 0.5)(matches, ious).asnumpy())
         else:
             runs.append(QuotaSampler(4, 0.5, 0.5)(matches, ious).asnumpy())
@@ -661,7 +662,7 @@ def test_hybridized_equals_imperative_under_same_seed(with_hard, nd_backend):
         mx.random.seed(7)
         np.random.seed(7)
         if nd_backend:
-            with boxes.force_ndarray_backend():
+            with force_ndarray_backend():
                 results.append(sampler(*inputs).asnumpy())
         else:
             results.append(sampler(*inputs).asnumpy())
@@ -716,7 +717,7 @@ def test_simple_bind_with_forced_nd_backend_follows_the_rule(monkeypatch):
     monkeypatch.setattr(_QuotaRule, 'label_nd', lambda *a: calls.append(1) or real(*a))
     matches, ious = subsampling_case()[:2]
     out = QuotaSampler(16, 0.5, 0.5, pos_ratio=0.25)(mx.sym.var('m'), mx.sym.var('i'))
-    with boxes.force_ndarray_backend():  # the backend is chosen when the op is created
+    with force_ndarray_backend():  # the backend is chosen when the op is created
         exe = out.simple_bind(mx.cpu(), m=matches.shape, i=ious.shape)
     labels = exe.forward(m=matches, i=ious)[0].asnumpy()
     assert calls
@@ -733,7 +734,7 @@ def test_cpu_ndarrays_take_the_numpy_backend_unless_forced(monkeypatch):
                             lambda *a, _n=name, _r=real: calls.append(_n) or _r(*a))
     inputs = [mx.nd.array(x) for x in one_image([[0.5]])]
     QuotaSampler(10, 0.5, 0.5)(*inputs).wait_to_read()
-    with boxes.force_ndarray_backend():
+    with force_ndarray_backend():
         QuotaSampler(10, 0.5, 0.5)(*inputs).wait_to_read()
     assert calls == ['label_numpy', 'label_nd']
 
@@ -763,7 +764,7 @@ def test_result_comes_back_on_the_input_context(ctx):
         inputs = [mx.nd.array(x, ctx=ctx) for x in data]
         seed_both(2)
         if nd_backend:
-            with boxes.force_ndarray_backend():
+            with force_ndarray_backend():
                 labels = QuotaSampler(16, 0.5, 0.5, pos_ratio=0.25)(*inputs)
         else:
             labels = QuotaSampler(16, 0.5, 0.5, pos_ratio=0.25)(*inputs)
