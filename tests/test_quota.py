@@ -15,7 +15,6 @@ from hypothesis.extra import numpy as hnp
 from samplers import quota
 from samplers.backend import force_ndarray_backend
 from samplers.quota import OP_TYPE, QuotaSampler, _QuotaOpProp, _QuotaRule
-from conftest import CPU_CONTEXTS, requires_gpu
 
 gluoncv_sampler = pytest.importorskip('gluoncv.nn.sampler')
 
@@ -755,32 +754,6 @@ def test_export_import_round_trip(tmp_path, with_hard):
     np.testing.assert_array_equal(loaded(*inputs).asnumpy(), before)
 
 
-@pytest.mark.parametrize('ctx', CPU_CONTEXTS)
-def test_result_comes_back_on_the_input_context(ctx):
-    data = subsampling_case()
-    seed_both(2)
-    want = QuotaSampler(16, 0.5, 0.5, pos_ratio=0.25)(*[mx.nd.array(x) for x in data]).asnumpy()
-    for nd_backend in (False, True):
-        inputs = [mx.nd.array(x, ctx=ctx) for x in data]
-        seed_both(2)
-        if nd_backend:
-            with force_ndarray_backend():
-                labels = QuotaSampler(16, 0.5, 0.5, pos_ratio=0.25)(*inputs)
-        else:
-            labels = QuotaSampler(16, 0.5, 0.5, pos_ratio=0.25)(*inputs)
-            np.testing.assert_array_equal(labels.asnumpy(), want)
-        assert labels.context == ctx
-
-
-@requires_gpu
-def test_gpu_labels_stay_on_gpu_and_equal_numpy_without_subsampling():
-    data = subsampling_case()
-    sampler = QuotaSampler(1000, 0.5, 0.5)
-    labels = sampler(*[mx.nd.array(x, ctx=mx.gpu(0)) for x in data])
-    assert labels.context == mx.gpu(0)
-    np.testing.assert_array_equal(labels.asnumpy(), sampler(*data))
-
-
 def test_gradients_are_zero():
     matches, ious = [mx.nd.array(x) for x in subsampling_case()[:2]]
     ious.attach_grad()
@@ -788,16 +761,6 @@ def test_gradients_are_zero():
         labels = QuotaSampler(16, 0.5, 0.5)(matches, ious)
     labels.backward()
     assert not ious.grad.asnumpy().any()
-
-
-def test_pickled_sampler_gives_the_same_labels():
-    sampler = QuotaSampler(16, 0.5, 0.5, pos_ratio=0.25, neg_ratio=0.5, fill_negative=False)
-    copy = pickle.loads(pickle.dumps(sampler))
-    inputs = [mx.nd.array(x) for x in subsampling_case()]
-    seed_both(4)
-    want = sampler(*inputs).asnumpy()
-    seed_both(4)
-    np.testing.assert_array_equal(copy(*inputs).asnumpy(), want)
 
 
 def test_picklable_after_running_a_hybridized_graph():
