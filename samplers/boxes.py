@@ -395,6 +395,9 @@ def keep_top_F(F, scores, mask, k):
 
 def keep_top(scores, mask, k):
     """numpy twin of :func:`keep_top_F`: boolean (B, N); ``k`` (B,) ints."""
+    # Kept apart from keep_top_F(NUMPY_F, ...), which gives the same masks but measured 6x
+    # (32 x 8732) and 10x (8 x 2000) slower: its stable sort, float32 casts and cumsum over
+    # every row, where this one sorts in place and walks the tied entries of crowded rows only.
     key = np.where(mask, scores, -np.inf)
     num_rows, num = key.shape
     if num == 0:
