@@ -17,6 +17,9 @@ input's context. This is GluonCV's convention; the RPN target *encoders*
 flagged with a 0/1 array over the boxes; a hard box never produces a
 positive, and anchors that overlap it are ignored rather than taught as
 background.
+
+The quota-based samplers also take balanced draws (``pos_sampler``, ``neg_sampler``;
+see :mod:`samplers.balanced`).
 """
 # First, before anything imports mxnet: the numpy aliases mxnet 1.9.1 needs on numpy >= 1.24
 # (Python 3.12). This changes the numpy module of the whole process; see samplers/_compat.py.
@@ -29,10 +32,12 @@ from .boxes import box_iou, box_iof  # noqa: F401
 from .naive import NaiveSampler  # noqa: F401
 from .ohem import OHEMSampler  # noqa: F401
 from .quota import QuotaSampler  # noqa: F401
+from .rcnn import RCNNTargetSampler  # noqa: F401
 from .rpn import RPNTargetGenerator, RPNTargetSampler  # noqa: F401
+from .ssd import SSDMultiBoxLoss, SSDTargetGenerator  # noqa: F401
 
 __all__ = ['POSITIVE', 'NEGATIVE', 'IGNORE', 'box_iou', 'box_iof', 'force_ndarray_backend',
-           'NaiveSampler', 'OHEMSampler', 'QuotaSampler', 'RPNTargetSampler',
-           'RPNTargetGenerator']
+           'NaiveSampler', 'OHEMSampler', 'QuotaSampler', 'RCNNTargetSampler',
+           'RPNTargetSampler', 'RPNTargetGenerator', 'SSDTargetGenerator', 'SSDMultiBoxLoss']
 # samplers.gluoncv (the GluonCV integration) and samplers.viz (pictures) are imported on
 # demand: importing samplers patches nothing and needs neither gluoncv nor matplotlib.

@@ -12,9 +12,15 @@ Two backends do the work:
   This path never copies to the host. Tests exercise it on CPU with
   :func:`force_ndarray_backend`.
 
-A rule is written once over 0/1 float masks with the operators numpy arrays
-and NDArrays share (``*``, ``+``, ``1 - m``, comparisons), plus the few helpers
-of :func:`ops`, which returns the namespace for the input's backend.
+Rules are written once, in one of two styles:
+
+* over 0/1 float masks with the operators numpy arrays and NDArrays share
+  (``*``, ``+``, ``1 - m``, comparisons) plus the helpers of an ops namespace:
+  :func:`ops` (by backend), :func:`kind_ops` (by kind) or :func:`ops_F` (by
+  Gluon's ``F``) return :data:`NUMPY_OPS`, :data:`ND_OPS` or :data:`SYM_OPS`;
+* Gluon-style ``rule_F(F, ...)`` bodies calling ``mx.nd`` operators by name;
+  :data:`NUMPY_F` gives numpy those names and signatures, so ``F`` may be
+  ``mx.nd``, ``mx.sym`` or ``NUMPY_F``.
 """
 from __future__ import annotations
 
@@ -32,11 +38,14 @@ from mxnet.base import _LIB, check_call
 __all__ = [
     'POSITIVE', 'NEGATIVE', 'IGNORE',
     'is_ndarray', 'use_numpy', 'force_ndarray_backend', 'ndarray_backend_forced', 'to_numpy',
-    'like', 'ops', 'kind_ops', 'NUMPY_OPS', 'ND_OPS',
-    'check_int', 'check_ratio', 'check_thresh', 'check_boxes', 'check_flags', 'warn_once',
-    'host_view',
+    'like', 'host_view',
+    'check_int', 'check_ratio', 'check_thresh', 'check_boxes', 'check_flags', 'check_bool',
+    'warn_once',
+    'NUMPY_OPS', 'ND_OPS', 'SYM_OPS', 'ops', 'ops_F', 'kind_ops', 'NUMPY_F',
 ]
 
+
+# --------------------------------------------------------------------------- label constants
 #: Label of a positive sample.
 POSITIVE = 1
 #: Label of a negative sample.
@@ -44,11 +53,11 @@ NEGATIVE = -1
 #: Label of an ignored sample (neither trained as object nor as background).
 IGNORE = 0
 
-_LOG = logging.getLogger('samplers')
+
+# --------------------------------------------------------------------------- kinds and backends
 _BACKEND = threading.local()
 
 
-# --------------------------------------------------------------------------- kinds and backends
 def is_ndarray(x):
     """True for an ``mx.nd.NDArray``."""
     return isinstance(x, mx.nd.NDArray)
@@ -87,6 +96,7 @@ def force_ndarray_backend():
         _BACKEND.force_nd = old
 
 
+# --------------------------------------------------------------------------- conversion
 def to_numpy(x, dtype=None):
     """``x`` as a numpy array (copying NDArrays to the host)."""
     arr = x.asnumpy() if is_ndarray(x) else np.asarray(x)
@@ -107,6 +117,32 @@ def like(result, reference, dtype=None):
         return mx.nd.array(result, ctx=reference.context,
                            dtype=result.dtype if dtype is None else dtype)
     return result
+
+
+def host_view(x):
+    """A read-only numpy view of a CPU NDArray's memory, without copying; numpy input as is.
+
+    ``x`` a numpy array or an NDArray. An NDArray on a CPU context with default
+    storage is waited for (``wait_to_read``) and its buffer wrapped in place
+    (MXNet first turns an MKLDNN layout into the default one): the view keeps
+    ``x`` alive, and shows later writes to ``x``, so read it before handing
+    ``x`` back to MXNet. Any other NDArray (GPU, sparse, empty) is copied
+    with ``asnumpy``.
+    """
+    if not is_ndarray(x):
+        return np.asarray(x)
+    if x.context.device_type not in ('cpu', 'cpu_pinned', 'cpu_shared') \
+            or x.stype != 'default' or x.size == 0:
+        return x.asnumpy()
+    x.wait_to_read()
+    pointer = ctypes.c_void_p()
+    check_call(_LIB.MXNDArrayGetData(x.handle, ctypes.byref(pointer)))
+    dtype = np.dtype(x.dtype)
+    buf = (ctypes.c_char * (x.size * dtype.itemsize)).from_address(pointer.value)
+    buf.owner = x  # the buffer (the view's base) holds the NDArray
+    view = np.frombuffer(buf, dtype=dtype).reshape(x.shape)
+    view.flags.writeable = False
+    return view
 
 
 # --------------------------------------------------------------------------- argument checks
@@ -176,6 +212,19 @@ def check_flags(name, flags, hint=''):
     return arr
 
 
+def check_bool(name, value):
+    """``bool(value)`` for a bool or a 0/1 integer, else ``ValueError`` naming ``name``."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, numbers.Integral) and int(value) in (0, 1):
+        return bool(value)
+    raise ValueError('{} must be True or False, got {!r}'.format(name, value))
+
+
+# --------------------------------------------------------------------------- warn once
+_LOG = logging.getLogger('samplers')
+
+
 def warn_once(owner, key, message):
     """Log ``message`` as a warning the first time ``owner`` reports ``key``."""
     seen = owner.__dict__.setdefault('_samplers_warned', set())
@@ -184,7 +233,31 @@ def warn_once(owner, key, message):
         _LOG.warning(message)
 
 
-# --------------------------------------------------------------------------- one rule, two backends
+# --------------------------------------------------------------------------- ops namespaces
+# Each namespace lists the same helpers (SYM_OPS the subset rules inside hybrid_forward use).
+# Shapes: B images, N rows (anchors), M columns (boxes); a "mask" is 0/1 float32.
+
+def _np_max(a, axis, keepdims=False):
+    """``a.max(axis)``; over the last axis one argmax and a gather, 3x faster than max."""
+    if axis not in (-1, a.ndim - 1) or a.dtype.kind != 'f' or a.shape[-1] == 0:
+        return a.max(axis=axis, keepdims=keepdims)
+    out = np.take_along_axis(a, a.argmax(axis=-1)[..., None], axis=-1)  # NaN wins, as in max
+    return out if keepdims else out[..., 0]
+
+
+def _np_take_rows(a, idx):
+    """``out[b, n] = a[b, idx[b, n]]`` for (B, M) ``a`` and (B, N) integer-valued ``idx``."""
+    return np.take_along_axis(a, np.asarray(idx).astype(np.int64), axis=1)
+
+
+def _nd_take_rows(a, idx):
+    """NDArray :func:`_np_take_rows`, one ``gather_nd`` on the inputs' context."""
+    batch = a.shape[0]
+    rows = mx.nd.broadcast_like(mx.nd.arange(batch, ctx=a.context).reshape((batch, 1)),
+                                idx, lhs_axes=(1,), rhs_axes=(1,))
+    return mx.nd.gather_nd(a, mx.nd.stack(rows, idx.astype(rows.dtype)))
+
+
 def _nd_where(cond, x, y):
     """``mx.nd.where`` with broadcasting of scalars and shapes, like ``np.where``."""
     nd = mx.nd
@@ -199,6 +272,7 @@ def _nd_where(cond, x, y):
 
 
 def _nd_dtype(x, y):
+    """The dtype of the first NDArray among ``x``, ``y`` (float32 if none)."""
     for a in (x, y):
         if is_ndarray(a):
             return a.dtype
@@ -208,47 +282,91 @@ def _nd_dtype(x, y):
 #: The helpers a rule needs beyond operators, for numpy arrays.
 NUMPY_OPS = types.SimpleNamespace(
     name='numpy',
-    where=np.where,
+    # elementwise
+    where=np.where,                             # where(cond, x, y), scalars broadcast
     maximum=np.maximum,
     minimum=np.minimum,
-    max=lambda a, axis, keepdims=False: a.max(axis=axis, keepdims=keepdims),
+    floor=np.floor,
+    log=np.log,
+    divide_where=lambda a, b, cond: np.divide(  # a / b where cond, else 0 (nothing computed there)
+        a, b, out=np.zeros(np.broadcast_shapes(a.shape, b.shape), np.result_type(a, b)),
+        where=cond),
+    # reductions and picks
+    max=_np_max,                                # max(a, axis, keepdims=False)
     sum=lambda a, axis, keepdims=False: a.sum(axis=axis, keepdims=keepdims),
     argmax=lambda a, axis: a.argmax(axis=axis),
+    count=lambda m: np.asarray(m).sum(          # per-row count of a 0/1 mask: (B, 1) float64,
+        axis=1, keepdims=True, dtype=np.float64),  # exact past 2**24, safe times a huge ratio
+    pick=lambda a, idx, axis: np.take_along_axis(  # a[..., idx[...], ...] along axis
+        a, np.expand_dims(np.asarray(idx).astype(np.int64), axis), axis).squeeze(axis),
+    take_rows=_np_take_rows,                    # out[b, n] = a[b, idx[b, n]]
+    hits=lambda cond, flags: np.logical_and(    # (B, N, M), (B, M) -> (B, N) mask: some m has
+        cond, (flags > 0)[:, None, :]).any(axis=-1).astype(np.float32),  # cond and flags > 0
+    # masks and constants
     mask=lambda m: np.asarray(m, dtype=np.float32),   # bool/0-1 -> float32 0/1
-    zeros_like=lambda a: np.zeros(a.shape, np.float32),
-    # bool/0-1 -> 0/1 in the smallest type where *, +, 1 - m and maximum still work (for
-    # per-anchor masks over a million anchors): uint8 here, float32 for NDArrays.
-    compact_mask=lambda m: np.asarray(m, dtype=np.uint8),
-    expand=np.expand_dims,
-    columns=lambda a: np.split(a, a.shape[-1], axis=-1),      # (..., K) -> K x (..., 1)
+    compact_mask=lambda m: np.asarray(m, dtype=np.uint8),  # bool/0-1 -> smallest 0/1 type
+    zeros_like=lambda a: np.zeros(a.shape, np.float32),    # float32 zeros of a's shape
+    ones_like=lambda a: np.ones(np.shape(a), np.float32),  # float32 ones of a's shape
+    # shapes
+    expand=np.expand_dims,                                      # expand(a, axis)
+    columns=lambda a: np.split(a, a.shape[-1], axis=-1),        # (..., K) -> K x (..., 1)
     unstack=lambda a: [a[..., i] for i in range(a.shape[-1])],  # (..., K) -> K x (...)
-    concat=lambda parts: np.concatenate(parts, axis=-1),
-    log=np.log,
-    divide_where=lambda a, b, cond: np.divide(
-        a, b, out=np.zeros(np.broadcast_shapes(a.shape, b.shape), np.result_type(a, b)),
-        where=cond),   # a / b where cond, else 0 (nothing computed there)
+    concat=lambda parts: np.concatenate(parts, axis=-1),        # along the last axis
 )
 
 #: The same helpers for NDArrays, as ``mx.nd`` operators on the input's context.
 ND_OPS = types.SimpleNamespace(
     name='ndarray',
+    # elementwise
     where=_nd_where,
     maximum=lambda a, b: mx.nd.maximum(a, b) if is_ndarray(a) or is_ndarray(b) else max(a, b),
     minimum=lambda a, b: mx.nd.minimum(a, b) if is_ndarray(a) or is_ndarray(b) else min(a, b),
+    floor=mx.nd.floor,
+    log=mx.nd.log,
+    divide_where=lambda a, b, cond: _nd_where(cond, a / _nd_where(cond, b, 1.0), 0.0),
+    # reductions and picks
     max=lambda a, axis, keepdims=False: mx.nd.max(a, axis=axis, keepdims=keepdims),
     sum=lambda a, axis, keepdims=False: mx.nd.sum(a, axis=axis, keepdims=keepdims),
     argmax=lambda a, axis: mx.nd.argmax(a, axis=axis),
+    count=lambda m: mx.nd.sum(m.astype('float64'), axis=1, keepdims=True),
+    pick=lambda a, idx, axis: mx.nd.pick(a, idx, axis=axis),
+    take_rows=_nd_take_rows,
+    hits=lambda cond, flags: (mx.nd.batch_dot(   # one batch_dot
+        cond.astype('float32'), (flags > 0).astype('float32').expand_dims(2)).squeeze(2) > 0
+    ).astype('float32'),
+    # masks and constants
     mask=lambda m: m.astype('float32'),
-    zeros_like=lambda a: mx.nd.zeros(a.shape, ctx=a.context, dtype='float32'),
     compact_mask=lambda m: m.astype('float32'),
+    zeros_like=lambda a: mx.nd.zeros(a.shape, ctx=a.context, dtype='float32'),
+    ones_like=lambda a: mx.nd.ones(a.shape, ctx=a.context, dtype='float32'),
+    # shapes
     expand=lambda a, axis: a.expand_dims(axis),
     columns=lambda a: mx.nd.split(a, a.shape[-1], axis=-1, squeeze_axis=False)
     if a.shape[-1] > 1 else [a],
     unstack=lambda a: list(mx.nd.split(a, a.shape[-1], axis=-1, squeeze_axis=True))
     if a.shape[-1] > 1 else [a.reshape(a.shape[:-1])],
     concat=lambda parts: mx.nd.concat(*parts, dim=-1),
-    log=mx.nd.log,
-    divide_where=lambda a, b, cond: _nd_where(cond, a / _nd_where(cond, b, 1.0), 0.0),
+)
+
+#: The subset for symbols (``mx.sym``), for rules run inside ``hybrid_forward``.
+#: ``where`` needs arguments of one shape here.
+SYM_OPS = types.SimpleNamespace(
+    name='symbol',
+    # elementwise
+    where=lambda c, x, y: mx.sym.where(c, x, y),
+    maximum=mx.sym.maximum,   # numbers or symbols
+    minimum=mx.sym.minimum,
+    floor=mx.sym.floor,
+    log=mx.sym.log,
+    # reductions and picks
+    max=lambda a, axis, keepdims=False: mx.sym.max(a, axis=axis, keepdims=keepdims),
+    sum=lambda a, axis, keepdims=False: mx.sym.sum(a, axis=axis, keepdims=keepdims),
+    argmax=lambda a, axis: mx.sym.argmax(a, axis=axis),
+    count=lambda m: mx.sym.sum(mx.sym.cast(m, 'float64'), axis=1, keepdims=True),
+    pick=lambda a, idx, axis: mx.sym.pick(a, idx, axis=axis),
+    # masks and constants
+    mask=lambda m: mx.sym.cast(m, 'float32'),
+    zeros_like=lambda a: mx.sym.zeros_like(mx.sym.cast(a, 'float32')),
 )
 
 
@@ -257,89 +375,10 @@ def ops(x):
     return NUMPY_OPS if use_numpy(x) else ND_OPS
 
 
-# --------------------------------------------------------------------------- branch i9a: more ops
-def _np_take_rows(a, idx):
-    """``out[b, n] = a[b, idx[b, n]]`` for (B, M) ``a`` and (B, N) integer-valued ``idx``."""
-    return np.take_along_axis(a, np.asarray(idx).astype(np.int64), axis=1)
-
-
-def _nd_take_rows(a, idx):
-    """NDArray :func:`_np_take_rows`, one ``gather_nd`` on the inputs' context."""
-    batch = a.shape[0]
-    rows = mx.nd.broadcast_like(mx.nd.arange(batch, ctx=a.context).reshape((batch, 1)),
-                                idx, lhs_axes=(1,), rhs_axes=(1,))
-    return mx.nd.gather_nd(a, mx.nd.stack(rows, idx.astype(rows.dtype)))
-
-
-NUMPY_OPS.take_rows = _np_take_rows
-NUMPY_OPS.ones_like = lambda a: np.ones(np.shape(a), np.float32)
-ND_OPS.take_rows = _nd_take_rows
-ND_OPS.ones_like = lambda a: mx.nd.ones(a.shape, ctx=a.context, dtype='float32')
-
-
-def _np_max(a, axis, keepdims=False):
-    """``a.max(axis)``; over the last axis one argmax and a gather, 3x faster than max."""
-    if axis not in (-1, a.ndim - 1) or a.dtype.kind != 'f' or a.shape[-1] == 0:
-        return a.max(axis=axis, keepdims=keepdims)
-    out = np.take_along_axis(a, a.argmax(axis=-1)[..., None], axis=-1)  # NaN wins, as in max
-    return out if keepdims else out[..., 0]
-
-
-NUMPY_OPS.max = _np_max
-#: ``hits(cond (B, N, M), flags (B, M))`` -> (B, N) float32 0/1: some m has both
-#: ``cond[b, n, m]`` and ``flags[b, m] > 0``. numpy: boolean ``any``; mx.nd: one ``batch_dot``.
-NUMPY_OPS.hits = lambda cond, flags: np.logical_and(
-    cond, (flags > 0)[:, None, :]).any(axis=-1).astype(np.float32)
-ND_OPS.hits = lambda cond, flags: (mx.nd.batch_dot(
-    cond.astype('float32'), (flags > 0).astype('float32').expand_dims(2)).squeeze(2) > 0
-                                   ).astype('float32')
-
-
-def check_bool(name, value):
-    """``bool(value)`` for a bool or a 0/1 integer, else ``ValueError`` naming ``name``."""
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, numbers.Integral) and int(value) in (0, 1):
-        return bool(value)
-    raise ValueError('{} must be True or False, got {!r}'.format(name, value))
-
-# --------------------------------------------------------------------------- i10: more ops, mx.sym
-#: The same helpers for symbols (``mx.sym``), for rules run inside ``hybrid_forward``.
-#: ``where`` needs arguments of one shape here.
-SYM_OPS = types.SimpleNamespace(
-    name='symbol',
-    where=lambda c, x, y: mx.sym.where(c, x, y),
-    maximum=mx.sym.maximum,   # numbers or symbols
-    minimum=mx.sym.minimum,
-    max=lambda a, axis, keepdims=False: mx.sym.max(a, axis=axis, keepdims=keepdims),
-    sum=lambda a, axis, keepdims=False: mx.sym.sum(a, axis=axis, keepdims=keepdims),
-    argmax=lambda a, axis: mx.sym.argmax(a, axis=axis),
-    mask=lambda m: mx.sym.cast(m, 'float32'),
-    zeros_like=lambda a: mx.sym.zeros_like(mx.sym.cast(a, 'float32')),
-)
-
-# floor, and count: per-row number of nonzero entries of a 0/1 mask, (B, 1) float64 (exact
-# far past float32's 2**24, and safe to multiply by a huge ratio).
-NUMPY_OPS.floor = np.floor
-NUMPY_OPS.count = lambda m: np.asarray(m).sum(axis=1, keepdims=True, dtype=np.float64)
-ND_OPS.floor = mx.nd.floor
-ND_OPS.count = lambda m: mx.nd.sum(m.astype('float64'), axis=1, keepdims=True)
-SYM_OPS.floor = mx.sym.floor
-SYM_OPS.count = lambda m: mx.sym.sum(mx.sym.cast(m, 'float64'), axis=1, keepdims=True)
-
-
 def ops_F(F):
     """The ops namespace for Gluon's ``F``: :data:`ND_OPS` or :data:`SYM_OPS` (``mx.sym``)."""
     return ND_OPS if F is mx.nd else SYM_OPS
 
-# pick: a[..., idx[...], ...] along ``axis`` (idx one rank lower, any integer-valued dtype).
-NUMPY_OPS.pick = lambda a, idx, axis: np.take_along_axis(
-    a, np.expand_dims(np.asarray(idx).astype(np.int64), axis), axis).squeeze(axis)
-ND_OPS.pick = lambda a, idx, axis: mx.nd.pick(a, idx, axis=axis)
-SYM_OPS.pick = lambda a, idx, axis: mx.sym.pick(a, idx, axis=axis)
-NUMPY_OPS.log = np.log
-ND_OPS.log = mx.nd.log
-SYM_OPS.log = mx.sym.log
 
 def kind_ops(x):
     """:data:`ND_OPS` for any NDArray, else :data:`NUMPY_OPS`: for helpers whose result keeps
@@ -347,7 +386,7 @@ def kind_ops(x):
     return ND_OPS if is_ndarray(x) else NUMPY_OPS
 
 
-# --------------------------------------------------------------------------- i14: numpy as ``F``
+# --------------------------------------------------------------------------- numpy as ``F``
 def _np_pick(data, index, axis=-1, keepdims=False):
     """``mx.nd.pick`` (mode 'clip') for numpy: one entry per row of ``data`` along ``axis``."""
     idx = np.clip(np.asarray(index).astype(np.int64), 0, data.shape[axis] - 1)
@@ -356,11 +395,13 @@ def _np_pick(data, index, axis=-1, keepdims=False):
 
 
 def _np_sort(data, axis=-1, is_ascend=True):
+    """``mx.nd.sort`` for numpy (stable)."""
     out = np.sort(data, axis=axis, kind='stable')
     return out if is_ascend else np.flip(out, axis)
 
 
 def _np_compare(fn):
+    """An ``mx.nd.broadcast_*`` comparison for numpy: float32 0/1."""
     return lambda a, b: fn(a, b).astype(np.float32)
 
 
@@ -383,30 +424,3 @@ NUMPY_F = types.SimpleNamespace(
     broadcast_greater=_np_compare(np.greater), broadcast_equal=_np_compare(np.equal),
     broadcast_lesser_equal=_np_compare(np.less_equal),
 )
-__all__ += ['NUMPY_F']
-
-# --------------------------------------------------------------------------- branch i10b: host view
-def host_view(x):
-    """A read-only numpy view of a CPU NDArray's memory, without copying; numpy input as is.
-
-    ``x`` a numpy array or an NDArray. An NDArray on a CPU context with default
-    storage is waited for (``wait_to_read``) and its buffer wrapped in place
-    (MXNet first turns an MKLDNN layout into the default one): the view keeps
-    ``x`` alive, and shows later writes to ``x``, so read it before handing
-    ``x`` back to MXNet. Any other NDArray (GPU, sparse, empty) is copied
-    with ``asnumpy``.
-    """
-    if not is_ndarray(x):
-        return np.asarray(x)
-    if x.context.device_type not in ('cpu', 'cpu_pinned', 'cpu_shared') \
-            or x.stype != 'default' or x.size == 0:
-        return x.asnumpy()
-    x.wait_to_read()
-    pointer = ctypes.c_void_p()
-    check_call(_LIB.MXNDArrayGetData(x.handle, ctypes.byref(pointer)))
-    dtype = np.dtype(x.dtype)
-    buf = (ctypes.c_char * (x.size * dtype.itemsize)).from_address(pointer.value)
-    buf.owner = x  # the buffer (the view's base) holds the NDArray
-    view = np.frombuffer(buf, dtype=dtype).reshape(x.shape)
-    view.flags.writeable = False
-    return view

@@ -18,24 +18,16 @@ from __future__ import annotations
 import numpy as np
 import mxnet as mx
 
-# Re-exported while callers move to samplers.backend (issue 11).
-from .backend import (POSITIVE, NEGATIVE, IGNORE, is_ndarray, use_numpy,  # noqa: F401
-                      force_ndarray_backend, ndarray_backend_forced, to_numpy, like,
-                      check_int, check_ratio, check_thresh, check_boxes, check_flags,
-                      warn_once)
-from .backend import ND_OPS, kind_ops, ops
+from .backend import (POSITIVE, NEGATIVE, IGNORE, ND_OPS, check_boxes, is_ndarray, kind_ops,
+                      like, ops, to_numpy, use_numpy)
 
 __all__ = [
-    'POSITIVE', 'NEGATIVE', 'IGNORE',
     'box_iou', 'box_iof', 'corner_to_center', 'center_to_corner',
     'best_match', 'match_anchors', 'INVALID_IOU', 'best_anchor_mask', 'near_best', 'col_max', 'EPS',
     'encode_boxes', 'cls_target_from_labels', 'labels_from_cls_target',
     'CLS_POSITIVE', 'CLS_NEGATIVE', 'CLS_IGNORE',
     'keep_random', 'keep_random_F', 'keep_top', 'keep_top_F', 'row_max', 'finite_rows',
     'positive_quota', 'negative_quota', 'negative_quota_F',
-    'is_ndarray', 'use_numpy', 'force_ndarray_backend', 'ndarray_backend_forced', 'to_numpy',
-    'like',
-    'check_int', 'check_ratio', 'check_thresh', 'check_boxes', 'check_flags', 'warn_once',
 ]
 
 _FMTS = ('corner', 'center')
@@ -403,6 +395,9 @@ def keep_top_F(F, scores, mask, k):
 
 def keep_top(scores, mask, k):
     """numpy twin of :func:`keep_top_F`: boolean (B, N); ``k`` (B,) ints."""
+    # Kept apart from keep_top_F(NUMPY_F, ...), which gives the same masks but measured 6x
+    # (32 x 8732) and 10x (8 x 2000) slower: its stable sort, float32 casts and cumsum over
+    # every row, where this one sorts in place and walks the tied entries of crowded rows only.
     key = np.where(mask, scores, -np.inf)
     num_rows, num = key.shape
     if num == 0:

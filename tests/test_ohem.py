@@ -17,10 +17,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from samplers.backend import host_view
-from samplers.boxes import box_iou, force_ndarray_backend, keep_top
+from samplers.backend import force_ndarray_backend, host_view
+from samplers.boxes import box_iou, keep_top
 from samplers.ohem import OHEMSampler, background_loss, background_loss_F, greedy_nms_first
-from conftest import CPU_CONTEXTS, requires_gpu
 
 gluoncv_sampler = pytest.importorskip('gluoncv.nn.sampler')
 
@@ -351,47 +350,6 @@ def test_numpy_input_gives_numpy_output():
     assert isinstance(out, np.ndarray)
 
 
-@pytest.mark.parametrize('force_nd', [False, True])
-@pytest.mark.parametrize('ctx', CPU_CONTEXTS)
-def test_ndarray_output_stays_on_the_input_context(ctx, force_nd):
-    rng = np.random.RandomState(2)
-    args = well_posed(rng, 2, 20, 3, 2, ratio=3)
-    want = OHEMSampler(3)(*args)
-    if force_nd:
-        with force_ndarray_backend():
-            got = OHEMSampler(3)(*nd(*args, ctx=ctx))
-    else:
-        got = OHEMSampler(3)(*nd(*args, ctx=ctx))
-    assert got.context == ctx and got.dtype == np.float32
-    np.testing.assert_array_equal(got.asnumpy(), want)
-
-
-def test_mx_path_never_copies_to_the_host(monkeypatch):
-    rng = np.random.RandomState(3)
-    x, logits, ious = nd(*well_posed(rng, 2, 20, 3, 2, ratio=3))
-    boxes = nd(corner_boxes(rng, (2, 20)))[0]
-
-    def no_copy(*_):
-        raise AssertionError('host copy on the mx.nd path')
-    monkeypatch.setattr(mx.nd.NDArray, 'asnumpy', no_copy)
-    monkeypatch.setattr(mx.nd.NDArray, 'asscalar', no_copy)
-    with force_ndarray_backend():
-        OHEMSampler(3)(x, logits, ious).wait_to_read()
-        OHEMSampler(3, nms_thresh=0.5)(x, logits, ious, boxes=boxes).wait_to_read()
-
-
-@requires_gpu
-def test_gpu_matches_numpy():
-    rng = np.random.RandomState(4)
-    args = well_posed(rng, 3, 40, 4, 3, ratio=3)
-    boxes = corner_boxes(rng, (3, 40))
-    for sampler, extra in ((OHEMSampler(3), None), (OHEMSampler(3, nms_thresh=0.5), boxes)):
-        want = sampler(*args, boxes=extra)
-        got = sampler(*nd(*args, None, extra, ctx=mx.gpu(0)))
-        assert got.context == mx.gpu(0)
-        np.testing.assert_array_equal(got.asnumpy(), want)
-
-
 # --------------------------------------------------------------------------- hybridization
 def test_hybridized_graph_equals_numpy_path():
     rng = np.random.RandomState(5)
@@ -462,15 +420,6 @@ def test_no_gradient_flows_through_the_sampler():
         total = (out * out).sum() + logits.sum() * 0
     total.backward()
     assert not logits.grad.asnumpy().any()
-
-
-def test_picklable():
-    sampler = OHEMSampler(2.5, min_samples=3, thresh=0.4, nms_thresh=0.7)
-    copy = pickle.loads(pickle.dumps(sampler))
-    rng = np.random.RandomState(8)
-    args = well_posed(rng, 2, 20, 3, 2, ratio=2.5, min_samples=3, thresh=0.4)
-    boxes = corner_boxes(rng, (2, 20))
-    np.testing.assert_array_equal(copy(*args, boxes=boxes), sampler(*args, boxes=boxes))
 
 
 def test_picklable_after_running_a_hybridized_graph():
@@ -730,12 +679,26 @@ def test_property_chosen_are_the_hardest(case):
 @settings(max_examples=150, deadline=None)
 @given(batches(num_class=2, max_anchors=25))
 def test_property_mx_path_equals_numpy_path(case):
-    """Two classes and quarter-step logits: the loss order is exact on both backends."""
+    """Both backends give the same labels, except between anchors whose losses tie.
+
+    Two classes and quarter-step logits make exact ties common (equal logit gaps). The
+    mx.nd path computes those ties exactly; the numpy road (``exp(l_1) / exp(l_0)``) may
+    round them apart, so the two can break a tie differently. Counts always agree, and
+    anchors picked by only one side must have losses equal to rounding.
+    """
     want = _run(case)
     x, logits, ious, ratio, min_samples, thresh = case
     with force_ndarray_backend():
-        got = OHEMSampler(ratio, min_samples=min_samples, thresh=thresh)(*nd(x, logits, ious))
-    np.testing.assert_array_equal(got.asnumpy(), want)
+        got = OHEMSampler(ratio, min_samples=min_samples, thresh=thresh)(
+            *nd(x, logits, ious)).asnumpy()
+    np.testing.assert_array_equal(got == 1, want == 1)
+    np.testing.assert_array_equal((got == -1).sum(axis=1), (want == -1).sum(axis=1))
+    loss = reference_loss(logits)
+    for row_got, row_want, row_loss in zip(got, want, loss):
+        differ = (row_got == -1) != (row_want == -1)
+        if differ.any():
+            tied = row_loss[differ]
+            assert tied.max() - tied.min() <= 1e-5 * max(1.0, np.abs(tied).max())
 
 
 @settings(max_examples=150, deadline=None)

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from samplers import boxes, quota
+from samplers import quota
+from samplers.backend import force_ndarray_backend
 from samplers.quota import OP_TYPE, QuotaSampler, _QuotaOpProp, _QuotaRule
-from conftest import CPU_CONTEXTS, requires_gpu
 
 gluoncv_sampler = pytest.importorskip('gluoncv.nn.sampler')
 
@@ -39,7 +39,7 @@ def run(sampler, backend, *inputs, ctx=mx.cpu()):
         return sampler(*inputs)
     nds = [mx.nd.array(x, ctx=ctx, dtype=x.dtype) for x in inputs]
     if backend == 'ndarray, nd backend':
-        with boxes.force_ndarray_backend():
+        with force_ndarray_backend():
             return sampler(*nds).asnumpy()
     return sampler(*nds).asnumpy()
 
@@ -245,7 +245,7 @@ def test_mx_random_seed_alone_reproduces_an_ndarray_call_without_boxes(nd_backen
         mx.random.seed(5)
         np.random.seed(numpy_seed)
         if nd_backend:
-            with boxes.force_ndarray_backend():
+            with force_ndarray_backend():
                 runs.append(QuotaSampler(4, 0.5, 0.5)(matches, ious).asnumpy())
         else:
             runs.append(QuotaSampler(4, 0.5, 0.5)(matches, ious).asnumpy())
@@ -661,7 +661,7 @@ def test_hybridized_equals_imperative_under_same_seed(with_hard, nd_backend):
         mx.random.seed(7)
         np.random.seed(7)
         if nd_backend:
-            with boxes.force_ndarray_backend():
+            with force_ndarray_backend():
                 results.append(sampler(*inputs).asnumpy())
         else:
             results.append(sampler(*inputs).asnumpy())
@@ -716,7 +716,7 @@ def test_simple_bind_with_forced_nd_backend_follows_the_rule(monkeypatch):
     monkeypatch.setattr(_QuotaRule, 'label_nd', lambda *a: calls.append(1) or real(*a))
     matches, ious = subsampling_case()[:2]
     out = QuotaSampler(16, 0.5, 0.5, pos_ratio=0.25)(mx.sym.var('m'), mx.sym.var('i'))
-    with boxes.force_ndarray_backend():  # the backend is chosen when the op is created
+    with force_ndarray_backend():  # the backend is chosen when the op is created
         exe = out.simple_bind(mx.cpu(), m=matches.shape, i=ious.shape)
     labels = exe.forward(m=matches, i=ious)[0].asnumpy()
     assert calls
@@ -733,7 +733,7 @@ def test_cpu_ndarrays_take_the_numpy_backend_unless_forced(monkeypatch):
                             lambda *a, _n=name, _r=real: calls.append(_n) or _r(*a))
     inputs = [mx.nd.array(x) for x in one_image([[0.5]])]
     QuotaSampler(10, 0.5, 0.5)(*inputs).wait_to_read()
-    with boxes.force_ndarray_backend():
+    with force_ndarray_backend():
         QuotaSampler(10, 0.5, 0.5)(*inputs).wait_to_read()
     assert calls == ['label_numpy', 'label_nd']
 
@@ -754,32 +754,6 @@ def test_export_import_round_trip(tmp_path, with_hard):
     np.testing.assert_array_equal(loaded(*inputs).asnumpy(), before)
 
 
-@pytest.mark.parametrize('ctx', CPU_CONTEXTS)
-def test_result_comes_back_on_the_input_context(ctx):
-    data = subsampling_case()
-    seed_both(2)
-    want = QuotaSampler(16, 0.5, 0.5, pos_ratio=0.25)(*[mx.nd.array(x) for x in data]).asnumpy()
-    for nd_backend in (False, True):
-        inputs = [mx.nd.array(x, ctx=ctx) for x in data]
-        seed_both(2)
-        if nd_backend:
-            with boxes.force_ndarray_backend():
-                labels = QuotaSampler(16, 0.5, 0.5, pos_ratio=0.25)(*inputs)
-        else:
-            labels = QuotaSampler(16, 0.5, 0.5, pos_ratio=0.25)(*inputs)
-            np.testing.assert_array_equal(labels.asnumpy(), want)
-        assert labels.context == ctx
-
-
-@requires_gpu
-def test_gpu_labels_stay_on_gpu_and_equal_numpy_without_subsampling():
-    data = subsampling_case()
-    sampler = QuotaSampler(1000, 0.5, 0.5)
-    labels = sampler(*[mx.nd.array(x, ctx=mx.gpu(0)) for x in data])
-    assert labels.context == mx.gpu(0)
-    np.testing.assert_array_equal(labels.asnumpy(), sampler(*data))
-
-
 def test_gradients_are_zero():
     matches, ious = [mx.nd.array(x) for x in subsampling_case()[:2]]
     ious.attach_grad()
@@ -787,16 +761,6 @@ def test_gradients_are_zero():
         labels = QuotaSampler(16, 0.5, 0.5)(matches, ious)
     labels.backward()
     assert not ious.grad.asnumpy().any()
-
-
-def test_pickled_sampler_gives_the_same_labels():
-    sampler = QuotaSampler(16, 0.5, 0.5, pos_ratio=0.25, neg_ratio=0.5, fill_negative=False)
-    copy = pickle.loads(pickle.dumps(sampler))
-    inputs = [mx.nd.array(x) for x in subsampling_case()]
-    seed_both(4)
-    want = sampler(*inputs).asnumpy()
-    seed_both(4)
-    np.testing.assert_array_equal(copy(*inputs).asnumpy(), want)
 
 
 def test_picklable_after_running_a_hybridized_graph():

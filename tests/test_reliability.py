@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 from mxnet import gluon
 
-from samplers import (NaiveSampler, OHEMSampler, QuotaSampler, RPNTargetGenerator,
-                      RPNTargetSampler, box_iou, force_ndarray_backend)
-from samplers.boxes import keep_random
+from samplers import (NaiveSampler, OHEMSampler, QuotaSampler, RCNNTargetSampler,
+                      RPNTargetGenerator, RPNTargetSampler, SSDMultiBoxLoss, SSDTargetGenerator,
+                      box_iou, force_ndarray_backend)
+from samplers.boxes import corner_to_center, keep_random
 from conftest import CPU_CONTEXTS, requires_gpu
 
 ALL = 10 ** 6  # a num_sample above every input here: no subsampling, no randomness
@@ -48,9 +49,18 @@ def make_inputs(ctx, seed=0, batch=2, n=60, m=5, classes=4):
     hard = np.zeros((batch, m), np.float32)
     hard[:, 0] = 1
     nd = lambda a: mx.nd.array(a, ctx=ctx)  # noqa: E731
+    big_gt = _boxes(rng, m, 256.0)
+    # Second-stage and SSD inputs, made from the ones above (no further random draws).
+    cls_target = np.where(matches >= 0, matches % (classes - 1) + 1, 0)
+    cls_target[:, ::7] = -1  # some ignored anchors
     return dict(anchors=nd(anchors), gt=nd(gt), ious=nd(ious), matches=nd(matches),
                 logits=nd(logits), hard=nd(hard), mask=nd(ious.max(-1) < 0.3),
-                big_anchors=nd(_grid_anchors(256, 4)), big_gt=nd(_boxes(rng, m, 256.0)))
+                big_anchors=nd(_grid_anchors(256, 4)), big_gt=nd(big_gt),
+                rois=nd(np.stack([anchors[:n]] * batch)), scores=nd(abs(logits[..., :1])),
+                gts=nd(np.stack([gt] * batch)), gt_ids=nd(np.arange(batch * m).reshape(
+                    batch, m, 1) % (classes - 1)),
+                center_anchors=nd(corner_to_center(anchors[:n])[None]),
+                hard_host=hard, cls_target=nd(cls_target), box_target=nd(logits * 0.5))
 
 
 #: Options of the quota samplers that replace their uniform draws (samplers.balanced).
@@ -69,6 +79,8 @@ CASES = {
     'quota': Case(lambda k: QuotaSampler(k, 0.5, 0.3, pos_ratio=0.25),
                   lambda s, i: s(i['matches'], i['ious'], i['hard'])),
     'ohem': Case(lambda k: OHEMSampler(3), lambda s, i: s(i['matches'], i['logits'], i['ious'])),
+    'ohem_nms': Case(lambda k: OHEMSampler(2.5, min_samples=3, thresh=0.4, nms_thresh=0.7),
+                     lambda s, i: s(i['matches'], i['logits'], i['ious'], boxes=i['rois'])),
     'rpn_sampler': Case(lambda k: RPNTargetSampler(k, 0.7, 0.3, 0.5),
                         lambda s, i: s(i['ious'], i['hard'])),
     # Issue 14: the balanced draws, as options of the quota samplers.
@@ -81,6 +93,18 @@ CASES = {
     'rpn_generator_grid': Case(lambda k: RPNTargetGenerator(num_sample=k),
                                lambda s, i: s(i['big_gt'], i['big_anchors'], 256, 256,
                                               i['hard'][0])),
+    # A HybridBlock over NDArrays only; num_sample at most its N + M = 65 candidate rows, and
+    # pos_ratio 1 so that ALL keeps every candidate.
+    'rcnn': Case(lambda k: RCNNTargetSampler(2, 60, min(k, 65), pos_ratio=1.0 if k == ALL else
+                                             0.25, hard_iof_thresh=0.5),
+                 lambda s, i: s(i['rois'], i['scores'], i['gts'], i['hard'])),
+    # SSD targets (hard flags as numpy: the generator reads them on the host) and loss.
+    'ssd_targets': Case(lambda k: SSDTargetGenerator(negative_mining_ratio=3),
+                        lambda s, i: s(i['center_anchors'], i['logits'], i['gts'], i['gt_ids'],
+                                       i['hard_host'])),
+    'ssd_loss': Case(lambda k: SSDMultiBoxLoss(negative_mining_ratio=3),
+                     lambda s, i: tuple(part[0] for part in s(
+                         i['logits'], i['logits'], i['cls_target'], i['box_target']))),
 }
 
 
@@ -97,14 +121,19 @@ def host(results):
     return [r.asnumpy() for r in results]
 
 
-@pytest.fixture
-def no_host_copies(monkeypatch):
-    """Make every device-to-host read of an NDArray fail loudly while the test runs."""
+def refuse_host_copies(monkeypatch):
+    """Make every device-to-host read of an NDArray fail loudly until ``monkeypatch.undo()``."""
     def refuse(*_args, **_kwargs):
         raise AssertionError('host copy of an NDArray on the device path')
     for name in ('asnumpy', 'asscalar', '__array__', '__bool__', '__int__', '__float__',
                  'tolist'):
         monkeypatch.setattr(mx.nd.NDArray, name, refuse, raising=False)
+
+
+@pytest.fixture
+def no_host_copies(monkeypatch):
+    """Every device-to-host read of an NDArray fails loudly while the test runs."""
+    refuse_host_copies(monkeypatch)
 
 
 @pytest.mark.parametrize('name', CASES)
@@ -181,7 +210,7 @@ class _EveryCase(gluon.data.Dataset):
         return 4
 
     def __getitem__(self, idx):
-        inputs = make_inputs(mx.cpu(), seed=idx, batch=1)
+        inputs = make_inputs(mx.cpu(), seed=idx)  # batch 2: RCNNTargetSampler's num_image
         return np.concatenate([r.reshape(-1) for name, s in self.samplers.items()
                                for r in host(run(name, s, inputs))]).astype(np.float32)
 
