@@ -290,8 +290,10 @@ ARMS = {arm.name: arm for arm in (
     # Hard flags: a hard box gives no positive, anchors with IoU >= 0.3 on it
     # are ignored instead of sampled as background.
     Arm('hard', 'samplers RPNTargetGenerator + hard flags', ours_targets),
-    # Also ignore anchors that mostly cover a hard box (IoF >= 0.5), which IoU
-    # misses for hard boxes much smaller than the anchor (the tiny ones).
+    # Also ignore anchors lying mostly inside a hard box (IoF >= 0.5: the
+    # intersection covers half the anchor's own area). IoU misses them when the
+    # anchor is much smaller than the box: a 16 px anchor inside a 40 px hard box
+    # has IoU 0.16 and would be sampled as background on the hard object.
     Arm('hard+iof', 'samplers RPNTargetGenerator + hard flags, hard_iof_thresh={}'.format(
         HARD_IOF), lambda: ours_targets(hard_iof_thresh=HARD_IOF)),
     # OHEM as it is sound for an RPN: the random quota sample stays (so every
@@ -511,10 +513,10 @@ def paired_interval(a, b, confidence=0.95):
     ``mean(d) +- t_{(1 + confidence) / 2, n - 1} * std(d, ddof=1) / sqrt(n)``;
     one pair gives ``(d, nan, nan)`` (no spread to speak of).
     """
-    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-    if d.ndim != 1 or np.shape(a) != np.shape(b) or d.size == 0:
+    if np.ndim(a) != 1 or np.shape(a) != np.shape(b) or np.size(a) == 0:
         raise ValueError('a and b must be equal-length 1-d sequences, got shapes {} and {}'
                          .format(np.shape(a), np.shape(b)))
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
     mean = float(d.mean())
     if d.size < 2:
         return mean, float('nan'), float('nan')
@@ -654,23 +656,28 @@ def _smooth(values, width):
 
 
 def save_loss_png(path, histories, window=25):
-    """Training losses per arm (mean over seeds), one panel per loss, smoothed over ``window`` steps."""
+    """Training losses per arm (mean over seeds), one panel per loss, smoothed over ``window`` steps.
+
+    Runs shorter than ``4 * window`` steps are smoothed over a quarter of
+    their length instead; the axis label gives the window used.
+    """
     fig = _figure(11, 4.2)
     titles = {'cls': 'RPN classification loss (BCE over the anchors that count)',
-              'box': 'RPN box regression loss (smooth L1 over positives)'}
+              'box': 'RPN box regression loss (Huber on the positives, per sampled anchor)'}
+    steps = min((len(h['cls']) for runs in histories.values() for h in runs), default=0)
+    window = max(1, min(window, steps // 4))
     for i, key in enumerate(('cls', 'box')):
         ax = fig.add_subplot(1, 2, i + 1)
         for name, runs in histories.items():
             if not runs:
                 continue
-            steps = min(len(h[key]) for h in runs)
             curve = _smooth(np.mean([h[key][:steps] for h in runs], axis=0), window)
-            ax.plot(np.arange(len(curve)) + min(window, steps), curve,
+            ax.plot(np.arange(len(curve)) + window, curve,
                     label='{} ({} seed{})'.format(name, len(runs), 's' * (len(runs) > 1)))
         ax.set_title(titles[key], fontsize=9)
-        ax.set_xlabel('training step')
-        ax.set_ylabel('loss, mean over seeds, moving average of {} steps'.format(window),
-                      fontsize=8)
+        ax.set_xlabel('training step (end of the averaging window)')
+        ax.set_ylabel('loss: mean over seeds, moving average\nover {} step{}'.format(
+            window, 's' * (window > 1)), fontsize=8)
         ax.legend(fontsize='x-small')
     fig.suptitle('Each arm is scored on its own targets: OHEM arms weigh hard negatives, so '
                  'their classification loss is not comparable with the others', fontsize=8)
