@@ -41,7 +41,7 @@ from mxnet.gluon import nn
 from .boxes import box_iou
 
 __all__ = ['ARMS', 'Arm', 'make_dataset', 'make_anchors', 'TinyRPN', 'train', 'evaluate',
-           'top_proposals', 'METRICS', 't_quantile', 'paired_interval', 'summarize',
+           'top_proposals', 'probe', 'METRICS', 't_quantile', 'paired_interval', 'summarize',
            'format_tables', 'run_study', 'main']
 
 IMAGE_SIZE = 128
@@ -232,6 +232,24 @@ def evaluate(net, dataset, anchors):
     out = {key: value / max(normal_total, 1) for key, value in found.items()}
     out['hard_fa10'] = hard_hits / max(hard_total, 1)
     return out
+
+
+def probe(net, dataset, anchors):
+    """Signs of a collapsed RPN on ``dataset``: live ReLU units and the spread of the scores.
+
+    Returns ``body_alive`` and ``head_alive``, the channels of the last body
+    convolution and of the head that are > 0 somewhere on the images (of 64
+    each), and ``score_sd``, the standard deviation of the inside anchors'
+    scores within an image, averaged over images. A collapsed net scores
+    every anchor alike: a ``score_sd`` near 0 and few live units.
+    """
+    x = _to_tensor([img for img, _ in dataset])
+    body = net.body(x)
+    head = net.head(body).asnumpy()
+    scores = net(x)[0].asnumpy()[:, _inside(anchors)]
+    return dict(body_alive=int((body.asnumpy().max(axis=(0, 2, 3)) > 0).sum()),
+                head_alive=int((head.max(axis=(0, 2, 3)) > 0).sum()),
+                score_sd=float(scores.std(axis=1).mean()))
 
 
 # --------------------------------------------------------------------------- arms
@@ -590,7 +608,7 @@ def format_tables(results, baseline=None, confidence=0.95):
 
 # --------------------------------------------------------------------------- the study
 def run_study(seeds, arms=DEFAULT_ARMS, steps=500, train_images=512, val_images=128,
-              json_path=None, keep=None):
+              json_path=None, keep=None, with_probe=False):
     """Train and score every arm on every seed; returns (results, histories).
 
     ``results``: one dict per (seed, arm) run with ``arm``, ``seed``, the
@@ -600,7 +618,8 @@ def run_study(seeds, arms=DEFAULT_ARMS, steps=500, train_images=512, val_images=
     of a seed together, so an interrupted study leaves paired seeds; with
     ``json_path`` the results so far are rewritten there after every run.
     ``keep(seed, arm, net, val_set)`` is called after every run (the demo
-    keeps one net per arm for its pictures).
+    keeps one net per arm for its pictures). ``with_probe`` adds the
+    :func:`probe` numbers (on the first 32 validation images) to each row.
     """
     anchors = make_anchors()
     results, histories = [], {arm: [] for arm in arms}
@@ -615,6 +634,8 @@ def run_study(seeds, arms=DEFAULT_ARMS, steps=500, train_images=512, val_images=
                        cls=float(np.mean(hist['cls'][-tail:])),
                        box=float(np.mean(hist['box'][-tail:])))
             row.update(evaluate(net, val_set, anchors))
+            if with_probe:
+                row.update(probe(net, val_set[:32], anchors))
             results.append(row)
             histories[name].append(hist)
             if keep is not None:
@@ -735,6 +756,9 @@ def parser(prog='python -m samplers.study', seeds=10, steps=500):
                    help='synthetic validation images per seed (default: 128)')
     p.add_argument('--out', default='samplers-demo',
                    help='folder for study.json and the PNGs (default: samplers-demo)')
+    p.add_argument('--probe', action='store_true',
+                   help='also print, per run, the live ReLU units and the score spread of the '
+                   'trained net (signs of a collapse)')
     p.add_argument('--report', action='store_true',
                    help='train nothing: print the tables and draw the pictures from '
                    'OUT/study.json')
@@ -791,6 +815,17 @@ def report(results, histories, out, window=25):
     return names
 
 
+def print_probes(results):
+    """One line per run with the :func:`probe` numbers (runs made with ``--probe``)."""
+    print()
+    print('seed  arm  recall@10 IoU.5  live body/head units (of 64)  score sd within an image')
+    for r in results:
+        if 'score_sd' in r:
+            print('{}  {}  {:.3f}  {}/{}  {:.3f}'.format(r['seed'], r['arm'], r['r10_50'],
+                                                       r['body_alive'], r['head_alive'],
+                                                       r['score_sd']))
+
+
 def main(argv=None):
     """Run the study (or ``--report`` a saved one); returns the list of result dicts."""
     p = parser()
@@ -802,8 +837,10 @@ def main(argv=None):
     else:
         results, histories = run_study(
             range(args.first_seed, args.first_seed + args.seeds), args.arms, args.steps,
-            args.train_images, args.val_images, json_path=path)
+            args.train_images, args.val_images, json_path=path, with_probe=args.probe)
     names = report(results, histories, args.out)
+    if args.probe:
+        print_probes(results)
     print('wrote {} to {}'.format(', '.join(['study.json'] + names), args.out))
     return results
 

@@ -310,3 +310,24 @@ def test_progress_off_a_terminal_is_one_plain_line_per_run():
     text = stream.getvalue()
     assert '\r' not in text and text.count('\n') == 1
     assert text.startswith('seed 0 hard: 50/50 steps, loss 0.250')
+
+
+def test_probe_sees_a_collapsed_net():
+    anchors, data = study.make_anchors(), study.make_dataset(2, seed=0)
+    net = study.TinyRPN()
+    net.initialize(mx.init.Xavier(magnitude=2))
+    alive = study.probe(net, data, anchors)
+    assert alive['head_alive'] > 0 and alive['score_sd'] > 0
+    net.head.bias.set_data(mx.nd.full(net.head.bias.shape, -1e3))  # every head unit dead
+    dead = study.probe(net, data, anchors)
+    assert dead['head_alive'] == 0 and dead['score_sd'] == 0
+    assert dead['body_alive'] == alive['body_alive']
+
+
+def test_cli_probe_prints_one_line_per_run(tmp_path, capsys):
+    study.main(['--out', str(tmp_path), '--seeds', '1', '--steps', '1', '--arms', 'ours,hard',
+                '--train-images', '4', '--val-images', '4', '--probe'])
+    lines = capsys.readouterr().out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith('seed  arm'))
+    assert [line.split()[:2] for line in lines[start + 1:start + 3]] == [['0', 'ours'],
+                                                                         ['0', 'hard']]
