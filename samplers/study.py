@@ -587,7 +587,9 @@ def format_tables(results, baseline=None, confidence=0.95):
         return 'no seed finished under every arm yet'
     baseline = arms[0] if baseline is None else baseline
     header = ['arm'] + list(METRICS.values())
-    means = [[arm] + ['{:.3f} ± {:.3f}'.format(stats[arm][k]['mean'], stats[arm][k]['sd'])
+    one = len(seeds) == 1  # no spread and no interval to show
+    means = [[arm] + [('{:.3f}' if one else '{:.3f} ± {:.3f}').format(stats[arm][k]['mean'],
+                                                                     stats[arm][k]['sd'])
                       for k in METRICS] for arm in arms]
     diffs = []
     for arm in arms:
@@ -596,13 +598,14 @@ def format_tables(results, baseline=None, confidence=0.95):
         cells = []
         for key in METRICS:
             e = stats[arm][key]
-            cells.append('{:+.3f} [{:+.3f}, {:+.3f}]'.format(e['diff'], e['low'], e['high']))
+            cells.append(('{:+.3f}' if one else '{:+.3f} [{:+.3f}, {:+.3f}]').format(
+                e['diff'], e['low'], e['high']))
         diffs.append([arm] + cells)
     return '\n'.join([
         'Mean ± sd over {} seed(s) ({}):'.format(len(seeds), ', '.join(map(str, seeds))), '',
         _table(header, means), '',
-        'Paired difference against {} (mean, {:.0f} % t-interval over seeds):'.format(
-            baseline, 100 * confidence), '',
+        'Paired difference against {} (mean, {:.0f} % t-interval over seeds{}):'.format(
+            baseline, 100 * confidence, '; one seed gives no interval' if one else ''), '',
         _table(header, diffs)])
 
 
@@ -839,7 +842,7 @@ def main(argv=None):
             range(args.first_seed, args.first_seed + args.seeds), args.arms, args.steps,
             args.train_images, args.val_images, json_path=path, with_probe=args.probe)
     names = report(results, histories, args.out)
-    if args.probe:
+    if any('score_sd' in r for r in results):
         print_probes(results)
     print('wrote {} to {}'.format(', '.join(['study.json'] + names), args.out))
     return results

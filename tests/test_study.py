@@ -331,3 +331,9 @@ def test_cli_probe_prints_one_line_per_run(tmp_path, capsys):
     start = next(i for i, line in enumerate(lines) if line.startswith('seed  arm'))
     assert [line.split()[:2] for line in lines[start + 1:start + 3]] == [['0', 'ours'],
                                                                          ['0', 'hard']]
+
+
+def test_tables_of_one_seed_show_no_spread_and_no_interval():
+    text = study.format_tables([_result('a', 4, 0.5), _result('b', 4, 0.75)])
+    assert '| a | 0.500 |' in text and '| b | +0.250 |' in text
+    assert 'nan' not in text and 'one seed gives no interval' in text
