@@ -417,12 +417,14 @@ class _Progress:
             self._stream.flush()
 
 
-def train(arm, train_set, anchors, steps, seed, batch_size=8, desc=None):
+def train(arm, train_set, anchors, steps, seed, batch_size=8, desc=None, sampling_offset=0):
     """Train a fresh TinyRPN under ``arm`` (a name or an :class:`Arm`); return (net, history, seconds).
 
     Every arm starts from the same weights and sees the same batches, both
     from ``seed``; the targets' random subsampling draws from ``np.random``
-    (GluonCV's and ours), seeded here too. ``history`` holds the per-step
+    (GluonCV's and ours), seeded here with ``seed + sampling_offset``: a
+    nonzero offset changes only which anchors are subsampled, which measures
+    the run-to-run noise of the training itself. ``history`` holds the per-step
     ``cls`` and ``box`` losses. Losses are normalised like GluonCV's RPN
     losses: summed over the anchors that count, divided by how many count.
     """
@@ -432,7 +434,7 @@ def train(arm, train_set, anchors, steps, seed, batch_size=8, desc=None):
         raise ValueError('arm {!r} needs gluoncv, which is not installed'.format(arm.name))
     mining = ohem_weights(*arm.mining) if arm.mining else None
     mx.random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed + sampling_offset)
     net = TinyRPN()
     net.initialize(mx.init.Xavier(magnitude=2))
     net.hybridize()
@@ -611,7 +613,7 @@ def format_tables(results, baseline=None, confidence=0.95):
 
 # --------------------------------------------------------------------------- the study
 def run_study(seeds, arms=DEFAULT_ARMS, steps=500, train_images=512, val_images=128,
-              json_path=None, keep=None, with_probe=False):
+              json_path=None, keep=None, with_probe=False, sampling_offset=0):
     """Train and score every arm on every seed; returns (results, histories).
 
     ``results``: one dict per (seed, arm) run with ``arm``, ``seed``, the
@@ -623,6 +625,7 @@ def run_study(seeds, arms=DEFAULT_ARMS, steps=500, train_images=512, val_images=
     ``keep(seed, arm, net, val_set)`` is called after every run (the demo
     keeps one net per arm for its pictures). ``with_probe`` adds the
     :func:`probe` numbers (on the first 32 validation images) to each row.
+    ``sampling_offset`` is passed to :func:`train`.
     """
     anchors = make_anchors()
     results, histories = [], {arm: [] for arm in arms}
@@ -631,7 +634,8 @@ def run_study(seeds, arms=DEFAULT_ARMS, steps=500, train_images=512, val_images=
         val_set = make_dataset(val_images, seed=seed + 1)
         for name in arms:
             net, hist, seconds = train(name, train_set, anchors, steps, seed,
-                                       desc='seed {} {}'.format(seed, name))
+                                       desc='seed {} {}'.format(seed, name),
+                                       sampling_offset=sampling_offset)
             tail = max(1, len(hist['cls']) // 10)
             row = dict(arm=name, seed=seed, steps=steps, seconds=seconds,
                        cls=float(np.mean(hist['cls'][-tail:])),
@@ -759,6 +763,9 @@ def parser(prog='python -m samplers.study', seeds=10, steps=500):
                    help='synthetic validation images per seed (default: 128)')
     p.add_argument('--out', default='samplers-demo',
                    help='folder for study.json and the PNGs (default: samplers-demo)')
+    p.add_argument('--sampling-offset', type=int, default=0,
+                   help='seed the targets\' random subsampling with seed + this, leaving data, '
+                   'weights and batches as they are: the noise of training itself (default: 0)')
     p.add_argument('--probe', action='store_true',
                    help='also print, per run, the live ReLU units and the score spread of the '
                    'trained net (signs of a collapse)')
@@ -774,10 +781,10 @@ def check_args(p, args):
         if getattr(args, name) < 1:
             p.error('--{} must be >= 1, got {}'.format(name.replace('_', '-'),
                                                       getattr(args, name)))
-    last = args.first_seed + args.seeds - 1
-    if args.first_seed < 0 or last > MAX_SEED:
-        p.error('seeds must lie in [0, {}], got --first-seed {} --seeds {}'.format(
-            MAX_SEED, args.first_seed, args.seeds))
+    last = args.first_seed + args.seeds - 1 + max(0, args.sampling_offset)
+    if args.first_seed < 0 or last > MAX_SEED or args.first_seed + args.sampling_offset < 0:
+        p.error('seeds must lie in [0, {}], got --first-seed {} --seeds {} --sampling-offset {}'
+                .format(MAX_SEED, args.first_seed, args.seeds, args.sampling_offset))
     args.arms = [a.strip() for a in args.arms.split(',') if a.strip()]
     unknown = [a for a in args.arms if a not in ARMS]
     if unknown or not args.arms:
@@ -840,7 +847,8 @@ def main(argv=None):
     else:
         results, histories = run_study(
             range(args.first_seed, args.first_seed + args.seeds), args.arms, args.steps,
-            args.train_images, args.val_images, json_path=path, with_probe=args.probe)
+            args.train_images, args.val_images, json_path=path, with_probe=args.probe,
+            sampling_offset=args.sampling_offset)
     names = report(results, histories, args.out)
     if any('score_sd' in r for r in results):
         print_probes(results)

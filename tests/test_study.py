@@ -255,6 +255,15 @@ def test_the_same_seed_trains_the_same_net():
     assert first == second
 
 
+def test_sampling_offset_changes_only_the_subsampling_and_is_reproducible():
+    train_set, anchors = study.make_dataset(8, seed=5), study.make_anchors()
+    _, base, _ = study.train('ours', train_set, anchors, 3, seed=5)
+    _, moved, _ = study.train('ours', train_set, anchors, 3, seed=5, sampling_offset=7)
+    _, again, _ = study.train('ours', train_set, anchors, 3, seed=5, sampling_offset=7)
+    assert moved == again and moved != base
+    assert moved['cls'][0] != base['cls'][0] or moved['box'][0] != base['box'][0]
+
+
 def test_tiny_study_runs_every_default_arm_on_two_seeds_and_saves_as_it_goes(tmp_path):
     path = str(tmp_path / 'study.json')
     seen = []
