@@ -418,7 +418,7 @@ class _Progress:
 
 
 def train(arm, train_set, anchors, steps, seed, batch_size=8, desc=None, sampling_offset=0):
-    """Train a fresh TinyRPN under ``arm`` (a name or an :class:`Arm`); return (net, history, seconds).
+    """Train a fresh TinyRPN under ``arm`` (a name or an :class:`Arm`): (net, history, seconds).
 
     Every arm starts from the same weights and sees the same batches, both
     from ``seed``; the targets' random subsampling draws from ``np.random``
@@ -684,7 +684,7 @@ def _smooth(values, width):
 
 
 def save_loss_png(path, histories, window=25):
-    """Training losses per arm (mean over seeds), one panel per loss, smoothed over ``window`` steps.
+    """Training losses per arm (mean over seeds), a panel per loss, smoothed over ``window``.
 
     Runs shorter than ``4 * window`` steps are smoothed over a quarter of
     their length instead; the axis label gives the window used.

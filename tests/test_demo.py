@@ -1,4 +1,4 @@
-"""The demo (`python -m samplers.demo`, `make demo`): the study on a small budget, and its pictures."""
+"""The demo (`python -m samplers.demo`, `make demo`): the study on a small budget, pictures."""
 import os
 import subprocess
 import sys
