@@ -239,9 +239,10 @@ def probe(net, dataset, anchors):
 
     Returns ``body_alive`` and ``head_alive``, the channels of the last body
     convolution and of the head that are > 0 somewhere on the images (of 64
-    each), and ``score_sd``, the standard deviation of the inside anchors'
-    scores within an image, averaged over images. A collapsed net scores
-    every anchor alike: a ``score_sd`` near 0 and few live units.
+    each), ``score_sd``, the standard deviation of the inside anchors'
+    scores within an image, averaged over images, and ``score_mean``, their
+    mean. A collapsed net scores every anchor alike: a ``score_sd`` near 0
+    and few live units.
     """
     x = _to_tensor([img for img, _ in dataset])
     body = net.body(x)
@@ -249,7 +250,7 @@ def probe(net, dataset, anchors):
     scores = net(x)[0].asnumpy()[:, _inside(anchors)]
     return dict(body_alive=int((body.asnumpy().max(axis=(0, 2, 3)) > 0).sum()),
                 head_alive=int((head.max(axis=(0, 2, 3)) > 0).sum()),
-                score_sd=float(scores.std(axis=1).mean()))
+                score_sd=float(scores.std(axis=1).mean()), score_mean=float(scores.mean()))
 
 
 # --------------------------------------------------------------------------- arms
@@ -828,12 +829,13 @@ def report(results, histories, out, window=25):
 def print_probes(results):
     """One line per run with the :func:`probe` numbers (runs made with ``--probe``)."""
     print()
-    print('seed  arm  recall@10 IoU.5  live body/head units (of 64)  score sd within an image')
+    print('seed  arm  recall@10 IoU.5  live body/head units (of 64)  score sd within an image'
+          '  mean score')
     for r in results:
         if 'score_sd' in r:
-            print('{}  {}  {:.3f}  {}/{}  {:.3f}'.format(r['seed'], r['arm'], r['r10_50'],
-                                                       r['body_alive'], r['head_alive'],
-                                                       r['score_sd']))
+            print('{}  {}  {:.3f}  {}/{}  {:.3f}  {:.2f}'.format(
+                r['seed'], r['arm'], r['r10_50'], r['body_alive'], r['head_alive'],
+                r['score_sd'], r.get('score_mean', float('nan'))))
 
 
 def main(argv=None):
