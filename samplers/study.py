@@ -770,6 +770,8 @@ def parser(prog='python -m samplers.study', seeds=10, steps=500):
     p.add_argument('--probe', action='store_true',
                    help='also print, per run, the live ReLU units and the score spread of the '
                    'trained net (signs of a collapse)')
+    p.add_argument('--baseline', default=None,
+                   help='the arm the others are compared with (default: the first arm run)')
     p.add_argument('--report', action='store_true',
                    help='train nothing: print the tables and draw the pictures from '
                    'OUT/study.json')
@@ -798,12 +800,15 @@ def check_args(p, args):
         args.arms = [a for a in args.arms if a != 'gluoncv'] or ['ours']
         if args.arms[0] != 'ours':
             args.arms = ['ours'] + [a for a in args.arms if a != 'ours']
+    if args.baseline is not None and not args.report and args.baseline not in args.arms:
+        p.error('--baseline must be one of the arms run ({}), got {!r}'.format(
+            ','.join(args.arms), args.baseline))
     return args
 
 
-def report(results, histories, out, window=25):
+def report(results, histories, out, window=25, baseline=None):
     """Print the tables and draw ``loss_curves.png`` and ``differences.png`` into ``out``."""
-    print(format_tables(results))
+    print(format_tables(results, baseline))
     print()
     print('recall@K IoU.T: share of normal val boxes hit at IoU >= T by one of the top-K '
           'proposals of their image (NMS {}); hard FA@10: top-10 proposals on a hard box (IoU '
@@ -821,7 +826,7 @@ def report(results, histories, out, window=25):
     save_loss_png(os.path.join(out, 'loss_curves.png'), histories, window)
     names = ['loss_curves.png']
     if len(summarize(results)[1]) > 1:
-        save_differences_png(os.path.join(out, 'differences.png'), results)
+        save_differences_png(os.path.join(out, 'differences.png'), results, baseline)
         names.append('differences.png')
     return names
 
@@ -846,12 +851,15 @@ def main(argv=None):
     path = os.path.join(args.out, 'study.json')
     if args.report:
         results, histories = load(path)
+        if args.baseline is not None and args.baseline not in {r['arm'] for r in results}:
+            p.error('--baseline must be one of the arms in {} ({}), got {!r}'.format(
+                path, ','.join(dict.fromkeys(r['arm'] for r in results)), args.baseline))
     else:
         results, histories = run_study(
             range(args.first_seed, args.first_seed + args.seeds), args.arms, args.steps,
             args.train_images, args.val_images, json_path=path, with_probe=args.probe,
             sampling_offset=args.sampling_offset)
-    names = report(results, histories, args.out)
+    names = report(results, histories, args.out, baseline=args.baseline)
     if any('score_sd' in r for r in results):
         print_probes(results)
     print('wrote {} to {}'.format(', '.join(['study.json'] + names), args.out))

@@ -294,6 +294,12 @@ def test_cli_report_reprints_a_saved_study_without_training(tmp_path, capsys):
     assert '| hard | +0.050 [+0.050, +0.050] |' in out
     assert (tmp_path / 'differences.png').read_bytes()[:4] == b'\x89PNG'
     assert (tmp_path / 'loss_curves.png').read_bytes()[:4] == b'\x89PNG'
+    study.main(['--report', '--out', str(tmp_path), '--baseline', 'hard'])
+    out = capsys.readouterr().out
+    assert 'Paired difference against hard' in out and '| gluoncv | -0.050 [-0.050, -0.050] |' in out
+    with pytest.raises(SystemExit):
+        study.main(['--report', '--out', str(tmp_path), '--baseline', 'ours'])
+    assert "--baseline must be one of the arms in" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize('argv, message', [
@@ -301,6 +307,7 @@ def test_cli_report_reprints_a_saved_study_without_training(tmp_path, capsys):
     (['--steps', '-1'], '--steps must be >= 1, got -1'),
     (['--arms', 'gluoncv,nope'], '--arms must name known arms'),
     (['--arms', 'hard,hard'], '--arms names an arm twice'),
+    (['--arms', 'ours,hard', '--baseline', 'gluoncv'], '--baseline must be one of the arms run'),
     (['--first-seed', str(2 ** 32 - 2), '--seeds', '2'], 'seeds must lie in [0, 4294967294]'),
 ])
 def test_cli_rejects_bad_arguments(argv, message, capsys):
