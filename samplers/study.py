@@ -318,12 +318,14 @@ ARMS = {arm.name: arm for arm in (
     # OHEM as it is sound for an RPN: the random quota sample stays (so every
     # step still teaches ordinary background everywhere in the image) and the
     # hardest background anchors are added on top, 1 per positive and at least
-    # 16 per image. Top-loss-only negatives let the untouched bulk of the
-    # background drift (see 'hard+ohem-only').
+    # 16 per image. With top-loss negatives only, pushing down exactly the
+    # highest scores kills the ReLU units that fire there and the net collapses
+    # to one score everywhere (see 'hard+ohem-only' and ``--probe``).
     Arm('hard+ohem', 'hard flags; random sample + OHEM negatives (1 per positive, >= 16)',
         ours_targets, mining=(1, 16, True)),
     # The old demo's OHEM run, kept as a diagnostic (not in the default set):
-    # only the top-loss negatives, 3 per positive and at least 32 per image.
+    # only the top-loss negatives, 3 per positive and at least 32 per image
+    # (with about 4 positives per image, the 32 decide: about 8 to 1).
     Arm('hard+ohem-only', 'hard flags; OHEM negatives only (3 per positive, >= 32)',
         ours_targets, mining=(3, 32, False)),
 )}
