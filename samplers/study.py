@@ -16,11 +16,14 @@ with a small budget. For every seed it
    false alarms on hard objects (top-10 proposals that land on a hard box).
 
 It prints per arm the mean and standard deviation over seeds, and for every
-arm against the baseline (GluonCV's generator) the mean paired difference
-with a 95 % Student t interval (:func:`paired_interval`, numpy only). Results
-go to ``study.json`` in ``--out`` after every run, so an interrupted study
-keeps its finished seeds (``--report`` prints the tables from that file), and
-the pictures ``loss_curves.png`` and ``differences.png`` are drawn there.
+arm against the baseline (the first arm, GluonCV's generator by default, or
+``--baseline``) the mean paired difference with a 95 % Student t interval
+(:func:`paired_interval`, numpy only). Results go to ``study.json`` in
+``--out`` after every run, so an interrupted study keeps its finished seeds
+(``--report`` prints the tables from that file), and the pictures
+``loss_curves.png`` and ``differences.png`` are drawn there. ``--probe``
+adds signs of a collapsed net (:func:`probe`); ``--sampling-offset``
+reseeds only the targets' subsampling, to measure the training's own noise.
 
 Nothing here is tuned for one arm to win: the numbers are whatever comes out.
 """
