@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import IGNORE, NEGATIVE, POSITIVE, check_boxes, check_thresh, to_numpy
+from .backend import (IGNORE, NEGATIVE, POSITIVE, check_boxes, check_ratio, check_thresh,
+                      to_numpy)
 from .boxes import box_iou, labels_from_cls_target
 
-__all__ = ['plot_samples', 'samples_from_cls_target', 'LABEL_STYLES']
+__all__ = ['plot_samples', 'plot_proposals', 'samples_from_cls_target', 'LABEL_STYLES']
 
-#: How each label is drawn: matplotlib colour, line width, line style.
+#: How each label is drawn: matplotlib colour, line width, line style. Every mark
+#: also gets a thin black outline, so it reads on light and dark images alike.
 LABEL_STYLES = {
-    POSITIVE: dict(color='#2ca02c', linewidth=1.4, linestyle='-', name='positive'),
-    NEGATIVE: dict(color='#d62728', linewidth=0.6, linestyle='-', name='negative'),
-    IGNORE: dict(color='#ffb000', linewidth=0.6, linestyle=':', name='ignored'),
+    POSITIVE: dict(color='#00ff40', linewidth=1.6, linestyle='-', name='positive'),
+    NEGATIVE: dict(color='#ff2020', linewidth=0.6, linestyle='-', name='negative'),
+    IGNORE: dict(color='#ffc000', linewidth=1.2, linestyle=':', name='ignored'),
 }
 _GT_STYLE = dict(color='#00e5ff', linewidth=2.2, linestyle='-')
 _HARD_STYLE = dict(color='#ff00ff', linewidth=2.2, linestyle='--')
+_PROPOSAL_STYLE = dict(color='#ffdd00', linewidth=1.2, linestyle='-')
 
 
 def _matplotlib():
@@ -58,11 +61,19 @@ def _displayable(image):
     return (img - low) / (high - low) if high > low else np.zeros(img.shape)
 
 
+def _outline(linewidth):
+    """matplotlib path effects: a black stroke under the mark, for contrast on any image."""
+    from matplotlib import patheffects
+    return [patheffects.Stroke(linewidth=linewidth + 1.6, foreground='black', alpha=0.8),
+            patheffects.Normal()]
+
+
 def _rect(patches, box, style, zorder, label=None):
     x1, y1, x2, y2 = (float(v) for v in box)
     return patches.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, zorder=zorder,
                              label=label, color=style['color'], linewidth=style['linewidth'],
-                             linestyle=style['linestyle'])
+                             linestyle=style['linestyle'],
+                             path_effects=_outline(style['linewidth']))
 
 
 def samples_from_cls_target(cls_target):
@@ -77,7 +88,7 @@ def samples_from_cls_target(cls_target):
 
 
 def plot_samples(image, anchors, samples, gt_boxes=None, hard=None, ax=None, *,
-                 ignored_iou=0.3):
+                 ignored_iou=0.3, image_alpha=1.0):
     """Draw the anchors a sampler labelled over the image, and return the axes.
 
     Parameters
@@ -96,6 +107,9 @@ def plot_samples(image, anchors, samples, gt_boxes=None, hard=None, ax=None, *,
     ignored_iou : float or None, default 0.3 (keyword only)
         Ignored anchors are drawn where their IoU with some ground-truth box
         (hard or not) is at least this; None draws none.
+    image_alpha : float in (0, 1], default 1 (keyword only)
+        Opacity of the image over the white axes: below 1 it is faded, so the
+        marks stand out on a busy image.
 
     An image has hundreds of negatives and thousands of ignored anchors, so
     only positives are drawn as boxes (green); negatives are red dots at
@@ -117,6 +131,7 @@ def plot_samples(image, anchors, samples, gt_boxes=None, hard=None, ax=None, *,
             labels[unknown][0]))
     if ignored_iou is not None:
         ignored_iou = check_thresh('ignored_iou', ignored_iou)
+    image_alpha = check_ratio('image_alpha', image_alpha, low_open=True)
     gt, hard_flags = _check_gt(gt_boxes, hard)
     if gt is not None:
         shown = np.isfinite(gt).all(axis=1)
@@ -128,7 +143,8 @@ def plot_samples(image, anchors, samples, gt_boxes=None, hard=None, ax=None, *,
         import matplotlib.pyplot as plt  # only here: drawing into given axes needs no pyplot
         _, ax = plt.subplots(figsize=(6, 6))
     if picture is not None:
-        ax.imshow(picture, cmap='gray' if picture.ndim == 2 else None, interpolation='nearest')
+        ax.imshow(picture, cmap='gray' if picture.ndim == 2 else None, interpolation='nearest',
+                  alpha=image_alpha)
 
     finite = np.isfinite(anchors_np).all(axis=1)
     near_gt = np.zeros(len(anchors_np), dtype=bool)
@@ -156,11 +172,48 @@ def plot_samples(image, anchors, samples, gt_boxes=None, hard=None, ax=None, *,
     return ax
 
 
+def plot_proposals(image, proposals, gt_boxes=None, hard=None, ax=None):
+    """Draw proposals (yellow) over the image with the ground truth, and return the axes.
+
+    ``image``, ``gt_boxes``, ``hard`` and ``ax`` as in :func:`plot_samples`;
+    ``proposals`` (K, 4) corner boxes, numpy or NDArray. Ground truth is cyan,
+    hard ground truth dashed magenta; boxes with a non-finite coordinate are
+    skipped.
+    """
+    boxes = to_numpy(proposals, np.float64)
+    check_boxes('proposals', boxes, batched=False)
+    gt, hard_flags = _check_gt(gt_boxes, hard)
+    picture = None if image is None else _displayable(image)
+    patches = _matplotlib()
+    if ax is None:
+        import matplotlib.pyplot as plt
+        _, ax = plt.subplots(figsize=(6, 6))
+    if picture is not None:
+        ax.imshow(picture, cmap='gray' if picture.ndim == 2 else None, interpolation='nearest')
+    boxes = boxes[np.isfinite(boxes).all(axis=1)]
+    _boxes(ax, patches, boxes, _PROPOSAL_STYLE, 4, 'proposals ({})'.format(len(boxes)))
+    if gt is not None:
+        gt, hard_flags = gt[np.isfinite(gt).all(axis=1)], hard_flags[np.isfinite(gt).all(axis=1)]
+        _boxes(ax, patches, gt[~hard_flags], _GT_STYLE, 5, 'ground truth', always=False)
+        _boxes(ax, patches, gt[hard_flags], _HARD_STYLE, 5, 'hard ground truth', always=False)
+    _set_limits(ax, picture, boxes.reshape(-1, 4), gt)
+    ax.legend(loc='upper right', fontsize='x-small', framealpha=0.8)
+    return ax
+
+
 def _centres(ax, boxes, style, zorder, marker, legend, filled=True):
-    """One marker at the centre of each box (anchors sharing a centre share a marker)."""
-    ax.plot((boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2, linestyle='none',
-            marker=marker, markersize=3 if filled else 5, color=style['color'],
-            markerfacecolor=style['color'] if filled else 'none', zorder=zorder, label=legend)
+    """One marker at the centre of each box (anchors sharing a centre share a marker).
+
+    Filled markers get a black edge; rings are drawn over a wider black ring.
+    """
+    cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+    if not filled:
+        ax.plot(cx, cy, linestyle='none', marker=marker, markersize=7, markerfacecolor='none',
+                markeredgecolor='black', markeredgewidth=2.6, alpha=0.8, zorder=zorder)
+    ax.plot(cx, cy, linestyle='none', marker=marker, markersize=4 if filled else 7,
+            color=style['color'], markerfacecolor=style['color'] if filled else 'none',
+            markeredgewidth=0.6 if filled else 1.3,
+            markeredgecolor='black' if filled else style['color'], zorder=zorder, label=legend)
 
 
 def _boxes(ax, patches, boxes, style, zorder, legend, always=True):

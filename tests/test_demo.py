@@ -1,131 +1,115 @@
-"""The demo (`python -m samplers.demo`): data, anchors, the runs, the table and the pictures."""
+"""The demo (`python -m samplers.demo`, `make demo`): the study on a small budget, pictures."""
 import os
 import subprocess
 import sys
 
-import mxnet as mx
 import numpy as np
 import pytest
 
-from samplers import demo
+from samplers import demo, study
+from samplers.backend import IGNORE, NEGATIVE, POSITIVE
 
 pytest.importorskip('matplotlib')  # the demo draws its pictures with the viz extra
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG = b'\x89PNG\r\n\x1a\n'
-TINY = ['--steps', '2', '--train-images', '8', '--val-images', '8']
-PICTURES = ('samples.png', 'loss_curves.png', 'proposals.png')
+TINY = ['--seeds', '2', '--steps', '2', '--train-images', '8', '--val-images', '16']
+PICTURES = ('samples.png', 'loss_curves.png', 'proposals.png', 'differences.png')
 
 
-def test_cli_prints_a_table_per_run_and_writes_the_pictures(tmp_path):
+def test_cli_prints_the_headline_tables_and_writes_the_pictures(tmp_path):
     env = dict(os.environ, PYTHONPATH=REPO, PYTHONWARNINGS='ignore')
-    run = subprocess.run([sys.executable, '-m', 'samplers.demo', '--out', str(tmp_path)] + TINY,
+    run = subprocess.run([sys.executable, '-m', 'samplers.demo', '--out', str(tmp_path),
+                          '--arms', 'gluoncv,hard'] + TINY,
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    lines = run.stdout.splitlines()
-    header = next(i for i, line in enumerate(lines) if line.startswith('run '))
-    assert 'recall@{} normal'.format(demo.TOP_K) in lines[header]
-    assert 'top-{} on hard'.format(demo.TOP_K) in lines[header]
-    rows = [line.split()[0] for line in lines[header + 2:header + 5]]
-    assert rows == ['gluoncv', 'hard-aware', 'hard-aware+OHEM']
-    assert 'GluonCV RPNTargetGenerator' in lines[header + 2]
+    out = run.stdout
+    assert 'Mean ± sd over 2 seed(s) (0, 1)' in out
+    assert 'Paired difference against gluoncv (mean, 95 % t-interval over seeds)' in out
+    header = '| arm | ' + ' | '.join(study.METRICS.values()) + ' |'
+    assert out.count(header) == 2
+    assert [line.split('|')[1].strip() for line in out.splitlines()
+            if line.startswith('| hard')] == ['hard', 'hard']
+    for name in PICTURES + ('study.json',):
+        assert (tmp_path / name).exists()
     for name in PICTURES:
         assert (tmp_path / name).read_bytes()[:8] == PNG
+    # stderr is a pipe here: a plain line per run, no carriage returns
+    assert '\r' not in run.stderr
+    assert 'seed 1 hard: 2/2 steps' in run.stderr
 
 
-def test_shows_progress_on_stderr(tmp_path, capsys):
-    demo.main(['--out', str(tmp_path), '--no-ohem'] + TINY)
-    err = capsys.readouterr().err
-    assert 'gluoncv' in err and 'hard-aware' in err and '2/2' in err
+def test_default_budget_is_three_seeds_of_200_steps_on_the_default_arms():
+    p = study.parser(prog='python -m samplers.demo', seeds=demo.SEEDS, steps=demo.STEPS)
+    args = study.check_args(p, p.parse_args([]))
+    assert (args.seeds, args.steps, args.arms) == (3, 200, list(study.DEFAULT_ARMS))
+    assert args.out == 'samplers-demo'
 
 
-def test_progress_works_without_tqdm(tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, 'tqdm', None)  # import tqdm now raises ImportError
-    demo.main(['--out', str(tmp_path), '--no-ohem'] + TINY)
-    assert 'hard-aware: 2/2' in capsys.readouterr().err
+def test_baseline_is_ours_without_flags_when_gluoncv_is_missing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(study, 'gluoncv_targets', lambda: None)
+    results = demo.main(['--out', str(tmp_path), '--arms', 'gluoncv,hard', '--seeds', '1',
+                         '--steps', '1', '--train-images', '4', '--val-images', '4'])
+    assert [r['arm'] for r in results] == ['ours', 'hard']
+    assert 'gluoncv is not installed' in capsys.readouterr().err
 
 
-def test_no_ohem_skips_the_third_run(tmp_path):
-    rows = demo.main(['--out', str(tmp_path), '--no-ohem'] + TINY)
-    assert [row['run'] for row in rows] == ['gluoncv', 'hard-aware']
-
-
-def test_baseline_says_when_gluoncv_is_missing(tmp_path, monkeypatch):
-    monkeypatch.setattr(demo, 'gluoncv_targets', lambda: None)
-    rows = demo.main(['--out', str(tmp_path), '--no-ohem'] + TINY)
-    assert rows[0]['run'] == 'no hard flags'
-    assert 'gluoncv not installed' in rows[0]['source']
-
-
-def test_same_seed_gives_the_same_table(tmp_path):
-    args = ['--out', str(tmp_path), '--no-ohem', '--seed', '3'] + TINY
-    first, second = demo.main(args), demo.main(args)
-    strip = [{k: v for k, v in row.items() if k != 'time'} for row in first]
-    assert strip == [{k: v for k, v in row.items() if k != 'time'} for row in second]
-
-
-@pytest.mark.parametrize('steps', ['0', '-1'])
-def test_rejects_fewer_than_one_step(steps, capsys):
+@pytest.mark.parametrize('argv, message', [
+    (['--steps', '0'], '--steps must be >= 1, got 0'),
+    (['--first-seed', '-1'], 'seeds must lie in'),
+])
+def test_rejects_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit):
-        demo.parse_args(['--steps', steps])
-    assert '--steps must be >= 1, got {}'.format(steps) in capsys.readouterr().err
+        demo.main(argv)
+    assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize('seed', ['-1', str(2 ** 32 - 1)])
-def test_rejects_a_seed_outside_numpys_range(seed, capsys):
-    # The validation set is drawn from seed + 1, so 2**32 - 2 is the largest usable seed.
-    with pytest.raises(SystemExit):
-        demo.parse_args(['--seed', seed])
-    assert '--seed must be in [0, {}], got {}'.format(2 ** 32 - 2, seed) in \
-        capsys.readouterr().err
+# ----------------------------------------------------------------------------- pictures
+def test_example_image_has_a_large_hard_box_apart_from_the_normal_ones():
+    val_set = study.make_dataset(128, seed=1)
+    _, label = val_set[demo.example_index(val_set)]
+    hard, normal = label[label[:, 5] > 0], label[label[:, 5] == 0]
+    side = np.minimum(hard[:, 2] - hard[:, 0], hard[:, 3] - hard[:, 1])
+    assert len(normal) >= 1 and (side >= 28).any()
 
 
-def test_default_output_folder_is_samplers_demo():
-    assert demo.parse_args([]).out == 'samplers-demo'
+def test_samples_picture_shows_where_the_three_rules_differ():
+    # On the anchors samples.png draws, each rule left to right changes something.
+    val_set = study.make_dataset(128, seed=1)
+    _, label = val_set[demo.example_index(val_set)]
+    anchors = study.make_anchors()
+    near = demo.on_hard(label, anchors)
+    base, hard, iof = (demo.rule_labels(arm, label, anchors)[near] for arm in demo.SAMPLE_ARMS)
+    assert (base == POSITIVE).any() and not (hard == POSITIVE).any()
+    assert (hard == NEGATIVE).any() and not (iof == NEGATIVE).any()
+    assert ((base == POSITIVE) <= (hard == IGNORE)).all()
 
 
-# ----------------------------------------------------------------------------- pieces
-def test_dataset_is_the_same_for_the_same_seed():
-    a, b, c = demo.make_dataset(4, seed=7), demo.make_dataset(4, seed=7), demo.make_dataset(4, 8)
-    for (img_a, lab_a), (img_b, lab_b) in zip(a, b):
-        np.testing.assert_array_equal(img_a, img_b)
-        np.testing.assert_array_equal(lab_a, lab_b)
-    assert any(not np.array_equal(x[0], y[0]) for x, y in zip(a, c))
+def test_crop_is_square_inside_the_image_and_holds_the_hard_box():
+    label = np.array([[100, 2, 126, 30, 0, 1], [10, 10, 20, 20, 0, 0]], np.float32)
+    x1, y1, x2, y2 = demo._crop(label)
+    assert x2 - x1 == y2 - y1 >= 48
+    assert 0 <= x1 <= 100 and x2 <= study.IMAGE_SIZE and 0 <= y1 <= 2 and y2 >= 30
 
 
-def test_dataset_images_and_labels_have_the_documented_form():
-    for img, lab in demo.make_dataset(20, seed=0):
-        assert img.shape == (demo.IMAGE_SIZE, demo.IMAGE_SIZE, 3) and img.dtype == np.uint8
-        assert lab.ndim == 2 and lab.shape[1] == 6 and lab.dtype == np.float32
-        assert np.isin(lab[:, 5], (0, 1)).all()
-        assert np.isin(lab[:, 4], range(demo.NUM_CLASSES)).all()
-        assert (lab[:, :2] >= 0).all() and (lab[:, 2:4] <= demo.IMAGE_SIZE).all()
+def test_plot_proposals_draws_each_proposal_and_the_ground_truth():
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+    from samplers.viz import plot_proposals
+    ax = Figure().add_subplot()
+    boxes = np.array([[1, 1, 5, 5], [2, 2, 9, 9], [np.nan, 0, 1, 1]], np.float32)
+    plot_proposals(None, boxes, gt_boxes=[[0, 0, 4, 4], [5, 5, 8, 8]], hard=[0, 1], ax=ax)
+    rects = [p for p in ax.patches if isinstance(p, Rectangle)]
+    assert len(rects) == 4  # two finite proposals, two ground-truth boxes
+    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == \
+        ['ground truth', 'hard ground truth', 'proposals (2)']
 
 
-def test_dataset_flags_every_tiny_object_hard():
-    labels = np.concatenate([lab for _, lab in demo.make_dataset(100, seed=0)])
-    side = np.maximum(labels[:, 2] - labels[:, 0], labels[:, 3] - labels[:, 1])
-    assert (labels[side < 10, 5] == 1).all()
-    assert (labels[:, 5] == 1).any() and (labels[:, 5] == 0).any()
-
-
-def test_anchors_follow_the_rpn_output_order():
-    anchors = demo.make_anchors()
-    net = demo.TinyRPN()
-    net.initialize()
-    scores, deltas = net(mx.nd.zeros((1, 3, demo.IMAGE_SIZE, demo.IMAGE_SIZE)))
-    per_cell = len(demo.ANCHOR_SIZES) * len(demo.ANCHOR_RATIOS)
-    cells = demo.IMAGE_SIZE // demo.STRIDE
-    assert scores.shape == (1, len(anchors)) and deltas.shape == (1, len(anchors), 4)
-    centres = (anchors[:, :2] + anchors[:, 2:]) / 2
-    grid = centres.reshape(cells, cells, per_cell, 2)
-    assert np.allclose(grid[0, 1, :, 0], 1.5 * demo.STRIDE)  # x grows along a row
-    assert np.allclose(grid[1, 0, :, 1], 1.5 * demo.STRIDE)  # y grows down the rows
-
-
-def test_table_has_a_header_a_rule_and_one_line_per_run():
-    row = dict(run='r', source='s', recall=0.5, hard='1 (of 2 hard objects)', cls=0.1, box=0.2,
-               time=1.0)
-    lines = demo.format_table([row, dict(row, run='second')]).splitlines()
-    assert len(lines) == 4 and set(lines[1].replace(' ', '')) == {'-'}
-    assert lines[3].startswith('second')
+def test_plot_samples_fades_the_image_on_request():
+    from matplotlib.figure import Figure
+    from samplers.viz import plot_samples
+    ax = Figure().add_subplot()
+    plot_samples(np.zeros((8, 8, 3), np.uint8), [[0, 0, 4, 4]], [1], ax=ax, image_alpha=0.5)
+    assert ax.images[0].get_alpha() == 0.5
+    with pytest.raises(ValueError, match='image_alpha'):
+        plot_samples(None, [[0, 0, 4, 4]], [1], ax=ax, image_alpha=0)
