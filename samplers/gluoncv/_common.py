@@ -45,3 +45,15 @@ def hard_flags(label, hard_column):
         hint='; hard flags are 0/1 such as VOC difficult. If that column means something else '
              '(COCO with --mixup puts the mixup weight there), use hard_column=None')
     return flags.astype(np.float32)
+
+
+#: Instance attribute where our transforms cache their target generator (GluonCV's own
+#: cache attribute is left alone, so uninstall() brings GluonCV's generator back).
+CACHE = '_samplers_target_generator'
+
+
+def pickle_state(transform):
+    """A transform's instance dict to pickle: without our cached generator (rebuilt on use)."""
+    state = dict(transform.__dict__)
+    state.pop(CACHE, None)
+    return state

@@ -51,7 +51,8 @@ from .. import rcnn as _second_stage
 from ..backend import to_numpy
 from ..rpn import RPNTargetGenerator as _RPNTargetGenerator
 from ..rpn import RPNTargetSampler as _RPNTargetSampler
-from ._common import HARD_COLUMN, INSTALLED, PENDING, check_hard_column, hard_flags
+from ._common import (CACHE, HARD_COLUMN, INSTALLED, PENDING, check_hard_column, hard_flags,
+                      pickle_state)
 
 __all__ = ['FasterRCNNTrainTransform', 'MaskRCNNTrainTransform', 'RPNTargetGenerator',
            'RPNTargetSampler', 'RCNNTargetSampler', 'use_hard_sampler']
@@ -71,7 +72,6 @@ _GLUONCV = {
     'mask_task_init': _mask_task.ForwardBackwardTask.__init__,
     'mask_targets': _MaskTargetGenerator.hybrid_forward,
 }
-_CACHE = '_samplers_target_generator'  # instance attribute; GluonCV's own cache is left alone
 # Hard flags of the network call in flight, for that call and that thread only: ``task``
 # (B, M, 1) NDArray from a ForwardBackwardTask, ``hard`` (B, M) NDArray or Symbol for the sampler.
 _NET = threading.local()
@@ -241,7 +241,7 @@ def _build_target_generator(self):
     """
     if self._net_none:
         return None
-    generator = self.__dict__.get(_CACHE)
+    generator = self.__dict__.get(CACHE)
     if generator is None:
         options = {} if '_hard_column' in self.__dict__ else dict(INSTALLED.rpn_options)
         options.update(self._kwargs)
@@ -249,15 +249,8 @@ def _build_target_generator(self):
             num_sample=self._num_sample, pos_iou_thresh=self._pos_iou_thresh,
             neg_iou_thresh=self._neg_iou_thresh, pos_ratio=self._pos_ratio,
             stds=self._box_norm, **options)
-        setattr(self, _CACHE, generator)
+        setattr(self, CACHE, generator)
     return generator
-
-
-def _state(transform):
-    """The instance dict to pickle: without our cached generator (rebuilt on first use)."""
-    state = dict(transform.__dict__)
-    state.pop(_CACHE, None)
-    return state
 
 
 def _reduce_gluoncv_transform(self, protocol):
@@ -272,7 +265,7 @@ def _reduce_gluoncv_transform(self, protocol):
             _MaskTransform: MaskRCNNTrainTransform}.get(type(self))
     if ours is None:
         return object.__reduce_ex__(self, protocol)
-    state = _state(self)
+    state = pickle_state(self)
     state['_kwargs'] = dict(INSTALLED.rpn_options, **state['_kwargs'])
     state['_hard_column'] = _hard_column_of(self)
     return _rebuild, (ours, state)
@@ -293,13 +286,13 @@ class _HardFlagsTransform:
         generator = RPNTargetGenerator(**generator_options)
         self._hard_column = hard_column
         if not self._net_none:
-            setattr(self, _CACHE, generator)
+            setattr(self, CACHE, generator)
             _cache_feature_shapes(self)
 
     _target_generator = property(_build_target_generator)
 
     def __getstate__(self):
-        return _state(self)
+        return pickle_state(self)
 
 
 def _generator_options(num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio, box_norm, kwargs):

@@ -26,14 +26,14 @@ from gluoncv.model_zoo.ssd import target as _ssd_target
 
 from ..backend import is_ndarray
 from .. import ssd as _ssd
-from ._common import HARD_COLUMN, INSTALLED, PENDING, check_hard_column, hard_flags
+from ._common import (CACHE, HARD_COLUMN, INSTALLED, PENDING, check_hard_column, hard_flags,
+                      pickle_state)
 
 __all__ = ['SSDTrainTransform', 'SSDMultiBoxLoss', 'SSDTargetGenerator']
 
 _GluonCVTransform = _ssd_presets.SSDDefaultTrainTransform
 # Taken at import, before any install(): the body every patched call runs.
 _GLUONCV_CALL = _GluonCVTransform.__call__
-_CACHE = '_samplers_target_generator'  # instance attribute; GluonCV's own cache is left alone
 
 
 # --------------------------------------------------------------------------- GluonCV-typed parts
@@ -102,26 +102,19 @@ def _build_target_generator(self):
     """Our generator, built on first use from the transform's settings; None without anchors."""
     if self._anchors_none:
         return None
-    generator = self.__dict__.get(_CACHE)
+    generator = self.__dict__.get(CACHE)
     if generator is None:
         generator = SSDTargetGenerator(iou_thresh=self._iou_thresh, stds=self._box_norm,
                                        negative_mining_ratio=-1, **self._kwargs)
-        setattr(self, _CACHE, generator)
+        setattr(self, CACHE, generator)
     return generator
-
-
-def _state(transform):
-    """The instance dict to pickle: without our cached generator (rebuilt on first use)."""
-    state = dict(transform.__dict__)
-    state.pop(_CACHE, None)
-    return state
 
 
 def _reduce_gluoncv_transform(self, protocol):
     """Pickle a patched GluonCV transform as an SSDTrainTransform (see the rcnn module)."""
     if type(self) is not _GluonCVTransform:
         return object.__reduce_ex__(self, protocol)
-    return _rebuild, (_state(self), _hard_column_of(self))
+    return _rebuild, (pickle_state(self), _hard_column_of(self))
 
 
 def _rebuild(state, hard_column):
@@ -165,13 +158,13 @@ class SSDTrainTransform(_GluonCVTransform):
                          iou_thresh=iou_thresh, box_norm=box_norm, **kwargs)
         self._hard_column = hard_column
         if anchors is not None:
-            setattr(self, _CACHE, generator)
+            setattr(self, CACHE, generator)
 
     __call__ = _call_with_hard_flags
     _target_generator = property(_build_target_generator)
 
     def __getstate__(self):
-        return _state(self)
+        return pickle_state(self)
 
 
 # --------------------------------------------------------------------------- what install() patches
