@@ -287,10 +287,13 @@ def gluoncv_targets():
     return targets
 
 
-def ours_targets(use_hard=True, hard_iof_thresh=None):
-    """This package's RPN target generator, given the hard flags (label column 5) or not."""
+def ours_targets(use_hard=True, hard_iof_thresh=None, **draw):
+    """This package's RPN target generator, given the hard flags (label column 5) or not.
+
+    ``draw``: the generator's balanced-draw options (``pos_sampler``, ``neg_sampler``).
+    """
     from .rpn import RPNTargetGenerator
-    generator = RPNTargetGenerator(hard_iof_thresh=hard_iof_thresh)
+    generator = RPNTargetGenerator(hard_iof_thresh=hard_iof_thresh, **draw)
 
     def targets(label, anchors):
         hard = label[:, 5] if use_hard else None
@@ -326,6 +329,16 @@ ARMS = {arm.name: arm for arm in (
     # to one score everywhere (see 'hard+ohem-only' and ``--probe``).
     Arm('hard+ohem', 'hard flags; random sample + OHEM negatives (1 per positive, >= 16)',
         ours_targets, mining=(1, 16, True)),
+    # Balanced draws (Libra R-CNN, mmdetection), not in the default set: the same
+    # candidates and quotas as 'hard', only which candidates fill the quota changes.
+    # IoU-balanced negatives draw the background evenly over [0, 0.3) in 3 bins, so
+    # the rarer near-miss anchors (IoU 0.1-0.3) are not drowned by empty background.
+    Arm('hard+iou-balanced', 'hard flags; IoU-balanced negatives (3 bins)',
+        lambda: ours_targets(neg_sampler='iou_balanced')),
+    # Instance-balanced positives split the positive quota evenly over the boxes,
+    # so one large object does not take most of it.
+    Arm('hard+instance-balanced', 'hard flags; instance-balanced positives',
+        lambda: ours_targets(pos_sampler='instance_balanced')),
     # The old demo's OHEM run, kept as a diagnostic (not in the default set):
     # only the top-loss negatives, 3 per positive and at least 32 per image
     # (with about 4 positives per image, the 32 decide: about 8 to 1).
