@@ -802,3 +802,55 @@ def test_transform_infers_the_feature_shape_once_per_image_size(c4_net):
         apply(transform, image(), label(BOX + [3, 0]))
     apply(transform, image(320, 256), label(BOX + [3, 0]))
     assert len(transform._feat_sym.shapes) == 2
+
+
+# ----------------------------------------------------------------------------- fast transform body
+
+def bits(x):
+    """The float32 bit patterns of an image tensor NDArray (bit-for-bit comparison)."""
+    return x.asnumpy().view(np.uint32)
+
+
+@pytest.mark.parametrize('use_cv2', [True, False])
+@pytest.mark.parametrize('network', ['c4_net', 'fpn_net'])
+def test_our_transform_outputs_equal_gluoncv_bit_for_bit(network, use_cv2, request, monkeypatch):
+    net = request.getfixturevalue(network)
+    if not use_cv2:
+        monkeypatch.setattr(sg_rcnn, '_cv2', None)
+    lab = label(BOX + [3, 0], [180., 20., 300., 110., 5, 0])
+    for flip_p in (0.0, 1.0):
+        kwargs = dict(num_sample=NO_SUBSAMPLING, flip_p=flip_p)
+        for height, width in ((256, 320), (171, 233)):
+            ours = apply(make(sg.FasterRCNNTrainTransform, net, **kwargs), image(height, width),
+                         lab)
+            theirs = apply(make(GluonCVTransform, net, **kwargs), image(height, width), lab[:, :5])
+            assert_same_outputs(ours[2:], theirs[2:])
+            assert np.array_equal(ours[1][:, :5], theirs[1]) and ours[1].dtype == theirs[1].dtype
+            assert type(ours[0]) is type(theirs[0]) and ours[0].dtype == theirs[0].dtype
+            np.testing.assert_array_equal(bits(ours[0]), bits(theirs[0]))
+
+
+def test_pixel_table_gives_to_tensor_and_normalize_values_for_every_uint8(monkeypatch):
+    mean, std = (0.5, 0.25, 0.125), (0.3, 0.7, 0.11)
+    pixels = np.stack([np.arange(256, dtype=np.uint8).reshape(16, 16),
+                       np.arange(255, -1, -1, dtype=np.uint8).reshape(16, 16),
+                       np.roll(np.arange(256, dtype=np.uint8), 7).reshape(16, 16)], axis=2)
+    theirs = mx.nd.image.normalize(mx.nd.image.to_tensor(mx.nd.array(pixels, dtype='uint8')),
+                                   mean=mean, std=std)
+    table = sg_rcnn._pixel_table(mean, std)  # pylint: disable=protected-access
+    np.testing.assert_array_equal(bits(sg_rcnn._image_tensor(pixels, table, False)), bits(theirs))
+    monkeypatch.setattr(sg_rcnn, '_cv2', None)
+    np.testing.assert_array_equal(bits(sg_rcnn._image_tensor(pixels, table, True)),
+                                  bits(theirs)[:, :, ::-1])
+
+
+def test_flip_draws_from_numpy_as_gluoncv_does(c4_net):
+    lab = label([10., 64., 100., 192., 3])
+    flipped = set()
+    for seed in range(6):
+        ours = apply(make(sg.FasterRCNNTrainTransform, c4_net, flip_p=0.5), image(), lab, seed)
+        theirs = apply(make(GluonCVTransform, c4_net, flip_p=0.5), image(), lab, seed)
+        np.testing.assert_array_equal(ours[1], theirs[1])
+        np.testing.assert_array_equal(bits(ours[0]), bits(theirs[0]))
+        flipped.add(bool(ours[1][0, 0] > 100))
+    assert flipped == {False, True}  # the seeds cover both draws

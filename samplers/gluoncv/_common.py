@@ -53,7 +53,8 @@ CACHE = '_samplers_target_generator'
 
 
 def pickle_state(transform):
-    """A transform's instance dict to pickle: without our cached generator (rebuilt on use)."""
+    """A transform's instance dict to pickle: without our caches (rebuilt on use)."""
     state = dict(transform.__dict__)
     state.pop(CACHE, None)
+    state.pop('_samplers_anchors', None)  # numpy anchors per image size (rcnn.py), rebuilt on use
     return state
