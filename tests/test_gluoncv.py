@@ -3,6 +3,7 @@ import copy
 import json
 import os
 import pickle
+import random
 import subprocess
 import sys
 from multiprocessing.pool import ThreadPool
@@ -854,3 +855,30 @@ def test_flip_draws_from_numpy_as_gluoncv_does(c4_net):
         np.testing.assert_array_equal(bits(ours[0]), bits(theirs[0]))
         flipped.add(bool(ours[1][0, 0] > 100))
     assert flipped == {False, True}  # the seeds cover both draws
+
+
+def test_mask_transform_outputs_equal_gluoncv_bit_for_bit(mask_net, monkeypatch):
+    monkeypatch.setattr(tmask, 'to_mask', rectangle_mask)
+    lab = label([10., 64., 100., 192., 3, 0], [180., 20., 300., 110., 5, 0])
+    for seed in range(3):  # GluonCV's Mask R-CNN flips with probability 0.5
+        ours = apply_mask(mask_transform(sg.MaskRCNNTrainTransform, mask_net,
+                                         num_sample=NO_SUBSAMPLING), lab, seed)
+        theirs = apply_mask(mask_transform(GluonCVMaskTransform, mask_net,
+                                           num_sample=NO_SUBSAMPLING), lab[:, :5], seed)
+        assert len(ours) == len(theirs) == 6
+        assert_same_outputs(ours[2:], theirs[2:])
+        assert np.array_equal(ours[1][:, :5], theirs[1]) and ours[1].dtype == theirs[1].dtype
+        np.testing.assert_array_equal(bits(ours[0]), bits(theirs[0]))
+
+
+def test_random_short_side_draws_from_python_random_as_gluoncv_does(c4_net):
+    kwargs = dict(num_sample=NO_SUBSAMPLING, flip_p=0.5, short=(200, 300))
+    lab = label(BOX + [3])
+    for seed in range(3):
+        outputs = []
+        for cls in (sg.FasterRCNNTrainTransform, GluonCVTransform):
+            random.seed(seed)
+            outputs.append(apply(cls(net=c4_net, ashape=c4_net.ashape, **kwargs), image(), lab,
+                                 seed))
+        assert_same_outputs(*outputs)
+        np.testing.assert_array_equal(bits(outputs[0][0]), bits(outputs[1][0]))

@@ -31,12 +31,14 @@ network's sampler the same way (a graph input: hybridized networks work).
 """
 from __future__ import annotations
 
+import random
 import threading
 
 import mxnet as mx
 import numpy as np
 from gluoncv.data.transforms import bbox as _tbbox
 from gluoncv.data.transforms import image as _timage
+from gluoncv.data.transforms import mask as _tmask
 from gluoncv.data.transforms.presets import rcnn as _presets
 from gluoncv.model_zoo.rcnn.faster_rcnn import data_parallel as _faster_task
 from gluoncv.model_zoo.rcnn.faster_rcnn import faster_rcnn as _faster
@@ -205,6 +207,7 @@ def _with_hard_flags(gluoncv_call):
 
 
 _gluoncv_faster_call = _with_hard_flags(_GLUONCV['faster_call'])
+_gluoncv_mask_call = _with_hard_flags(_GLUONCV['mask_call'])
 
 # (mean, std) -> (3, 256) float32: what to_tensor + normalize make of each uint8 value.
 _PIXEL_TABLES = {}
@@ -265,35 +268,49 @@ def _level_anchors(transform, image_height, image_width):
     return found
 
 
-def _faster_call(self, src, label):
-    """GluonCV's Faster R-CNN training steps, with faster primitives and the same outputs.
+def _fast_path(transform, src):
+    # pylint: disable=protected-access
+    return (transform._anchors is not None and isinstance(src, mx.nd.NDArray)
+            and src.dtype == np.uint8 and src.ndim == 3 and src.shape[2] == 3)
 
-    Resize (GluonCV's), flip drawn as GluonCV's ``random_flip`` draws it
-    (numpy's RNG), the image normalised through a per-channel table of
-    ``to_tensor`` + ``normalize`` values, the anchors cached as numpy per
-    image size. Anything but a uint8 NDArray image at a fixed short side runs
-    GluonCV's body.
+
+def _train_outputs(transform, src, label, flip_p, segm=None):
+    """GluonCV's training steps with faster primitives and the same outputs, RNG draws included.
+
+    Resize (GluonCV's; a random short side from python's ``random`` as
+    GluonCV's), the flip drawn as GluonCV's ``random_flip`` draws it (numpy's
+    RNG: vertical, never, then horizontal), the image normalised through a
+    per-channel table of ``to_tensor`` + ``normalize`` values, the anchors
+    cached as numpy per image size. With ``segm`` (Mask R-CNN polygons) the
+    masks come last, rasterised by GluonCV's ``to_mask``.
     """
     # pylint: disable=protected-access
-    if (self._anchors is None or self._random_resize or not isinstance(src, mx.nd.NDArray)
-            or src.dtype != np.uint8 or src.ndim != 3 or src.shape[2] != 3):
-        return _gluoncv_faster_call(self, src, label)
-    _cache_feature_shapes(self)
-    hard = hard_flags(label, _hard_column_of(self))
+    _cache_feature_shapes(transform)
+    hard = hard_flags(label, _hard_column_of(transform))
+    short = transform._short
+    if transform._random_resize:
+        short = random.randint(short[0], short[1])
     height, width, _ = src.shape
-    img = _timage.resize_short_within(src, self._short, self._max_size, interp=1)
-    bbox = _tbbox.resize(label, (width, height), (img.shape[1], img.shape[0]))
+    img = _timage.resize_short_within(src, short, transform._max_size, interp=1)
+    size, new_size = (width, height), (img.shape[1], img.shape[0])
+    bbox = _tbbox.resize(label, size, new_size)
+    if segm is not None:
+        segm = [_tmask.resize(polys, size, new_size) for polys in segm]
     height, width, _ = img.shape
-    np.random.choice([False, True], p=[1, 0])  # random_flip's vertical draw, never flipping
-    flip_x = np.random.choice([False, True], p=[1 - self._flip_p, self._flip_p])
+    np.random.choice([False, True], p=[1, 0])
+    flip_x = np.random.choice([False, True], p=[1 - flip_p, flip_p])
     bbox = _tbbox.flip(bbox, (width, height), flip_x=flip_x)
-    img = _image_tensor(img.asnumpy(), _pixel_table(self._mean, self._std), flip_x)
-    levels = _level_anchors(self, height, width)
+    if segm is not None:
+        segm = [_tmask.flip(polys, (width, height), flip_x=flip_x) for polys in segm]
+        masks = mx.nd.stack(*[mx.nd.array(_tmask.to_mask(polys, (width, height)))
+                              for polys in segm], axis=0)
+    img = _image_tensor(img.asnumpy(), _pixel_table(transform._mean, transform._std), flip_x)
+    levels = _level_anchors(transform, height, width)
     anchors = levels[0][1] if len(levels) == 1 else np.concatenate([a for _, a in levels])
     outer = getattr(PENDING, 'hard', None)
     PENDING.hard = hard
     try:
-        cls_target, box_target, box_mask = self._target_generator(
+        cls_target, box_target, box_mask = transform._target_generator(
             bbox[:, :4].astype(np.float32), anchors, width, height)
     finally:
         PENDING.hard = outer
@@ -305,8 +322,25 @@ def _faster_call(self, src, label):
                             (box_masks, box_mask)):
             out.append(target[start:start + size].reshape(oshape[2], oshape[3], -1))
         start += size
-    return img, bbox.astype(np.float32), cls_targets, box_targets, box_masks
-_mask_call = _with_hard_flags(_GLUONCV['mask_call'])
+    outputs = (img, bbox.astype(np.float32), cls_targets, box_targets, box_masks)
+    return outputs if segm is None else outputs + (masks,)
+
+
+def _faster_call(self, src, label):
+    """GluonCV's Faster R-CNN training transform, faster, same outputs (:func:`_train_outputs`).
+
+    Anything but a uint8 (H, W, 3) NDArray image, or no network, runs GluonCV's body.
+    """
+    if not _fast_path(self, src):
+        return _gluoncv_faster_call(self, src, label)
+    return _train_outputs(self, src, label, self._flip_p)
+
+
+def _mask_call(self, src, label, segm):
+    """GluonCV's Mask R-CNN training transform (flip probability 0.5), faster, same outputs."""
+    if not _fast_path(self, src):
+        return _gluoncv_mask_call(self, src, label, segm)
+    return _train_outputs(self, src, label, 0.5, segm)
 
 
 class _FeatureShapes:
