@@ -872,7 +872,8 @@ def _rcnn_transform_case(bench, sizes, rng):
         agree=(lambda: _transform_targets(FasterRCNNTrainTransform(**every)(*five)),
                lambda: _transform_targets(theirs_cls(**every)(*five))),
         notes=['ours: samplers.gluoncv.FasterRCNNTrainTransform, the class install() makes '
-               "GluonCV's behave as; feature shapes inferred once per image size"])
+               "GluonCV's behave as; own call body: table look-up normalisation, feature shapes and "
+               'numpy anchors once per image size'])
 
 
 # --------------------------------------------------------------------------- machine
