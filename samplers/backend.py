@@ -279,6 +279,21 @@ def _nd_dtype(x, y):
     return 'float32'
 
 
+def _np_compact_mask(m):
+    """A 0/1 uint8 mask: a boolean array is viewed as uint8 (no copy), anything else converted."""
+    if isinstance(m, np.ndarray) and m.dtype == np.bool_:
+        return m.view(np.uint8)
+    return np.asarray(m, dtype=np.uint8)
+
+
+def _np_expand(a, axis):
+    """``np.expand_dims(a, axis)`` for one int axis, as a reshape (a view, less overhead)."""
+    a = np.asarray(a)
+    if axis < 0:
+        axis += a.ndim + 1
+    return a.reshape(a.shape[:axis] + (1,) + a.shape[axis:])
+
+
 #: The helpers a rule needs beyond operators, for numpy arrays.
 NUMPY_OPS = types.SimpleNamespace(
     name='numpy',
@@ -304,12 +319,12 @@ NUMPY_OPS = types.SimpleNamespace(
         cond, (flags > 0)[:, None, :]).any(axis=-1).astype(np.float32),  # cond and flags > 0
     # masks and constants
     mask=lambda m: np.asarray(m, dtype=np.float32),   # bool/0-1 -> float32 0/1
-    compact_mask=lambda m: np.asarray(m, dtype=np.uint8),  # bool/0-1 -> smallest 0/1 type
+    compact_mask=_np_compact_mask,              # bool/0-1 -> smallest 0/1 type (uint8)
     zeros_like=lambda a: np.zeros(a.shape, np.float32),    # float32 zeros of a's shape
     ones_like=lambda a: np.ones(np.shape(a), np.float32),  # float32 ones of a's shape
     # shapes
-    expand=np.expand_dims,                                      # expand(a, axis)
-    columns=lambda a: np.split(a, a.shape[-1], axis=-1),        # (..., K) -> K x (..., 1)
+    expand=_np_expand,                                          # expand(a, axis)
+    columns=lambda a: [a[..., i:i + 1] for i in range(a.shape[-1])],  # (..., K) -> K x (..., 1)
     unstack=lambda a: [a[..., i] for i in range(a.shape[-1])],  # (..., K) -> K x (...)
     concat=lambda parts: np.concatenate(parts, axis=-1),        # along the last axis
 )
