@@ -192,18 +192,24 @@ def _rpn_ious(anchors, boxes, width, height):
     return ious
 
 
-def _quota_inputs(rng, sizes):
-    """(B, N) matches and (B, N, M) IoUs of RPN-like proposals against ground truth."""
+def _proposals(rng, sizes):
+    """(B, N, 4) RPN-like proposals on a 600x1000 image, 30% jittered copies of the (B, M, 4)
+    ground-truth boxes it also returns, the rest anywhere."""
     batch, num, m = sizes['batch'], sizes['proposals'], sizes['boxes']
     height, width = 600, 1000
     gts, props = [], []
     for _ in range(batch):
         gt = random_boxes(rng, m, height, width)
         near = _jitter(rng, gt[rng.randint(0, m, num * 3 // 10)])
-        far = random_boxes(rng, num - len(near), height, width)
+        props.append(np.concatenate([near, random_boxes(rng, num - len(near), height, width)]))
         gts.append(gt)
-        props.append(np.concatenate([near, far]))
-    ious = box_iou(np.stack(props), np.stack(gts))  # (B, N, M) float32
+    return np.stack(props), np.stack(gts)
+
+
+def _quota_inputs(rng, sizes):
+    """(B, N) matches and (B, N, M) IoUs of RPN-like proposals against ground truth."""
+    props, gts = _proposals(rng, sizes)
+    ious = box_iou(props, gts)  # (B, N, M) float32
     best = ious.max(axis=-1)
     matches = np.where(best >= 0.5, ious.argmax(axis=-1), -1).astype(np.float32)
     return matches, ious
@@ -670,16 +676,9 @@ def _rss_peak(num, m, seed):
 
 def _rcnn_inputs(rng, sizes):
     """(B, N, 4) proposals, (B, N, 1) scores and (B, M, 4) boxes: 30% of proposals near a box."""
-    batch, num, m = sizes['batch'], sizes['proposals'], sizes['boxes']
-    height, width = 600, 1000
-    gts, rois = [], []
-    for _ in range(batch):
-        gt = random_boxes(rng, m, height, width)
-        near = _jitter(rng, gt[rng.randint(0, m, num * 3 // 10)])
-        rois.append(np.concatenate([near, random_boxes(rng, num - len(near), height, width)]))
-        gts.append(gt)
-    scores = rng.uniform(0, 1, (batch, num, 1)).astype(np.float32)
-    return np.stack(rois), scores, np.stack(gts)
+    rois, gts = _proposals(rng, sizes)
+    scores = rng.uniform(0, 1, rois.shape[:2] + (1,)).astype(np.float32)
+    return rois, scores, gts
 
 
 def _rcnn_label_differences(ours, theirs):

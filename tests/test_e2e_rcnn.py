@@ -26,6 +26,7 @@ from gluoncv.model_zoo.rcnn.mask_rcnn.data_parallel import \
     ForwardBackwardTask as MaskTask  # noqa: E402
 
 import samplers.gluoncv as sg  # noqa: E402
+from voc_tiny import rectangle_mask  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings('ignore::UserWarning')
 HEIGHT, WIDTH = 192, 256
@@ -120,16 +121,6 @@ def c4_net():
 @pytest.fixture(scope='module')
 def fpn_net():
     return build('faster_rcnn_fpn_resnet50_v1b_coco')
-
-
-def rectangle_mask(polys, size):
-    """(height, width) 0/1 mask of one object's rectangle polygons, as GluonCV's ``to_mask``."""
-    width, height = size
-    mask = np.zeros((height, width), np.uint8)
-    for poly in polys:
-        (x1, y1), (x2, y2) = poly.min(axis=0).astype(int), np.ceil(poly.max(axis=0)).astype(int)
-        mask[y1:y2, x1:x2] = 1
-    return mask
 
 
 @pytest.fixture(scope='module')

@@ -30,6 +30,7 @@ from gluoncv.data.transforms import mask as tmask  # noqa: E402
 import samplers.gluoncv as sg  # noqa: E402
 import samplers.gluoncv.rcnn as sg_rcnn  # noqa: E402
 from conftest import CPU_CONTEXTS, requires_gpu  # noqa: E402
+from voc_tiny import rectangle_mask  # noqa: E402
 
 # GluonCV's FPN network warns while tracing its features symbol; not ours to fix.
 pytestmark = pytest.mark.filterwarnings('ignore:Cannot decide type:UserWarning')
@@ -688,19 +689,6 @@ def test_our_rpn_sampler_swaps_into_gluoncv_generator():
 
 
 # ----------------------------------------------------------------------------- Mask R-CNN
-def rectangle_mask(polys, size):
-    """(height, width) 0/1 mask of one object's rectangle polygons, as GluonCV's ``to_mask``.
-
-    GluonCV's needs pycocotools, which this project does not depend on.
-    """
-    width, height = size
-    mask = np.zeros((height, width), np.uint8)
-    for poly in polys:
-        (x1, y1), (x2, y2) = poly.min(axis=0).astype(int), np.ceil(poly.max(axis=0)).astype(int)
-        mask[y1:y2, x1:x2] = 1
-    return mask
-
-
 @pytest.fixture(scope='module')
 def mask_net():
     with pytest.MonkeyPatch.context() as patch:

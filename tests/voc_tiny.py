@@ -44,3 +44,17 @@ def write_voc(root, seed=0):
     with open(os.path.join(base, 'ImageSets', 'Main', 'train.txt'), 'w') as f:
         f.write('\n'.join(names) + '\n')
     return len(names)
+
+
+def rectangle_mask(polys, size):
+    """(height, width) 0/1 mask of one object's rectangle polygons, as GluonCV's ``to_mask``.
+
+    GluonCV's needs pycocotools, which this project does not depend on; the tiny sets'
+    polygons are rectangles, so a rectangle fill stands in for it.
+    """
+    width, height = size
+    mask = np.zeros((height, width), np.uint8)
+    for poly in polys:
+        (x1, y1), (x2, y2) = poly.min(axis=0).astype(int), np.ceil(poly.max(axis=0)).astype(int)
+        mask[y1:y2, x1:x2] = 1
+    return mask
