@@ -197,6 +197,10 @@ def near_best(ious, bar, eps=EPS):
     ``bar`` is the best IoU of each box (broadcast against ``ious``); +inf
     marks a box that makes no best anchor. Boolean for numpy, 0/1 for NDArrays.
     """
+    if isinstance(ious, np.ndarray) and ious.size and np.min(bar) >= eps:
+        # Every bar >= eps: then ``ious + eps > bar`` alone implies ``ious > 0`` (rounding is
+        # monotone and 0 + eps == eps), so numpy skips one comparison and one temporary.
+        return ious + ious.dtype.type(eps) > bar
     return (ious > 0) * (ious + eps > bar)
 
 
@@ -240,8 +244,9 @@ def match_anchors(ious, valid_gt=None, eps=EPS):
         return max_iou, match, best
     bar = np.where(live, bar, np.inf).astype(arr.dtype)
     cand = np.flatnonzero(to_numpy(max_iou) + arr.dtype.type(eps) > bar.min())
-    for start in range(0, cand.size, 65536):  # bounded temporaries
-        rows = cand[start:start + 65536]
+    step = max(1, 2 ** 17 // m)  # temporaries of ~0.5 MB: reused, not page-faulted in anew
+    for start in range(0, cand.size, step):
+        rows = cand[start:start + step]
         best[rows[np.flatnonzero(near_best(arr[rows], bar, eps)) // m]] = True
     return max_iou, match, best
 

@@ -155,9 +155,9 @@ def _ignore_nonfinite_rows(ious):
     there are none) and None on mx.nd (counting would read the device).
     """
     if use_numpy(ious):
-        if np.isfinite(ious.sum()):  # one pass; the usual case
-            return ious, 0
         bad = ~finite_rows(ious)
+        if not bad.any():
+            return ious, 0
         return np.where(bad[..., None], ious.dtype.type(INVALID_IOU), ious), int(bad.sum())
     bad = 1 - finite_rows(ious)
     return ops(ious).where(ops(ious).expand(bad, -1), INVALID_IOU, ious), None
@@ -296,12 +296,18 @@ class RPNTargetSampler(gluon.Block):
 
     def _sample_image(self, ious, hard):
         """``(samples, matches)`` of one (N, M) numpy image; ``hard`` (M,) bool or None."""
-        ious, num_bad = _ignore_nonfinite_rows(np.ascontiguousarray(ious))
-        if num_bad:
-            warn_once(self, 'nonfinite', '{}: {} anchor(s) with a NaN/inf IoU were ignored '
-                      '(logged once)'.format(type(self).__name__, num_bad))
+        ious = np.ascontiguousarray(ious)
         normal = None if hard is None or not hard.any() else ~hard
         facts = _dense_facts(ious, normal, None, self._pos_t, self._neg_t)
+        # NaN and +inf reach each anchor's best IoU (facts.iou); -inf shows in the minimum.
+        # Cheaper than a finiteness pass before the facts, and such rows are rare.
+        if ious.size and not (np.isfinite(facts.iou).all() and np.isfinite(ious.min())):
+            ious, num_bad = _ignore_nonfinite_rows(ious)
+            warn_once(self, 'nonfinite', '{}: {} anchor(s) with a NaN/inf IoU were ignored '
+                      '(logged once)'.format(type(self).__name__, num_bad))
+            facts = _dense_facts(ious, normal, None, self._pos_t, self._neg_t)
+        if self._strategies.neg_sampler == 'uniform':
+            facts.iou = None  # only the IoU-balanced draw reads it; the sampling peak is lower
         return self._sample(facts, ious.shape[1]).astype(np.float32, copy=False), facts.match
 
     def _call_nd(self, ious, hard):

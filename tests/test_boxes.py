@@ -317,3 +317,32 @@ def test_match_anchors_gives_best_match_over_valid_boxes_and_the_best_anchor_mas
         nd_out = B.match_anchors(mx.nd.array(ious), mx.nd.array(valid))
     for ours, theirs in zip(nd_out, (max_iou, match, best)):
         np.testing.assert_array_equal(ours.asnumpy(), theirs)
+
+
+_IOU_VALUES = st.sampled_from([0.0, -1.0, 1e-9, B.EPS / 2, B.EPS, 0.3, 0.7, 1.0])
+
+
+@given(st.lists(st.lists(_IOU_VALUES, min_size=3, max_size=3), min_size=1, max_size=5),
+       st.lists(st.sampled_from([B.EPS, 2 * B.EPS, 0.3, 0.7, 1.0, np.inf, 0.0, B.EPS / 2]),
+                min_size=3, max_size=3))
+@settings(max_examples=150, deadline=None)
+def test_near_best_is_the_two_part_test_on_numpy_and_ndarray(rows, bars):
+    # numpy drops the "> 0" half when every bar is >= eps; the answer must not change.
+    ious = np.array(rows, np.float32)
+    bar = np.array(bars, np.float32)
+    expect = (ious > 0) & (ious + np.float32(B.EPS) > bar)
+    np.testing.assert_array_equal(B.near_best(ious, bar), expect)
+    nd = B.near_best(mx.nd.array(ious), mx.nd.array(bar).reshape((1, 3)))
+    np.testing.assert_array_equal(nd.asnumpy().astype(bool), expect)
+
+
+def test_match_anchors_with_many_candidate_rows_equals_the_plain_rule():
+    # More candidate rows than one chunk of the numpy path, ties and zero columns included.
+    rng = np.random.RandomState(3)
+    ious = (rng.uniform(0, 1, (20000, 40)) * (rng.uniform(0, 1, (20000, 40)) < 0.3))
+    ious = ious.astype(np.float32)
+    ious[:, 7] = 0          # a box nothing overlaps marks nothing
+    ious[100:5000, 3] = 1   # thousands of tied best anchors of box 3
+    bar = ious.max(axis=0)
+    expect = ((ious > 0) & (ious + np.float32(B.EPS) > bar)).any(axis=1)
+    np.testing.assert_array_equal(B.match_anchors(ious)[2], expect)

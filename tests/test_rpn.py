@@ -340,6 +340,14 @@ def test_nan_against_a_hard_box_ignores_the_anchor_and_its_box_takes_the_next_be
     np.testing.assert_array_equal(samples, [0, 1, -1])
     assert matches[1] == 0
 
+@pytest.mark.parametrize('bad', [np.inf, -np.inf])
+def test_inf_against_a_hard_box_ignores_the_anchor_like_nan(bad):
+    # Each non-finite value is found wherever it sits: in a hard box's column, an anchor's
+    # +inf is never its best normal IoU, and a -inf is never any row's maximum.
+    ious = np.array([[0.5, bad], [0.4, 0.0], [0.1, 0.0]], np.float32)
+    samples, _ = sampler()(ious, np.array([0, 1]))
+    np.testing.assert_array_equal(samples, [0, 1, -1])
+
 def test_differs_from_gluoncv_no_ground_truth_works():
     with pytest.raises(ValueError):
         GluonSampler(ALL, 0.7, 0.3, 0.5)(np.zeros((3, 0), np.float32))
