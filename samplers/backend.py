@@ -41,7 +41,7 @@ __all__ = [
     'like', 'host_view',
     'check_int', 'check_ratio', 'check_thresh', 'check_boxes', 'check_flags', 'check_bool',
     'warn_once',
-    'NUMPY_OPS', 'ND_OPS', 'SYM_OPS', 'ops', 'ops_F', 'kind_ops', 'NUMPY_F',
+    'NUMPY_OPS', 'ND_OPS', 'SYM_OPS', 'ops', 'ops_F', 'kind_ops', 'NUMPY_F', 'labels_from_masks',
 ]
 
 
@@ -383,6 +383,13 @@ SYM_OPS = types.SimpleNamespace(
     mask=lambda m: mx.sym.cast(m, 'float32'),
     zeros_like=lambda a: mx.sym.zeros_like(mx.sym.cast(a, 'float32')),
 )
+
+
+def labels_from_masks(o, pos, neg):
+    """Labels from disjoint 0/1 masks of one backend ``o`` (an ops namespace): float32,
+    :data:`POSITIVE` where ``pos``, :data:`NEGATIVE` where ``neg``, :data:`IGNORE` elsewhere."""
+    labels = (POSITIVE - IGNORE) * o.mask(pos) + (NEGATIVE - IGNORE) * o.mask(neg)
+    return labels + IGNORE if IGNORE else labels
 
 
 def ops(x):

@@ -23,8 +23,8 @@ import numpy as np
 import mxnet as mx
 from mxnet import gluon
 
-from .backend import (NUMPY_OPS, check_boxes, check_int, check_ratio, host_view, is_ndarray, like,
-                      ops_F, to_numpy, use_numpy, warn_once)
+from .backend import (NUMPY_OPS, check_boxes, check_int, check_ratio, host_view, is_ndarray,
+                      labels_from_masks, like, ops_F, to_numpy, use_numpy, warn_once)
 from .boxes import box_iou, finite_rows, keep_top_mask, row_max
 
 __all__ = ['OHEMSampler', 'background_loss', 'background_loss_F', 'greedy_nms_first',
@@ -387,7 +387,7 @@ class OHEMSampler(gluon.HybridBlock):
             F = mx.nd if o.name == 'ndarray' else mx.sym
             candidate = candidate * o.mask(F.min(F.abs(boxes) < _INF, axis=2))
             negative = self._dedup_F(F, loss, candidate, F.cast(quota, 'float32'), boxes)
-        return positive - negative
+        return labels_from_masks(o, positive, negative)
 
     # ----------------------------------------------------------------------- numpy inputs
     def _inputs_np(self, x, logits, ious, scores, boxes):

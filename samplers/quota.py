@@ -18,7 +18,8 @@ from mxnet import gluon
 from . import boxes
 from .balanced import Strategies
 from .backend import (NUMPY_F, NUMPY_OPS, ND_OPS, check_bool, check_flags, check_int, check_ratio,
-                      check_thresh, is_ndarray, like, ndarray_backend_forced, use_numpy, warn_once)
+                      check_thresh, is_ndarray, labels_from_masks, like, ndarray_backend_forced,
+                      use_numpy, warn_once)
 
 __all__ = ['QuotaSampler', 'OP_TYPE']
 
@@ -133,10 +134,11 @@ class _QuotaRule:
                                                      self.neg_ratio, self.fill_negative),
                               ops.sum(neg, 1, keepdims=True))
         if how.neg_sampler == 'uniform':
-            return keep_pos - boxes.keep_lowest_keys(neg, max_neg, keys)
-        # Bins over the negative range [max(neg_thresh_low, 0), neg_thresh_high).
-        return keep_pos - how.keep_neg_F(F, neg, max_neg, keys, best,
-                                         max(self.neg_thresh_low, 0.0), self.neg_thresh_high)
+            keep_neg = boxes.keep_lowest_keys(neg, max_neg, keys)
+        else:  # bins over the negative range [max(neg_thresh_low, 0), neg_thresh_high)
+            keep_neg = how.keep_neg_F(F, neg, max_neg, keys, best,
+                                      max(self.neg_thresh_low, 0.0), self.neg_thresh_high)
+        return labels_from_masks(ops, keep_pos, keep_neg)
 
     def label_numpy(self, matches, ious, hard=None, not_negative=None, keys=None):
         """:meth:`label` on numpy arrays (``ious`` (B, N, M) may have M = 0)."""

@@ -43,9 +43,9 @@ from mxnet import autograd, gluon
 
 from .anchor_grid import GridCache, border_limits, grid_facts
 from .balanced import Strategies
-from .backend import (NEGATIVE, POSITIVE, check_boxes, check_flags, check_int, check_ratio,
-                      check_thresh, is_ndarray, kind_ops, like, ops, to_numpy, use_numpy,
-                      warn_once)
+from .backend import (POSITIVE, check_boxes, check_flags, check_int, check_ratio,
+                      check_thresh, is_ndarray, kind_ops, labels_from_masks, like, ops, to_numpy,
+                      use_numpy, warn_once)
 from .boxes import (INVALID_IOU, best_match, box_iof, box_iou, cls_target_from_labels,
                     encode_boxes, finite_rows, keep_random, match_anchors, negative_quota,
                     positive_quota)
@@ -144,7 +144,7 @@ def _subsample(pos, neg, num_sample, max_pos, strategies=None, facts=None, num_b
         neg = xp.compact_mask(keep_random(neg, max_neg))
     else:
         neg = xp.compact_mask(strategies.keep_neg(neg, max_neg, facts.iou, high=neg_high))
-    return xp.mask(POSITIVE * pos) + NEGATIVE * xp.mask(neg)
+    return labels_from_masks(xp, pos, neg)
 
 
 # =========================================================================== facts, densely

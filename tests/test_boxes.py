@@ -346,3 +346,20 @@ def test_match_anchors_with_many_candidate_rows_equals_the_plain_rule():
     bar = ious.max(axis=0)
     expect = ((ious > 0) & (ious + np.float32(B.EPS) > bar)).any(axis=1)
     np.testing.assert_array_equal(B.match_anchors(ious)[2], expect)
+
+
+@pytest.mark.parametrize('kind', ['numpy', 'ndarray', 'symbol'])
+def test_labels_from_masks_writes_the_package_constants(kind):
+    pos = np.array([[1, 0, 0, 1]], np.float32)
+    neg = np.array([[0, 1, 0, 0]], np.float32)
+    expect = [[samplers.POSITIVE, samplers.NEGATIVE, samplers.IGNORE, samplers.POSITIVE]]
+    if kind == 'numpy':
+        out = backend.labels_from_masks(backend.NUMPY_OPS, pos > 0, neg)
+    elif kind == 'ndarray':
+        out = backend.labels_from_masks(backend.ND_OPS, mx.nd.array(pos), mx.nd.array(neg))
+        out = out.asnumpy()
+    else:
+        sym = backend.labels_from_masks(backend.SYM_OPS, mx.sym.var('p'), mx.sym.var('n'))
+        out = sym.eval(p=mx.nd.array(pos), n=mx.nd.array(neg))[0].asnumpy()
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, expect)
