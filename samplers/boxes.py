@@ -40,12 +40,17 @@ _LEFT_OUT = -2.0
 
 
 # --------------------------------------------------------------------------- box formats
+def _center_columns(xp, boxes):
+    """``(cx, cy, w, h)`` columns, each (..., 1), of (..., 4) corner boxes."""
+    x1, y1, x2, y2 = xp.columns(boxes)
+    w, h = x2 - x1, y2 - y1
+    return x1 + 0.5 * w, y1 + 0.5 * h, w, h
+
+
 def corner_to_center(boxes):
     """(x1, y1, x2, y2) -> (cx, cy, w, h) along the last axis (numpy or NDArray, kind kept)."""
     xp = kind_ops(boxes)
-    x1, y1, x2, y2 = xp.columns(boxes)
-    w, h = x2 - x1, y2 - y1
-    return xp.concat([x1 + 0.5 * w, y1 + 0.5 * h, w, h])
+    return xp.concat(list(_center_columns(xp, boxes)))
 
 
 def center_to_corner(boxes):
@@ -273,8 +278,8 @@ def encode_boxes(anchors, gts, stds=(1., 1., 1., 1.)):
     log(gh / ah) / std3)`` of centers and sizes (no +1), GluonCV's encoding.
     """
     xp = kind_ops(anchors)
-    ax, ay, aw, ah = xp.columns(corner_to_center(anchors))
-    gx, gy, gw, gh = xp.columns(corner_to_center(gts))
+    ax, ay, aw, ah = _center_columns(xp, anchors)
+    gx, gy, gw, gh = _center_columns(xp, gts)
     return xp.concat([(gx - ax) / aw / stds[0], (gy - ay) / ah / stds[1],
                       xp.log(gw / aw) / stds[2], xp.log(gh / ah) / stds[3]])
 
@@ -286,8 +291,14 @@ _CLS_CODES = ((POSITIVE, CLS_POSITIVE), (NEGATIVE, CLS_NEGATIVE), (IGNORE, CLS_I
 
 def _recode(values, table):
     """float32 ``sum(to * (values == frm))`` over the (frm, to) pairs, numpy or NDArray."""
-    xp = kind_ops(values)
-    return sum(to * xp.mask(values == frm) for frm, to in table if to)
+    if not is_ndarray(values):  # the same sum, written into one array: no float temporaries
+        values = np.asarray(values)
+        out = np.zeros(values.shape, np.float32)
+        for frm, to in table:
+            if to:
+                np.copyto(out, np.float32(to), where=values == frm)
+        return out
+    return sum(to * ND_OPS.mask(values == frm) for frm, to in table if to)
 
 
 def cls_target_from_labels(labels):

@@ -138,7 +138,7 @@ def _subsample(pos, neg, num_sample, max_pos, strategies=None, facts=None, num_b
         pos = xp.compact_mask(keep_random(pos, max_pos))
     else:
         pos = xp.compact_mask(strategies.keep_pos(pos, max_pos, facts.match, num_box))
-    kept = xp.sum(pos, axis=-1, keepdims=True)
+    kept = xp.count(pos)
     max_neg = negative_quota(num_sample, kept, 0.0)
     if strategies is None or strategies.neg_sampler == 'uniform':
         neg = xp.compact_mask(keep_random(neg, max_neg))
@@ -469,7 +469,7 @@ class RPNTargetGenerator(gluon.Block):
         pos = np.flatnonzero(samples == POSITIVE)
         if pos.size:
             match = facts.match[pos] if facts.match is not None \
-                else best_match(box_iou(anc[pos], gt), ~hard)[1]
+                else best_match(box_iou(anc[pos], gt), ~hard if hard.any() else None)[1]
             box_target[pos] = encode_boxes(anc[pos], gt[match], self._stds)
             box_mask[pos] = 1
         return tuple(_like_fresh(v, anchor)
