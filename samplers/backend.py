@@ -434,14 +434,15 @@ def _np_pick(data, index, axis=-1, keepdims=False):
 
 
 def _np_sort(data, axis=-1, is_ascend=True):
-    """``mx.nd.sort`` for numpy (stable)."""
-    out = np.sort(data, axis=axis, kind='stable')
+    """``mx.nd.sort`` for numpy (sorted values: stability cannot show, so numpy's quicksort)."""
+    out = np.sort(data, axis=axis)
     return out if is_ascend else np.flip(out, axis)
 
 
 def _np_compare(fn):
-    """An ``mx.nd.broadcast_*`` comparison for numpy: float32 0/1."""
-    return lambda a, b: fn(a, b).astype(np.float32)
+    """An ``mx.nd.broadcast_*`` comparison for numpy: 0/1 as booleans, which multiply and
+    add as 0/1 and cast to float32 once where the rule asks (``F.cast``)."""
+    return fn
 
 
 #: The subset of ``mx.nd``'s operators the ``_F`` rules of :mod:`samplers.balanced` and
@@ -449,8 +450,9 @@ def _np_compare(fn):
 #: rule body serves ``F = mx.nd``, ``mx.sym`` and numpy (``balanced`` counts groups with its
 #: own numpy sort, so the one-hot and argsort of its ``F`` branch are not needed here).
 NUMPY_F = types.SimpleNamespace(
-    cast=lambda x, dtype: np.asarray(x).astype(dtype),
-    where=lambda cond, x, y: np.where(np.asarray(cond) != 0, x, y),
+    cast=lambda x, dtype: np.asarray(x).astype(dtype, copy=False),
+    where=lambda cond, x, y: np.where(cond if getattr(cond, 'dtype', None) == np.bool_
+                                      else np.asarray(cond) != 0, x, y),
     minimum=np.minimum, maximum=np.maximum,
     sum=lambda a, axis=None, keepdims=False: np.sum(a, axis=axis, keepdims=keepdims),
     max=lambda a, axis=None, keepdims=False: np.max(a, axis=axis, keepdims=keepdims),

@@ -8,25 +8,26 @@ What each function takes is in its docstring; in short:
 * box formats, IoU/IoF, encodings, :func:`best_match`, :func:`match_anchors`
   and :func:`keep_random` take numpy arrays or NDArrays (on any context) and
   return the input's kind;
-* :func:`col_max`, :func:`row_max`, :func:`finite_rows` and :func:`keep_top`
-  are numpy-only speed helpers;
+* :func:`col_max`, :func:`row_max` and :func:`finite_rows` are numpy-only
+  speed helpers;
 * functions whose name ends in ``_F`` take the Gluon ``F`` namespace first and
-  work on both ``mx.nd`` and ``mx.sym``, for use inside ``hybrid_forward``.
+  work on ``mx.nd``, ``mx.sym`` and numpy (:data:`samplers.backend.NUMPY_F`),
+  for use inside ``hybrid_forward`` and on both backends.
 """
 from __future__ import annotations
 
 import numpy as np
 import mxnet as mx
 
-from .backend import (POSITIVE, NEGATIVE, IGNORE, ND_OPS, check_boxes, is_ndarray, kind_ops,
-                      like, ops, to_numpy, use_numpy)
+from .backend import (POSITIVE, NEGATIVE, IGNORE, ND_OPS, NUMPY_F, check_boxes, is_ndarray,
+                      kind_ops, like, ops, to_numpy, use_numpy)
 
 __all__ = [
     'box_iou', 'box_iof', 'corner_to_center', 'center_to_corner',
     'best_match', 'match_anchors', 'INVALID_IOU', 'best_anchor_mask', 'near_best', 'col_max', 'EPS',
     'encode_boxes', 'cls_target_from_labels', 'labels_from_cls_target',
     'CLS_POSITIVE', 'CLS_NEGATIVE', 'CLS_IGNORE',
-    'keep_random', 'keep_random_F', 'keep_top', 'keep_top_F', 'row_max', 'finite_rows',
+    'keep_random', 'keep_random_F', 'keep_top_F', 'row_max', 'finite_rows',
     'positive_quota', 'negative_quota', 'negative_quota_F',
 ]
 
@@ -406,27 +407,23 @@ def keep_top_F(F, scores, mask, k):
     above = F.cast(F.broadcast_greater(key, kth), 'float32') * mask
     tied = F.cast(F.broadcast_equal(key, kth), 'float32') * mask
     room = k - F.sum(above, axis=1, keepdims=True)
-    return above + tied * F.broadcast_lesser_equal(F.cumsum(tied, axis=1), room)
+    return above + _first_in_row(F, tied, room)
 
 
-def keep_top(scores, mask, k):
-    """numpy twin of :func:`keep_top_F`: boolean (B, N); ``k`` (B,) ints."""
-    # Kept apart from keep_top_F(NUMPY_F, ...), which gives the same masks but measured 6x
-    # (32 x 8732) and 10x (8 x 2000) slower: its stable sort, float32 casts and cumsum over
-    # every row, where this one sorts in place and walks the tied entries of crowded rows only.
-    key = np.where(mask, scores, -np.inf)
-    num_rows, num = key.shape
-    if num == 0:
-        return np.zeros(key.shape, dtype=bool)
-    k = np.asarray(k).reshape(-1)
-    ranked = np.sort(key, axis=1)
-    kth = ranked[np.arange(num_rows), np.clip(num - k, 0, num - 1)][:, None]
-    above = mask & (key > kth)
-    tied = mask & (key == kth)
-    room = k - above.sum(axis=1)
-    crowded = np.flatnonzero(tied.sum(axis=1) > room)  # usually none: ties are rare
-    tied[crowded] &= np.cumsum(tied[crowded], axis=1) <= room[crowded, None]
-    return above | tied
+def _first_in_row(F, mask, room):
+    """Per row, the first ``room`` entries of a 0/1 ``mask``: ``mask * (cumsum(mask) <= room)``.
+
+    On numpy the formula runs on the crowded rows only (more entries than ``room``, rare
+    for float scores); every other row is its mask unchanged.
+    """
+    if F is not NUMPY_F:
+        return mask * F.broadcast_lesser_equal(F.cumsum(mask, axis=1), room)
+    room = np.reshape(room, (-1, 1))
+    crowded = np.flatnonzero(mask.sum(axis=1) > room[:, 0])
+    if crowded.size:
+        mask = mask.copy()
+        mask[crowded] *= np.cumsum(mask[crowded], axis=1) <= room[crowded]
+    return mask
 
 
 #: Up to this many elements :func:`finite_rows` tests every element directly.
@@ -518,8 +515,9 @@ def keep_lowest_keys(mask, k, keys=None):
         return keep_random_F(mx.nd, mask, k, keys)
     cand = np.asarray(mask) > 0
     k = np.asarray(k).reshape(-1).astype(np.int64)
-    kept = keep_random(cand, k) if keys is None else keep_top(-np.asarray(keys), cand, k)
-    return kept.astype(np.float32)
+    if keys is None:
+        return keep_random(cand, k).astype(np.float32)
+    return keep_top_F(NUMPY_F, -np.asarray(keys, np.float32), cand, k.reshape(-1, 1))
 
 
 def box_iof_F(F, a, b):
@@ -542,11 +540,8 @@ def keep_top_mask(o, scores, mask, k):
     ``o`` is a namespace of :mod:`samplers.backend` (``NUMPY_OPS``, ``ND_OPS``
     or ``SYM_OPS``); ``scores`` and ``mask`` (B, N), ``k`` (B, 1) counts (floats
     allowed, capped at the row's number of candidates). Returns a (B, N)
-    float32 0/1 mask: :func:`keep_top` on numpy, :func:`keep_top_F` otherwise
-    (same rule: ties go to the lower index).
+    float32 0/1 mask: :func:`keep_top_F` with numpy's ``F`` (:data:`NUMPY_F`),
+    ``mx.nd`` or ``mx.sym``.
     """
-    if o.name == 'numpy':
-        mask = np.asarray(mask) > 0
-        k = np.minimum(np.asarray(k, np.float64).reshape(-1), mask.shape[1])
-        return keep_top(scores, mask, k.astype(np.int64)).astype(np.float32)
-    return keep_top_F(mx.nd if o.name == 'ndarray' else mx.sym, scores, mask, k)
+    F = {'numpy': NUMPY_F, 'ndarray': mx.nd}.get(o.name, mx.sym)
+    return F.cast(keep_top_F(F, scores, mask, k), 'float32')

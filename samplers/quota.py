@@ -18,8 +18,8 @@ from mxnet import gluon
 from . import boxes
 from .balanced import Strategies
 from .backend import (NUMPY_F, NUMPY_OPS, ND_OPS, check_bool, check_flags, check_int, check_ratio,
-                      check_thresh, is_ndarray, labels_from_masks, like, ndarray_backend_forced,
-                      use_numpy, warn_once)
+                      check_thresh, host_view, is_ndarray, labels_from_masks, like,
+                      ndarray_backend_forced, use_numpy, warn_once)
 
 __all__ = ['QuotaSampler', 'OP_TYPE']
 
@@ -185,8 +185,8 @@ class _QuotaOp(mx.operator.CustomOp):
     def forward(self, is_train, req, in_data, out_data, aux):
         out = out_data[0]
         named = dict(zip(self._names, in_data))
-        if self._use_numpy:
-            named = {name: x.asnumpy() for name, x in named.items()}
+        if self._use_numpy:  # read in place (CPU memory): no copy of the (B, N, M) IoUs
+            named = {name: host_view(x) for name, x in named.items()}
         inputs = [named.get(name) for name in ('matches', 'ious', 'hard', 'not_negative', 'keys')]
         if self._use_numpy:
             labels = mx.nd.array(self._rule.label_numpy(*inputs), ctx=out.context,

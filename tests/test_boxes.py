@@ -363,3 +363,15 @@ def test_labels_from_masks_writes_the_package_constants(kind):
         out = sym.eval(p=mx.nd.array(pos), n=mx.nd.array(neg))[0].asnumpy()
     assert out.dtype == np.float32
     np.testing.assert_array_equal(out, expect)
+
+
+@pytest.mark.parametrize('F', [backend.NUMPY_F, mx.nd], ids=['numpy', 'ndarray'])
+def test_keep_top_F_keeps_k_per_row_ties_to_lower_index(F):
+    # One tie rule for every backend: the k-th highest score's ties go to the lower index.
+    scores = np.array([[3, 1, 3, 3, 0], [1, 2, 3, 4, 5]], np.float32)
+    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]], np.float32)
+    k = np.array([[2], [3]], np.float32)
+    wrap = (lambda a: a) if F is backend.NUMPY_F else mx.nd.array
+    got = B.keep_top_F(F, wrap(scores), wrap(mask), wrap(k))
+    got = got if F is backend.NUMPY_F else got.asnumpy()
+    np.testing.assert_array_equal(got, [[1, 0, 1, 0, 0], [0, 1, 1, 1, 0]])

@@ -18,7 +18,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from samplers.backend import force_ndarray_backend, host_view
-from samplers.boxes import box_iou, keep_top
+from samplers.boxes import box_iou
 from samplers.ohem import OHEMSampler, background_loss, background_loss_F, greedy_nms_first
 
 gluoncv_sampler = pytest.importorskip('gluoncv.nn.sampler')
@@ -318,13 +318,6 @@ def test_small_losses_keep_their_order():
     logits = np.array([[0, -30], [0, -31], [0, -29]], np.float32)
     loss, _ = background_loss(logits)
     assert loss[2] > loss[0] > loss[1] > 0
-
-
-def test_keep_top_keeps_k_per_row_ties_to_lower_index():
-    scores = np.array([[3, 1, 3, 3, 0], [1, 2, 3, 4, 5]], np.float32)
-    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]], bool)
-    got = keep_top(scores, mask, np.array([2, 3]))
-    np.testing.assert_array_equal(got, [[1, 0, 1, 0, 0], [0, 1, 1, 1, 0]])
 
 
 # --------------------------------------------------------------------------- dtypes, contexts
