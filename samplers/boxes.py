@@ -140,6 +140,22 @@ def box_iof(a, b, fmt='corner'):
     return _overlap(a, b, fmt, 'iof', 'a', 'b')
 
 
+def box_iof_F(F, a, b):
+    """:func:`box_iof` for ``hybrid_forward``: ``|a & b| / |a|``.
+
+    ``a`` (B, K, 4), ``b`` (B, M, 4) corner boxes -> (B, K, M); an ``a`` box of zero area
+    gives 0. Works on ``mx.nd`` and ``mx.sym``: symbols do not broadcast through ``-`` and
+    ``*``, so :func:`_overlap_pairs` cannot serve graphs.
+    """
+    ax1, ay1, ax2, ay2 = F.split(F.expand_dims(a, axis=2), num_outputs=4, axis=-1)
+    bx1, by1, bx2, by2 = F.split(F.expand_dims(b, axis=1), num_outputs=4, axis=-1)
+    iw = F.relu(F.broadcast_minimum(ax2, bx2) - F.broadcast_maximum(ax1, bx1))
+    ih = F.relu(F.broadcast_minimum(ay2, by2) - F.broadcast_maximum(ay1, by1))
+    inter = F.squeeze(iw * ih, axis=-1)                                  # (B, K, M)
+    area = F.squeeze(F.relu(ax2 - ax1) * F.relu(ay2 - ay1), axis=-1)     # (B, K, 1)
+    return F.broadcast_div(inter, F.broadcast_maximum(area, F.ones_like(area) * 1e-12))
+
+
 # --------------------------------------------------------------------------- matching
 def best_match(ious, valid_gt=None):
     """Best ground truth per anchor: ``(max_iou, argmax)`` over the last axis.
@@ -178,23 +194,6 @@ def best_match(ious, valid_gt=None):
 
 #: Tie tolerance of the best-anchor rule: GluonCV 0.10.5's ``np.spacing(np.float32(1))``.
 EPS = float(np.spacing(np.float32(1.0)))
-
-
-def col_max(a):
-    """``a.max(axis=0)`` for a C-contiguous (N, M) numpy array, fast when M is small.
-
-    numpy reduces axis 0 row by row; folding k rows into one long row first
-    makes its inner loop long (about 10x faster for M around 10).
-    """
-    n, m = a.shape
-    out = np.full(m, -np.inf, dtype=a.dtype)
-    k = max(1, 4096 // max(m, 1))
-    r = n // k * k
-    if r:
-        np.maximum(out, a[:r].reshape(-1, k * m).max(axis=0).reshape(k, m).max(axis=0), out=out)
-    if r < n:
-        np.maximum(out, a[r:].max(axis=0), out=out)
-    return out
 
 
 def near_best(ious, bar, eps=EPS):
@@ -269,7 +268,7 @@ def best_anchor_mask(ious, eps=EPS, valid_gt=None, valid_anchor=None):
     return match_anchors(ious, valid_gt, eps)[2]
 
 
-# --------------------------------------------------------------------------- encoding
+# --------------------------------------------------------------------------- encoding and class codes
 def encode_boxes(anchors, gts, stds=(1., 1., 1., 1.)):
     """Normalized center offsets of ``gts`` from ``anchors``: the RPN box target.
 
@@ -337,7 +336,15 @@ def negative_quota(num_sample, num_pos_kept, neg_ratio, fill_negative=True):
     return np.maximum(num_sample - num_pos_kept, fixed)
 
 
-# --------------------------------------------------------------------------- keep k at random
+def negative_quota_F(F, num_sample, num_pos_kept, neg_ratio, fill_negative=True):
+    """:func:`negative_quota` for an ``F`` array of kept positives (B, 1), on its context."""
+    fixed = int(neg_ratio * num_sample)
+    if not fill_negative:
+        return F.ones_like(num_pos_kept) * fixed
+    return F.maximum(num_sample - num_pos_kept, fixed)
+
+
+# --------------------------------------------------------------------------- keep k of each row
 def keep_random(mask, k):
     """Keep at most ``k`` of the True entries of each row of ``mask``, uniformly at random.
 
@@ -388,6 +395,26 @@ def _keep_random_row(row, k):
     return out
 
 
+def keep_random_F(F, mask, k, keys=None):
+    """Symbolic-friendly :func:`keep_random` for ``hybrid_forward``.
+
+    ``mask`` (B, N) 0/1 and ``k`` (B, 1) per-row limits, both ``F`` arrays.
+    Each candidate gets a uniform random key on the input's context;
+    the ``k`` lowest keys of each row are kept (:func:`keep_top_F` on the
+    negated keys). Returns a (B, N) 0/1 float32 array.
+
+    ``keys`` (B, N), optional: the uniform keys to use instead of drawing them.
+    Pass keys drawn in the graph when this runs inside a CustomOp: its forward
+    runs in MXNet's worker thread, whose generator ``mx.random.seed`` does not
+    reset (MXNet 1.9), so keys drawn there would not reproduce under a seed.
+    """
+    mask = (mask > 0).astype('float32')
+    if keys is None:
+        keys = F.random.uniform_like(mask)
+    # The k lowest uniform keys are a uniform k-subset: keep the top k of -key.
+    return keep_top_F(F, -keys.astype('float32'), mask, k.astype('float32'))
+
+
 def keep_top_F(F, scores, mask, k):
     """Per row, the ``k`` highest ``scores`` among ``mask``, for ``hybrid_forward``.
 
@@ -426,83 +453,6 @@ def _first_in_row(F, mask, room):
     return mask
 
 
-#: Up to this many elements :func:`finite_rows` tests every element directly.
-_SMALL_FINITE = 4096
-
-
-def finite_rows(a):
-    """Whether each row (last axis) of ``a`` is all finite, shape ``a.shape[:-1]``.
-
-    numpy (boolean result): one BLAS sum per row finds the rows that may hold
-    NaN/inf (a non-finite sum); only those are checked element by element,
-    since a sum of finite values can overflow too; much faster than
-    ``np.isfinite(a).all(-1)`` for a short last axis. NDArray on the mx.nd
-    backend (0/1 result, on its context): ``a - a`` is NaN exactly at NaN/inf.
-    """
-    if not use_numpy(a):
-        return mx.nd.sum((a - a) != 0, axis=-1) == 0
-    a = to_numpy(a)
-    if a.shape[-1] == 0:
-        return np.ones(a.shape[:-1], dtype=bool)
-    rows = a.reshape(-1, a.shape[-1])
-    if rows.size <= _SMALL_FINITE:  # the element test is cheaper than the sum's setup
-        return np.isfinite(rows).all(axis=1).reshape(a.shape[:-1])
-    with np.errstate(over='ignore', invalid='ignore'):
-        ok = np.isfinite(rows @ np.ones(rows.shape[1], rows.dtype))
-    maybe_bad = np.flatnonzero(~ok)
-    ok[maybe_bad] = np.isfinite(rows[maybe_bad]).all(axis=1)
-    return ok.reshape(a.shape[:-1])
-
-
-def row_max(a):
-    """Max over the last axis; a loop over a short last axis beats ``a.max(-1)`` 5x."""
-    if a.shape[-1] > 64:
-        return a.max(axis=-1)
-    out = a[..., 0].copy()
-    for j in range(1, a.shape[-1]):
-        np.maximum(out, a[..., j], out=out)
-    return out
-
-
-def keep_random_F(F, mask, k, keys=None):
-    """Symbolic-friendly :func:`keep_random` for ``hybrid_forward``.
-
-    ``mask`` (B, N) 0/1 and ``k`` (B, 1) per-row limits, both ``F`` arrays.
-    Each candidate gets a uniform random key on the input's context;
-    the ``k`` lowest keys of each row are kept (:func:`keep_top_F` on the
-    negated keys). Returns a (B, N) 0/1 float32 array.
-
-    ``keys`` (B, N), optional: the uniform keys to use instead of drawing them.
-    Pass keys drawn in the graph when this runs inside a CustomOp: its forward
-    runs in MXNet's worker thread, whose generator ``mx.random.seed`` does not
-    reset (MXNet 1.9), so keys drawn there would not reproduce under a seed.
-    """
-    mask = (mask > 0).astype('float32')
-    if keys is None:
-        keys = F.random.uniform_like(mask)
-    # The k lowest uniform keys are a uniform k-subset: keep the top k of -key.
-    return keep_top_F(F, -keys.astype('float32'), mask, k.astype('float32'))
-
-
-def negative_quota_F(F, num_sample, num_pos_kept, neg_ratio, fill_negative=True):
-    """:func:`negative_quota` for an ``F`` array of kept positives (B, 1), on its context."""
-    fixed = int(neg_ratio * num_sample)
-    if not fill_negative:
-        return F.ones_like(num_pos_kept) * fixed
-    return F.maximum(num_sample - num_pos_kept, fixed)
-
-
-# --------------------------------------------------------------------------- branch i9a
-def finite_rows_mask(a):
-    """float32 0/1 (shape ``a.shape[:-1]``): each row of ``a`` is all finite.
-
-    numpy: :func:`finite_rows`; NDArray: ``mx.nd`` ops on ``a``'s context, no host copy.
-    """
-    if is_ndarray(a):
-        return mx.nd.min((a == a) * (mx.nd.abs(a) != np.inf), axis=-1).astype('float32')
-    return finite_rows(a).astype(np.float32)
-
-
 def keep_lowest_keys(mask, k, keys=None):
     """Per row, the ``k`` candidates of ``mask`` with the lowest ``keys``: float32 0/1.
 
@@ -520,20 +470,6 @@ def keep_lowest_keys(mask, k, keys=None):
     return keep_top_F(NUMPY_F, -np.asarray(keys, np.float32), cand, k.reshape(-1, 1))
 
 
-def box_iof_F(F, a, b):
-    """:func:`box_iof` for ``hybrid_forward``: ``|a & b| / |a|``.
-
-    ``a`` (B, K, 4), ``b`` (B, M, 4) corner boxes -> (B, K, M); an ``a`` box of zero area gives 0. Works on ``mx.nd`` and ``mx.sym``.
-    """
-    ax1, ay1, ax2, ay2 = F.split(F.expand_dims(a, axis=2), num_outputs=4, axis=-1)
-    bx1, by1, bx2, by2 = F.split(F.expand_dims(b, axis=1), num_outputs=4, axis=-1)
-    iw = F.relu(F.broadcast_minimum(ax2, bx2) - F.broadcast_maximum(ax1, bx1))
-    ih = F.relu(F.broadcast_minimum(ay2, by2) - F.broadcast_maximum(ay1, by1))
-    inter = F.squeeze(iw * ih, axis=-1)                                  # (B, K, M)
-    area = F.squeeze(F.relu(ax2 - ax1) * F.relu(ay2 - ay1), axis=-1)     # (B, K, 1)
-    return F.broadcast_div(inter, F.broadcast_maximum(area, F.ones_like(area) * 1e-12))
-
-# ------------------------------------------------------------- i10: keep the top k, any backend
 def keep_top_mask(o, scores, mask, k):
     """Per row, the ``k`` highest ``scores`` among a 0/1 ``mask``, on the backend of ``o``.
 
@@ -545,3 +481,75 @@ def keep_top_mask(o, scores, mask, k):
     """
     F = {'numpy': NUMPY_F, 'ndarray': mx.nd}.get(o.name, mx.sym)
     return F.cast(keep_top_F(F, scores, mask, k), 'float32')
+
+
+# --------------------------------------------------------------------------- finite rows and numpy speed helpers
+#: Up to this many elements :func:`finite_rows` tests every element directly.
+_SMALL_FINITE = 4096
+
+
+def finite_rows(a):
+    """Whether each row (last axis) of ``a`` is all finite, shape ``a.shape[:-1]``.
+
+    numpy (boolean result): one BLAS sum per row finds the rows that may hold
+    NaN/inf (a non-finite sum); only those are checked element by element,
+    since a sum of finite values can overflow too; much faster than
+    ``np.isfinite(a).all(-1)`` for a short last axis. NDArray on the mx.nd
+    backend (0/1 result, on its context): ``a - a`` is NaN exactly at NaN/inf.
+    """
+    if not use_numpy(a):
+        return _finite_rows_nd(a)
+    a = to_numpy(a)
+    if a.shape[-1] == 0:
+        return np.ones(a.shape[:-1], dtype=bool)
+    rows = a.reshape(-1, a.shape[-1])
+    if rows.size <= _SMALL_FINITE:  # the element test is cheaper than the sum's setup
+        return np.isfinite(rows).all(axis=1).reshape(a.shape[:-1])
+    with np.errstate(over='ignore', invalid='ignore'):
+        ok = np.isfinite(rows @ np.ones(rows.shape[1], rows.dtype))
+    maybe_bad = np.flatnonzero(~ok)
+    ok[maybe_bad] = np.isfinite(rows[maybe_bad]).all(axis=1)
+    return ok.reshape(a.shape[:-1])
+
+
+def finite_rows_mask(a):
+    """:func:`finite_rows` as float32 0/1, by the input's kind: an NDArray stays on its context.
+
+    For rules that run in MXNet's worker threads, where :func:`samplers.force_ndarray_backend` of
+    the caller's thread is not seen.
+    """
+    if is_ndarray(a):
+        return _finite_rows_nd(a).astype('float32')
+    return finite_rows(a).astype(np.float32)
+
+
+def _finite_rows_nd(a):
+    """0/1 NDArray on ``a``'s context: ``a - a`` is NaN exactly where ``a`` is NaN or inf."""
+    return mx.nd.sum((a - a) != 0, axis=-1) == 0
+
+
+def col_max(a):
+    """``a.max(axis=0)`` for a C-contiguous (N, M) numpy array, fast when M is small.
+
+    numpy reduces axis 0 row by row; folding k rows into one long row first
+    makes its inner loop long (about 10x faster for M around 10).
+    """
+    n, m = a.shape
+    out = np.full(m, -np.inf, dtype=a.dtype)
+    k = max(1, 4096 // max(m, 1))
+    r = n // k * k
+    if r:
+        np.maximum(out, a[:r].reshape(-1, k * m).max(axis=0).reshape(k, m).max(axis=0), out=out)
+    if r < n:
+        np.maximum(out, a[r:].max(axis=0), out=out)
+    return out
+
+
+def row_max(a):
+    """Max over the last axis; a loop over a short last axis beats ``a.max(-1)`` 5x."""
+    if a.shape[-1] > 64:
+        return a.max(axis=-1)
+    out = a[..., 0].copy()
+    for j in range(1, a.shape[-1]):
+        np.maximum(out, a[..., j], out=out)
+    return out
