@@ -410,7 +410,8 @@ assert (POSITIVE, NEGATIVE, IGNORE) == (1, -1, 0), 'labels_from_masks assumes 1 
 
 
 def ops(x):
-    """:data:`NUMPY_OPS` when ``x`` takes the numpy backend (:func:`use_numpy`), else :data:`ND_OPS`."""
+    """:data:`NUMPY_OPS` when ``x`` takes the numpy backend (:func:`use_numpy`), else
+    :data:`ND_OPS`."""
     return NUMPY_OPS if use_numpy(x) else ND_OPS
 
 

@@ -268,7 +268,7 @@ def best_anchor_mask(ious, eps=EPS, valid_gt=None, valid_anchor=None):
     return match_anchors(ious, valid_gt, eps)[2]
 
 
-# --------------------------------------------------------------------------- encoding and class codes
+# ------------------------------------------------------------------------ encoding and class codes
 def encode_boxes(anchors, gts, stds=(1., 1., 1., 1.)):
     """Normalized center offsets of ``gts`` from ``anchors``: the RPN box target.
 
@@ -483,7 +483,7 @@ def keep_top_mask(o, scores, mask, k):
     return F.cast(keep_top_F(F, scores, mask, k), 'float32')
 
 
-# --------------------------------------------------------------------------- finite rows and numpy speed helpers
+# ------------------------------------------------------------- finite rows and numpy speed helpers
 #: Up to this many elements :func:`finite_rows` tests every element directly.
 _SMALL_FINITE = 4096
 
