@@ -100,9 +100,10 @@ def _group_share_numpy(mask, group, depth, share, keys, want_rest=True):
     partial sort of those (``np.partition`` at the ranks wanted, no argsort)
     gives every group's q-th lowest value, and a candidate below it is picked.
     Candidates equal to it (keys that agree in their leading bits) are taken in
-    column order until the group holds its quota, so the counts stay exact. Falls back to :func:`_group_share_exact` when ids leave
-    too few bits for the keys, or keys lie outside [0, 1). ``group`` None: one
-    group per row. ``want_rest`` False skips the fresh keys (returned as None).
+    column order until the group holds its quota, so the counts stay exact.
+    Falls back to :func:`_group_share_exact` when ids leave too few bits for the
+    keys, or keys lie outside [0, 1). ``group`` None: one group per row.
+    ``want_rest`` False skips the fresh keys (returned as None).
     """
     num_rows = mask.shape[0]
     cand = np.asarray(mask) > 0
