@@ -236,24 +236,10 @@ class OHEMSampler(gluon.HybridBlock):
     skipped, until ``num_neg`` are chosen or the candidates run out (then
     fewer are taken). Candidates with a non-finite box are ignored.
 
-    Backends (see :mod:`samplers.backend`): numpy for numpy input and CPU
-    NDArrays, hybridized or not (measured several times faster than MXNet's
-    CPU operators); otherwise F operators, run by ``mx.nd`` on the input's
-    context or, after ``hybridize()`` or inside a hybridized network, as a
-    graph: no host copy, the per-image counts handled by ranking once. The
-    rule itself (``_labels``: :func:`ohem_quota`, :func:`hard_negatives`) is
-    one body for all three; the backends differ only in how its per-anchor
-    inputs are computed. A call leaves nothing on the sampler: each float
-    input is computed in its own width (float64 stays float64), so threads
-    may share one sampler. A graph reads ``ious`` of either rank as
-    (B, N, -1), and is rebuilt when the set of None inputs or the float
-    widths change (threads sharing a hybridized sampler take turns, as Gluon
-    keeps one graph per block; a hybridized parent traces us in float32).
-    For de-duplication the
-    numpy path stops its greedy walk after ``num_neg`` survivors (about
-    ``num_neg * N`` IoUs), while the F path runs ``mx.nd.contrib.box_nms``
-    over all candidates (about N**2: fine on a GPU, seconds on MXNet's CPU
-    for SSD-sized N). No gradient flows through the sampler. Picklable.
+    Backends: numpy for numpy input and CPU NDArrays, ``F`` operators elsewhere (``mx.nd``
+    on the input's context, or a graph after ``hybridize()``), with no host copy; one rule
+    body (``_labels``) for all three. No gradient flows through the sampler. Picklable. The
+    README's OHEMSampler section has the notes on threads, graphs and de-duplication cost.
     """
 
     def __init__(self, ratio, min_samples=0, thresh=0.5, nms_thresh=None, **kwargs):
