@@ -73,21 +73,35 @@ size; ``--quick`` is ``--scale 0.01 --repeat 3 --no-rss``), ``--json``
 (machine-readable, instead of the table), ``--plot FILE`` (bar chart, needs
 matplotlib), ``--readme FILE`` (rewrites the block between ``<!-- bench:start
 -->`` and ``<!-- bench:end -->`` in FILE with the table).
+
+``--baseline REV`` compares our code with an earlier git revision instead of
+GluonCV (see :func:`run_baseline`): REV's package is imported next to ours
+(as ``samplers_baseline_<commit>``, its CustomOps renamed), every path of a
+case is built with both and timed alternating, and the table gives the median
+of the per-round ratios now / REV with a bootstrap 95% interval; two separate
+runs differ by 10-20% from process to process, one paired run by a few percent.
 """
 from __future__ import annotations
 
 import argparse
+import atexit
 import datetime
 import importlib
+import io
 import json
 import math
 import os
 import platform
+import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 import tracemalloc
+import types
 import warnings
 
 import numpy as np
@@ -301,7 +315,7 @@ def _sync(out):
         out.wait_to_read()
 
 
-def time_alternating(runners, repeat, warmup=1, clock=time.perf_counter):
+def time_alternating(runners, repeat, warmup=1, clock=time.perf_counter, keep=False):
     """Time several callables on the same inputs, alternating between them.
 
     ``runners`` maps a label to ``fn(i)``, where ``i`` is the run index
@@ -309,7 +323,8 @@ def time_alternating(runners, repeat, warmup=1, clock=time.perf_counter):
     calls each runner once, in the given order on even runs and reversed on
     odd ones. The first ``warmup`` runs are not recorded. A runner that raises
     is dropped from later runs. Returns label -> ``{'median', 'min', 'runs'}``
-    in seconds, or ``{'error': 'Type: message'}``.
+    in seconds, or ``{'error': 'Type: message'}``; ``keep`` adds ``'seconds'``,
+    the timed runs in order (run ``k`` of every label is the same round).
     """
     repeat, warmup = check_int('repeat', repeat, 1), check_int('warmup', warmup, 0)
     labels = list(runners)
@@ -337,6 +352,8 @@ def time_alternating(runners, repeat, warmup=1, clock=time.perf_counter):
         else:
             out[label] = {'median': statistics.median(seconds[label]),
                           'min': min(seconds[label]), 'runs': len(seconds[label])}
+            if keep:
+                out[label]['seconds'] = seconds[label]
     return out
 
 
@@ -456,11 +473,14 @@ class Sizes:
 
 
 class Bench:
-    """What a case's build function gets: the run's settings and :meth:`compare`."""
+    """What a case's build function gets: the run's settings and :meth:`compare`.
 
-    def __init__(self, name, repeat, warmup, scale, seed, check, rss):
+    With ``collect`` (``--baseline``), :meth:`compare` times nothing and returns ``ours``.
+    """
+
+    def __init__(self, name, repeat, warmup, scale, seed, check, rss, collect=False):
         self.name, self.repeat, self.warmup, self.scale = name, repeat, warmup, scale
-        self.seed, self.check, self.rss = seed, check, rss
+        self.seed, self.check, self.rss, self.collect = seed, check, rss, collect
 
     def compare(self, what, ours, reference, reference_name='GluonCV', others=None,
                 agree=None, notes=()):
@@ -475,6 +495,8 @@ class Bench:
         zero-argument calls with subsampling off whose results must match
         (skipped by ``--no-check``). ``notes`` are added as they are.
         """
+        if self.collect:
+            return dict(ours)
         runners = {'ours:' + label: fn for label, fn in ours.items()}
         runners[reference_name] = reference
         runners.update(others or {})
@@ -1086,6 +1108,260 @@ def plot(report, path):
     plt.close(fig)
 
 
+# --------------------------------------------------------------------------- --baseline
+#: The classes a case builds from module globals; ``--baseline`` rebinds them to REV's.
+PIECES = ('RPNTargetGenerator', 'RPNTargetSampler', 'QuotaSampler', 'OHEMSampler',
+          'RCNNTargetSampler', 'SSDMultiBoxLoss')
+_BASELINES = {}  # commit -> imported baseline package (each extracted once per process)
+
+
+def _git(root, *args):
+    """stdout of ``git -C root args``; ``ValueError`` with git's message when it fails."""
+    try:
+        done = subprocess.run(['git', '-C', root] + list(args), capture_output=True,
+                              check=False)
+    except OSError as err:
+        raise ValueError('--baseline needs git: {}'.format(err)) from None
+    if done.returncode:
+        message = done.stderr.decode(errors='replace').strip().splitlines()
+        raise ValueError('git {}: {}'.format(args[0], message[-1] if message else 'failed'))
+    return done.stdout
+
+
+def repo_root():
+    """The git checkout our ``samplers`` package is imported from; ``ValueError`` if none."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        top = _git(here, 'rev-parse', '--show-toplevel').decode().strip()
+    except ValueError as err:
+        raise ValueError('--baseline needs samplers imported from a git checkout, not {} '
+                         '({})'.format(here, err)) from None
+    if os.path.realpath(top) != os.path.realpath(here):
+        raise ValueError('--baseline needs samplers at the top of a git checkout; {} is '
+                         'inside {}'.format(here, top))
+    return top
+
+
+def rename_ops(folder, suffix):
+    """Suffix the CustomOp names registered by the package in ``folder``; returns the old names.
+
+    Names come from ``OP_TYPE = '...'`` and ``mx.operator.register('...')``;
+    every quoted occurrence in the package is rewritten, so the copy registers
+    and calls ``name + suffix`` and leaves our ops alone. Absolute
+    ``samplers`` imports are pointed at the copy too.
+    """
+    paths = [os.path.join(d, f) for d, _, files in os.walk(folder) for f in files
+             if f.endswith('.py')]
+    texts = {}
+    for path in paths:
+        with open(path, encoding='utf-8') as f:
+            texts[path] = f.read()
+    names = sorted({n for text in texts.values() for n in re.findall(
+        r'''(?:OP_TYPE\s*=\s*|operator\.register\(\s*)['"]([^'"]+)['"]''', text)})
+    package = os.path.basename(folder)
+    for path, text in texts.items():
+        for name in names:
+            text = re.sub(r'''(['"]){}\1'''.format(re.escape(name)), r'\g<1>{}{}\1'.format(
+                name, suffix), text)
+        text = re.sub(r'^(\s*(?:from|import)\s+)samplers\b', r'\g<1>' + package, text,
+                      flags=re.M)
+        with open(path, 'w', encoding='utf-8') as f:
+            f.write(text)
+    return names
+
+
+def _quota_op_modules():
+    """Modules of the CustomOpProp classes MXNet builds when our QuotaSampler labels NDArrays."""
+    seen, original = [], mx.operator.CustomOpProp.__init__
+
+    def spy(self, *args, **kwargs):
+        seen.append(type(self).__module__)
+        original(self, *args, **kwargs)
+    mx.operator.CustomOpProp.__init__ = spy
+    try:
+        _sync(QuotaSampler(2, 0.5, 0.5)(mx.nd.zeros((1, 4)), mx.nd.zeros((1, 4, 1))))
+        mx.nd.waitall()
+    finally:
+        mx.operator.CustomOpProp.__init__ = original
+    return seen
+
+
+def load_baseline(rev):
+    """Import revision ``rev``'s ``samplers`` as ``samplers_baseline_<commit>``.
+
+    ``git archive`` extracts REV's package into a temporary folder (removed at
+    exit), its CustomOps are renamed (:func:`rename_ops`) and it is imported.
+    Returns ``(package, commit, renamed op names)``. ``ValueError`` when there
+    is no checkout or REV is unknown; ``RuntimeError`` if our QuotaSampler's op
+    is not ours afterwards.
+    """
+    root = repo_root()
+    try:
+        commit = _git(root, 'rev-parse', '--verify', '--quiet', '--end-of-options',
+                      '{}^{{commit}}'.format(rev)).decode().strip()
+    except ValueError:
+        commit = ''
+    if not commit:
+        raise ValueError('--baseline: unknown revision {!r} in {}'.format(rev, root))
+    if commit not in _BASELINES:
+        archive = _git(root, 'archive', '--format=tar', commit, 'samplers')
+        folder = tempfile.mkdtemp(prefix='samplers-baseline-')
+        atexit.register(shutil.rmtree, folder, True)
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(folder, **({'filter': 'data'} if hasattr(tarfile, 'data_filter')
+                                      else {}))
+        name = 'samplers_baseline_' + commit[:10]
+        os.rename(os.path.join(folder, 'samplers'), os.path.join(folder, name))
+        ops = rename_ops(os.path.join(folder, name), '_baseline_' + commit[:10])
+        sys.path.insert(0, folder)
+        try:
+            package = importlib.import_module(name)
+        finally:
+            sys.path.remove(folder)
+        _BASELINES[commit] = package, ops
+    package, ops = _BASELINES[commit]
+    owners = _quota_op_modules()
+    if not owners or any(m != QuotaSampler.__module__ for m in owners):
+        raise RuntimeError('our QuotaSampler runs the CustomOp of {} after importing the '
+                           'baseline'.format(owners))
+    return package, commit, ops
+
+
+def _names_used(code):
+    """Global names ``code`` and the functions nested in it refer to."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names_used(const)
+    return names
+
+
+def _rebound(fn, names):
+    """``fn`` with the module globals in ``names`` replaced (closure and defaults kept)."""
+    return types.FunctionType(fn.__code__, dict(fn.__globals__, **names), fn.__name__,
+                              fn.__defaults__, fn.__closure__)
+
+
+def ratio_interval(ratios, level=0.95, rounds=2000, seed=0):
+    """Median of ``ratios`` and a bootstrap ``level`` interval for it: ``(median, low, high)``.
+
+    ``rounds`` resamples with replacement from a ``RandomState(seed)``; the
+    interval is the central ``level`` of their medians.
+    """
+    ratios = np.asarray(ratios, dtype=np.float64)
+    picks = np.random.RandomState(seed).randint(0, len(ratios), (rounds, len(ratios)))
+    low, high = np.percentile(np.median(ratios[picks], axis=1),
+                              [50 * (1 - level), 50 * (1 + level)])
+    return float(np.median(ratios)), float(low), float(high)
+
+
+def _baseline_row(case_name, path, timings=None, note=None):
+    """One ``--baseline`` row: times in ms and the now / baseline ratio, or just a note."""
+    row = {'case': case_name, 'path': path, 'base_ms': None, 'now_ms': None, 'ratio': None,
+           'low': None, 'high': None, 'rounds': 0, 'notes': [note] if note else []}
+    if timings is None:
+        return row
+    now, base = timings['now:' + path], timings['base:' + path]
+    for side, t in (('now', now), ('base', base)):
+        if 'error' in t:
+            row['notes'].append('{}: {}'.format(side, t['error']))
+        else:
+            row[side + '_ms'] = t['median'] * 1e3
+    if 'seconds' in now and 'seconds' in base:
+        ratios = [a / b for a, b in zip(now['seconds'], base['seconds'])]
+        row['ratio'], row['low'], row['high'] = ratio_interval(ratios)
+        row['rounds'] = len(ratios)
+    return row
+
+
+def _skip_reason(spec, package):
+    """Why case ``spec`` cannot be compared with ``package``, or None."""
+    if spec.goal[0] == 'memory':
+        return 'skipped: memory case (not timed)'
+    used = [p for p in PIECES if p in _names_used(spec.build.__code__)]
+    if not used:
+        return 'skipped: times none of the classes the baseline replaces'
+    missing = [p for p in used if not hasattr(package, p)]
+    if missing:
+        return 'not in baseline (no {})'.format(', '.join(missing))
+    return None
+
+
+def _baseline_case(spec, index, package, settings):
+    """Rows of one case: our paths built now and with the baseline's classes, timed together."""
+    reason = _skip_reason(spec, package)
+    if reason:
+        return [_baseline_row(spec.name, None, note=reason)]
+    sizes = spec.sizes(Sizes(settings['scale']))
+    built = {}
+    for side, build in (('now', spec.build),
+                        ('base', _rebound(spec.build, {p: getattr(package, p) for p in PIECES
+                                                       if hasattr(package, p)}))):
+        bench = Bench(spec.name, settings['repeat'], settings['warmup'], settings['scale'],
+                      settings['seed'], False, False, collect=True)
+        try:
+            built[side] = build(bench, sizes, np.random.RandomState(settings['seed'] + index))
+        except Exception as err:  # pylint: disable=broad-except
+            return [_baseline_row(spec.name, None, note='{} side failed to build: {}: {}'.format(
+                side, type(err).__name__, err))]
+    paths = [p for p in built['now'] if p in built['base']]
+    runners = {'{}:{}'.format(side, p): built[side][p] for p in paths for side in ('now', 'base')}
+    timings = time_alternating(runners, settings['repeat'], settings['warmup'], keep=True)
+    return [_baseline_row(spec.name, p, timings) for p in paths]
+
+
+def run_baseline(rev, cases=None, repeat=7, warmup=1, scale=1.0, seed=0):
+    """Time our paths now against revision ``rev`` in one process; the ``--baseline`` report.
+
+    Each case's build runs twice on the same seeded inputs, once with our
+    classes and once with ``rev``'s (:func:`load_baseline`), and every path is
+    timed on both, alternating. A row per case and path gives both medians and
+    the median of the per-round ratios now / baseline with a bootstrap 95%
+    interval. Memory cases and cases using none of :data:`PIECES` are skipped,
+    cases whose classes ``rev`` lacks say so; GluonCV is not timed.
+    ``ValueError`` on a bad argument, no checkout or an unknown ``rev``.
+    """
+    cases = list(CASES) if cases is None else list(cases)
+    if not cases or any(c not in CASES for c in cases):
+        raise ValueError('cases must be a non-empty subset of {}, got {}'.format(
+            list(CASES), cases))
+    settings = {'repeat': check_int('repeat', repeat, 1), 'warmup': check_int('warmup', warmup, 0),
+                'scale': check_ratio('scale', scale, 0.0, 100.0, low_open=True),
+                'seed': check_int('seed', seed, 0)}
+    package, commit, ops = load_baseline(rev)
+    np.random.seed(settings['seed'])
+    mx.random.seed(settings['seed'])
+    rows = []
+    for index, (name, spec) in enumerate(CASES.items()):
+        if name in cases:
+            rows.extend(_baseline_case(spec, index, package, settings))
+    return {'machine': machine_info(),
+            'settings': dict(settings, baseline=rev, baseline_commit=commit, renamed_ops=ops),
+            'cases': rows}
+
+
+def format_baseline_table(report):
+    """The ``--baseline`` report as a markdown table and a line on how it was measured."""
+    lines = ['| case | path | baseline | now | now / baseline | 95% interval | notes |',
+             '|---|---|---:|---:|---:|---|---|']
+    for row in report['cases']:
+        interval = ('n/a' if row['low'] is None else
+                    '[{:.3f}, {:.3f}]'.format(row['low'], row['high']))
+        ratio = 'n/a' if row['ratio'] is None else '{:.3f}'.format(row['ratio'])
+        lines.append('| ' + ' | '.join(_cell(c) for c in (
+            row['case'], row['path'] or 'n/a', _ms(row['base_ms']), _ms(row['now_ms']), ratio,
+            interval, '; '.join(row['notes']))) + ' |')
+    s, m = report['settings'], report['machine']
+    return '\n'.join(lines) + (
+        '\n\nBaseline {} ({}) against the working tree, in one process: median of {} rounds '
+        'after {} warm-up, alternating; ratio = median of per-round now / baseline (> 1: '
+        'slower now), 95% bootstrap interval; GluonCV not timed; scale {:g}. {}, load {}; '
+        'mxnet {}; {}.\n').format(
+            s['baseline'], s['baseline_commit'][:10], s['repeat'], s['warmup'], s['scale'],
+            m['cpu'], ' '.join(str(x) for x in m['load_avg'] or []) or 'n/a', m['mxnet'],
+            m['date'])
+
+
 def _parse(argv):
     parser = argparse.ArgumentParser(prog='python -m samplers.bench', description=(
         'Time our samplers against GluonCV on identical inputs and print a markdown table.'))
@@ -1104,6 +1380,9 @@ def _parse(argv):
     parser.add_argument('--no-check', dest='check', action='store_false',
                         help='skip the check that ours and GluonCV agree with subsampling off')
     parser.add_argument('--json', action='store_true', help='print JSON instead of the table')
+    parser.add_argument('--baseline', metavar='REV',
+                        help='time our paths against git revision REV in one process, '
+                             'alternating, and print the ratios now / REV instead')
     parser.add_argument('--plot', metavar='FILE', help='write a bar chart (needs matplotlib)')
     parser.add_argument('--readme', metavar='FILE',
                         help='rewrite the block between {} and {} in FILE'.format(
@@ -1119,6 +1398,8 @@ def _parse(argv):
         args.scale = QUICK_SCALE if args.quick else 1.0
     if args.rss is None:
         args.rss = not args.quick
+    if args.baseline is not None and (args.readme or args.plot):
+        parser.error('--readme and --plot do not apply to --baseline')
     return parser, args
 
 
@@ -1130,14 +1411,19 @@ def main(argv=None):
         if args.readme:  # fail before the (long) run if the README cannot take the table
             with open(args.readme, encoding='utf-8') as f:
                 _marker_span(f.read(), args.readme)
-        report = run(args.cases, args.repeat, args.warmup, args.scale, args.seed, args.rss,
-                     args.check)
+        if args.baseline is not None:
+            report = run_baseline(args.baseline, args.cases, args.repeat, args.warmup,
+                                  args.scale, args.seed)
+        else:
+            report = run(args.cases, args.repeat, args.warmup, args.scale, args.seed, args.rss,
+                         args.check)
     except (ValueError, OSError) as err:
         parser.error(str(err))
     if args.json:
         print(json.dumps(report, indent=1))
     else:
-        print(format_table(report), end='')
+        table = format_table if args.baseline is None else format_baseline_table
+        print(table(report), end='')
     if args.readme:
         rewrite_readme(args.readme, readme_block(
             report, ' '.join(['python -m samplers.bench'] + argv)))

@@ -436,3 +436,108 @@ def test_rcnn_transform_case_times_the_class_install_uses_and_agrees_with_gluonc
     row = next(r for r in quick_report['cases'] if r['case'] == 'rcnn-transform')
     assert row['path'] == 'with install()' and row['ours_ms'] > 0 and row['ref_ms'] > 0
     assert row['same_as_gluoncv'] is True
+
+
+# --------------------------------------------------------------------------- --baseline
+@pytest.fixture(scope='module')
+def checkout():
+    """The git checkout samplers is imported from; skips when there is none (or no git)."""
+    try:
+        return bench.repo_root()
+    except ValueError as err:
+        pytest.skip(str(err))
+
+
+@pytest.fixture(scope='module')
+def head_report(checkout):
+    """One tiny ``--baseline HEAD`` run: two timed cases and the memory case."""
+    return bench.run_baseline('HEAD', ['quota', 'rpn-sampler', 'rpn-sampler-memory'], repeat=3,
+                              scale=bench.QUICK_SCALE)
+
+
+def test_baseline_head_gives_each_path_a_ratio_near_1_inside_its_interval(head_report):
+    rows = [r for r in head_report['cases'] if r['path']]
+    assert [(r['case'], r['path']) for r in rows] == [
+        ('rpn-sampler', 'numpy in'), ('quota', 'NDArray in'), ('quota', 'numpy in')]
+    for row in rows:
+        assert row['base_ms'] > 0 and row['now_ms'] > 0 and row['rounds'] == 3
+        assert 0.5 < row['ratio'] < 2 and row['low'] <= row['ratio'] <= row['high']
+
+
+def test_baseline_skips_the_memory_case_saying_so(head_report):
+    row = head_report['cases'][-1]
+    assert row['case'] == 'rpn-sampler-memory' and row['ratio'] is None
+    assert 'skipped: memory case' in row['notes'][0]
+
+
+def test_baseline_table_has_one_line_per_row_and_names_the_commit(head_report):
+    table = bench.format_baseline_table(head_report)
+    commit = head_report['settings']['baseline_commit']
+    assert table.count('\n| quota |') == 2 and 'now / baseline' in table
+    assert 'Baseline HEAD ({})'.format(commit[:10]) in table
+
+
+def test_baseline_copy_registers_its_op_under_a_suffixed_name(checkout):
+    package, commit, ops = bench.load_baseline('HEAD')
+    assert ops == ['samplers_quota']
+    assert package.quota.OP_TYPE == 'samplers_quota_baseline_' + commit[:10]
+    assert package.__name__ == 'samplers_baseline_' + commit[:10]
+
+
+def test_our_quota_sampler_still_runs_our_op_after_the_baseline_import(checkout):
+    bench.load_baseline('HEAD')
+    owners = bench._quota_op_modules()  # pylint: disable=protected-access
+    assert owners and set(owners) == {'samplers.quota'}
+
+
+def test_rename_ops_suffixes_registered_names_and_absolute_imports(tmp_path):
+    folder = tmp_path / 'copy'
+    folder.mkdir()
+    (folder / 'a.py').write_text("OP_TYPE = 'x_op'\n@mx.operator.register(\"y_op\")\n"
+                                 "F.Custom(op_type=OP_TYPE)\nF.Custom(op_type='y_op')\n"
+                                 "NAME = 'x_op_other'\n")
+    (folder / 'b.py').write_text("    from samplers.rpn import R\nfrom .a import OP_TYPE\n")
+    assert bench.rename_ops(str(folder), '_b') == ['x_op', 'y_op']
+    assert (folder / 'a.py').read_text() == (
+        "OP_TYPE = 'x_op_b'\n@mx.operator.register(\"y_op_b\")\n"
+        "F.Custom(op_type=OP_TYPE)\nF.Custom(op_type='y_op_b')\nNAME = 'x_op_other'\n")
+    assert (folder / 'b.py').read_text() == "    from copy.rpn import R\nfrom .a import OP_TYPE\n"
+
+
+def test_baseline_times_its_own_classes_on_the_same_inputs(monkeypatch):
+    seen = {'now': [], 'base': []}
+
+    def recorder(side):
+        def make(*args, **kwargs):
+            return lambda *inputs: seen[side].append([bench._host(x) for x in inputs])
+        return make
+
+    monkeypatch.setattr(bench, 'QuotaSampler', recorder('now'))
+    fake = type('Package', (), {'QuotaSampler': staticmethod(recorder('base'))})
+    monkeypatch.setattr(bench, 'load_baseline', lambda rev: (fake, 'f' * 40, []))
+    report = bench.run_baseline('fake', ['quota', 'rpn-sampler'], repeat=1,
+                                scale=bench.QUICK_SCALE)
+    assert len(seen['now']) == len(seen['base']) == 4  # 2 paths x (warm-up + 1 run)
+    for ours, theirs in zip(seen['now'], seen['base']):
+        for a, b in zip(ours, theirs):
+            np.testing.assert_array_equal(a, b)
+    assert [r['path'] for r in report['cases']] == [None, 'NDArray in', 'numpy in']
+    assert report['cases'][0]['notes'] == ['not in baseline (no RPNTargetSampler)']
+
+
+def test_baseline_json_parses_and_unknown_revision_is_a_one_line_usage_error(checkout, capsys):
+    bench.main(['--baseline', 'HEAD', '--cases', 'ohem', '--quick', '--json'])
+    rows = json.loads(capsys.readouterr().out)['cases']
+    assert [r['path'] for r in rows] == ['NDArray in', 'numpy in']
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(['--baseline', 'no-such-revision', '--quick'])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "unknown revision 'no-such-revision'" in err
+    assert 'Traceback' not in err
+
+
+def test_baseline_outside_a_checkout_is_a_usage_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(bench, '__file__', str(tmp_path / 'samplers' / 'bench.py'))
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(['--baseline', 'HEAD', '--quick'])
+    assert exit_info.value.code == 2 and 'git checkout' in capsys.readouterr().err
