@@ -1145,7 +1145,7 @@ def repo_root():
 def rename_ops(folder, suffix):
     """Suffix the CustomOp names registered by the package in ``folder``; returns the old names.
 
-    Names come from ``OP_TYPE = '...'`` and ``mx.operator.register('...')``;
+    Names come from lines starting ``OP_TYPE = '...'`` or ``mx.operator.register('...')``;
     every quoted occurrence in the package is rewritten, so the copy registers
     and calls ``name + suffix`` and leaves our ops alone. Absolute
     ``samplers`` imports are pointed at the copy too.
@@ -1157,7 +1157,8 @@ def rename_ops(folder, suffix):
         with open(path, encoding='utf-8') as f:
             texts[path] = f.read()
     names = sorted({n for text in texts.values() for n in re.findall(
-        r'''(?:OP_TYPE\s*=\s*|operator\.register\(\s*)['"]([^'"]+)['"]''', text)})
+        r'''^\s*(?:OP_TYPE\s*=\s*|@?(?:mx\.)?operator\.register\(\s*)['"]([^'"]+)['"]''',
+        text, flags=re.M)})
     package = os.path.basename(folder)
     for path, text in texts.items():
         for name in names:
