@@ -97,6 +97,20 @@ def _check_hard(hard, batch, num_box):
     return np.broadcast_to(np.maximum(arr, 0).reshape(-1, 1, num_box), (batch, 1, num_box))
 
 
+def _hard_on_device(hard, batch, num_box, ctx):
+    """NDArray flags (M,) or (B, M) as (B, 1, M) float32 0/1 on ``ctx``, read on the device.
+
+    Only the shape is checked (values would need a host copy): a value > 0 is hard,
+    anything else (0, or -1 on a padding row) is not, as the numpy path reads 0/1/-1.
+    """
+    shape = tuple(hard.shape)
+    if shape not in ((num_box,), (batch, num_box)):
+        raise ValueError('hard must have shape (M,) or (B, M) = ({0},) or ({1}, {0}) to match '
+                         'gt_boxes, got {2}'.format(num_box, batch, shape))
+    flags = (hard.as_in_context(ctx) > 0).astype('float32').reshape((-1, 1, num_box))
+    return mx.nd.broadcast_to(flags, shape=(batch, 1, num_box))
+
+
 # --------------------------------------------------------------------------- targets
 class SSDTargetGenerator(gluon.Block):
     """SSD's training targets from anchors and ground truth, hard boxes ignored.
@@ -122,7 +136,9 @@ class SSDTargetGenerator(gluon.Block):
     mining (may be None otherwise); ``gt_boxes`` (B, M, 4) corner boxes;
     ``gt_ids`` (B, M, 1) or (B, M) class ids; ``hard`` (M,) or (B, M) 0/1
     flags (-1 allowed on padding rows), None for none. numpy arrays or
-    NDArrays; NDArrays on a CPU context are computed with numpy.
+    NDArrays; NDArrays on a CPU context are computed with numpy. On the device
+    path NDArray flags stay on the device (any value > 0 is hard; numpy flags
+    are checked to be 0/1/-1).
 
     Returns ``(cls_targets, box_targets, box_masks)`` in the anchors' kind:
     (B, N) float32 class targets (``id + 1`` positive, 0 negative, -1
@@ -176,15 +192,20 @@ class SSDTargetGenerator(gluon.Block):
         if tuple(gt_ids.shape[:2]) != (batch, num_box):
             raise ValueError('gt_ids must have shape (B, M, 1) or (B, M) to match gt_boxes {}, '
                              'got {}'.format(tuple(gt_boxes.shape), tuple(gt_ids.shape)))
-        flags = (np.zeros((batch, 1, num_box), np.float32) if hard is None
-                 else _check_hard(hard, batch, num_box))
         numpy_path = use_numpy(anchors)
+        if hard is None:
+            flags = np.zeros((batch, 1, num_box), np.float32)
+        elif is_ndarray(hard) and not numpy_path and num_box:
+            flags = _hard_on_device(hard, batch, num_box, anchors.context)
+        else:
+            flags = _check_hard(hard, batch, num_box)
         conv = (lambda a: to_numpy(a, np.float32)) if numpy_path else \
             (lambda a: a.astype('float32').as_in_context(anchors.context))
         anc = center_to_corner(conv(anchors).reshape((-1, 4)))
         gt = conv(gt_boxes)
         ids = conv(gt_ids).reshape((batch, num_box))
-        flags = flags if numpy_path else mx.nd.array(flags, ctx=anchors.context)
+        if not numpy_path and not is_ndarray(flags):
+            flags = mx.nd.array(flags, ctx=anchors.context)
         with np.errstate(divide='ignore', invalid='ignore'):
             out = self._targets(anc, cls_preds, gt, ids, flags)
         if numpy_path:

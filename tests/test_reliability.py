@@ -60,7 +60,7 @@ def make_inputs(ctx, seed=0, batch=2, n=60, m=5, classes=4):
                 gts=nd(np.stack([gt] * batch)), gt_ids=nd(np.arange(batch * m).reshape(
                     batch, m, 1) % (classes - 1)),
                 center_anchors=nd(corner_to_center(anchors[:n])[None]),
-                hard_host=hard, cls_target=nd(cls_target), box_target=nd(logits * 0.5))
+                cls_target=nd(cls_target), box_target=nd(logits * 0.5))
 
 
 #: Options of the quota samplers that replace their uniform draws (samplers.balanced).
@@ -98,10 +98,10 @@ CASES = {
     'rcnn': Case(lambda k: RCNNTargetSampler(2, 60, min(k, 65), pos_ratio=1.0 if k == ALL else
                                              0.25, hard_iof_thresh=0.5),
                  lambda s, i: s(i['rois'], i['scores'], i['gts'], i['hard'])),
-    # SSD targets (hard flags as numpy: the generator reads them on the host) and loss.
+    # SSD targets (hard flags as an NDArray: read on the device) and loss.
     'ssd_targets': Case(lambda k: SSDTargetGenerator(negative_mining_ratio=3),
                         lambda s, i: s(i['center_anchors'], i['logits'], i['gts'], i['gt_ids'],
-                                       i['hard_host'])),
+                                       i['hard'])),
     'ssd_loss': Case(lambda k: SSDMultiBoxLoss(negative_mining_ratio=3),
                      lambda s, i: tuple(part[0] for part in s(
                          i['logits'], i['logits'], i['cls_target'], i['box_target']))),

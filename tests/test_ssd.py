@@ -512,3 +512,18 @@ def test_property_mining_invariants_on_both_backends(seed, ratio, min_hard, igno
     for b in range(3):                                          # the hardest are mined
         if mined[b].any() and (candidates[b] & ~mined[b]).any():
             assert loss[b][mined[b]].min() >= loss[b][candidates[b] & ~mined[b]].max()
+
+
+def test_ndarray_hard_flags_stay_on_the_device_and_equal_numpy_flags():
+    # The device path reads NDArray flags with mx.nd ops (no host copy); -1 marks padding.
+    anc, gt, ids = hard_case()
+    flags = np.array([[1, -1]], np.float32)
+    want = SSDTargetGenerator(negative_mining_ratio=-1)(anc, None, gt, ids, hard=flags)
+    with force_ndarray_backend():
+        got = SSDTargetGenerator(negative_mining_ratio=-1)(anc, None, gt, ids,
+                                                            hard=mx.nd.array(flags))
+    np.testing.assert_array_equal(got[0].asnumpy(), want[0].asnumpy())  # classes
+    np.testing.assert_allclose(got[1].asnumpy(), want[1].asnumpy(), atol=1e-6)  # mx.nd's log
+    np.testing.assert_array_equal(got[2].asnumpy(), want[2].asnumpy())  # masks
+    with force_ndarray_backend(), pytest.raises(ValueError, match='hard must have shape'):
+        SSDTargetGenerator(negative_mining_ratio=-1)(anc, None, gt, ids, hard=mx.nd.ones((3,)))
