@@ -386,8 +386,9 @@ class GridCache:
                 if copy.shape == anchors.shape and np.array_equal(copy, anchors):
                     self._entries.append(self._entries.pop(i))
                     return grid
-        grid = AnchorGrid.build(anchors)
+        anchors = anchors.copy()  # the grid and the key own their anchors (the input may be
+        grid = AnchorGrid.build(anchors)  # a view of an NDArray that is written later)
         with self._lock:
-            self._entries.append((anchors.copy(), grid))
+            self._entries.append((anchors, grid))
             del self._entries[:-self._size]
         return grid

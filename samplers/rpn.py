@@ -44,8 +44,8 @@ from mxnet import autograd, gluon
 from .anchor_grid import GridCache, border_limits, grid_facts
 from .balanced import Strategies
 from .backend import (POSITIVE, check_boxes, check_flags, check_int, check_ratio,
-                      check_thresh, is_ndarray, kind_ops, labels_from_masks, like, ops, to_numpy,
-                      use_numpy, warn_once)
+                      check_thresh, host_view, is_ndarray, kind_ops, labels_from_masks, like, ops,
+                      to_numpy, use_numpy, warn_once)
 from .boxes import (INVALID_IOU, best_match, box_iof, box_iou, cls_target_from_labels,
                     encode_boxes, finite_rows, keep_random, match_anchors, negative_quota,
                     positive_quota)
@@ -276,7 +276,7 @@ class RPNTargetSampler(gluon.Block):
     # ----------------------------------------------------------------------- inputs arrive
     def _call_numpy(self, ious, hard):
         """numpy backend: one image at a time; ``hard`` a boolean numpy array or None."""
-        arr = to_numpy(ious)
+        arr = host_view(ious)  # a CPU NDArray is read in place; nothing here writes to it
         if arr.dtype not in (np.float32, np.float64):
             arr = arr.astype(np.float32)
         batch = arr[None] if arr.ndim == 2 else arr
@@ -444,7 +444,8 @@ class RPNTargetGenerator(gluon.Block):
     # ----------------------------------------------------------------------- numpy backend
     def _forward_numpy(self, bbox, anchor, width, height, hard):
         """numpy backend: padding and non-finite boxes dropped; the anchor grid when it fits."""
-        anc = np.ascontiguousarray(to_numpy(anchor, np.float32))
+        anc = host_view(anchor)  # read in place (CPU NDArray); nothing here writes to it
+        anc = np.ascontiguousarray(anc if anc.dtype == np.float32 else anc.astype(np.float32))
         gt = to_numpy(bbox, np.float32)
         hard = np.zeros(len(gt), bool) if hard is None else to_numpy(hard).astype(bool)
         finite = np.isfinite(gt).all(axis=1)

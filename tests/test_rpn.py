@@ -788,3 +788,26 @@ def test_generator_padding_rows_may_carry_padding_hard_flags():
         np.testing.assert_array_equal(g, w)
     with pytest.raises(ValueError, match='hard'):
         gen(gt, anchors, 128, 128, hard=np.array([1, -1], np.float32))
+
+
+def test_generator_reads_ndarray_anchors_in_place_and_sees_them_rewritten(grid_always):
+    # A CPU NDArray is read without a copy; the anchor cache keeps its own copy, so anchors
+    # written in place between calls are seen as new anchors.
+    anchors = gluon_anchors(96, 128)
+    shifted = anchors + np.float32(8)
+    gt = np.array([[10, 10, 60, 50], [40, 30, 120, 90]], np.float32)
+    assert anchor_grid.AnchorGrid.build(anchors) is not None  # the cached grid path
+    nd_anchors = mx.nd.array(anchors)
+    gen = RPNTargetGenerator()
+    np.random.seed(0)
+    first = [v.asnumpy() for v in gen(mx.nd.array(gt), nd_anchors, 128, 96)]
+    nd_anchors[:] = shifted
+    np.random.seed(0)
+    second = [v.asnumpy() for v in gen(mx.nd.array(gt), nd_anchors, 128, 96)]
+    np.random.seed(0)
+    fresh = [v.asnumpy() for v in RPNTargetGenerator()(mx.nd.array(gt), mx.nd.array(shifted),
+                                                          128, 96)]
+    for got, want in zip(second, fresh):
+        np.testing.assert_array_equal(got, want)
+    assert not all(np.array_equal(a, b) for a, b in zip(first, second))
+    np.testing.assert_array_equal(nd_anchors.asnumpy(), shifted)  # never written by us
