@@ -58,9 +58,12 @@ IGNORE = 0
 _BACKEND = threading.local()
 
 
+_NDARRAY = mx.nd.NDArray  # looked up once: is_ndarray runs dozens of times per call
+
+
 def is_ndarray(x):
     """True for an ``mx.nd.NDArray``."""
-    return isinstance(x, mx.nd.NDArray)
+    return isinstance(x, _NDARRAY)
 
 
 def use_numpy(x):
