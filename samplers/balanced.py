@@ -119,9 +119,14 @@ def _group_share_numpy(mask, group, depth, share, keys, want_rest=True):
     if key_bits < 20 or not ((kc >= 0) & (kc < 1)).all():
         group = np.zeros(cand.shape, np.int64) if group is None else group
         return _group_share_exact(mask, group, depth, share, keys)
-    ids = np.repeat(np.arange(num_rows, dtype=np.intp), np.count_nonzero(cand, axis=1))
-    if group is not None:
-        ids = ids * depth + np.asarray(group)[cand].astype(np.intp)
+    # int32 ids (fewer bytes to touch): num_ids < 2**31 since it fits the packed bits.
+    if group is None:
+        ids = np.repeat(np.arange(num_rows, dtype=np.int32), np.count_nonzero(cand, axis=1))
+    elif num_rows == 1:
+        ids = np.asarray(group)[cand].astype(np.int32)
+    else:
+        ids = np.repeat(np.arange(num_rows, dtype=np.int32) * np.int32(depth),
+                        np.count_nonzero(cand, axis=1)) + np.asarray(group)[cand].astype(np.int32)
     counts = np.bincount(ids, minlength=num_ids)
     present = (counts.reshape(num_rows, depth) > 0).sum(axis=1).astype(np.float32)[:, None]
     quota = np.repeat(np.broadcast_to(share(present), (num_rows, 1))[:, 0], depth)  # per id
@@ -133,8 +138,7 @@ def _group_share_numpy(mask, group, depth, share, keys, want_rest=True):
     first = np.arange(num_ids + 1, dtype=np.uint32) << np.uint32(key_bits)
     limit = np.where(quota > 0, first[1:], first[:-1])
     if cut.any():  # the q-th value of each cut group: a partial sort around those ranks
-        kth = (np.cumsum(counts) - counts + quota - 1)[cut].astype(np.intp)
-        limit[cut] = np.partition(packed, kth)[kth]
+        limit[cut] = _kth_values(packed, kc, ids, counts, quota, cut)
     own = limit.take(ids)
     chosen = packed < own
     if cut.any():
@@ -158,6 +162,26 @@ def _group_share_numpy(mask, group, depth, share, keys, want_rest=True):
     rest = np.zeros(cand.size, np.float32)
     rest[flat] = (kc - t) / (1 - t)
     return picked.reshape(cand.shape), rest.reshape(cand.shape)
+
+
+def _kth_values(packed, kc, ids, counts, quota, cut):
+    """The ``quota``-th lowest ``packed`` value of each cut id (``packed`` sorts by id, then key).
+
+    The q lowest of a large group lie among its lowest keys, so the partial sort runs on
+    the values whose key is below a cut-off expected to hold about ``2q + 32`` of each cut
+    group (uniform keys); when some group has fewer than its quota there, on all values.
+    Either way the answer is the same.
+    """
+    cutoff = float(np.max((2 * quota[cut] + 32) / counts[cut]))
+    if cutoff < 0.5:
+        low = kc < np.float32(cutoff)
+        sub = packed[low]
+        sub_counts = np.bincount(ids[low], minlength=counts.size)
+        if (sub_counts[cut] >= quota[cut]).all():
+            kth = (np.cumsum(sub_counts) - sub_counts + quota - 1)[cut].astype(np.intp)
+            return np.partition(sub, kth)[kth]
+    kth = (np.cumsum(counts) - counts + quota - 1)[cut].astype(np.intp)
+    return np.partition(packed, kth)[kth]
 
 
 def _group_share_exact(mask, group, depth, share, keys):

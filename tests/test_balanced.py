@@ -638,3 +638,22 @@ def test_rpn_generator_balanced_skips_the_anchor_grid():
     cls, _, _ = RPNTargetGenerator(neg_sampler='iou_balanced', **kw)(gt, anchors, 256, 256)
     ref, _, _ = uniform(gt, anchors, 256, 256)
     assert (cls == 1).sum() == (ref == 1).sum() and (cls == 0).sum() == (ref == 0).sum()
+
+
+@pytest.mark.parametrize('skewed', [False, True])
+def test_fast_numpy_share_of_large_groups_equals_the_full_sort(skewed):
+    # Large groups take the partial sort over their lowest keys only; a group whose keys all
+    # sit high (skewed) has too few there and takes the sort over every value. Same picks.
+    from samplers.balanced import _group_share_exact, _group_share_numpy
+    rng = np.random.RandomState(7)
+    mask = (rng.uniform(size=(2, 60000)) < 0.9).astype(np.float32)
+    group = rng.randint(0, 3, mask.shape).astype(np.float32)
+    keys = rng.uniform(size=mask.shape).astype(np.float32)
+    if skewed:
+        keys[group == 1] = 0.9 + 0.1 * keys[group == 1]
+    share = lambda present: np.floor(np.float32(120) / np.maximum(present, 1))  # noqa: E731
+    fast = _group_share_numpy(mask, group, 3, share, keys)
+    exact = _group_share_exact(mask, group, 3, share, keys)
+    np.testing.assert_array_equal(fast[0], exact[0])
+    assert fast[0].sum() == 2 * 120
+    np.testing.assert_allclose(fast[1][fast[0] == 0], exact[1][fast[0] == 0], rtol=1e-6)
