@@ -1401,6 +1401,8 @@ def _parse(argv):
         args.rss = not args.quick
     if args.baseline is not None and (args.readme or args.plot):
         parser.error('--readme and --plot do not apply to --baseline')
+    if args.readme and set(args.cases) != set(CASES):
+        parser.error('--readme rewrites the whole table: run every case (drop --cases)')
     return parser, args
 
 

@@ -541,3 +541,14 @@ def test_baseline_outside_a_checkout_is_a_usage_error(tmp_path, monkeypatch, cap
     with pytest.raises(SystemExit) as exit_info:
         bench.main(['--baseline', 'HEAD', '--quick'])
     assert exit_info.value.code == 2 and 'git checkout' in capsys.readouterr().err
+
+
+def test_readme_refuses_a_subset_of_cases(tmp_path, capsys):
+    # The block holds the whole table; a subset would silently drop the other rows.
+    path = tmp_path / 'README.md'
+    text = 'x\n{}\nold\n{}\n'.format(bench.README_START, bench.README_END)
+    path.write_text(text)
+    with pytest.raises(SystemExit):
+        bench.main(['--quick', '--cases', 'quota', '--readme', str(path)])
+    assert 'whole table' in capsys.readouterr().err
+    assert path.read_text() == text
