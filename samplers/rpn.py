@@ -151,13 +151,12 @@ def _subsample(pos, neg, num_sample, max_pos, strategies=None, facts=None, num_b
 def _ignore_nonfinite_rows(ious):
     """``(ious, num_bad)``: rows holding NaN/inf set to ``INVALID_IOU`` (invalid anchors).
 
-    ``num_bad`` is their count on the numpy backend (where one sum finds that
-    there are none) and None on mx.nd (counting would read the device).
+    ``num_bad`` is their count on the numpy backend and None on mx.nd (counting
+    would read the device). The numpy sampler calls this only once it has seen a
+    non-finite value (:meth:`RPNTargetSampler._sample_image`).
     """
     if use_numpy(ious):
         bad = ~finite_rows(ious)
-        if not bad.any():
-            return ious, 0
         return np.where(bad[..., None], ious.dtype.type(INVALID_IOU), ious), int(bad.sum())
     bad = 1 - finite_rows(ious)
     return ops(ious).where(ops(ious).expand(bad, -1), INVALID_IOU, ious), None

@@ -84,15 +84,20 @@ def _take_rows(o, table, idx):
     return mx.nd.pick(full, idx, axis=2)
 
 
+def _check_hard_shape(shape, batch, num_box):
+    """``ValueError`` unless hard flags of ``shape`` are (M,) or (B, M)."""
+    if tuple(shape) not in ((num_box,), (batch, num_box)):
+        raise ValueError('hard must have shape (M,) or (B, M) = ({0},) or ({1}, {0}) to match '
+                         'gt_boxes, got {2}'.format(num_box, batch, tuple(shape)))
+
+
 def _check_hard(hard, batch, num_box):
     """Hard flags (M,) or (B, M) of {-1, 0, 1} as a (B, 1, M) float32 numpy 0/1 array.
 
     -1 (a padding row of a batched label) counts as not hard.
     """
     arr = to_numpy(hard).astype(np.float32)
-    if arr.shape not in ((num_box,), (batch, num_box)):
-        raise ValueError('hard must have shape (M,) or (B, M) = ({0},) or ({1}, {0}) to match '
-                         'gt_boxes, got {2}'.format(num_box, batch, arr.shape))
+    _check_hard_shape(arr.shape, batch, num_box)
     check_flags('hard', np.maximum(arr, 0), hint=' (-1 marks a padding row)')
     return np.broadcast_to(np.maximum(arr, 0).reshape(-1, 1, num_box), (batch, 1, num_box))
 
@@ -103,10 +108,7 @@ def _hard_on_device(hard, batch, num_box, ctx):
     Only the shape is checked (values would need a host copy): a value > 0 is hard,
     anything else (0, or -1 on a padding row) is not, as the numpy path reads 0/1/-1.
     """
-    shape = tuple(hard.shape)
-    if shape not in ((num_box,), (batch, num_box)):
-        raise ValueError('hard must have shape (M,) or (B, M) = ({0},) or ({1}, {0}) to match '
-                         'gt_boxes, got {2}'.format(num_box, batch, shape))
+    _check_hard_shape(hard.shape, batch, num_box)
     flags = (hard.as_in_context(ctx) > 0).astype('float32').reshape((-1, 1, num_box))
     return mx.nd.broadcast_to(flags, shape=(batch, 1, num_box))
 
