@@ -39,7 +39,7 @@ __all__ = [
     'POSITIVE', 'NEGATIVE', 'IGNORE',
     'is_ndarray', 'use_numpy', 'force_ndarray_backend', 'ndarray_backend_forced', 'to_numpy',
     'like', 'host_view',
-    'check_int', 'check_ratio', 'check_thresh', 'check_boxes', 'check_flags', 'check_bool',
+    'check_int', 'check_ratio', 'check_thresh', 'parse_safe', 'finite_F', 'neg_inf_like_F', 'check_boxes', 'check_flags', 'check_bool',
     'warn_once',
     'NUMPY_OPS', 'ND_OPS', 'SYM_OPS', 'ops', 'ops_F', 'kind_ops', 'NUMPY_F', 'labels_from_masks',
 ]
@@ -177,14 +177,36 @@ def check_ratio(name, value, low=0.0, high=1.0, low_open=False, high_open=False)
     if np.isnan(value) or too_low or too_high:
         raise ValueError('{} must be in {}{}, {}{}, got {}'.format(
             name, '(' if low_open else '[', low, high, ')' if high_open else ']', value))
-    return value
+    return parse_safe(value)
 
 
 def check_thresh(name, value):
-    """A finite IoU threshold (any real; IoUs live in [0, 1])."""
+    """An IoU threshold (any real but NaN; IoUs live in [0, 1]), as a :func:`parse_safe` float."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or np.isnan(value):
         raise ValueError('{} must be a number, got {!r}'.format(name, value))
-    return float(value)
+    return parse_safe(value)
+
+
+_DOUBLE = np.finfo(np.float64)
+
+
+def parse_safe(value):
+    """``float(value)`` as a scalar MXNet's operators parse in any state of ``errno``.
+
+    MXNet receives a scalar argument as text and parses it with ``strtod``, then
+    reads ``errno``: after any earlier overflow in the same thread (a numpy
+    ``exp``, say) it rejects ``inf`` and subnormal numbers with "Out of range
+    value for scalar". So +-inf becomes +-(largest float64), which compares
+    the same with every finite value, and a subnormal becomes the smallest
+    normal float64 of its sign, which compares the same with every float32
+    and every normal float64. Other values are returned unchanged.
+    """
+    value = float(value)
+    if np.isinf(value):
+        return float(np.copysign(_DOUBLE.max, value))
+    if value != 0 and abs(value) < _DOUBLE.tiny:
+        return float(np.copysign(_DOUBLE.tiny, value))
+    return value
 
 
 def check_boxes(name, boxes, batched=None):
@@ -443,6 +465,12 @@ def _np_sort(data, axis=-1, is_ascend=True):
     return out if is_ascend else np.flip(out, axis)
 
 
+def _np_log(a):
+    """``mx.nd.log`` for numpy: ``log(0)`` is -inf without a warning, as in MXNet."""
+    with np.errstate(divide='ignore', invalid='ignore'):
+        return np.log(a)
+
+
 def _np_compare(fn):
     """An ``mx.nd.broadcast_*`` comparison for numpy: 0/1 as booleans, which multiply and
     add as 0/1 and cast to float32 once where the rule asks (``F.cast``)."""
@@ -463,9 +491,26 @@ NUMPY_F = types.SimpleNamespace(
     sort=_np_sort, pick=_np_pick,
     cumsum=lambda a, axis=None: np.cumsum(a, axis=axis, dtype=np.float32),
     reshape=lambda a, shape: np.reshape(a, shape),
-    relu=lambda a: np.maximum(a, 0), floor=np.floor,
+    relu=lambda a: np.maximum(a, 0), floor=np.floor, log=_np_log,
     clip=lambda a, a_min, a_max: np.clip(a, a_min, a_max),
     ones_like=np.ones_like, zeros_like=np.zeros_like, broadcast_div=np.divide,
     broadcast_greater=_np_compare(np.greater), broadcast_equal=_np_compare(np.equal),
     broadcast_lesser_equal=_np_compare(np.less_equal),
 )
+
+
+# --------------------------------------------------------------------------- no infinite scalars
+# MXNet parses scalar arguments with ``strtod`` and a stale ``errno`` (see :func:`parse_safe`):
+# infinities inside ``mx.nd`` / ``mx.sym`` expressions are made from arrays, never passed as
+# scalars.
+def finite_F(F, x):
+    """Where ``x`` is finite (not NaN, not +-inf): 1/0 in ``x``'s dtype (boolean on numpy).
+
+    ``x - x`` is 0 exactly at finite entries and NaN elsewhere; no infinite scalar is parsed.
+    """
+    return (x - x) == 0
+
+
+def neg_inf_like_F(F, x):
+    """-inf of ``x``'s shape and dtype, as ``log(0)``: no infinite scalar is parsed."""
+    return F.log(F.zeros_like(x))

@@ -20,7 +20,7 @@ import numpy as np
 import mxnet as mx
 
 from .backend import (POSITIVE, NEGATIVE, IGNORE, ND_OPS, NUMPY_F, check_boxes, is_ndarray,
-                      kind_ops, like, ops, to_numpy, use_numpy)
+                      kind_ops, like, neg_inf_like_F, ops, to_numpy, use_numpy)
 
 __all__ = [
     'box_iou', 'box_iof', 'corner_to_center', 'center_to_corner',
@@ -233,7 +233,7 @@ def match_anchors(ious, valid_gt=None, eps=EPS):
     if not use_numpy(ious):
         bar = mx.nd.max(ious, axis=-2, keepdims=True)
         if valid_gt is not None:
-            bar = ND_OPS.where(ND_OPS.expand(valid_gt > 0, -2), bar, np.inf)
+            bar = ND_OPS.where(ND_OPS.expand(valid_gt > 0, -2), bar, -neg_inf_like_F(mx.nd, bar))
         return max_iou, match, mx.nd.max(near_best(ious, bar, eps), axis=-1)
     # numpy: only rows whose best comes within eps of the lowest bar can hold a best anchor.
     arr = to_numpy(ious)
@@ -428,7 +428,7 @@ def keep_top_F(F, scores, mask, k):
     mask = F.cast(mask, 'float32')
     # k above the row's count would index past the row (and wrap past 2**31 in pick).
     k = F.minimum(F.cast(k, 'float32'), F.sum(mask, axis=1, keepdims=True))
-    key = F.where(mask > 0, scores, F.ones_like(scores) * -np.inf)
+    key = F.where(mask > 0, scores, neg_inf_like_F(F, scores))
     ranked = F.sort(key, axis=1, is_ascend=False)
     kth = F.pick(ranked, F.reshape(F.relu(k - 1), shape=(-1,)), axis=1, keepdims=True)
     above = F.cast(F.broadcast_greater(key, kth), 'float32') * mask

@@ -23,7 +23,7 @@ import numpy as np
 import mxnet as mx
 from mxnet import gluon
 
-from .backend import (NUMPY_OPS, check_boxes, check_int, check_ratio, host_view, is_ndarray,
+from .backend import (NUMPY_OPS, check_boxes, finite_F, neg_inf_like_F, check_int, check_ratio, host_view, is_ndarray,
                       labels_from_masks, like, ops_F, to_numpy, use_numpy, warn_once)
 from .boxes import box_iou, finite_rows, keep_top_mask, row_max
 
@@ -61,7 +61,7 @@ def background_loss_F(F, logits):
     tail = F.sum(F.exp(F.broadcast_sub(fg, top)), axis=-1)
     gap = F.squeeze(top - l0, axis=-1)
     loss = gap + F.log1p(F.expm1(-gap) + tail)
-    finite = F.min(F.abs(logits) < _INF, axis=-1)
+    finite = F.min(finite_F(F, logits), axis=-1)
     return loss, finite
 
 
@@ -371,7 +371,7 @@ class OHEMSampler(gluon.HybridBlock):
             negative = self._dedup_np(loss, candidate, quota, boxes)
         else:
             F = mx.nd if o.name == 'ndarray' else mx.sym
-            candidate = candidate * o.mask(F.min(F.abs(boxes) < _INF, axis=2))
+            candidate = candidate * o.mask(F.min(finite_F(F, boxes), axis=2))
             negative = self._dedup_F(F, loss, candidate, F.cast(quota, 'float32'), boxes)
         return labels_from_masks(o, positive, negative)
 
@@ -442,14 +442,14 @@ class OHEMSampler(gluon.HybridBlock):
             return F.cast(F.stop_gradient(a), width[name])
 
         ious = F.reshape(widened(ious, 'ious'), shape=(0, 0, -1))
-        ious_ok = F.cast(F.min(F.abs(ious) < _INF, axis=2), 'float32')
+        ious_ok = F.cast(F.min(finite_F(F, ious), axis=2), 'float32')
         best = F.max(ious, axis=2)
         best = F.where(ious_ok > 0, best, F.zeros_like(best))
         if scores is None:
             loss, finite = background_loss_F(F, widened(logits, 'logits'))
         else:
             loss = widened(scores, 'scores')
-            finite = F.abs(loss) < _INF
+            finite = finite_F(F, loss)
         finite = F.cast(finite, 'float32')
         loss = F.where(F.cast(finite, width['scores' if scores is not None else 'logits']) > 0,
                        loss, F.zeros_like(loss))
@@ -467,7 +467,7 @@ class OHEMSampler(gluon.HybridBlock):
         float64 key. ``box_nms`` returns the survivors in that order with
         their flat anchor index, which ``index_copy`` scatters back.
         """
-        key = F.where(candidate > 0, loss, F.ones_like(loss) * -_INF)
+        key = F.where(candidate > 0, loss, neg_inf_like_F(F, loss))
         order = F.argsort(key, axis=1, is_ascend=False)  # ties in arbitrary order
         where_in_order = F.argsort(order, axis=1)
         ranked = F.sort(key, axis=1, is_ascend=False)

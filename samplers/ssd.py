@@ -19,7 +19,7 @@ import numpy as np
 import mxnet as mx
 from mxnet import autograd, gluon
 
-from .backend import (check_flags, check_int, check_ratio, host_view, is_ndarray, like, ops,
+from .backend import (check_flags, check_int, check_ratio, finite_F, host_view, is_ndarray, like, ops,
                       to_numpy, use_numpy)
 from .boxes import center_to_corner, corner_to_center, box_iou
 from .ohem import OHEMSampler, background_loss, hard_negatives
@@ -398,7 +398,7 @@ class SSDMultiBoxLoss(gluon.Block):
         (a positive's NaN is the network's, and stays visible).
         """
         with autograd.pause():
-            finite = mx.nd.min(mx.nd.abs(cp.detach()) < _INF, axis=-1)
+            finite = mx.nd.min(finite_F(mx.nd, cp.detach()), axis=-1)
             keep = mx.nd.maximum(finite, ct > 0).expand_dims(-1)
         cp = mx.nd.where(mx.nd.broadcast_like(keep, cp) > 0, cp, mx.nd.zeros_like(cp))
         log_p = mx.nd.log_softmax(cp, axis=-1)

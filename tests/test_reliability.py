@@ -6,6 +6,8 @@ registry, so adding a sampler is adding one entry. The per-sampler rules live
 in their own test files.
 """
 import collections
+import contextlib
+import ctypes
 import functools
 import pickle
 
@@ -224,3 +226,66 @@ def test_dataloader_workers_give_the_same_results(loader_kwargs):
     loader = gluon.data.DataLoader(dataset, batch_size=2, **loader_kwargs)
     got = np.concatenate([batch.asnumpy() for batch in loader])
     np.testing.assert_array_equal(got, expected)
+
+
+def leave_stale_erange():
+    """Leave ``errno`` at ERANGE in this thread, as any overflowing numpy or libc call does."""
+    libc = ctypes.CDLL(None)
+    libc.strtod.restype = ctypes.c_double
+    libc.strtod.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
+    libc.strtod(b'1e999', None)
+
+
+def test_a_stale_errno_breaks_mxnet_on_an_infinite_scalar():
+    # The defect every test below guards against: MXNet parses scalars with strtod and reads
+    # errno, so after an overflow elsewhere in the thread it rejects +inf and subnormals.
+    ones, inf = mx.nd.ones((2,)), float('inf')  # float('inf') itself would clear errno
+    with pytest.raises(mx.base.MXNetError, match='Out of range'):
+        leave_stale_erange()
+        (ones < inf).wait_to_read()
+
+
+@pytest.mark.parametrize('name', CASES)
+@pytest.mark.parametrize('forced', [False, True], ids=['default', 'forced-nd'])
+def test_every_case_runs_after_a_stale_errno(name, forced):
+    inputs = make_inputs(mx.cpu(0))
+    expected = host(run(name, CASES[name].make(ALL), inputs))
+    with contextlib.ExitStack() as stack:
+        if forced:
+            stack.enter_context(force_ndarray_backend())
+        sampler = CASES[name].make(ALL)
+        leave_stale_erange()
+        got = host(run(name, sampler, inputs))
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-6, atol=1e-6, err_msg=name)
+
+
+def test_background_loss_after_an_overflowing_numpy_call():
+    # The probe's sequence: the numpy twin overflows on +-max/4 logits, then the mx.nd form runs
+    # on float64 input in the same thread.
+    from samplers.ohem import background_loss, background_loss_F
+    big = np.finfo(np.float64).max / 4
+    logits = np.array([[big, 0.0, -big], [0.5, 1.0, 2.0]])
+    background_loss(logits)
+    leave_stale_erange()
+    loss, finite = background_loss_F(mx.nd, mx.nd.array(logits, dtype='float64'))
+    assert finite.asnumpy().tolist() == [1, 1]
+    assert np.isfinite(loss.asnumpy()).all()
+
+
+@pytest.mark.parametrize('make', [
+    lambda: QuotaSampler(ALL, 0.5, float('inf'), neg_thresh_low=-float('inf')),
+    lambda: QuotaSampler(ALL, 1e-310, 0.3),
+], ids=['quota-infinite-thresholds', 'quota-subnormal-threshold'])
+def test_infinite_and_subnormal_options_survive_a_stale_errno_on_the_device_path(make):
+    inputs = make_inputs(mx.cpu(0))
+    sampler = make()
+    args = (inputs['ious'], inputs['hard']) if isinstance(sampler, RPNTargetSampler) \
+        else (inputs['matches'], inputs['ious'], inputs['hard'])
+    expected = sampler(*args)
+    with force_ndarray_backend():
+        leave_stale_erange()
+        got = sampler(*args)
+    expected, got = (r if isinstance(r, tuple) else (r,) for r in (expected, got))
+    for g, e in zip(host(got), host(expected)):
+        np.testing.assert_array_equal(g, e)
