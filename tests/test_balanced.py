@@ -519,16 +519,6 @@ def test_rcnn_sampler_iou_balanced_negatives():
     assert got[0] >= 16 and got[1] >= 16
 
 
-def test_bench_cases_time_each_strategy_against_the_uniform_sampler():
-    from samplers import bench
-    names = ['quota-iou-balanced', 'quota-instance-balanced', 'rpn-sampler-iou-balanced',
-             'rpn-sampler-instance-balanced']
-    rows = bench.run(names, repeat=1, scale=bench.QUICK_SCALE, rss=False)['cases']
-    for row in rows:
-        assert row['reference'].startswith('floor: uniform') and row['ours_ms'] > 0, row
-        assert 'same labels as the uniform sampler with subsampling off' in row['notes'], row
-
-
 @settings(max_examples=30)
 @given(_cases())
 def test_fast_numpy_share_equals_the_full_sort(case):

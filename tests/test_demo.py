@@ -1,4 +1,4 @@
-"""The demo (`python -m samplers.demo`, `make demo`): the study on a small budget, pictures."""
+"""The demo (`python -m tools.demo`, `make demo`): the study on a small budget, pictures."""
 import os
 import subprocess
 import sys
@@ -6,8 +6,11 @@ import sys
 import numpy as np
 import pytest
 
-from samplers import demo, study
-from samplers.backend import IGNORE, NEGATIVE, POSITIVE
+from samplers import IGNORE, NEGATIVE, POSITIVE
+
+from tools import demo
+from tools.study import __main__ as cli
+from tools.study import arms, data, model
 
 pytest.importorskip('matplotlib')  # the demo draws its pictures with the viz extra
 
@@ -19,14 +22,14 @@ PICTURES = ('samples.png', 'loss_curves.png', 'proposals.png', 'differences.png'
 
 def test_cli_prints_the_headline_tables_and_writes_the_pictures(tmp_path):
     env = dict(os.environ, PYTHONPATH=REPO, PYTHONWARNINGS='ignore')
-    run = subprocess.run([sys.executable, '-m', 'samplers.demo', '--out', str(tmp_path),
+    run = subprocess.run([sys.executable, '-m', 'tools.demo', '--out', str(tmp_path),
                           '--arms', 'gluoncv,hard'] + TINY,
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     out = run.stdout
     assert 'Mean ± sd over 2 seed(s) (0, 1)' in out
     assert 'Paired difference against gluoncv (mean, 95 % t-interval over seeds)' in out
-    header = '| arm | ' + ' | '.join(study.METRICS.values()) + ' |'
+    header = '| arm | ' + ' | '.join(model.METRICS.values()) + ' |'
     assert out.count(header) == 2
     assert [line.split('|')[1].strip() for line in out.splitlines()
             if line.startswith('| hard')] == ['hard', 'hard']
@@ -40,14 +43,14 @@ def test_cli_prints_the_headline_tables_and_writes_the_pictures(tmp_path):
 
 
 def test_default_budget_is_three_seeds_of_200_steps_on_the_default_arms():
-    p = study.parser(prog='python -m samplers.demo', seeds=demo.SEEDS, steps=demo.STEPS)
-    args = study.check_args(p, p.parse_args([]))
-    assert (args.seeds, args.steps, args.arms) == (3, 200, list(study.DEFAULT_ARMS))
+    p = cli.parser(prog='python -m tools.demo', seeds=demo.SEEDS, steps=demo.STEPS)
+    args = cli.check_args(p, p.parse_args([]))
+    assert (args.seeds, args.steps, args.arms) == (3, 200, list(arms.DEFAULT_ARMS))
     assert args.out == 'samplers-demo'
 
 
 def test_baseline_is_ours_without_flags_when_gluoncv_is_missing(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(study, 'gluoncv_targets', lambda: None)
+    monkeypatch.setattr(arms, 'gluoncv_targets', lambda: None)
     results = demo.main(['--out', str(tmp_path), '--arms', 'gluoncv,hard', '--seeds', '1',
                          '--steps', '1', '--train-images', '4', '--val-images', '4'])
     assert [r['arm'] for r in results] == ['ours', 'hard']
@@ -66,7 +69,7 @@ def test_rejects_bad_arguments(argv, message, capsys):
 
 # ----------------------------------------------------------------------------- pictures
 def test_example_image_has_a_large_hard_box_apart_from_the_normal_ones():
-    val_set = study.make_dataset(128, seed=1)
+    val_set = data.make_dataset(128, seed=1)
     _, label = val_set[demo.example_index(val_set)]
     hard, normal = label[label[:, 5] > 0], label[label[:, 5] == 0]
     side = np.minimum(hard[:, 2] - hard[:, 0], hard[:, 3] - hard[:, 1])
@@ -75,9 +78,9 @@ def test_example_image_has_a_large_hard_box_apart_from_the_normal_ones():
 
 def test_samples_picture_shows_where_the_three_rules_differ():
     # On the anchors samples.png draws, each rule left to right changes something.
-    val_set = study.make_dataset(128, seed=1)
+    val_set = data.make_dataset(128, seed=1)
     _, label = val_set[demo.example_index(val_set)]
-    anchors = study.make_anchors()
+    anchors = data.make_anchors()
     near = demo.on_hard(label, anchors)
     base, hard, iof = (demo.rule_labels(arm, label, anchors)[near] for arm in demo.SAMPLE_ARMS)
     assert (base == POSITIVE).any() and not (hard == POSITIVE).any()
@@ -89,7 +92,7 @@ def test_crop_is_square_inside_the_image_and_holds_the_hard_box():
     label = np.array([[100, 2, 126, 30, 0, 1], [10, 10, 20, 20, 0, 0]], np.float32)
     x1, y1, x2, y2 = demo._crop(label)
     assert x2 - x1 == y2 - y1 >= 48
-    assert 0 <= x1 <= 100 and x2 <= study.IMAGE_SIZE and 0 <= y1 <= 2 and y2 >= 30
+    assert 0 <= x1 <= 100 and x2 <= data.IMAGE_SIZE and 0 <= y1 <= 2 and y2 >= 30
 
 
 def test_plot_proposals_draws_each_proposal_and_the_ground_truth():

@@ -2,7 +2,7 @@
 
 The wheel itself is built and installed into a fresh venv by ``make wheel`` (a CI step,
 ``.ci/run``); here the same metadata is checked through ``setup.py egg_info``, which is fast
-and needs no network.
+and needs no network. pyproject.toml is the one place that names the supported Pythons.
 """
 import email
 import os
@@ -20,12 +20,20 @@ import samplers
 from samplers import _compat
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SUPPORTED = ['3.8', '3.9', '3.10', '3.11', '3.12']
 
 
 def read(name):
     with open(os.path.join(REPO, name), encoding='utf-8') as f:
         return f.read()
+
+
+def classifier_pythons(text):
+    """The X.Y of each "Programming Language :: Python :: X.Y" classifier in ``text``."""
+    return re.findall(r'Programming Language :: Python :: (3\.\d+)\b', text)
+
+
+#: The supported Pythons, from the one place that lists them.
+SUPPORTED = classifier_pythons(read('pyproject.toml'))
 
 
 def lines(text):
@@ -78,16 +86,32 @@ def test_mxnet_imported_after_the_compat_module_alone_works_in_a_fresh_process()
 
 
 # --------------------------------------------------------------------------- supported Pythons
-def makefile_supported():
-    return re.search(r'^SUPPORTED\s*:=\s*(.+)$', read('Makefile'), re.M).group(1).split()
+def test_supported_pythons_are_consecutive_minor_versions():
+    minors = [version(v)[1] for v in SUPPORTED]
+    assert len(minors) >= 2 and minors == list(range(minors[0], minors[0] + len(minors)))
 
 
-def test_makefile_setup_py_and_this_test_name_the_same_pythons(egg_info):
-    assert makefile_supported() == SUPPORTED
-    assert egg_info['PKG-INFO']['Requires-Python'] in ('>=3.8,<3.13', '<3.13,>=3.8')
+def test_make_supported_prints_the_pyproject_classifiers(tmp_path):
+    out = make(tmp_path, '-s', 'supported')
+    assert out.returncode == 0 and out.stdout.split() == SUPPORTED, out.stderr
+
+
+def test_requires_python_spans_exactly_the_supported_pythons(egg_info):
+    last = version(SUPPORTED[-1])
+    spec = {'>=' + SUPPORTED[0], '<{}.{}'.format(last[0], last[1] + 1)}
+    assert set(egg_info['PKG-INFO']['Requires-Python'].split(',')) == spec
+
+
+def test_the_metadata_carries_the_same_classifiers(egg_info):
     classifiers = egg_info['PKG-INFO'].get_all('Classifier')
-    assert [c.rsplit(' :: ', 1)[1] for c in classifiers
-            if re.match(r'Programming Language :: Python :: 3\.\d+$', c)] == SUPPORTED
+    assert classifier_pythons('\n'.join(classifiers)) == SUPPORTED
+
+
+def test_readme_names_the_supported_pythons_and_where_they_are_listed():
+    line = next(line for line in read('README.md').splitlines()
+                if line.startswith('**Pythons.**'))
+    named = re.findall(r'3\.\d+', line.split('(')[0])
+    assert named == SUPPORTED and 'pyproject.toml' in line
 
 
 def fake_python(tmp_path, reported):
@@ -98,11 +122,18 @@ def fake_python(tmp_path, reported):
     return str(path)
 
 
+#: Variables an outer ``make`` (``make test VENV=...``) passes down through the environment.
+OUTER_MAKE = ('MAKEFLAGS', 'MAKELEVEL', 'MFLAGS', 'MAKEOVERRIDES', 'VENV', 'PYTHON')
+
+
 def make(tmp_path, *args):
-    """``make ARGS`` on a copy of the Makefile and its inputs in ``tmp_path`` (no venvs there)."""
-    for name in ('Makefile', 'setup.py', 'constraints.txt'):
+    """``make ARGS`` on a copy of the Makefile and its inputs in ``tmp_path`` (no venvs there).
+
+    Hermetic: nothing the outer ``make`` that runs the suite was given reaches this one.
+    """
+    for name in ('Makefile', 'pyproject.toml', 'setup.py', 'constraints.txt'):
         (tmp_path / name).write_text(read(name))
-    env = {k: v for k, v in os.environ.items() if not k.startswith('MAKE')}
+    env = {k: v for k, v in os.environ.items() if k not in OUTER_MAKE}
     return subprocess.run(['make', '--no-print-directory'] + list(args), cwd=str(tmp_path),
                           env=env, capture_output=True, text=True, timeout=60)
 
@@ -113,7 +144,8 @@ def test_make_refuses_an_unsupported_python_in_one_line(tmp_path, reported):
     out = make(tmp_path, 'test', 'PYTHON=' + python)
     assert out.returncode != 0 and out.stdout == ''
     assert out.stderr.count('\n') == 1, out.stderr
-    assert 'Python 3.8 to 3.12' in out.stderr and python + ' is ' + reported in out.stderr
+    assert 'Python {} to {}'.format(SUPPORTED[0], SUPPORTED[-1]) in out.stderr
+    assert python + ' is ' + reported in out.stderr
     assert 'make test PYTHON=python3.11' in out.stderr
     assert not (tmp_path / ('.venv-' + reported)).exists()
 
@@ -124,7 +156,11 @@ def test_a_python_that_is_not_there_is_refused_too(tmp_path):
     assert 'python3.99 is not found' in out.stderr
 
 
-def test_a_non_default_python_gets_its_own_venv(tmp_path):
+def test_a_non_default_python_gets_its_own_venv(tmp_path, monkeypatch):
+    # As under `make test VENV=.venv-x`: the outer make's variables must not leak in.
+    monkeypatch.setenv('VENV', '.venv-outer')
+    monkeypatch.setenv('MAKEFLAGS', ' -- VENV=.venv-outer')
+    monkeypatch.setenv('MAKELEVEL', '1')
     python = fake_python(tmp_path, '3.12')
     out = make(tmp_path, '-n', 'test', 'PYTHON=' + python)
     assert out.returncode == 0, out.stderr
@@ -176,7 +212,8 @@ def egg_info(tmp_path_factory):
     with open(info / 'PKG-INFO', encoding='utf-8') as f:
         meta = email.message_from_file(f)
     return {'PKG-INFO': meta, 'SOURCES': (info / 'SOURCES.txt').read_text().split(),
-            'requires': (info / 'requires.txt').read_text()}
+            'requires': (info / 'requires.txt').read_text(),
+            'top_level': (info / 'top_level.txt').read_text().split()}
 
 
 def test_readme_is_the_long_description_and_license_is_a_license_file(egg_info):
@@ -191,6 +228,14 @@ def test_readme_is_the_long_description_and_license_is_a_license_file(egg_info):
         # a current one and checks the field in the wheel.
         assert 'LICENSE' in meta.get_all('License-File')
     assert {'LICENSE', 'README.md', 'samplers/_compat.py'} <= set(egg_info['SOURCES'])
+
+
+def test_the_package_is_the_library_alone(egg_info):
+    # tools/ (benchmark, study, demo) and tests/ stay in the checkout; `make wheel` checks the
+    # wheel's own file list.
+    assert egg_info['top_level'] == ['samplers']
+    python_files = [f for f in egg_info['SOURCES'] if f.endswith('.py') and f != 'setup.py']
+    assert python_files and all(f.startswith('samplers/') for f in python_files), python_files
 
 
 def test_install_requires_splits_numpy_at_python_3_12(egg_info):

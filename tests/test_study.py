@@ -1,4 +1,4 @@
-"""The study (`python -m samplers.study`): statistics, arms, data, a tiny paired run."""
+"""The study (`python -m tools.study`): statistics, arms, data, a tiny paired run."""
 import io
 import json
 import math
@@ -7,9 +7,11 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from samplers import study
-from samplers.backend import IGNORE, NEGATIVE, POSITIVE
-from samplers.boxes import box_iof, box_iou
+from samplers import IGNORE, NEGATIVE, POSITIVE, box_iof, box_iou
+
+from tools.study import __main__ as cli
+from tools.study import arms, data, model, stats
+from tools.study import train as training
 
 TINY = dict(steps=2, train_images=8, val_images=8)
 
@@ -18,30 +20,30 @@ TINY = dict(steps=2, train_images=8, val_images=8)
 @pytest.mark.parametrize('df, expected', [(1, 12.706), (2, 4.303), (3, 3.182), (4, 2.776),
                                           (9, 2.262), (30, 2.042), (120, 1.980)])
 def test_t_quantile_matches_the_printed_table(df, expected):
-    assert study.t_quantile(0.95, df) == pytest.approx(expected, abs=1e-3)
+    assert stats.t_quantile(0.95, df) == pytest.approx(expected, abs=1e-3)
 
 
 @pytest.mark.parametrize('df, expected', [(4, 4.604), (9, 3.250)])
 def test_t_quantile_at_99_percent(df, expected):
-    assert study.t_quantile(0.99, df) == pytest.approx(expected, abs=1e-3)
+    assert stats.t_quantile(0.99, df) == pytest.approx(expected, abs=1e-3)
 
 
 def test_t_cdf_is_zero_at_zero_and_grows_to_one():
     for df in (1, 2, 5, 10):
-        values = [study.t_cdf_two_sided(t, df) for t in (0, 0.5, 1, 2, 5, 50)]
+        values = [stats.t_cdf_two_sided(t, df) for t in (0, 0.5, 1, 2, 5, 50)]
         assert values[0] == 0 and values == sorted(values) and values[-1] > 0.98
 
 
 def test_t_quantile_rejects_a_confidence_outside_0_1():
     with pytest.raises(ValueError, match='confidence'):
-        study.t_quantile(1.0, 3)
+        stats.t_quantile(1.0, 3)
     with pytest.raises(ValueError, match='df'):
-        study.t_cdf_two_sided(1.0, 0)
+        stats.t_cdf_two_sided(1.0, 0)
 
 
 def test_paired_interval_on_hand_made_numbers():
     # d = [1, 2, 2, 3]: mean 2, sd sqrt(2/3), n 4, t(0.975, 3) = 3.1824
-    mean, low, high = study.paired_interval([1, 2, 3, 4], [0, 0, 1, 1])
+    mean, low, high = stats.paired_interval([1, 2, 3, 4], [0, 0, 1, 1])
     half = 3.182446 * math.sqrt(2 / 3) / 2
     assert mean == 2
     assert (low, high) == pytest.approx((2 - half, 2 + half), abs=1e-5)
@@ -50,39 +52,39 @@ def test_paired_interval_on_hand_made_numbers():
 def test_paired_interval_removes_the_spread_between_seeds():
     # Seeds differ a lot, but the arm is always exactly 0.1 better: a zero-width interval.
     base = [0.2, 0.6, 0.4, 0.9]
-    mean, low, high = study.paired_interval(np.add(base, 0.1), base)
+    mean, low, high = stats.paired_interval(np.add(base, 0.1), base)
     assert (mean, low, high) == pytest.approx((0.1, 0.1, 0.1))
 
 
 def test_paired_interval_of_one_pair_has_no_width():
-    mean, low, high = study.paired_interval([0.5], [0.25])
+    mean, low, high = stats.paired_interval([0.5], [0.25])
     assert mean == 0.25 and math.isnan(low) and math.isnan(high)
 
 
 def test_paired_interval_rejects_unpaired_input():
     with pytest.raises(ValueError, match='equal-length'):
-        study.paired_interval([1, 2, 3], [1, 2])
+        stats.paired_interval([1, 2, 3], [1, 2])
 
 
 def _result(arm, seed, value):
-    return dict(arm=arm, seed=seed, **{key: value for key in study.METRICS})
+    return dict(arm=arm, seed=seed, **{key: value for key in model.METRICS})
 
 
 def test_summarize_keeps_only_the_seeds_every_arm_finished():
     results = [_result('a', 0, 0.5), _result('b', 0, 0.6), _result('a', 1, 0.3),
                _result('b', 1, 0.5), _result('a', 2, 0.9)]  # seed 2 interrupted
-    seeds, arms, stats = study.summarize(results)
-    assert seeds == [0, 1] and arms == ['a', 'b']
-    entry = stats['b']['r10_50']
+    seeds, names, summary = stats.summarize(results)
+    assert seeds == [0, 1] and names == ['a', 'b']
+    entry = summary['b']['r10_50']
     assert entry['values'] == [0.6, 0.5] and entry['mean'] == pytest.approx(0.55)
     assert entry['diff'] == pytest.approx(0.15)  # paired: (0.1 + 0.2) / 2
-    assert 'diff' not in stats['a']['r10_50']  # the baseline
+    assert 'diff' not in summary['a']['r10_50']  # the baseline
 
 
 def test_tables_give_mean_sd_and_paired_intervals():
     results = [_result('a', s, v) for s, v in enumerate((0.5, 0.3, 0.4))]
     results += [_result('b', s, v + 0.1) for s, v in enumerate((0.5, 0.3, 0.4))]
-    text = study.format_tables(results)
+    text = stats.format_tables(results)
     assert 'Mean ± sd over 3 seed(s) (0, 1, 2)' in text
     assert '| a | 0.400 ± 0.100 |' in text
     assert '| b | +0.100 [+0.100, +0.100] |' in text
@@ -91,7 +93,7 @@ def test_tables_give_mean_sd_and_paired_intervals():
 
 # ----------------------------------------------------------------------------- data and model
 def test_dataset_is_the_same_for_the_same_seed():
-    a, b, c = study.make_dataset(4, seed=7), study.make_dataset(4, 7), study.make_dataset(4, 8)
+    a, b, c = data.make_dataset(4, seed=7), data.make_dataset(4, 7), data.make_dataset(4, 8)
     for (img_a, lab_a), (img_b, lab_b) in zip(a, b):
         np.testing.assert_array_equal(img_a, img_b)
         np.testing.assert_array_equal(lab_a, lab_b)
@@ -99,32 +101,32 @@ def test_dataset_is_the_same_for_the_same_seed():
 
 
 def test_dataset_images_and_labels_have_the_documented_form():
-    for img, lab in study.make_dataset(20, seed=0):
-        assert img.shape == (study.IMAGE_SIZE, study.IMAGE_SIZE, 3) and img.dtype == np.uint8
+    for img, lab in data.make_dataset(20, seed=0):
+        assert img.shape == (data.IMAGE_SIZE, data.IMAGE_SIZE, 3) and img.dtype == np.uint8
         assert lab.ndim == 2 and lab.shape[1] == 6 and lab.dtype == np.float32
         assert np.isin(lab[:, 5], (0, 1)).all()
-        assert np.isin(lab[:, 4], range(study.NUM_CLASSES)).all()
-        assert (lab[:, :2] >= 0).all() and (lab[:, 2:4] <= study.IMAGE_SIZE).all()
+        assert np.isin(lab[:, 4], range(data.NUM_CLASSES)).all()
+        assert (lab[:, :2] >= 0).all() and (lab[:, 2:4] <= data.IMAGE_SIZE).all()
 
 
 def test_dataset_flags_every_tiny_object_hard():
-    labels = np.concatenate([lab for _, lab in study.make_dataset(100, seed=0)])
+    labels = np.concatenate([lab for _, lab in data.make_dataset(100, seed=0)])
     side = np.maximum(labels[:, 2] - labels[:, 0], labels[:, 3] - labels[:, 1])
     assert (labels[side < 10, 5] == 1).all()
     assert (labels[:, 5] == 1).any() and (labels[:, 5] == 0).any()
 
 
 def test_anchors_follow_the_rpn_output_order():
-    anchors = study.make_anchors()
-    net = study.TinyRPN()
+    anchors = data.make_anchors()
+    net = model.TinyRPN()
     net.initialize()
-    scores, deltas = net(mx.nd.zeros((1, 3, study.IMAGE_SIZE, study.IMAGE_SIZE)))
-    per_cell = len(study.ANCHOR_SIZES) * len(study.ANCHOR_RATIOS)
-    cells = study.IMAGE_SIZE // study.STRIDE
+    scores, deltas = net(mx.nd.zeros((1, 3, data.IMAGE_SIZE, data.IMAGE_SIZE)))
+    per_cell = len(data.ANCHOR_SIZES) * len(data.ANCHOR_RATIOS)
+    cells = data.IMAGE_SIZE // data.STRIDE
     assert scores.shape == (1, len(anchors)) and deltas.shape == (1, len(anchors), 4)
     grid = ((anchors[:, :2] + anchors[:, 2:]) / 2).reshape(cells, cells, per_cell, 2)
-    assert np.allclose(grid[0, 1, :, 0], 1.5 * study.STRIDE)  # x grows along a row
-    assert np.allclose(grid[1, 0, :, 1], 1.5 * study.STRIDE)  # y grows down the rows
+    assert np.allclose(grid[0, 1, :, 0], 1.5 * data.STRIDE)  # x grows along a row
+    assert np.allclose(grid[1, 0, :, 1], 1.5 * data.STRIDE)  # y grows down the rows
 
 
 class _Fixed:
@@ -140,8 +142,8 @@ class _Fixed:
 
 
 def test_evaluate_counts_recall_at_each_k_and_iou_and_hard_false_alarms():
-    anchors = study.make_anchors()
-    inside = study._inside(anchors)
+    anchors = data.make_anchors()
+    inside = data._inside(anchors)
     normal = anchors[np.flatnonzero(inside)[40]]   # found exactly by the best proposal
     hard = anchors[np.flatnonzero(inside)[-40]]    # found by the second best
     shifted = normal + np.float32([3, 0, 3, 0])    # IoU with `normal` about 0.6-0.8 < 1
@@ -151,9 +153,9 @@ def test_evaluate_counts_recall_at_each_k_and_iou_and_hard_false_alarms():
     scores[np.flatnonzero(inside)[40]] = 5
     scores[np.flatnonzero(inside)[-40]] = 4
     net = _Fixed(scores, np.zeros((len(anchors), 4), np.float32))
-    metrics = study.evaluate(net, [(np.zeros((study.IMAGE_SIZE,) * 2 + (3,), np.uint8),
+    metrics = model.evaluate(net, [(np.zeros((data.IMAGE_SIZE,) * 2 + (3,), np.uint8),
                                     label)], anchors)
-    assert set(metrics) == set(study.METRICS)
+    assert set(metrics) == set(model.METRICS)
     assert metrics['r10_50'] == metrics['r10_70'] == 0.5  # 1 of 2 normal boxes
     assert metrics['r100_50'] == 0.5
     assert metrics['hard_fa10'] == 1.0  # one top-10 proposal on the one hard box
@@ -166,22 +168,22 @@ def _one_faint_box(size=40.0):
                     np.float32)
 
 
-@pytest.mark.parametrize('name', sorted(study.ARMS))
+@pytest.mark.parametrize('name', sorted(arms.ARMS))
 def test_every_arm_builds_targets_of_gluoncvs_form(name):
-    targets = study.ARMS[name].targets()
-    anchors = study.make_anchors()
+    targets = arms.ARMS[name].targets()
+    anchors = data.make_anchors()
     cls_t, box_t, box_m = (np.asarray(v) for v in targets(_one_faint_box(), anchors))
     assert cls_t.shape == (len(anchors),) and box_t.shape == box_m.shape == (len(anchors), 4)
     assert np.isin(cls_t, (-1, 0, 1)).all() and (cls_t > 0).any()
 
 
 def _labels_without_subsampling(name, label, anchors):
-    from samplers import demo
+    from tools import demo  # pylint: disable=import-outside-toplevel
     return demo.rule_labels(name, label, anchors)
 
 
 def test_hard_arm_turns_the_hard_boxs_positives_into_ignored():
-    anchors, label = study.make_anchors(), _one_faint_box()
+    anchors, label = data.make_anchors(), _one_faint_box()
     on_hard = box_iou(anchors, label[1:, :4])[:, 0] >= 0.7
     base = _labels_without_subsampling('gluoncv', label, anchors)
     hard = _labels_without_subsampling('hard', label, anchors)
@@ -191,18 +193,18 @@ def test_hard_arm_turns_the_hard_boxs_positives_into_ignored():
 
 
 def test_iof_arm_also_ignores_small_anchors_inside_the_hard_box():
-    anchors, label = study.make_anchors(), _one_faint_box()
-    inside_hard = box_iof(anchors, label[1:, :4])[:, 0] >= study.HARD_IOF
+    anchors, label = data.make_anchors(), _one_faint_box()
+    inside_hard = box_iof(anchors, label[1:, :4])[:, 0] >= arms.HARD_IOF
     low_iou = box_iou(anchors, label[1:, :4])[:, 0] < 0.3
     hard = _labels_without_subsampling('hard', label, anchors)
     iof = _labels_without_subsampling('hard+iof', label, anchors)
-    changed = inside_hard & low_iou & study._inside(anchors)
+    changed = inside_hard & low_iou & data._inside(anchors)
     assert changed.any() and (hard[changed] == NEGATIVE).all() and (iof[changed] == IGNORE).all()
 
 
 def test_ours_without_flags_labels_as_gluoncv_without_subsampling():
-    anchors = study.make_anchors()
-    for _, label in study.make_dataset(12, seed=3):
+    anchors = data.make_anchors()
+    for _, label in data.make_dataset(12, seed=3):
         np.testing.assert_array_equal(_labels_without_subsampling('ours', label, anchors),
                                       _labels_without_subsampling('gluoncv', label, anchors))
 
@@ -217,27 +219,27 @@ def _mining_inputs():
 
 def test_ohem_on_top_of_the_random_sample_keeps_it_and_adds_the_hardest():
     scores, cls_t, best = _mining_inputs()
-    weights = study.ohem_weights(1, 0, keep_random=True)(scores, cls_t, best).asnumpy()
+    weights = arms.ohem_weights(1, 0, keep_random=True)(scores, cls_t, best).asnumpy()
     # the sample (0, 1, 2) stays; 1 negative per positive: the hardest candidate, never anchor 5
     np.testing.assert_array_equal(weights, [[1, 1, 1, 1, 0, 0], [1, 1, 1, 0, 1, 0]])
 
 
 def test_ohem_only_takes_just_the_hardest_negatives():
     scores, cls_t, best = _mining_inputs()
-    weights = study.ohem_weights(2, 0, keep_random=False)(scores, cls_t, best).asnumpy()
+    weights = arms.ohem_weights(2, 0, keep_random=False)(scores, cls_t, best).asnumpy()
     np.testing.assert_array_equal(weights, [[1, 0, 0, 1, 1, 0], [1, 0, 0, 1, 1, 0]])
 
 
 def test_ohem_only_mines_exactly_the_top_scoring_background_candidates():
     # No sampler defect behind the OHEM-only collapse: on real targets the mined negatives
     # are the candidates (best IoU < 0.3) with the largest scores, max(min_samples, 3 * pos).
-    anchors = study.make_anchors()
-    labels = [lab for _, lab in study.make_dataset(4, seed=2)]
-    targets = study.ARMS['hard+ohem-only'].targets()
-    cls_t = study._batch_targets(targets, labels, anchors)[0]
-    best = study._best_ious(labels, anchors)
+    anchors = data.make_anchors()
+    labels = [lab for _, lab in data.make_dataset(4, seed=2)]
+    targets = arms.ARMS['hard+ohem-only'].targets()
+    cls_t = arms._batch_targets(targets, labels, anchors)[0]
+    best = arms._best_ious(labels, anchors)
     scores = mx.nd.array(np.random.RandomState(0).normal(size=cls_t.shape))
-    weights = study.ohem_weights(3, 32, keep_random=False)(scores, cls_t, best).asnumpy()
+    weights = arms.ohem_weights(3, 32, keep_random=False)(scores, cls_t, best).asnumpy()
     c, s, b = cls_t.asnumpy(), scores.asnumpy(), best.asnumpy()
     for w, ci, si, bi in zip(weights, c, s, b):
         mined = (w > 0) & (ci <= 0)
@@ -249,17 +251,17 @@ def test_ohem_only_mines_exactly_the_top_scoring_background_candidates():
 
 # ----------------------------------------------------------------------------- runs
 def test_the_same_seed_trains_the_same_net():
-    train_set, anchors = study.make_dataset(8, seed=5), study.make_anchors()
-    _, first, _ = study.train('ours', train_set, anchors, 3, seed=5)
-    _, second, _ = study.train('ours', train_set, anchors, 3, seed=5)
+    train_set, anchors = data.make_dataset(8, seed=5), data.make_anchors()
+    _, first, _ = training.train('ours', train_set, anchors, 3, seed=5)
+    _, second, _ = training.train('ours', train_set, anchors, 3, seed=5)
     assert first == second
 
 
 def test_sampling_offset_changes_only_the_subsampling_and_is_reproducible():
-    train_set, anchors = study.make_dataset(8, seed=5), study.make_anchors()
-    _, base, _ = study.train('ours', train_set, anchors, 3, seed=5)
-    _, moved, _ = study.train('ours', train_set, anchors, 3, seed=5, sampling_offset=7)
-    _, again, _ = study.train('ours', train_set, anchors, 3, seed=5, sampling_offset=7)
+    train_set, anchors = data.make_dataset(8, seed=5), data.make_anchors()
+    _, base, _ = training.train('ours', train_set, anchors, 3, seed=5)
+    _, moved, _ = training.train('ours', train_set, anchors, 3, seed=5, sampling_offset=7)
+    _, again, _ = training.train('ours', train_set, anchors, 3, seed=5, sampling_offset=7)
     assert moved == again and moved != base
     assert moved['cls'][0] != base['cls'][0] or moved['box'][0] != base['box'][0]
 
@@ -267,17 +269,17 @@ def test_sampling_offset_changes_only_the_subsampling_and_is_reproducible():
 def test_tiny_study_runs_every_default_arm_on_two_seeds_and_saves_as_it_goes(tmp_path):
     path = str(tmp_path / 'study.json')
     seen = []
-    results, histories = study.run_study([0, 1], json_path=path,
+    results, histories = training.run_study([0, 1], json_path=path,
                                          keep=lambda *a: seen.append(a[:2]), **TINY)
     assert [(r['seed'], r['arm']) for r in results] == \
-        [(s, a) for s in (0, 1) for a in study.DEFAULT_ARMS] == seen
+        [(s, a) for s in (0, 1) for a in arms.DEFAULT_ARMS] == seen
     for row in results:
-        assert all(0 <= row[key] <= 1 for key in study.METRICS if key != 'hard_fa10')
+        assert all(0 <= row[key] <= 1 for key in model.METRICS if key != 'hard_fa10')
         assert row['steps'] == 2 and row['seconds'] > 0
-    assert {a: len(h) for a, h in histories.items()} == {a: 2 for a in study.DEFAULT_ARMS}
-    loaded, loaded_hist = study.load(path)
+    assert {a: len(h) for a, h in histories.items()} == {a: 2 for a in arms.DEFAULT_ARMS}
+    loaded, loaded_hist = training.load(path)
     assert loaded == json.loads(json.dumps(results)) and loaded_hist == histories
-    assert 'Mean ± sd over 2 seed(s)' in study.format_tables(loaded)
+    assert 'Mean ± sd over 2 seed(s)' in stats.format_tables(loaded)
 
 
 def test_cli_report_reprints_a_saved_study_without_training(tmp_path, capsys):
@@ -289,17 +291,17 @@ def test_cli_report_reprints_a_saved_study_without_training(tmp_path, capsys):
                  'hard': [dict(cls=[1, 0.4, 0.2, 0.1], box=[0.1] * 4)] * 3}
     (tmp_path / 'study.json').write_text(json.dumps(dict(results=results,
                                                          histories=histories)))
-    study.main(['--report', '--out', str(tmp_path)])
+    cli.main(['--report', '--out', str(tmp_path)])
     out = capsys.readouterr().out
     assert '| hard | +0.050 [+0.050, +0.050] |' in out
     assert (tmp_path / 'differences.png').read_bytes()[:4] == b'\x89PNG'
     assert (tmp_path / 'loss_curves.png').read_bytes()[:4] == b'\x89PNG'
-    study.main(['--report', '--out', str(tmp_path), '--baseline', 'hard'])
+    cli.main(['--report', '--out', str(tmp_path), '--baseline', 'hard'])
     out = capsys.readouterr().out
     assert 'Paired difference against hard' in out
     assert '| gluoncv | -0.050 [-0.050, -0.050] |' in out
     with pytest.raises(SystemExit):
-        study.main(['--report', '--out', str(tmp_path), '--baseline', 'ours'])
+        cli.main(['--report', '--out', str(tmp_path), '--baseline', 'ours'])
     assert "--baseline must be one of the arms in" in capsys.readouterr().err
 
 
@@ -312,15 +314,15 @@ def test_cli_report_reprints_a_saved_study_without_training(tmp_path, capsys):
     (['--first-seed', str(2 ** 32 - 2), '--seeds', '2'], 'seeds must lie in [0, 4294967294]'),
 ])
 def test_cli_rejects_bad_arguments(argv, message, capsys):
-    p = study.parser()
+    p = cli.parser()
     with pytest.raises(SystemExit):
-        study.check_args(p, p.parse_args(argv))
+        cli.check_args(p, p.parse_args(argv))
     assert message in capsys.readouterr().err
 
 
 def test_progress_off_a_terminal_is_one_plain_line_per_run():
     stream = io.StringIO()
-    bar = study._Progress(50, 'seed 0 hard', stream=stream)
+    bar = training._Progress(50, 'seed 0 hard', stream=stream)
     for _ in range(50):
         bar.update(0.25)
     bar.close()
@@ -330,19 +332,19 @@ def test_progress_off_a_terminal_is_one_plain_line_per_run():
 
 
 def test_probe_sees_a_collapsed_net():
-    anchors, data = study.make_anchors(), study.make_dataset(2, seed=0)
-    net = study.TinyRPN()
+    anchors, images = data.make_anchors(), data.make_dataset(2, seed=0)
+    net = model.TinyRPN()
     net.initialize(mx.init.Xavier(magnitude=2))
-    alive = study.probe(net, data, anchors)
+    alive = model.probe(net, images, anchors)
     assert alive['head_alive'] > 0 and alive['score_sd'] > 0
     net.head.bias.set_data(mx.nd.full(net.head.bias.shape, -1e3))  # every head unit dead
-    dead = study.probe(net, data, anchors)
+    dead = model.probe(net, images, anchors)
     assert dead['head_alive'] == 0 and dead['score_sd'] == 0
     assert dead['body_alive'] == alive['body_alive']
 
 
 def test_cli_probe_prints_one_line_per_run(tmp_path, capsys):
-    study.main(['--out', str(tmp_path), '--seeds', '1', '--steps', '1', '--arms', 'ours,hard',
+    cli.main(['--out', str(tmp_path), '--seeds', '1', '--steps', '1', '--arms', 'ours,hard',
                 '--train-images', '4', '--val-images', '4', '--probe'])
     lines = capsys.readouterr().out.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith('seed  arm'))
@@ -351,6 +353,6 @@ def test_cli_probe_prints_one_line_per_run(tmp_path, capsys):
 
 
 def test_tables_of_one_seed_show_no_spread_and_no_interval():
-    text = study.format_tables([_result('a', 4, 0.5), _result('b', 4, 0.75)])
+    text = stats.format_tables([_result('a', 4, 0.5), _result('b', 4, 0.75)])
     assert '| a | 0.500 |' in text and '| b | +0.250 |' in text
     assert 'nan' not in text and 'one seed gives no interval' in text

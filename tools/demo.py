@@ -1,7 +1,7 @@
 """The demo: the seeded study on a small budget, and pictures of what hard flags change.
 
-Run it as ``python -m samplers.demo [--seeds N] [--steps S] [--arms A,B,...]
-[--out DIR]`` (``make demo``). It is :mod:`samplers.study` with a budget
+Run it from the checkout as ``python -m tools.demo [--seeds N] [--steps S] [--arms
+A,B,...] [--out DIR]`` (``make demo``). It is :mod:`tools.study` with a budget
 that fits in about three minutes on two CPU cores (3 seeds, 200 steps per
 run, the five default arms): it prints the study's headline tables (mean ±
 sd per arm, paired differences against GluonCV's generator with 95 %
@@ -15,17 +15,20 @@ t-intervals) and writes to ``--out`` (default ``samplers-demo``):
 * ``study.json``, the per-run numbers.
 
 Three seeds and 200 steps show the machinery, not a verdict: the numbers
-the README quotes come from ``python -m samplers.study --seeds 10``.
+the README quotes come from ``python -m tools.study --seeds 10``.
 """
-from __future__ import annotations
-
 import os
 import time
 
 import numpy as np
 
-from . import study
-from .boxes import box_iou
+from samplers import box_iof, box_iou
+
+from tools.study import arms, data
+from tools.study.__main__ import check_args, parser, report
+from tools.study.model import top_proposals
+from tools.study.plots import figure
+from tools.study.train import load, run_study
 
 __all__ = ['main', 'example_index', 'save_samples_png', 'save_proposals_png']
 
@@ -57,7 +60,6 @@ def on_hard(label, anchors, iou=0.3, iof=0.5):
 
     The anchors whose label hard flags (IoU) or ``hard_iof_thresh`` (IoF) can change.
     """
-    from .boxes import box_iof
     hard = label[label[:, 5] > 0, :4]
     if not len(hard):
         return np.zeros(len(anchors), bool)
@@ -70,18 +72,18 @@ def rule_labels(arm, label, anchors):
     The arm's generator with ``num_sample`` = N, so no candidate is dropped at
     random and the picture shows the rule itself.
     """
-    from .viz import samples_from_cls_target
-    from .rpn import RPNTargetGenerator
+    from samplers import RPNTargetGenerator  # pylint: disable=import-outside-toplevel
+    from samplers.viz import samples_from_cls_target  # pylint: disable=import-outside-toplevel
     n = len(anchors)
     if arm == 'gluoncv':
         from gluoncv.model_zoo.rcnn.rpn.rpn_target import RPNTargetGenerator as Reference
         import mxnet as mx
         cls_t = Reference(num_sample=n)(mx.nd.array(label[:, :4]), mx.nd.array(anchors),
-                                        study.IMAGE_SIZE, study.IMAGE_SIZE)[0]
+                                        data.IMAGE_SIZE, data.IMAGE_SIZE)[0]
     else:
-        iof = study.HARD_IOF if arm == 'hard+iof' else None
+        iof = arms.HARD_IOF if arm == 'hard+iof' else None
         cls_t = RPNTargetGenerator(num_sample=n, hard_iof_thresh=iof)(
-            label[:, :4], anchors, study.IMAGE_SIZE, study.IMAGE_SIZE,
+            label[:, :4], anchors, data.IMAGE_SIZE, data.IMAGE_SIZE,
             hard=label[:, 5] if arm != 'ours' else None)[0]
     return samples_from_cls_target(cls_t)
 
@@ -90,13 +92,13 @@ def _crop(label, margin=16):
     """(x1, y1, x2, y2) around the largest hard box of ``label``, or the whole image."""
     hard = label[label[:, 5] > 0]
     if not len(hard):
-        return 0, 0, study.IMAGE_SIZE, study.IMAGE_SIZE
+        return 0, 0, data.IMAGE_SIZE, data.IMAGE_SIZE
     box = hard[np.argmax((hard[:, 2] - hard[:, 0]) * (hard[:, 3] - hard[:, 1])), :4]
     side = max(box[2] - box[0], box[3] - box[1]) + 2 * margin
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     half = max(side, 48) / 2
-    x1 = float(np.clip(cx - half, 0, study.IMAGE_SIZE - 2 * half))
-    y1 = float(np.clip(cy - half, 0, study.IMAGE_SIZE - 2 * half))
+    x1 = float(np.clip(cx - half, 0, data.IMAGE_SIZE - 2 * half))
+    y1 = float(np.clip(cy - half, 0, data.IMAGE_SIZE - 2 * half))
     return x1, y1, x1 + 2 * half, y1 + 2 * half
 
 
@@ -106,8 +108,8 @@ def save_samples_png(path, image, label, anchors, labelled):
     ``labelled``: (title, labels (N,) in the package convention) per panel.
     Only the anchors of :func:`on_hard` are drawn, over the faded image.
     """
-    from .viz import plot_samples
-    fig = study._figure(4.4 * len(labelled), 6.2)
+    from samplers.viz import plot_samples  # pylint: disable=import-outside-toplevel
+    fig = figure(4.4 * len(labelled), 6.2)
     x1, y1, x2, y2 = _crop(label)
     near = on_hard(label, anchors)
     for i, (title, samples) in enumerate(labelled):
@@ -134,8 +136,8 @@ def save_samples_png(path, image, label, anchors, labelled):
 
 def save_proposals_png(path, image, label, proposals, top_k=10):
     """The top ``top_k`` proposals of each arm on one validation image."""
-    from .viz import plot_proposals
-    fig = study._figure(3.6 * len(proposals), 4.2)
+    from samplers.viz import plot_proposals  # pylint: disable=import-outside-toplevel
+    fig = figure(3.6 * len(proposals), 4.2)
     for i, (name, boxes) in enumerate(proposals):
         ax = fig.add_subplot(1, len(proposals), i + 1)
         plot_proposals(image, boxes[:top_k], gt_boxes=label[:, :4], hard=label[:, 5], ax=ax)
@@ -151,38 +153,38 @@ def save_proposals_png(path, image, label, proposals, top_k=10):
 
 def main(argv=None):
     """Run the demo; returns the study's list of result dicts."""
-    p = study.parser(prog='python -m samplers.demo', seeds=SEEDS, steps=STEPS)
-    args = study.check_args(p, p.parse_args(argv))
+    p = parser(prog='python -m tools.demo', seeds=SEEDS, steps=STEPS)
+    args = check_args(p, p.parse_args(argv))
     os.makedirs(args.out, exist_ok=True)
     started = time.time()
     path = os.path.join(args.out, 'study.json')
-    anchors = study.make_anchors()
-    val_set = study.make_dataset(args.val_images, seed=args.first_seed + 1)
+    anchors = data.make_anchors()
+    val_set = data.make_dataset(args.val_images, seed=args.first_seed + 1)
     example = example_index(val_set)
     image, label = val_set[example]
     proposals = []
 
     def keep(seed, arm, net, _):
         if seed == args.first_seed:
-            proposals.append((arm, study.top_proposals(net, [image], anchors, 10)[0]))
+            proposals.append((arm, top_proposals(net, [image], anchors, 10)[0]))
 
     if args.report:
-        results, histories = study.load(path)
+        results, histories = load(path)
     else:
         num_hard = sum(int(lab[:, 5].sum()) for _, lab in val_set)
         print('synthetic set per seed: {} train / {} val images of {}x{} px (first seed: {} val '
               'boxes, {} hard); {} anchors per image; {} seed(s) x {} arms x {} steps'.format(
-                  args.train_images, args.val_images, study.IMAGE_SIZE, study.IMAGE_SIZE,
+                  args.train_images, args.val_images, data.IMAGE_SIZE, data.IMAGE_SIZE,
                   sum(len(lab) for _, lab in val_set), num_hard, len(anchors), args.seeds,
                   len(args.arms), args.steps))
-        results, histories = study.run_study(
+        results, histories = run_study(
             range(args.first_seed, args.first_seed + args.seeds), args.arms, args.steps,
             args.train_images, args.val_images, json_path=path, keep=keep)
     print()
-    names = study.report(results, histories, args.out)
+    names = report(results, histories, args.out)
     if names:  # matplotlib is there
         labelled = [('{} labels'.format(arm), rule_labels(arm, label, anchors))
-                    for arm in SAMPLE_ARMS if arm != 'gluoncv' or study.gluoncv_targets()]
+                    for arm in SAMPLE_ARMS if arm != 'gluoncv' or arms.gluoncv_targets()]
         save_samples_png(os.path.join(args.out, 'samples.png'), image, label, anchors, labelled)
         names.append('samples.png')
         if proposals:
