@@ -108,14 +108,16 @@ def format_table(report):
     legend = ['ours: our time on the input GluonCV gets (NDArray: the drop-in path); '
               'reference: GluonCV, or the floor of a "floor" goal; the memory case compares '
               'peak bytes with the IoU matrix. same?: the same results as '
-              'GluonCV (the balanced cases: as the uniform sampler) with subsampling off; - when '
-              'not checked.']
+              'GluonCV (the balanced cases: as the uniform sampler) with subsampling off; -: not '
+              'checked (--no-check, or nothing to compare).']
     if not all(row.get('goal_applies', True) for row in rows):
         legend.append('met?: not judged at scale {:g}: the goals are stated for the full '
                       'sizes (scale 1), and on tiny inputs fixed per-call costs dominate the '
                       'times. Run without --quick to judge them.'.format(
                           report['settings']['scale']))
-    lines += [''] + [_wrap(text) for text in legend] + ['', machine_line(report)]
+    for text in legend:
+        lines += ['', _wrap(text)]
+    lines += ['', machine_line(report)]
     return '\n'.join(lines) + '\n'
 
 
