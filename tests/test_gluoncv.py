@@ -31,10 +31,11 @@ import samplers.gluoncv as sg  # noqa: E402
 import samplers.gluoncv.patches_rcnn as sg_patches  # noqa: E402
 import samplers.gluoncv.transforms as sg_transforms  # noqa: E402
 from conftest import CPU_CONTEXTS, requires_gpu  # noqa: E402
-from voc_tiny import rectangle_mask  # noqa: E402
+from helpers import grid_anchors, rectangle_mask  # noqa: E402
 
 # GluonCV's FPN network warns while tracing its features symbol; not ours to fix.
-pytestmark = pytest.mark.filterwarnings('ignore:Cannot decide type:UserWarning')
+pytestmark = [pytest.mark.filterwarnings('ignore:Cannot decide type:UserWarning'),
+              pytest.mark.usefixtures('uninstall_gluoncv')]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: A fresh process that imports mxnet before samplers needs, on Python 3.12, the numpy aliases
 #: samplers/_compat.py restores; run from the file, it adds them without importing samplers.
@@ -52,12 +53,6 @@ SHORT = 256               # small images keep the network tests quick
 
 # One object, square on the stride-16 anchor grid so that GluonCV gives it positives.
 BOX = [64., 64., 192., 192.]
-
-
-@pytest.fixture(autouse=True)
-def _uninstall_after_each_test():
-    yield
-    sg.uninstall()
 
 
 @pytest.fixture(scope='module')
@@ -371,13 +366,6 @@ def test_generator_outside_a_transform_has_no_hard_box():
     cls, _, _ = gen(np.array([[0, 0, 16, 16]], np.float32),
                     np.array([[0, 0, 16, 16]], np.float32), 64, 64)
     assert cls[0] == 1
-
-
-def grid_anchors(size=64, stride=8, sides=(8, 16, 32)):
-    centres = np.arange(stride / 2, size, stride)
-    cy, cx = np.meshgrid(centres, centres, indexing='ij')
-    rows = [np.stack([cx - s / 2, cy - s / 2, cx + s / 2, cy + s / 2], -1) for s in sides]
-    return np.stack(rows, axis=2).reshape(-1, 4).astype(np.float32)
 
 
 boxes_in_64 = st.lists(st.tuples(st.integers(0, 48), st.integers(0, 48), st.integers(8, 40),
