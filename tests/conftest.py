@@ -1,4 +1,4 @@
-"""Shared test set-up: seeded RNGs, contexts, and the GPU marker."""
+"""Shared test set-up: seeded RNGs, contexts, the GPU marker, and the shared fixtures."""
 import os
 
 # First, before mxnet: on Python 3.12 (numpy 1.26) mxnet needs the numpy aliases that
@@ -9,6 +9,8 @@ import mxnet as mx
 import numpy as np
 import pytest
 from hypothesis import settings
+
+from helpers import refuse_host_copies
 
 settings.register_profile('default', deadline=None, print_blob=True)
 settings.load_profile(os.environ.get('HYPOTHESIS_PROFILE', 'default'))
@@ -26,3 +28,21 @@ def _seed_rngs():
     mx.random.seed(1234)
     np.random.seed(1234)
     yield
+
+
+@pytest.fixture
+def no_host_copies(monkeypatch):
+    """Every device-to-host read of an NDArray fails loudly while the test runs."""
+    refuse_host_copies(monkeypatch)
+
+
+@pytest.fixture
+def uninstall_gluoncv():
+    """After the test, :func:`samplers.gluoncv.uninstall` (GluonCV unpatched for the next test).
+
+    Modules that patch GluonCV use it for every test:
+    ``pytestmark = [..., pytest.mark.usefixtures('uninstall_gluoncv')]``.
+    """
+    yield
+    import samplers.gluoncv  # pylint: disable=import-outside-toplevel  (needs the extra)
+    samplers.gluoncv.uninstall()

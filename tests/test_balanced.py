@@ -16,7 +16,7 @@ from samplers.backend import NUMPY_F
 from samplers.balanced import (check_iou_balanced, instance_balanced, instance_balanced_F,
                                iou_balanced, iou_balanced_F)
 from samplers.boxes import keep_random_F
-from test_reliability import no_host_copies  # noqa: F401  (fixture)
+from helpers import grid_anchors
 
 BACKENDS = ['numpy', 'ndarray']
 
@@ -287,7 +287,7 @@ def test_instance_draw_matches_the_rule_in_distribution():
 
 
 # ------------------------------------------------------------------ device, seeds, graphs, errors
-def test_device_path_reads_nothing_back_to_the_host(no_host_copies):  # noqa: F811
+def test_device_path_reads_nothing_back_to_the_host(no_host_copies):
     ctx = mx.cpu(0)
     mask = mx.nd.ones((2, 12), ctx=ctx)
     iou = mx.nd.array(np.stack([IOU, IOU]), ctx=ctx)
@@ -534,7 +534,7 @@ def test_fast_numpy_share_equals_the_full_sort(case):
 
 
 def test_samplers_with_balanced_options_read_nothing_back_on_the_device_path(
-        no_host_copies):  # noqa: F811
+        no_host_copies):
     from samplers import QuotaSampler
     from samplers.rcnn import RCNNTargetSampler
     props, gt, matches, ious = _quota_case()
@@ -619,8 +619,7 @@ def test_rpn_generator_takes_the_balanced_options(backend):
 
 def test_rpn_generator_balanced_skips_the_anchor_grid():
     from samplers import RPNTargetGenerator
-    from test_reliability import _grid_anchors
-    anchors = _grid_anchors(256, 4)  # a grid layout, large enough for the grid path
+    anchors = grid_anchors(256, 4)  # a grid layout, large enough for the grid path
     gt = np.array([[10, 10, 60, 70], [70, 20, 120, 60]], np.float32)
     kw = dict(num_sample=64, pos_iou_thresh=0.5, neg_iou_thresh=0.3, pos_ratio=0.25)
     uniform = RPNTargetGenerator(**kw)

@@ -5,9 +5,6 @@ ForwardBackwardTask, trainer step) on a tiny VOC-format set written to a tempora
 with ``samplers.gluoncv.install()`` in effect. Each network is built once per module; images are
 192 x 256 (the smallest size giving the C4 RPN its 2000 proposals).
 """
-import os
-import xml.etree.ElementTree as ET
-
 import mxnet as mx
 import numpy as np
 import pytest
@@ -26,7 +23,7 @@ from gluoncv.model_zoo.rcnn.mask_rcnn.data_parallel import \
     ForwardBackwardTask as MaskTask  # noqa: E402
 
 import samplers.gluoncv as sg  # noqa: E402
-from voc_tiny import rectangle_mask  # noqa: E402
+from helpers import rectangle_mask, write_voc  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings('ignore::UserWarning')
 HEIGHT, WIDTH = 192, 256
@@ -46,38 +43,13 @@ def _installed():
     sg.uninstall()
 
 
-def write_voc(root):
-    """IMAGES as a VOC2007 'trainval' split under ``root`` (JPEG files and XML annotations)."""
-    from PIL import Image
-    base = os.path.join(root, 'VOC2007')
-    for sub in ('Annotations', 'JPEGImages', os.path.join('ImageSets', 'Main')):
-        os.makedirs(os.path.join(base, sub))
-    classes = VOCDetection.CLASSES
-    rng = np.random.RandomState(0)
-    for i, objects in enumerate(IMAGES):
-        name = '{:06d}'.format(i)
-        Image.fromarray(rng.randint(0, 255, (HEIGHT, WIDTH, 3)).astype(np.uint8)).save(
-            os.path.join(base, 'JPEGImages', name + '.jpg'))
-        anno = ET.Element('annotation')
-        size = ET.SubElement(anno, 'size')
-        for tag, value in (('width', WIDTH), ('height', HEIGHT), ('depth', 3)):
-            ET.SubElement(size, tag).text = str(value)
-        for x1, y1, x2, y2, cls, difficult in objects:
-            obj = ET.SubElement(anno, 'object')
-            ET.SubElement(obj, 'name').text = classes[cls]
-            ET.SubElement(obj, 'difficult').text = str(difficult)
-            box = ET.SubElement(obj, 'bndbox')
-            for tag, value in zip(('xmin', 'ymin', 'xmax', 'ymax'), (x1, y1, x2, y2)):
-                ET.SubElement(box, tag).text = str(value + 1)  # VOC is 1-based
-        ET.ElementTree(anno).write(os.path.join(base, 'Annotations', name + '.xml'))
-    with open(os.path.join(base, 'ImageSets', 'Main', 'trainval.txt'), 'w') as f:
-        f.write('\n'.join('{:06d}'.format(i) for i in range(len(IMAGES))) + '\n')
-
-
 @pytest.fixture(scope='module')
 def voc(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('voc'))
-    write_voc(root)
+    # IMAGES as a VOC2007 'trainval' split (VOC's coordinates are 1-based).
+    write_voc(root, [[(VOCDetection.CLASSES[cls], x1 + 1, y1 + 1, x2 + 1, y2 + 1, difficult)
+                      for x1, y1, x2, y2, cls, difficult in objects] for objects in IMAGES],
+              WIDTH, HEIGHT, split='trainval')
     return VOCDetection(root=root, splits=[(2007, 'trainval')])
 
 

@@ -28,12 +28,14 @@ from gluoncv.utils.metrics.rcnn import RCNNL1LossMetric, RPNL1LossMetric  # noqa
 from gluoncv.data.transforms import mask as tmask  # noqa: E402
 
 import samplers.gluoncv as sg  # noqa: E402
-import samplers.gluoncv.rcnn as sg_rcnn  # noqa: E402
+import samplers.gluoncv.patches_rcnn as sg_patches  # noqa: E402
+import samplers.gluoncv.transforms as sg_transforms  # noqa: E402
 from conftest import CPU_CONTEXTS, requires_gpu  # noqa: E402
-from voc_tiny import rectangle_mask  # noqa: E402
+from helpers import grid_anchors, rectangle_mask  # noqa: E402
 
 # GluonCV's FPN network warns while tracing its features symbol; not ours to fix.
-pytestmark = pytest.mark.filterwarnings('ignore:Cannot decide type:UserWarning')
+pytestmark = [pytest.mark.filterwarnings('ignore:Cannot decide type:UserWarning'),
+              pytest.mark.usefixtures('uninstall_gluoncv')]
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: A fresh process that imports mxnet before samplers needs, on Python 3.12, the numpy aliases
 #: samplers/_compat.py restores; run from the file, it adds them without importing samplers.
@@ -43,7 +45,7 @@ GluonCVMaskTransform = rcnn.MaskRCNNDefaultTrainTransform
 MISSING = object()
 # GluonCV's own objects, read before any test can install anything: every one install() patches.
 ORIGINALS = {(owner, name): vars(owner).get(name, MISSING)
-             for owner, name, _ in sg_rcnn.patches()}
+             for owner, name, _ in sg_patches.patches()}
 GLUONCV_GENERATOR = rpn_target.RPNTargetGenerator
 GLUONCV_SAMPLER = rpn_target.RPNTargetSampler
 NO_SUBSAMPLING = 10 ** 7  # num_sample above any anchor count: the quotas never bite
@@ -51,12 +53,6 @@ SHORT = 256               # small images keep the network tests quick
 
 # One object, square on the stride-16 anchor grid so that GluonCV gives it positives.
 BOX = [64., 64., 192., 192.]
-
-
-@pytest.fixture(autouse=True)
-def _uninstall_after_each_test():
-    yield
-    sg.uninstall()
 
 
 @pytest.fixture(scope='module')
@@ -141,8 +137,8 @@ def test_importing_samplers_gluoncv_patches_nothing():
 # ----------------------------------------------------------------------------- install()
 def test_install_swaps_our_generator_and_sampler_into_gluoncv():
     sg.install()
-    assert rpn_target.RPNTargetGenerator is sg.GluonCVRPNTargetGenerator
-    assert rpn_target.RPNTargetSampler is sg.GluonCVRPNTargetSampler
+    assert rpn_target.RPNTargetGenerator is sg.RPNTargetGenerator
+    assert rpn_target.RPNTargetSampler is sg.RPNTargetSampler
     assert GluonCVTransform.__call__ is sg.FasterRCNNTrainTransform.__call__
     assert sg.is_installed()
 
@@ -154,7 +150,7 @@ def assert_gluoncv_restored():
 
 def test_install_patches_every_listed_object():
     sg.install()
-    for owner, name, new in sg_rcnn.patches():
+    for owner, name, new in sg_patches.patches():
         now = vars(owner)[name]
         assert now is new
 
@@ -337,7 +333,7 @@ def test_passes_generator_options_through(c4_net):
 @pytest.mark.parametrize('ctx', CPU_CONTEXTS, ids=str)
 def test_generator_returns_gluoncv_numpy_types_for_ndarrays(ctx):
     anchors = mx.nd.array([[0, 0, 16, 16], [8, 8, 24, 24], [40, 40, 60, 60]], ctx=ctx)
-    cls, box, mask = sg.GluonCVRPNTargetGenerator()(mx.nd.array([[0, 0, 16, 16]], ctx=ctx),
+    cls, box, mask = sg.RPNTargetGenerator()(mx.nd.array([[0, 0, 16, 16]], ctx=ctx),
                                                    anchors, 64, 64)
     assert [(type(a), a.dtype, a.shape) for a in (cls, box, mask)] == [
         (np.ndarray, np.float32, (3,)), (np.ndarray, np.float32, (3, 4)),
@@ -350,7 +346,7 @@ def test_generator_returns_gluoncv_numpy_types_for_ndarrays(ctx):
 def test_generator_returns_gluoncv_dtypes_for_any_float_input(dtype, kind):
     def arr(x):
         return np.array(x, dtype) if kind == 'numpy' else mx.nd.array(x, dtype=dtype)
-    cls, box, mask = sg.GluonCVRPNTargetGenerator()(arr([[0, 0, 16, 16]]),
+    cls, box, mask = sg.RPNTargetGenerator()(arr([[0, 0, 16, 16]]),
                                                    arr([[0, 0, 16, 16], [40, 40, 60, 60]]), 64, 64)
     assert (cls.dtype, box.dtype, mask.dtype) == (np.float32, np.float32, np.float64)
     np.testing.assert_array_equal(cls, [1, 0])
@@ -359,24 +355,17 @@ def test_generator_returns_gluoncv_dtypes_for_any_float_input(dtype, kind):
 @requires_gpu
 def test_generator_returns_gluoncv_numpy_types_for_gpu_ndarrays():
     ctx = mx.gpu(0)
-    cls, box, mask = sg.GluonCVRPNTargetGenerator()(
+    cls, box, mask = sg.RPNTargetGenerator()(
         mx.nd.array([[0, 0, 16, 16]], ctx=ctx), mx.nd.array([[0, 0, 16, 16]], ctx=ctx), 64, 64)
     assert [type(a) for a in (cls, box, mask)] == [np.ndarray] * 3
     assert cls[0] == 1
 
 
 def test_generator_outside_a_transform_has_no_hard_box():
-    gen = sg.GluonCVRPNTargetGenerator()
+    gen = sg.RPNTargetGenerator()
     cls, _, _ = gen(np.array([[0, 0, 16, 16]], np.float32),
                     np.array([[0, 0, 16, 16]], np.float32), 64, 64)
     assert cls[0] == 1
-
-
-def grid_anchors(size=64, stride=8, sides=(8, 16, 32)):
-    centres = np.arange(stride / 2, size, stride)
-    cy, cx = np.meshgrid(centres, centres, indexing='ij')
-    rows = [np.stack([cx - s / 2, cy - s / 2, cx + s / 2, cy + s / 2], -1) for s in sides]
-    return np.stack(rows, axis=2).reshape(-1, 4).astype(np.float32)
 
 
 boxes_in_64 = st.lists(st.tuples(st.integers(0, 48), st.integers(0, 48), st.integers(8, 40),
@@ -389,7 +378,7 @@ boxes_in_64 = st.lists(st.tuples(st.integers(0, 48), st.integers(0, 48), st.inte
 @given(boxes_in_64)
 def test_generator_matches_gluoncv_generator_without_subsampling(gt):
     anchors = grid_anchors()
-    ours = sg.GluonCVRPNTargetGenerator(num_sample=NO_SUBSAMPLING)(
+    ours = sg.RPNTargetGenerator(num_sample=NO_SUBSAMPLING)(
         mx.nd.array(gt), mx.nd.array(anchors), 64, 64)
     theirs = GLUONCV_GENERATOR(num_sample=NO_SUBSAMPLING)(mx.nd.array(gt), mx.nd.array(anchors),
                                                           64, 64)
@@ -405,7 +394,7 @@ def test_sampler_matches_gluoncv_sampler_without_subsampling(n, m, seed):
     ious = rng.choice([0., 0.125, 0.25, 0.375, 0.5, 0.75, 1.], size=(n, m)).astype(np.float32)
     ious[rng.uniform(size=n) < 0.1] = -1  # anchors outside the image
     ious[:, (ious.max(axis=0) <= 0)] = 0.5  # every box overlaps some anchor (see rpn.py)
-    ours = sg.GluonCVRPNTargetSampler(NO_SUBSAMPLING, 0.7, 0.3, 0.5)(ious)
+    ours = sg.RPNTargetSampler(NO_SUBSAMPLING, 0.7, 0.3, 0.5)(ious)
     theirs = GLUONCV_SAMPLER(NO_SUBSAMPLING, 0.7, 0.3, 0.5)(ious)
     for a, b in zip(ours, theirs):
         assert a.dtype == b.dtype
@@ -415,7 +404,7 @@ def test_sampler_matches_gluoncv_sampler_without_subsampling(n, m, seed):
 @pytest.mark.parametrize('dtype', ['float16', 'float32', 'float64'])
 def test_sampler_returns_samples_in_the_ious_float_dtype_as_gluoncv(dtype):
     ious = np.array([[0.9, 0.1], [0.1, 0.2]], dtype)
-    ours = sg.GluonCVRPNTargetSampler(256, 0.7, 0.3, 0.5)(ious)
+    ours = sg.RPNTargetSampler(256, 0.7, 0.3, 0.5)(ious)
     theirs = GLUONCV_SAMPLER(256, 0.7, 0.3, 0.5)(ious)
     assert [a.dtype for a in ours] == [b.dtype for b in theirs] == [np.dtype(dtype), np.int64]
 
@@ -752,7 +741,7 @@ def mask_targets(cls_targets):
 def test_mask_loss_is_zero_not_nan_without_positive_rois():
     sg.install()
     targets, masks = mask_targets([0, 0, 0, -1])
-    loss = sg_rcnn._WithoutPhantom(gluon.loss.SigmoidBinaryCrossEntropyLoss())
+    loss = sg_patches._WithoutPhantom(gluon.loss.SigmoidBinaryCrossEntropyLoss())
     pred = mx.nd.random.normal(shape=targets.shape)
     # GluonCV's Mask R-CNN task normalises the mask loss by the weights' sum.
     total = (loss(pred, targets, masks) * targets.size / masks.sum()).asnumpy()
@@ -767,7 +756,7 @@ def test_mask_targets_and_loss_unchanged_with_a_positive_roi():
         np.testing.assert_array_equal(a.asnumpy(), b.asnumpy())
     pred = mx.nd.random.normal(shape=after[0].shape)
     plain = gluon.loss.SigmoidBinaryCrossEntropyLoss()
-    np.testing.assert_array_equal(sg_rcnn._WithoutPhantom(plain)(pred, *after).asnumpy(),
+    np.testing.assert_array_equal(sg_patches._WithoutPhantom(plain)(pred, *after).asnumpy(),
                                   plain(pred, *after).asnumpy())
 
 
@@ -805,7 +794,7 @@ def bits(x):
 def test_our_transform_outputs_equal_gluoncv_bit_for_bit(network, use_cv2, request, monkeypatch):
     net = request.getfixturevalue(network)
     if not use_cv2:
-        monkeypatch.setattr(sg_rcnn, '_cv2', None)
+        monkeypatch.setattr(sg_transforms, '_cv2', None)
     lab = label(BOX + [3, 0], [180., 20., 300., 110., 5, 0])
     for flip_p in (0.0, 1.0):
         kwargs = dict(num_sample=NO_SUBSAMPLING, flip_p=flip_p)
@@ -826,10 +815,11 @@ def test_pixel_table_gives_to_tensor_and_normalize_values_for_every_uint8(monkey
                        np.roll(np.arange(256, dtype=np.uint8), 7).reshape(16, 16)], axis=2)
     theirs = mx.nd.image.normalize(mx.nd.image.to_tensor(mx.nd.array(pixels, dtype='uint8')),
                                    mean=mean, std=std)
-    table = sg_rcnn._pixel_table(mean, std)  # pylint: disable=protected-access
-    np.testing.assert_array_equal(bits(sg_rcnn._image_tensor(pixels, table, False)), bits(theirs))
-    monkeypatch.setattr(sg_rcnn, '_cv2', None)
-    np.testing.assert_array_equal(bits(sg_rcnn._image_tensor(pixels, table, True)),
+    table = sg_transforms._pixel_table(mean, std)  # pylint: disable=protected-access
+    np.testing.assert_array_equal(bits(sg_transforms._image_tensor(pixels, table, False)),
+                                  bits(theirs))
+    monkeypatch.setattr(sg_transforms, '_cv2', None)
+    np.testing.assert_array_equal(bits(sg_transforms._image_tensor(pixels, table, True)),
                                   bits(theirs)[:, :, ::-1])
 
 

@@ -10,7 +10,7 @@ from mxnet import gluon
 
 from samplers import boxes, force_ndarray_backend
 from samplers.rcnn import RCNNTargetSampler
-from test_reliability import refuse_host_copies
+from helpers import refuse_host_copies
 
 gluoncv_target = pytest.importorskip('gluoncv.model_zoo.rcnn.faster_rcnn.rcnn_target')
 

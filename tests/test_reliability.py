@@ -21,6 +21,7 @@ from samplers import (NaiveSampler, OHEMSampler, QuotaSampler, RCNNTargetSampler
                       box_iou, force_ndarray_backend)
 from samplers.boxes import corner_to_center, keep_random
 from conftest import CPU_CONTEXTS, requires_gpu
+from helpers import grid_anchors
 
 ALL = 10 ** 6  # a num_sample above every input here: no subsampling, no randomness
 
@@ -31,19 +32,10 @@ def _boxes(rng, n, size=64.0):
     return np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
 
 
-def _grid_anchors(size=64, stride=8, scales=(8, 16, 32)):
-    """Anchors in GluonCV's layout (rows x columns x sizes); 4,096+ take the anchor-grid path."""
-    centres = np.arange(stride / 2, size, stride, dtype=np.float32)
-    cy, cx = np.meshgrid(centres, centres, indexing='ij')
-    cells = np.stack([np.stack([cx - s / 2, cy - s / 2, cx + s / 2, cy + s / 2], axis=-1)
-                      for s in scales], axis=2)  # (rows, cols, sizes, 4)
-    return cells.reshape(-1, 4).astype(np.float32)
-
-
 def make_inputs(ctx, seed=0, batch=2, n=60, m=5, classes=4):
     """One set of NDArray inputs for every case, on ``ctx``; the first box is hard."""
     rng = np.random.RandomState(seed)
-    anchors = _grid_anchors()
+    anchors = grid_anchors()
     gt = _boxes(rng, m)
     ious = np.stack([box_iou(anchors[:n], gt)] * batch)
     matches = np.where(ious.max(-1) >= 0.5, ious.argmax(-1), -1).astype(np.float32)
@@ -57,7 +49,7 @@ def make_inputs(ctx, seed=0, batch=2, n=60, m=5, classes=4):
     cls_target[:, ::7] = -1  # some ignored anchors
     return dict(anchors=nd(anchors), gt=nd(gt), ious=nd(ious), matches=nd(matches),
                 logits=nd(logits), hard=nd(hard), mask=nd(ious.max(-1) < 0.3),
-                big_anchors=nd(_grid_anchors(256, 4)), big_gt=nd(big_gt),
+                big_anchors=nd(grid_anchors(256, 4)), big_gt=nd(big_gt),
                 rois=nd(np.stack([anchors[:n]] * batch)), scores=nd(abs(logits[..., :1])),
                 gts=nd(np.stack([gt] * batch)), gt_ids=nd(np.arange(batch * m).reshape(
                     batch, m, 1) % (classes - 1)),
@@ -121,21 +113,6 @@ def run(name, sampler, inputs, seed=None):
 
 def host(results):
     return [r.asnumpy() for r in results]
-
-
-def refuse_host_copies(monkeypatch):
-    """Make every device-to-host read of an NDArray fail loudly until ``monkeypatch.undo()``."""
-    def refuse(*_args, **_kwargs):
-        raise AssertionError('host copy of an NDArray on the device path')
-    for name in ('asnumpy', 'asscalar', '__array__', '__bool__', '__int__', '__float__',
-                 'tolist'):
-        monkeypatch.setattr(mx.nd.NDArray, name, refuse, raising=False)
-
-
-@pytest.fixture
-def no_host_copies(monkeypatch):
-    """Every device-to-host read of an NDArray fails loudly while the test runs."""
-    refuse_host_copies(monkeypatch)
 
 
 @pytest.mark.parametrize('name', CASES)

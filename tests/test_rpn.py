@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
-from gluoncv.model_zoo.rcnn.rpn.anchor import RPNAnchorGenerator
 from gluoncv.model_zoo.rcnn.rpn.rpn_target import (RPNTargetGenerator as GluonGenerator,
                                                    RPNTargetSampler as GluonSampler)
 
@@ -22,6 +21,7 @@ from samplers import anchor_grid
 from samplers.backend import force_ndarray_backend
 from samplers.boxes import box_iou
 from samplers.rpn import RPNTargetGenerator, RPNTargetSampler
+from helpers import fpn_anchors, gluon_anchors
 
 EPS = np.spacing(np.float32(1))
 ALL = 10 ** 9  # a num_sample no test input reaches: no subsampling
@@ -49,17 +49,6 @@ def reference_labels(ious, hard=None, pos_t=0.7, neg_t=0.3, allow_low_quality=Fa
     pos = valid & (thr | (best & (allow_low_quality | ~weak)))
     neg = valid & low & ~pos
     return np.where(pos, 1, np.where(neg, -1, 0)).astype(np.float32), matches
-
-def gluon_anchors(height, width, stride=16, sizes=(32, 64, 128, 256, 512), ratios=(0.5, 1, 2)):
-    """GluonCV's RPN anchors for a feature grid of floor(height/stride) x floor(width/stride)."""
-    h, w = height // stride, width // stride
-    gen = RPNAnchorGenerator(stride, 16, list(ratios), [s / 16 for s in sizes], (h, w))
-    return gen._generate_anchors(stride, 16, list(ratios), [s / 16 for s in sizes],
-                                 (h, w)).reshape(-1, 4)
-
-def fpn_anchors(height, width, strides=(4, 8, 16, 32, 64), sizes=(32, 64, 128, 256, 512)):
-    return np.concatenate([gluon_anchors(height, width, st_, (sz,))
-                           for st_, sz in zip(strides, sizes)]).astype(np.float32)
 
 def random_gt(rng, m, width, height, min_size=4.0):
     cx, cy = rng.uniform(0, width, m), rng.uniform(0, height, m)

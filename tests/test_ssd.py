@@ -32,17 +32,12 @@ import samplers.gluoncv as sg  # noqa: E402
 from samplers.backend import force_ndarray_backend  # noqa: E402
 from samplers.ssd import SSDMultiBoxLoss, SSDTargetGenerator  # noqa: E402
 
-pytestmark = pytest.mark.filterwarnings('ignore:Cannot decide type:UserWarning')
+pytestmark = [pytest.mark.filterwarnings('ignore:Cannot decide type:UserWarning'),
+              pytest.mark.usefixtures('uninstall_gluoncv')]
 GLUONCV_LOSS = gluoncv_loss.SSDMultiBoxLoss
 GLUONCV_GENERATOR = ssd_target.SSDTargetGenerator
 GluonCVTransform = ssd_presets.SSDDefaultTrainTransform
 SIZE = 256  # small images keep the network tests quick
-
-
-@pytest.fixture(autouse=True)
-def _uninstall_after_each_test():
-    yield
-    sg.uninstall()
 
 
 @pytest.fixture(params=['numpy', 'mx.nd'])
@@ -482,7 +477,7 @@ def test_uninstall_restores_gluoncv_ssd_objects(anchors):
     sg.uninstall()
     assert gluoncv.loss.SSDMultiBoxLoss is GLUONCV_LOSS
     assert ssd_target.SSDTargetGenerator is GLUONCV_GENERATOR
-    original_call = sg.ssd._GLUONCV_CALL  # pylint: disable=protected-access
+    original_call = sg.transforms._GLUONCV_SSD_CALL  # pylint: disable=protected-access
     assert vars(GluonCVTransform)['__call__'] is original_call
     same(apply(transform, hard), want)
 

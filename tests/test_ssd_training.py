@@ -18,9 +18,10 @@ from gluoncv.data.transforms.presets.ssd import SSDDefaultTrainTransform  # noqa
 from gluoncv.model_zoo import get_model  # noqa: E402
 
 import samplers.gluoncv as sg  # noqa: E402
-from voc_tiny import HARD_CLASS, write_voc  # noqa: E402
+from helpers import HARD_CLASS, write_voc  # noqa: E402
 
-pytestmark = pytest.mark.filterwarnings('ignore:Cannot decide type:UserWarning')
+pytestmark = [pytest.mark.filterwarnings('ignore:Cannot decide type:UserWarning'),
+              pytest.mark.usefixtures('uninstall_gluoncv')]
 SIZE = 256
 ITERATIONS = 2
 
@@ -37,12 +38,6 @@ def net():
     net = get_model('ssd_512_mobilenet1.0_voc', pretrained_base=False)
     net.initialize()
     return net
-
-
-@pytest.fixture(autouse=True)
-def _uninstall_after_each_test():
-    yield
-    sg.uninstall()
 
 
 def train(net, dataset, transform, loss_fn):

@@ -10,30 +10,28 @@ Needs the ``gluoncv`` extra. Two ways in, both giving GluonCV's outputs:
   GluonCV's original objects. Importing :mod:`samplers` (or this package)
   patches nothing.
 
-One module per detector family (:mod:`.rcnn`, :mod:`.ssd`), each listing what
-:func:`install` patches in its ``patches()``.
+Modules: :mod:`.wrappers` (target generators, samplers, loss), :mod:`.transforms`
+(training transforms), and one patch list per detector family,
+:mod:`.patches_rcnn` and :mod:`.patches_ssd`, each giving what :func:`install`
+patches in its ``patches()``.
 """
 from __future__ import annotations
 
 import threading
 
-from . import rcnn as _rcnn_part
-from . import ssd as _ssd_part
+from . import patches_rcnn as _patches_rcnn
+from . import patches_ssd as _patches_ssd
 from ._common import HARD_COLUMN, INSTALLED, check_hard_column
-from .rcnn import (FasterRCNNTrainTransform, MaskRCNNTrainTransform,  # noqa: F401
-                   RCNNTargetSampler, RPNTargetGenerator, RPNTargetSampler, use_hard_sampler)
-from .ssd import SSDMultiBoxLoss, SSDTargetGenerator, SSDTrainTransform  # noqa: F401
-
-# Earlier names of the GluonCV-typed RPN classes.
-GluonCVRPNTargetGenerator = RPNTargetGenerator
-GluonCVRPNTargetSampler = RPNTargetSampler
+from .transforms import FasterRCNNTrainTransform, MaskRCNNTrainTransform, SSDTrainTransform
+from .wrappers import (RCNNTargetSampler, RPNTargetGenerator, RPNTargetSampler,
+                       SSDMultiBoxLoss, SSDTargetGenerator, use_hard_sampler)
 
 __all__ = ['FasterRCNNTrainTransform', 'MaskRCNNTrainTransform', 'RPNTargetGenerator',
            'RPNTargetSampler', 'RCNNTargetSampler', 'use_hard_sampler',
            'SSDTrainTransform', 'SSDMultiBoxLoss', 'SSDTargetGenerator',
            'install', 'uninstall', 'is_installed', 'HARD_COLUMN']
 
-_PARTS = (_rcnn_part, _ssd_part)  # each has patches(): (owner, name, replacement) triples
+_PARTS = (_patches_rcnn, _patches_ssd)  # each has patches(): (owner, name, replacement) triples
 _MISSING = object()
 _LOCK = threading.Lock()
 _SAVED = {}  # (owner, name) -> the owner's own attribute before install, or _MISSING
@@ -43,8 +41,9 @@ def _patches():
     return tuple(p for part in _PARTS for p in part.patches())
 
 
-def install(hard_column=HARD_COLUMN, allow_low_quality_matches=False, hard_iof_thresh=None,
-            rcnn_hard_iou_thresh=None, rcnn_hard_iof_thresh=None):
+def install(hard_column: int | None = HARD_COLUMN, allow_low_quality_matches: bool = False,
+            hard_iof_thresh: float | None = None, rcnn_hard_iou_thresh: float | None = None,
+            rcnn_hard_iof_thresh: float | None = None) -> None:
     """Make GluonCV's R-CNN (both stages) and SSD training hard-flag-aware.
 
     Parameters
@@ -60,7 +59,7 @@ def install(hard_column=HARD_COLUMN, allow_low_quality_matches=False, hard_iof_t
         (:class:`samplers.rcnn.RCNNTargetSampler`); None keeps its default.
 
     Patches, in place, what ``patches()`` of each family module lists; for
-    :mod:`samplers.gluoncv.rcnn`:
+    :mod:`samplers.gluoncv.patches_rcnn`:
 
     * GluonCV's ``FasterRCNNDefaultTrainTransform`` and
       ``MaskRCNNDefaultTrainTransform``: the label's hard column becomes the
@@ -77,7 +76,7 @@ def install(hard_column=HARD_COLUMN, allow_low_quality_matches=False, hard_iof_t
       NaN over a logging interval without a positive box; Mask R-CNN's mask
       loss: 0 instead of NaN for a batch without a positive RoI.
 
-    For SSD see :mod:`samplers.gluoncv.ssd`.
+    For SSD see :mod:`samplers.gluoncv.patches_ssd`.
 
     Objects built before the call use the patched methods too. Calling it
     again only changes the settings (for what is built afterwards). Bad
@@ -101,7 +100,7 @@ def install(hard_column=HARD_COLUMN, allow_low_quality_matches=False, hard_iof_t
         INSTALLED.rcnn_options = rcnn_options
 
 
-def uninstall():
+def uninstall() -> None:
     """Put back every object :func:`install` replaced (the same objects); a no-op otherwise.
 
     Transforms keep working unchanged: ours cached its generator under its own
@@ -118,6 +117,6 @@ def uninstall():
         INSTALLED.reset()
 
 
-def is_installed():
+def is_installed() -> bool:
     """Whether :func:`install` is in effect."""
     return bool(_SAVED)

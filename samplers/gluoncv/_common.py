@@ -1,6 +1,7 @@
-"""Pieces every GluonCV integration shares: the hard column, the flags of the label in flight."""
+"""Pieces every GluonCV integration shares: the hard column, the flags of the call in flight."""
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import numpy as np
@@ -13,6 +14,25 @@ HARD_COLUMN = 5
 # Flags of the label a transform is working on, for the duration of that call and in that
 # thread only: GluonCV's transforms call their target generators with the boxes alone.
 PENDING = threading.local()
+
+# Hard flags of the R-CNN network call in flight, for that call and that thread only: ``task``
+# (B, M, 1) NDArray from a ForwardBackwardTask, ``hard`` (B, M) NDArray or Symbol for the sampler.
+NETWORK = threading.local()
+
+
+@contextlib.contextmanager
+def bound(local, name, value):
+    """``local.<name>`` is ``value`` inside the ``with`` block, then its previous value again.
+
+    ``local`` is a ``threading.local``, so the value is seen only by this thread; nested
+    blocks restore the outer block's value.
+    """
+    outer = getattr(local, name, None)
+    setattr(local, name, value)
+    try:
+        yield
+    finally:
+        setattr(local, name, outer)
 
 
 class _Installed:  # process-wide (not thread-local): every thread sees install()'s settings
@@ -33,6 +53,11 @@ def check_hard_column(hard_column):
     return check_int('hard_column', hard_column, minimum=5)
 
 
+def hard_column_of(transform):
+    """Ours carry their own ``hard_column``; patched GluonCV transforms use install()'s."""
+    return transform.__dict__.get('_hard_column', INSTALLED.hard_column)
+
+
 def hard_flags(label, hard_column):
     """Column ``hard_column`` of ``label`` as (M,) 0/1 flags; None if there is no such column."""
     if hard_column is None:
@@ -50,11 +75,20 @@ def hard_flags(label, hard_column):
 #: Instance attribute where our transforms cache their target generator (GluonCV's own
 #: cache attribute is left alone, so uninstall() brings GluonCV's generator back).
 CACHE = '_samplers_target_generator'
+#: Instance attribute where the R-CNN transforms cache numpy anchors per image size.
+ANCHOR_CACHE = '_samplers_anchors'
 
 
 def pickle_state(transform):
     """A transform's instance dict to pickle: without our caches (rebuilt on use)."""
     state = dict(transform.__dict__)
     state.pop(CACHE, None)
-    state.pop('_samplers_anchors', None)  # numpy anchors per image size (rcnn.py), rebuilt on use
+    state.pop(ANCHOR_CACHE, None)
     return state
+
+
+def rebuild(cls, state):
+    """Unpickle a transform of class ``cls`` from ``state`` without running its constructor."""
+    transform = cls.__new__(cls)
+    transform.__dict__.update(state)
+    return transform

@@ -1,0 +1,215 @@
+"""What :func:`samplers.gluoncv.install` patches in GluonCV's Faster R-CNN and Mask R-CNN.
+
+What a hard box (label column ``hard_column``, VOC ``difficult``) does in each stage:
+
+* RPN targets (in the training transform, often in a DataLoader worker):
+  :class:`samplers.rpn.RPNTargetGenerator`; no positive anchor, and the
+  anchors on it are ignored instead of taught as background.
+* Second stage (inside the network): :class:`.wrappers.RCNNTargetSampler`
+  (:class:`samplers.rcnn.RCNNTargetSampler`); no positive proposal, the
+  proposals on it are ignored, its appended ground-truth row is ignored.
+  GluonCV's ``RCNNTargetGenerator`` turns those 0 samples into class target
+  -1: no classification, box or mask loss.
+
+How the flags reach the network, since GluonCV's code passes boxes only: the
+patched ``ForwardBackwardTask.forward_backward`` leaves the label's hard
+column, for that call and that thread only, where the network's patched
+``forward`` picks it up and passes it as a fourth input ``gt_hard`` (B, M, 1)
+to ``hybrid_forward``, which hands it to the network's sampler the same way
+(a graph input: hybridized networks work). The transforms are in
+:mod:`.transforms`. :func:`patches` lists every replacement.
+"""
+from __future__ import annotations
+
+import mxnet as mx
+from gluoncv.data.transforms.presets import rcnn as _presets
+from gluoncv.model_zoo.rcnn.faster_rcnn import data_parallel as _faster_task
+from gluoncv.model_zoo.rcnn.faster_rcnn import faster_rcnn as _faster
+from gluoncv.model_zoo.rcnn.mask_rcnn import data_parallel as _mask_task
+from gluoncv.model_zoo.rcnn.mask_rcnn import mask_rcnn as _mask
+from gluoncv.model_zoo.rcnn.mask_rcnn import rcnn_target as _mask_target
+from gluoncv.model_zoo.rcnn.rpn import rpn_target as _rpn_target
+from gluoncv.utils.metrics import rcnn as _metrics
+from mxnet import autograd, gluon
+
+from ._common import INSTALLED, NETWORK, bound, hard_column_of, pickle_state, rebuild
+from .transforms import (FasterRCNNTrainTransform, MaskRCNNTrainTransform, faster_call,
+                         mask_call, rcnn_target_generator)
+from .wrappers import RCNNTargetSampler, RPNTargetGenerator, RPNTargetSampler, use_hard_sampler
+
+_FasterTransform = _presets.FasterRCNNDefaultTrainTransform
+_MaskTransform = _presets.MaskRCNNDefaultTrainTransform
+_FasterRCNN = _faster.FasterRCNN
+_MaskRCNN = _mask.MaskRCNN
+_MaskTargetGenerator = _mask_target.MaskTargetGenerator
+# Taken at import, before any install(): the GluonCV bodies every patched call runs.
+_GLUONCV = {
+    'faster_forward': _FasterRCNN.hybrid_forward, 'mask_forward': _MaskRCNN.hybrid_forward,
+    'faster_task': _faster_task.ForwardBackwardTask.forward_backward,
+    'mask_task': _mask_task.ForwardBackwardTask.forward_backward,
+    'faster_task_init': _faster_task.ForwardBackwardTask.__init__,
+    'mask_task_init': _mask_task.ForwardBackwardTask.__init__,
+    'mask_targets': _MaskTargetGenerator.hybrid_forward,
+}
+
+
+# --------------------------------------------------------------------------- transforms
+def _reduce_gluoncv_transform(self, protocol):
+    """Pickle a patched GluonCV transform as our explicit class, with install()'s settings.
+
+    A spawned DataLoader worker imports an unpatched GluonCV; the object it
+    unpickles must bring the hard-flag-aware targets itself, without
+    patching anything in that process. Subclasses (ours, or a user's) pickle
+    as themselves, the default way.
+    """
+    ours = {_FasterTransform: FasterRCNNTrainTransform,
+            _MaskTransform: MaskRCNNTrainTransform}.get(type(self))
+    if ours is None:
+        return object.__reduce_ex__(self, protocol)
+    state = pickle_state(self)
+    state['_kwargs'] = dict(INSTALLED.rpn_options, **state['_kwargs'])
+    state['_hard_column'] = hard_column_of(self)
+    return rebuild, (ours, state)
+
+
+# --------------------------------------------------------------------------- networks
+def _installed_rcnn_sampler(**kwargs):
+    """What a network built under install() gets as ``sampler``: install()'s options added."""
+    return RCNNTargetSampler(**dict(INSTALLED.rcnn_options, **kwargs))
+
+
+def _network_forward(self, x, *args):
+    """``net(x, gt_box, gt_label, gt_hard=None)``: GluonCV's forward with an optional 4th input.
+
+    ``gt_hard`` (B, M, 1) or (B, M): 1 marks a hard box (anything else, such
+    as the -1 of padding rows, is not hard). In a training forward with
+    ``gt_box`` and ``gt_label`` and our sampler, missing flags are the ones a
+    patched ``ForwardBackwardTask`` is passing, or zeros (GluonCV's result):
+    the graph then always has the same four inputs, hybridized or not.
+    """
+    if autograd.is_training() and len(args) in (2, 3) and isinstance(args[1], mx.nd.NDArray):
+        hard = args[2] if len(args) == 3 else getattr(NETWORK, 'task', None)
+        if not isinstance(self.sampler, RCNNTargetSampler):
+            if hard is not None:
+                raise ValueError(
+                    "hard flags given, but this network's sampler is {} and cannot take them "
+                    "(network built before samplers.gluoncv.install()?): build it after install(), "
+                    "or call samplers.gluoncv.use_hard_sampler(net) first"
+                    .format(type(self.sampler).__name__))
+        else:
+            args = args[:2] + (mx.nd.zeros_like(args[1]) if hard is None else hard,)
+    return gluon.HybridBlock.forward(self, x, *args)
+
+
+def _with_hard_input(gluoncv_forward):
+    def hybrid_forward(self, F, x, gt_box=None, gt_label=None, gt_hard=None, **params):
+        """GluonCV's ``hybrid_forward``; ``gt_hard`` reaches the network's sampler."""
+        if gt_hard is None:
+            return gluoncv_forward(self, F, x, gt_box, gt_label, **params)
+        with bound(NETWORK, 'hard', F.reshape(gt_hard, shape=(0, -1)) == 1):
+            return gluoncv_forward(self, F, x, gt_box, gt_label, **params)
+    return hybrid_forward
+
+
+# --------------------------------------------------------------------------- training tasks
+def _with_task_flags(gluoncv_forward_backward):
+    def forward_backward(self, x):
+        """GluonCV's step; label column ``hard_column`` goes to the network as its hard flags."""
+        label, column = x[1], INSTALLED.hard_column
+        hard = None
+        if column is not None and label.shape[-1] > column:
+            hard = label.slice_axis(axis=-1, begin=column, end=column + 1)
+        with bound(NETWORK, 'task', hard):
+            return gluoncv_forward_backward(self, x)
+    return forward_backward
+
+
+def _with_our_sampler(gluoncv_init):
+    def __init__(self, net, *args, **kwargs):
+        """GluonCV's set-up; a network built before install() gets our sampler here."""
+        gluoncv_init(self, net, *args, **kwargs)
+        use_hard_sampler(net)
+    return __init__
+
+
+# Mask R-CNN: GluonCV's task divides the mask loss by the sum of the mask weights, which is 0
+# when no RoI of the batch is positive (every box hard): 0/0 would make loss and gradients NaN.
+_PHANTOM = 0.5  # weight of the one element added to mask weights that are all 0 (real ones: 0/1)
+
+
+def _with_phantom_weight(gluoncv_forward):
+    def hybrid_forward(self, F, rois, gt_masks, matches, cls_targets):
+        """GluonCV's mask targets; all-zero mask weights get one element of weight 0.5.
+
+        The patched task's mask loss drops that element again: the loss is 0 for such a batch
+        (not NaN) and unchanged for every other batch.
+        """
+        targets, masks = gluoncv_forward(self, F, rois, gt_masks, matches, cls_targets)
+        flat = F.reshape(masks, shape=(-1,))
+        first = F.concat(F.ones_like(F.slice_axis(flat, axis=0, begin=0, end=1)),
+                         F.zeros_like(F.slice_axis(flat, axis=0, begin=1, end=None)), dim=0)
+        empty = F.sum(flat) == 0
+        return targets, masks + F.reshape_like(F.broadcast_mul(first, empty) * _PHANTOM, masks)
+    return hybrid_forward
+
+
+class _WithoutPhantom:
+    """A mask loss that ignores the element :func:`_with_phantom_weight` adds."""
+
+    def __init__(self, loss):
+        self.loss = loss
+
+    def __call__(self, pred, label, sample_weight, *args, **kwargs):
+        return self.loss(pred, label, sample_weight * (sample_weight != _PHANTOM),
+                         *args, **kwargs)
+
+
+def _with_our_mask_loss(gluoncv_init):
+    init = _with_our_sampler(gluoncv_init)
+
+    def __init__(self, net, *args, **kwargs):
+        """GluonCV's set-up, our sampler, and a mask loss that is 0 without positive RoIs."""
+        init(self, net, *args, **kwargs)
+        if not isinstance(self.rcnn_mask_loss, _WithoutPhantom):
+            self.rcnn_mask_loss = _WithoutPhantom(self.rcnn_mask_loss)
+    return __init__
+
+
+# --------------------------------------------------------------------------- metrics
+def _metric_get(self):
+    """GluonCV's value; 0.0 instead of NaN (0/0) over an interval without positive boxes."""
+    if self.num_inst == 0:
+        return self.name, 0.0
+    return mx.metric.EvalMetric.get(self)
+
+
+# --------------------------------------------------------------------------- what install() patches
+_PATCHES = (
+    (_FasterTransform, '__call__', faster_call),
+    (_FasterTransform, '_target_generator', property(rcnn_target_generator)),
+    (_FasterTransform, '__reduce_ex__', _reduce_gluoncv_transform),
+    (_MaskTransform, '__call__', mask_call),
+    (_MaskTransform, '_target_generator', property(rcnn_target_generator)),
+    (_MaskTransform, '__reduce_ex__', _reduce_gluoncv_transform),
+    (_rpn_target, 'RPNTargetGenerator', RPNTargetGenerator),
+    (_rpn_target, 'RPNTargetSampler', RPNTargetSampler),
+    (_faster, 'RCNNTargetSampler', _installed_rcnn_sampler),
+    (_FasterRCNN, 'forward', _network_forward),
+    (_FasterRCNN, 'hybrid_forward', _with_hard_input(_GLUONCV['faster_forward'])),
+    (_MaskRCNN, 'hybrid_forward', _with_hard_input(_GLUONCV['mask_forward'])),
+    (_faster_task.ForwardBackwardTask, '__init__',
+     _with_our_sampler(_GLUONCV['faster_task_init'])),
+    (_faster_task.ForwardBackwardTask, 'forward_backward',
+     _with_task_flags(_GLUONCV['faster_task'])),
+    (_mask_task.ForwardBackwardTask, '__init__', _with_our_mask_loss(_GLUONCV['mask_task_init'])),
+    (_MaskTargetGenerator, 'hybrid_forward', _with_phantom_weight(_GLUONCV['mask_targets'])),
+    (_mask_task.ForwardBackwardTask, 'forward_backward',
+     _with_task_flags(_GLUONCV['mask_task'])),
+    (_metrics.RPNL1LossMetric, 'get', _metric_get),
+    (_metrics.RCNNL1LossMetric, 'get', _metric_get),
+)
+
+
+def patches():
+    """(owner, attribute, replacement) triples that install() applies for Faster/Mask R-CNN."""
+    return _PATCHES

@@ -1,0 +1,115 @@
+"""Helpers the test modules share: anchor builders, the host-copy guard, tiny VOC sets.
+
+Fixtures live in ``conftest.py``; this module holds what tests import and call. No
+test module imports another test module.
+"""
+import os
+import xml.etree.ElementTree as ET
+
+import mxnet as mx
+import numpy as np
+
+
+# ----------------------------------------------------------------------------- anchors
+def grid_anchors(size=64, stride=8, sides=(8, 16, 32)):
+    """Square anchors in GluonCV's layout (rows x columns x sides, corner format), (N, 4) float32.
+
+    One anchor per side length on every ``stride``-spaced cell centre of a
+    ``size`` x ``size`` image; 4,096+ anchors take the anchor-grid path.
+    """
+    centres = np.arange(stride / 2, size, stride, dtype=np.float32)
+    cy, cx = np.meshgrid(centres, centres, indexing='ij')
+    cells = np.stack([np.stack([cx - s / 2, cy - s / 2, cx + s / 2, cy + s / 2], axis=-1)
+                      for s in sides], axis=2)  # (rows, cols, sides, 4)
+    return cells.reshape(-1, 4).astype(np.float32)
+
+
+def gluon_anchors(height, width, stride=16, sizes=(32, 64, 128, 256, 512), ratios=(0.5, 1, 2)):
+    """GluonCV's RPN anchors for a feature grid of floor(height/stride) x floor(width/stride)."""
+    from gluoncv.model_zoo.rcnn.rpn.anchor import RPNAnchorGenerator
+    h, w = height // stride, width // stride
+    gen = RPNAnchorGenerator(stride, 16, list(ratios), [s / 16 for s in sizes], (h, w))
+    return gen._generate_anchors(stride, 16, list(ratios), [s / 16 for s in sizes],
+                                 (h, w)).reshape(-1, 4)
+
+
+def fpn_anchors(height, width, strides=(4, 8, 16, 32, 64), sizes=(32, 64, 128, 256, 512)):
+    """GluonCV's FPN RPN anchors: one size per level, levels concatenated, float32."""
+    return np.concatenate([gluon_anchors(height, width, st_, (sz,))
+                           for st_, sz in zip(strides, sizes)]).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- host copies
+def refuse_host_copies(monkeypatch):
+    """Make every device-to-host read of an NDArray fail loudly until ``monkeypatch.undo()``."""
+    def refuse(*_args, **_kwargs):
+        raise AssertionError('host copy of an NDArray on the device path')
+    for name in ('asnumpy', 'asscalar', '__array__', '__bool__', '__int__', '__float__',
+                 'tolist'):
+        monkeypatch.setattr(mx.nd.NDArray, name, refuse, raising=False)
+
+
+# ----------------------------------------------------------------------------- tiny VOC sets
+#: The default set, for SSD end-to-end runs: (name, xmin, ymin, xmax, ymax, difficult) per
+#: object, per image, in VOC's 1-based pixel coordinates. Every ``cat`` is difficult and no
+#: other object is, so a positive target of class ``cat`` would be a positive on a hard box.
+OBJECTS = [
+    [('dog', 20, 30, 150, 180, 0), ('cat', 160, 40, 290, 200, 1)],
+    [('cat', 30, 30, 260, 210, 1)],                       # only a hard object
+    [('person', 100, 20, 200, 220, 0), ('cat', 10, 120, 90, 215, 1), ('dog', 210, 60, 295, 150, 0)],
+    [('car', 40, 80, 280, 200, 0)],
+]
+WIDTH, HEIGHT = 300, 225
+HARD_CLASS = 'cat'
+
+
+def write_voc(root, images=OBJECTS, width=WIDTH, height=HEIGHT, split='train', seed=0):
+    """Write a tiny VOC2007-format set under ``root``; returns the number of images.
+
+    ``images``: per image, its objects as (class name, xmin, ymin, xmax, ymax,
+    difficult) in VOC's 1-based pixel coordinates. Writes ``root/VOC2007``
+    (Annotations, random-pixel JPEGImages of ``width`` x ``height``,
+    ImageSets/Main/``split``.txt), readable by
+    ``gluoncv.data.VOCDetection(root=root, splits=[(2007, split)])``.
+    """
+    from PIL import Image
+    rng = np.random.RandomState(seed)
+    base = os.path.join(str(root), 'VOC2007')
+    for sub in ('Annotations', 'JPEGImages', os.path.join('ImageSets', 'Main')):
+        os.makedirs(os.path.join(base, sub), exist_ok=True)
+    names = []
+    for i, objects in enumerate(images):
+        name = '{:06d}'.format(i)
+        names.append(name)
+        pixels = rng.randint(0, 255, (height, width, 3)).astype(np.uint8)
+        Image.fromarray(pixels).save(os.path.join(base, 'JPEGImages', name + '.jpg'))
+        anno = ET.Element('annotation')
+        ET.SubElement(anno, 'filename').text = name + '.jpg'
+        size = ET.SubElement(anno, 'size')
+        for tag, value in (('width', width), ('height', height), ('depth', 3)):
+            ET.SubElement(size, tag).text = str(value)
+        for cls, x1, y1, x2, y2, difficult in objects:
+            obj = ET.SubElement(anno, 'object')
+            ET.SubElement(obj, 'name').text = cls
+            ET.SubElement(obj, 'difficult').text = str(difficult)
+            box = ET.SubElement(obj, 'bndbox')
+            for tag, value in zip(('xmin', 'ymin', 'xmax', 'ymax'), (x1, y1, x2, y2)):
+                ET.SubElement(box, tag).text = str(value)
+        ET.ElementTree(anno).write(os.path.join(base, 'Annotations', name + '.xml'))
+    with open(os.path.join(base, 'ImageSets', 'Main', split + '.txt'), 'w') as f:
+        f.write('\n'.join(names) + '\n')
+    return len(names)
+
+
+def rectangle_mask(polys, size):
+    """(height, width) 0/1 mask of one object's rectangle polygons, as GluonCV's ``to_mask``.
+
+    GluonCV's needs pycocotools, which this project does not depend on; the tiny sets'
+    polygons are rectangles, so a rectangle fill stands in for it.
+    """
+    width, height = size
+    mask = np.zeros((height, width), np.uint8)
+    for poly in polys:
+        (x1, y1), (x2, y2) = poly.min(axis=0).astype(int), np.ceil(poly.max(axis=0)).astype(int)
+        mask[y1:y2, x1:x2] = 1
+    return mask
