@@ -107,7 +107,7 @@ import warnings
 import numpy as np
 import mxnet as mx
 
-from .backend import check_int, check_ratio
+from .checks import check_int, check_ratio
 from .boxes import box_iou
 from .ohem import OHEMSampler
 from .quota import QuotaSampler

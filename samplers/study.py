@@ -182,10 +182,10 @@ def top_proposals(net, images, anchors, top_k=100):
 
     Only anchors inside the image propose (the others are never trained by
     either target rule). Greedy NMS at IoU :data:`NMS_THRESH` walks the
-    boxes in score order (:func:`samplers.ohem.greedy_nms_first`), so the
+    boxes in score order (:func:`samplers.nms.greedy_nms_first`), so the
     first 10 of the top 100 are the top 10.
     """
-    from .ohem import greedy_nms_first
+    from .nms import greedy_nms_first
     inside = _inside(anchors)
     out = []
     for start in range(0, len(images), 32):
