@@ -403,9 +403,9 @@ NUMPY_F = types.SimpleNamespace(
 
 
 # --------------------------------------------------------------------------- no infinite scalars
-# MXNet parses scalar arguments with ``strtod`` and a stale ``errno`` (see :func:`samplers.checks.parse_safe`):
-# infinities inside ``mx.nd`` / ``mx.sym`` expressions are made from arrays, never passed as
-# scalars.
+# MXNet parses scalar arguments with ``strtod`` and a stale ``errno`` (see
+# :func:`samplers.checks.parse_safe`): infinities inside ``mx.nd`` / ``mx.sym`` expressions are
+# made from arrays, never passed as scalars.
 def finite_F(F, x):
     """Where ``x`` is finite (not NaN, not +-inf): 1/0 in ``x``'s dtype (boolean on numpy).
 

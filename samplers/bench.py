@@ -631,7 +631,7 @@ def _ssd_loss_case(bench, sizes, rng):
     def flat(out):
         return tuple(x for part in out for x in part)
 
-    # Second goal (issue 10): ours within 1.5x of one log-softmax pass over the logits.
+    # Goal: ours within 1.5x of one log-softmax pass over the logits.
     return bench.compare(
         'SSDMultiBoxLoss, {} x {} anchors x {} classes, ratio {}'.format(
             sizes['batch'], sizes['anchors'], sizes['classes'], sizes['ratio']),
@@ -779,8 +779,8 @@ def _memory_case(bench, sizes, rng):
     return row
 
 
-# --------------------------------------------------------------------------- i14: balanced
-#: The two balanced strategies (issue 14), each timed against our uniform draw.
+# --------------------------------------------------------------------------- balanced
+#: The two balanced strategies, each timed against our uniform draw.
 BALANCED = {'iou-balanced': dict(neg_sampler='iou_balanced'),
             'instance-balanced': dict(pos_sampler='instance_balanced')}
 

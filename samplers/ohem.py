@@ -21,7 +21,7 @@ import mxnet as mx
 from mxnet import gluon
 
 from . import nms
-from ._blocks import SamplerBlock, traced
+from ._blocks import Array, SamplerBlock, traced
 from .backend import (NUMPY_OPS, finite_F, host_view, labels_from_masks, like, ops_F, to_numpy,
                       use_numpy, warn_once)
 from .boxes import finite_rows, keep_top_mask, row_max
@@ -189,7 +189,8 @@ class OHEMSampler(SamplerBlock, gluon.HybridBlock):
                     nms_thresh=self._nms_thresh)
 
     # pylint: disable=arguments-differ
-    def forward(self, x, logits, ious, scores=None, boxes=None):
+    def forward(self, x: Array, logits: Array | None, ious: Array, scores: Array | None = None,
+                boxes: Array | None = None) -> Array:
         args = (x, logits, ious, scores, boxes)
         if any(isinstance(a, mx.sym.Symbol) for a in args):  # traced by a hybridized parent
             _check_config(self._nms_thresh, logits, scores, boxes)
@@ -202,7 +203,7 @@ class OHEMSampler(SamplerBlock, gluon.HybridBlock):
             args = (x, logits, ious, scores, boxes)
         if use_numpy(x):
             with np.errstate(invalid='ignore'):  # a NaN match compares false both ways: ignored
-                return like(self._labels(NUMPY_OPS, *self._inputs_np(*args)), x)
+                return like(self._labels(NUMPY_OPS, *_inputs_np(self, *args)), x)
         if self._active:  # one graph per pattern of None inputs and float widths
             widths = _widths(*args[1:4])
             return self._keyed_graph(tuple(a is None for a in args) + widths, args, widths)
@@ -231,80 +232,79 @@ class OHEMSampler(SamplerBlock, gluon.HybridBlock):
                                    self._nms_thresh)
         return labels_from_masks(o, positive, negative)
 
-    # ----------------------------------------------------------------------- numpy inputs
-    def _inputs_np(self, x, logits, ious, scores, boxes):
-        """The inputs of :meth:`_labels` as numpy arrays, by numpy's fastest roads."""
-        x = to_numpy(x)
-        ious = to_numpy(ious)
-        if ious.dtype == np.float16:
-            ious = ious.astype(np.float32)
-        if ious.ndim == 3:
-            ious_ok = finite_rows(ious)
-            best = row_max(ious)
-        else:
-            ious_ok, best = np.isfinite(ious), ious
-        if scores is None:
-            loss, finite = background_loss(host_view(logits))
-            name = 'logits'
-        else:
-            loss = to_numpy(scores)
-            finite = np.isfinite(loss)
-            name = 'scores'
-        if not finite.all():
-            self._warn(name)
-        if not ious_ok.all():
-            self._warn('ious')
-        if x.dtype.kind == 'f' and np.isnan(x).any():
-            self._warn('x')
-        if not ious_ok.all():
-            best = np.where(ious_ok, best, 0)  # the anchor is out through ious_ok
-        if not finite.all():
-            loss = np.where(finite, loss, 0)
-        if boxes is not None:
-            boxes = to_numpy(boxes).astype(np.float64)
-        return (x, best, ious_ok.astype(np.float32), loss, finite.astype(np.float32), boxes)
-
-    # ----------------------------------------------------------------------- F inputs
     def hybrid_forward(self, F, x, logits, ious, scores=None, boxes=None):
         """Labels from F operators only; see the class docstring for the rule."""
-        return self._labels(ops_F(F), *self._inputs_F(F, x, logits, ious, scores, boxes))
+        return self._labels(ops_F(F), *_inputs_F(F, x, logits, ious, scores, boxes))
 
-    def _inputs_F(self, F, x, logits, ious, scores, boxes):
-        """The inputs of :meth:`_labels` as F arrays.
 
-        Each float input is computed in float32, or in float64 if it is
-        float64: read from the NDArrays themselves, or, while a graph is
-        traced, from this thread's call (float32 when a hybridized parent
-        traces us and the dtypes are unknown).
-        """
-        if F is mx.nd:
-            widths = _widths(logits, ious, scores)
-        else:
-            widths = traced(_FLOAT32S)
-        width = dict(zip(('logits', 'ious', 'scores'), widths))
+# --------------------------------------------------------------------------- per-anchor inputs
+def _inputs_np(sampler, x, logits, ious, scores, boxes):
+    """The inputs of ``OHEMSampler._labels`` as numpy arrays, by numpy's fastest roads.
 
-        def widened(a, name):
-            return F.cast(F.stop_gradient(a), width[name])
+    Non-finite values are logged once per ``sampler``.
+    """
+    x = to_numpy(x)
+    ious = to_numpy(ious)
+    if ious.dtype == np.float16:
+        ious = ious.astype(np.float32)
+    if ious.ndim == 3:
+        ious_ok = finite_rows(ious)
+        best = row_max(ious)
+    else:
+        ious_ok, best = np.isfinite(ious), ious
+    if scores is None:
+        loss, finite = background_loss(host_view(logits))
+        name = 'logits'
+    else:
+        loss = to_numpy(scores)
+        finite = np.isfinite(loss)
+        name = 'scores'
+    for bad, what in ((not finite.all(), name), (not ious_ok.all(), 'ious'),
+                      (x.dtype.kind == 'f' and np.isnan(x).any(), 'x')):
+        if bad:
+            warn_once(sampler, what, 'OHEMSampler: non-finite values in {}; those anchors are '
+                      'ignored (label 0)'.format(what))
+    if not ious_ok.all():
+        best = np.where(ious_ok, best, 0)  # the anchor is out through ious_ok
+    if not finite.all():
+        loss = np.where(finite, loss, 0)
+    if boxes is not None:
+        boxes = to_numpy(boxes).astype(np.float64)
+    return (x, best, ious_ok.astype(np.float32), loss, finite.astype(np.float32), boxes)
 
-        ious = F.reshape(widened(ious, 'ious'), shape=(0, 0, -1))
-        ious_ok = F.cast(F.min(finite_F(F, ious), axis=2), 'float32')
-        best = F.max(ious, axis=2)
-        best = F.where(ious_ok > 0, best, F.zeros_like(best))
-        if scores is None:
-            loss, finite = background_loss_F(F, widened(logits, 'logits'))
-        else:
-            loss = widened(scores, 'scores')
-            finite = finite_F(F, loss)
-        finite = F.cast(finite, 'float32')
-        loss = F.where(F.cast(finite, width['scores' if scores is not None else 'logits']) > 0,
-                       loss, F.zeros_like(loss))
-        if boxes is not None:
-            boxes = F.stop_gradient(boxes)
-        return x, best, ious_ok, loss, finite, boxes
 
-    def _warn(self, name):
-        warn_once(self, name, 'OHEMSampler: non-finite values in {}; those anchors are '
-                  'ignored (label 0)'.format(name))
+def _inputs_F(F, x, logits, ious, scores, boxes):
+    """The inputs of ``OHEMSampler._labels`` as F arrays.
+
+    Each float input is computed in float32, or in float64 if it is
+    float64: read from the NDArrays themselves, or, while a graph is
+    traced, from this thread's call (float32 when a hybridized parent
+    traces us and the dtypes are unknown).
+    """
+    if F is mx.nd:
+        widths = _widths(logits, ious, scores)
+    else:
+        widths = traced(_FLOAT32S)
+    width = dict(zip(('logits', 'ious', 'scores'), widths))
+
+    def widened(a, name):
+        return F.cast(F.stop_gradient(a), width[name])
+
+    ious = F.reshape(widened(ious, 'ious'), shape=(0, 0, -1))
+    ious_ok = F.cast(F.min(finite_F(F, ious), axis=2), 'float32')
+    best = F.max(ious, axis=2)
+    best = F.where(ious_ok > 0, best, F.zeros_like(best))
+    if scores is None:
+        loss, finite = background_loss_F(F, widened(logits, 'logits'))
+    else:
+        loss = widened(scores, 'scores')
+        finite = finite_F(F, loss)
+    finite = F.cast(finite, 'float32')
+    loss = F.where(F.cast(finite, width['scores' if scores is not None else 'logits']) > 0,
+                   loss, F.zeros_like(loss))
+    if boxes is not None:
+        boxes = F.stop_gradient(boxes)
+    return x, best, ious_ok, loss, finite, boxes
 
 
 # --------------------------------------------------------------------------- input checks

@@ -17,7 +17,7 @@ from mxnet import gluon
 
 from . import boxes
 from .balanced import Strategies
-from ._blocks import SamplerBlock, strategy_settings
+from ._blocks import Array, SamplerBlock, strategy_settings
 from .backend import (NUMPY_F, NUMPY_OPS, ND_OPS, host_view, is_ndarray, labels_from_masks, like,
                       ndarray_backend_forced, use_numpy, warn_once)
 from .checks import (check_bool, check_dtype, check_int, check_one_context, check_ratio,
@@ -314,7 +314,8 @@ class QuotaSampler(SamplerBlock, gluon.HybridBlock):
                     pos_ratio=rule.pos_ratio, neg_ratio=rule.neg_ratio,
                     fill_negative=rule.fill_negative, **strategy_settings(rule.strategies))
 
-    def forward(self, matches, ious, hard=None):  # pylint: disable=arguments-differ
+    # pylint: disable=arguments-differ
+    def forward(self, matches: Array, ious: Array, hard: Array | None = None) -> Array:
         """Check the inputs, then label: numpy directly, NDArray/Symbol through the op."""
         if isinstance(matches, mx.sym.Symbol):
             return super().forward(matches, ious, hard)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from mxnet import autograd, gluon
 
 from . import boxes
-from ._blocks import SamplerBlock, strategy_settings
+from ._blocks import Array, SamplerBlock, strategy_settings
 from .backend import is_ndarray
 from .balanced import Strategies
 from .checks import check_boxes, check_int, check_one_context, check_ratio, hard_flags
@@ -94,7 +94,9 @@ class RCNNTargetSampler(SamplerBlock, gluon.HybridBlock):
                     hard_iou_thresh=self._hard_iou_thresh, hard_iof_thresh=self._hard_iof_thresh,
                     **strategy_settings(self._rule.strategies))
 
-    def forward(self, rois, scores, gt_boxes, hard=None):  # pylint: disable=arguments-differ
+    # pylint: disable=arguments-differ
+    def forward(self, rois: Array, scores: Array, gt_boxes: Array,
+                hard: Array | None = None) -> tuple[Array, Array, Array]:
         """Check NDArray inputs (Symbols pass), then run :meth:`hybrid_forward`."""
         if is_ndarray(rois):
             self._check_inputs(rois, scores, gt_boxes, hard)

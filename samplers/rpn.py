@@ -39,7 +39,7 @@ import numpy as np
 import mxnet as mx
 from mxnet import autograd, gluon
 
-from ._blocks import SamplerBlock, strategy_settings
+from ._blocks import Array, SamplerBlock, strategy_settings
 from .anchor_grid import GridCache, border_limits, grid_facts
 from .balanced import Strategies
 from .backend import (POSITIVE, host_view, is_ndarray, kind_ops, labels_from_masks, like, ops,
@@ -225,7 +225,8 @@ class RPNTargetSampler(SamplerBlock, gluon.Block):
                     allow_low_quality_matches=self._allow_low_quality,
                     **strategy_settings(self._strategies))
 
-    def forward(self, ious, hard=None):  # pylint: disable=arguments-differ
+    # pylint: disable=arguments-differ
+    def forward(self, ious: Array, hard: Array | None = None) -> tuple[Array, Array]:
         """Label the anchors; see the class docstring."""
         if not is_ndarray(ious):
             ious = np.asarray(ious)
@@ -357,7 +358,9 @@ class RPNTargetGenerator(SamplerBlock, gluon.Block):
             check_ratio('hard_iof_thresh', hard_iof_thresh, low_open=True)
         self._grids = GridCache()
 
-    def forward(self, bbox, anchor, width, height, hard=None):  # pylint: disable=arguments-differ
+    # pylint: disable=arguments-differ
+    def forward(self, bbox: Array, anchor: Array, width: float, height: float,
+                hard: Array | None = None) -> tuple[Array, Array, Array]:
         """``(cls_target, box_target, box_mask)``; see the class docstring."""
         if not is_ndarray(bbox):
             bbox = np.asarray(bbox)

@@ -19,7 +19,7 @@ import numpy as np
 import mxnet as mx
 from mxnet import autograd, gluon
 
-from ._blocks import SamplerBlock
+from ._blocks import Array, SamplerBlock
 from .backend import finite_F, host_view, is_ndarray, like, ops, to_numpy, use_numpy
 from .checks import check_int, check_ratio, check_stds, hard_flags, hard_on_device
 from .boxes import center_to_corner, corner_to_center, box_iou
@@ -149,7 +149,8 @@ class SSDTargetGenerator(SamplerBlock, gluon.Block):
                     stds=self._stds)
 
     # pylint: disable=arguments-differ
-    def forward(self, anchors, cls_preds, gt_boxes, gt_ids, hard=None):
+    def forward(self, anchors: Array, cls_preds: Array | None, gt_boxes: Array, gt_ids: Array,
+                hard: Array | None = None) -> tuple[Array, Array, Array]:
         """``(cls_targets, box_targets, box_masks)``; see the class docstring."""
         if self._sampler is not None and cls_preds is None:
             raise ValueError('cls_preds is needed when negative_mining_ratio > 0')
@@ -275,7 +276,8 @@ class SSDMultiBoxLoss(SamplerBlock, gluon.Block):
                     min_hard_negatives=self._min_hard)
 
     # pylint: disable=arguments-differ
-    def forward(self, cls_pred, box_pred, cls_target, box_target):
+    def forward(self, cls_pred: Array | list, box_pred: Array | list, cls_target: Array | list,
+                box_target: Array | list) -> tuple[list, list, list]:
         """``(sum_losses, cls_losses, box_losses)``; see the class docstring."""
         parts = [x if isinstance(x, (list, tuple)) else [x]
                  for x in (cls_pred, box_pred, cls_target, box_target)]
@@ -283,7 +285,7 @@ class SSDMultiBoxLoss(SamplerBlock, gluon.Block):
             raise ValueError('cls_pred, box_pred, cls_target and box_target must be lists of '
                              'one length, got lengths {}'.format([len(p) for p in parts]))
         for cp, bp, ct, bt in zip(*parts):
-            self._check(cp, bp, ct, bt)
+            _check_loss_inputs(cp, bp, ct, bt)
         if all(use_numpy(ct) for ct in parts[2]):  # CPU: count on the host, no engine round
             targets = [host_view(ct) for ct in parts[2]]
             scale = 1.0 / max(1, sum(int(np.count_nonzero(t > 0)) for t in targets))
@@ -393,13 +395,14 @@ class SSDMultiBoxLoss(SamplerBlock, gluon.Block):
                                     dtype=log_p.dtype), mx.nd.concat(log_p, box, dim=0))
         return out[:batch], out[batch:2 * batch], out[2 * batch:]
 
-    @staticmethod
-    def _check(cp, bp, ct, bt):
-        if not all(is_ndarray(a) for a in (cp, bp, ct, bt)):
-            raise ValueError('cls_pred, box_pred, cls_target and box_target must be NDArrays')
-        if cp.ndim != 3 or tuple(ct.shape) != tuple(cp.shape[:2]):
-            raise ValueError('cls_pred must be (B, N, C) and cls_target (B, N), got {} and {}'
-                             .format(cp.shape, ct.shape))
-        if tuple(bt.shape) != tuple(cp.shape[:2]) + (4,) or bp.size != bt.size:
-            raise ValueError('box_target must be (B, N, 4) and box_pred hold B * N * 4 values, '
-                             'got {} and {}'.format(bt.shape, bp.shape))
+
+def _check_loss_inputs(cp, bp, ct, bt):
+    """``ValueError`` naming the argument unless one device's loss inputs fit together."""
+    if not all(is_ndarray(a) for a in (cp, bp, ct, bt)):
+        raise ValueError('cls_pred, box_pred, cls_target and box_target must be NDArrays')
+    if cp.ndim != 3 or tuple(ct.shape) != tuple(cp.shape[:2]):
+        raise ValueError('cls_pred must be (B, N, C) and cls_target (B, N), got {} and {}'
+                         .format(cp.shape, ct.shape))
+    if tuple(bt.shape) != tuple(cp.shape[:2]) + (4,) or bp.size != bt.size:
+        raise ValueError('box_target must be (B, N, 4) and box_pred hold B * N * 4 values, '
+                         'got {} and {}'.format(bt.shape, bp.shape))

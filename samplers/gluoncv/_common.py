@@ -44,7 +44,8 @@ def hard_flags(label, hard_column):
         return None
     flags = read_hard_flags(
         label[:, hard_column], label.shape[0], against='label {}'.format(label.shape),
-        name='label column {} (hard_column)'.format(hard_column), hint='; hard flags are 0/1 such as VOC difficult. If that column means something else '
+        name='label column {} (hard_column)'.format(hard_column),
+        hint='; hard flags are 0/1 such as VOC difficult. If that column means something else '
              '(COCO with --mixup puts the mixup weight there), use hard_column=None')
     return flags.astype(np.float32)
 
