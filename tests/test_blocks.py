@@ -126,3 +126,19 @@ def test_a_hybridized_sampler_pickles_without_its_graph_and_rebuilds_it():
     np.testing.assert_array_equal(clone(x, logits, ious).asnumpy(), want)
     # A new dtype pattern rebuilds the graph: float64 logits give the same labels.
     np.testing.assert_array_equal(ohem(x, logits.astype('float64'), ious).asnumpy(), want)
+
+
+@pytest.mark.parametrize('make', HARD_AWARE, ids=lambda f: f.__name__[1:])
+def test_minus_one_padding_flags_read_as_not_hard_on_every_sampler(make):
+    sampler, args, hard = make()
+    padded = hard * 2 - 1  # every 0 becomes -1
+    want = _seeded(lambda: sampler(*args, hard))
+    for a, b in zip(want, _seeded(lambda: sampler(*args, padded))):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize('make', HARD_AWARE, ids=lambda f: f.__name__[1:])
+def test_flags_other_than_minus_one_zero_one_raise_on_every_sampler(make):
+    sampler, args, hard = make()
+    with pytest.raises(ValueError, match='hard'):
+        sampler(*args, hard * 0.5)
