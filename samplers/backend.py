@@ -1,4 +1,6 @@
-"""The backend floor: label constants, numpy-or-NDArray dispatch, conversion, argument checks.
+"""The backend floor: label constants, numpy-or-NDArray dispatch, conversion.
+
+Argument and array checks live in :mod:`samplers.checks`.
 
 Labels follow the package convention stated in :mod:`samplers`: ``POSITIVE`` (1),
 ``NEGATIVE`` (-1), ``IGNORE`` (0).
@@ -27,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
-import numbers
 import threading
 import types
 
@@ -39,7 +40,7 @@ __all__ = [
     'POSITIVE', 'NEGATIVE', 'IGNORE',
     'is_ndarray', 'use_numpy', 'force_ndarray_backend', 'ndarray_backend_forced', 'to_numpy',
     'like', 'host_view',
-    'check_int', 'check_ratio', 'check_thresh', 'parse_safe', 'finite_F', 'neg_inf_like_F', 'check_boxes', 'check_flags', 'check_bool',
+    'finite_F', 'neg_inf_like_F',
     'warn_once',
     'NUMPY_OPS', 'ND_OPS', 'SYM_OPS', 'ops', 'ops_F', 'kind_ops', 'NUMPY_F', 'labels_from_masks',
 ]
@@ -146,104 +147,6 @@ def host_view(x):
     view = np.frombuffer(buf, dtype=dtype).reshape(x.shape)
     view.flags.writeable = False
     return view
-
-
-# --------------------------------------------------------------------------- argument checks
-def check_int(name, value, minimum=None):
-    """``int(value)``, or ``ValueError`` naming ``name`` if not an integer >= minimum."""
-    if isinstance(value, bool):
-        raise ValueError('{} must be an integer, got {!r}'.format(name, value))
-    if not isinstance(value, numbers.Integral):
-        if isinstance(value, numbers.Real) and float(value).is_integer():
-            value = int(value)
-        else:
-            raise ValueError('{} must be an integer, got {!r}'.format(name, value))
-    value = int(value)
-    if minimum is not None and value < minimum:
-        raise ValueError('{} must be >= {}, got {}'.format(name, minimum, value))
-    return value
-
-
-def check_ratio(name, value, low=0.0, high=1.0, low_open=False, high_open=False):
-    """``float(value)``, or ``ValueError`` naming ``name`` if outside [low, high].
-
-    ``low_open`` / ``high_open`` exclude the ends.
-    """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError('{} must be a number, got {!r}'.format(name, value))
-    value = float(value)
-    too_low = value <= low if low_open else value < low
-    too_high = value >= high if high_open else value > high
-    if np.isnan(value) or too_low or too_high:
-        raise ValueError('{} must be in {}{}, {}{}, got {}'.format(
-            name, '(' if low_open else '[', low, high, ')' if high_open else ']', value))
-    return parse_safe(value)
-
-
-def check_thresh(name, value):
-    """An IoU threshold (any real but NaN; IoUs live in [0, 1]), as a :func:`parse_safe` float."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or np.isnan(value):
-        raise ValueError('{} must be a number, got {!r}'.format(name, value))
-    return parse_safe(value)
-
-
-_DOUBLE = np.finfo(np.float64)
-
-
-def parse_safe(value):
-    """``float(value)`` as a scalar MXNet's operators parse in any state of ``errno``.
-
-    MXNet receives a scalar argument as text and parses it with ``strtod``, then
-    reads ``errno``: after any earlier overflow in the same thread (a numpy
-    ``exp``, say) it rejects ``inf`` and subnormal numbers with "Out of range
-    value for scalar". So +-inf becomes +-(largest float64), which compares
-    the same with every finite value, and a subnormal becomes the smallest
-    normal float64 of its sign, which compares the same with every float32
-    and every normal float64. Other values are returned unchanged.
-    """
-    value = float(value)
-    if np.isinf(value):
-        return float(np.copysign(_DOUBLE.max, value))
-    if value != 0 and abs(value) < _DOUBLE.tiny:
-        return float(np.copysign(_DOUBLE.tiny, value))
-    return value
-
-
-def check_boxes(name, boxes, batched=None):
-    """``ValueError`` unless ``boxes`` is (N, 4) or (B, N, 4); returns its rank.
-
-    ``batched`` True demands rank 3, False rank 2, None accepts both.
-    """
-    shape = tuple(boxes.shape)
-    ranks = {None: (2, 3), True: (3,), False: (2,)}[batched]
-    if len(shape) not in ranks or shape[-1] != 4:
-        want = ' or '.join({2: '(N, 4)', 3: '(B, N, 4)'}[r] for r in ranks)
-        raise ValueError('{} must have shape {}, got {}'.format(name, want, shape))
-    return len(shape)
-
-
-def check_flags(name, flags, hint=''):
-    """0/1 (or boolean) hard flags as a boolean numpy array, or ``ValueError`` naming ``name``.
-
-    The shape is the caller's to check; this checks the values. ``hint`` is
-    appended to the error message.
-    """
-    arr = to_numpy(flags)
-    if arr.dtype != bool:
-        if not np.isin(arr, (0, 1)).all():
-            raise ValueError('{} must hold 0/1 flags, got values {}{}'.format(
-                name, np.unique(arr[~np.isin(arr, (0, 1))])[:8].tolist(), hint))
-        arr = arr.astype(bool)
-    return arr
-
-
-def check_bool(name, value):
-    """``bool(value)`` for a bool or a 0/1 integer, else ``ValueError`` naming ``name``."""
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, numbers.Integral) and int(value) in (0, 1):
-        return bool(value)
-    raise ValueError('{} must be True or False, got {!r}'.format(name, value))
 
 
 # --------------------------------------------------------------------------- warn once
@@ -500,9 +403,9 @@ NUMPY_F = types.SimpleNamespace(
 
 
 # --------------------------------------------------------------------------- no infinite scalars
-# MXNet parses scalar arguments with ``strtod`` and a stale ``errno`` (see :func:`parse_safe`):
-# infinities inside ``mx.nd`` / ``mx.sym`` expressions are made from arrays, never passed as
-# scalars.
+# MXNet parses scalar arguments with ``strtod`` and a stale ``errno`` (see
+# :func:`samplers.checks.parse_safe`): infinities inside ``mx.nd`` / ``mx.sym`` expressions are
+# made from arrays, never passed as scalars.
 def finite_F(F, x):
     """Where ``x`` is finite (not NaN, not +-inf): 1/0 in ``x``'s dtype (boolean on numpy).
 

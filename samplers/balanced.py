@@ -25,7 +25,8 @@ import numbers
 import numpy as np
 import mxnet as mx
 
-from .backend import NUMPY_F, check_int, check_ratio, is_ndarray, like, to_numpy, use_numpy
+from .backend import NUMPY_F, is_ndarray, like, to_numpy, use_numpy
+from .checks import check_int, check_ratio
 from .boxes import keep_top_F
 
 __all__ = ['iou_balanced_F', 'instance_balanced_F', 'iou_balanced', 'instance_balanced',

@@ -19,8 +19,9 @@ from __future__ import annotations
 import numpy as np
 import mxnet as mx
 
-from .backend import (POSITIVE, NEGATIVE, IGNORE, ND_OPS, NUMPY_F, check_boxes, is_ndarray,
-                      kind_ops, like, neg_inf_like_F, ops, to_numpy, use_numpy)
+from .backend import (POSITIVE, NEGATIVE, IGNORE, ND_OPS, NUMPY_F, is_ndarray, kind_ops, like,
+                      neg_inf_like_F, ops, to_numpy, use_numpy)
+from .checks import check_boxes
 
 __all__ = [
     'box_iou', 'box_iof', 'corner_to_center', 'center_to_corner',

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from mxnet import gluon
 
+from ._blocks import SamplerBlock
 from .backend import NEGATIVE, POSITIVE
 
 __all__ = ['NaiveSampler']
 
 
-class NaiveSampler(gluon.HybridBlock):
+class NaiveSampler(SamplerBlock, gluon.HybridBlock):
     """Take every matching result; nothing is ignored.
 
     Called as ``sampler(matches)`` with ``matches`` of any shape, typically

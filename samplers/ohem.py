@@ -12,34 +12,27 @@ The selection is written once, for numpy arrays, NDArrays and symbols alike
 
 Also here, because mining needs it: :func:`background_loss_F` /
 :func:`background_loss`, ``-log softmax(logits)[..., 0]`` computed without
-overflow for any finite logits, and :func:`greedy_nms_first` (the numpy
-de-duplication).
+overflow for any finite logits. The de-duplication's NMS is :mod:`samplers.nms`.
 """
 from __future__ import annotations
-
-import threading
 
 import numpy as np
 import mxnet as mx
 from mxnet import gluon
 
-from .backend import (NUMPY_OPS, check_boxes, finite_F, neg_inf_like_F, check_int, check_ratio, host_view, is_ndarray,
-                      labels_from_masks, like, ops_F, to_numpy, use_numpy, warn_once)
-from .boxes import box_iou, finite_rows, keep_top_mask, row_max
+from . import nms
+from ._blocks import Array, SamplerBlock, traced
+from .backend import (NUMPY_OPS, finite_F, host_view, labels_from_masks, like, ops_F, to_numpy,
+                      use_numpy, warn_once)
+from .boxes import finite_rows, keep_top_mask, row_max
+from .checks import (check_boxes, check_dtype, check_int, check_one_context, check_ratio,
+                     check_same_kind)
 
-__all__ = ['OHEMSampler', 'background_loss', 'background_loss_F', 'greedy_nms_first',
-           'hard_negatives', 'ohem_quota']
+__all__ = ['OHEMSampler', 'background_loss', 'background_loss_F', 'hard_negatives',
+           'ohem_quota']
 
 _INF = float('inf')
 _FLOAT32S = ('float32',) * 3
-# The float widths of (logits, ious, scores) while this thread builds a graph: a graph fixes
-# its casts when traced. Thread-local, so no call leaves its dtypes on a shared block.
-_TRACE = threading.local()
-# Gluon keeps one cached graph per block: threads that share a hybridized sampler take turns.
-_GRAPH_LOCK = threading.RLock()
-#: Dense hardness ranks are packed as ``rank * _PACK + column`` in float64
-#: (exact while both stay below 2**26 = 67M anchors).
-_PACK = float(2 ** 26)
 
 
 # --------------------------------------------------------------------------- background loss
@@ -146,44 +139,8 @@ def hard_negatives(o, loss, candidate, quota):
     return keep_top_mask(o, loss, candidate, o.minimum(quota, o.count(candidate)))
 
 
-# --------------------------------------------------------------------------- de-duplication
-def greedy_nms_first(boxes, k, thresh):
-    """Positions of the first ``k`` boxes that survive greedy NMS walked in the given order.
-
-    ``boxes`` (n, 4) corner boxes, hardest first. A box is skipped when its
-    IoU (:func:`samplers.boxes.box_iou`) with an earlier kept box is above
-    ``thresh``: ``box_nms`` stopped after ``k`` survivors. Works in blocks of
-    the next few boxes: drop those overlapping a box kept before, then run
-    the greedy pass on the block's own IoU matrix. The cost is about ``k``
-    IoUs per box walked, not ``n`` per box.
-    """
-    num = boxes.shape[0]
-    kept = []
-    start = 0
-    while len(kept) < k and start < num:
-        block = np.arange(start, min(num, start + max(64, 2 * (k - len(kept)))))
-        start = block[-1] + 1
-        if kept:
-            block = block[~(box_iou(boxes[kept], boxes[block]) > thresh).any(axis=0)]
-        overlaps = box_iou(boxes[block], boxes[block]) > thresh
-        live = np.ones(block.size, bool)
-        for j in range(block.size):
-            if live[j]:
-                kept.append(block[j])
-                if len(kept) == k:
-                    break
-                live[j + 1:] &= ~overlaps[j, j + 1:]
-    return np.asarray(kept, dtype=np.int64)
-
-
 # --------------------------------------------------------------------------- the sampler
-def _widths(*arrays):
-    """'float64' for each float64 array, 'float32' for anything else (None too)."""
-    return tuple('float64' if a is not None and np.dtype(a.dtype) == np.float64 else 'float32'
-                 for a in arrays)
-
-
-class OHEMSampler(gluon.HybridBlock):
+class OHEMSampler(SamplerBlock, gluon.HybridBlock):
     """Online hard example mining: every positive, and the hardest negatives.
 
     Parameters
@@ -192,167 +149,66 @@ class OHEMSampler(gluon.HybridBlock):
         Negatives wanted per positive, > 0 and finite (SSD uses 3).
     min_samples : int, default 0
         Negatives wanted even in an image with few or no positives.
-    thresh : float, default 0.5
-        In (0, 1]. An unmatched anchor whose best IoU reaches ``thresh`` is
-        never a negative (it is ignored).
-    nms_thresh : float or None, default None
-        In [0, 1]. When set, the mined negatives are de-duplicated as in the
-        paper (which uses 0.7): a candidate whose box overlaps a harder chosen
-        negative with IoU > ``nms_thresh`` is skipped. Needs ``boxes=``.
+    thresh : float in (0, 1], default 0.5
+        An unmatched anchor whose best IoU reaches ``thresh`` is never a negative.
+    nms_thresh : float in [0, 1] or None, default None
+        When set, a candidate whose box overlaps a harder chosen negative with IoU >
+        ``nms_thresh`` is skipped (the paper uses 0.7). Needs ``boxes=``.
 
-    Called as ``sampler(x, logits, ious, scores=None, boxes=None)``:
+    Called as ``sampler(x, logits, ious, scores=None, boxes=None)``: ``x`` (B, N) matched
+    box index (>= 0) or -1; ``logits`` (B, N, C), C >= 2, class 0 background (may be None
+    with ``scores``); ``ious`` (B, N) best IoU or (B, N, M); ``scores`` (B, N), a loss to
+    rank by instead of the background loss; ``boxes`` (B, N, 4) corners, only with
+    ``nms_thresh``. All numpy or all NDArrays on one context. Returns (B, N) float32 labels
+    in ``x``'s kind and context.
 
-    * ``x`` (B, N): matched ground truth index (>= 0), or -1 for unmatched;
-    * ``logits`` (B, N, C), C >= 2, class 0 background; may be None when
-      ``scores`` is given;
-    * ``ious`` (B, N) best IoU, or (B, N, M) IoU with every ground truth;
-    * ``scores`` (B, N), optional: a per-anchor loss to rank by instead of
-      the background loss of ``logits`` (e.g. classification + box loss);
-    * ``boxes`` (B, N, 4) corner anchors/predictions, only with ``nms_thresh``.
+    Rule: ``x >= 0`` is positive. Candidates are the anchors with ``x < 0``, best IoU <
+    ``thresh`` and finite inputs; per image the ``min(max(min_samples, floor(ratio *
+    num_pos)), num_candidates)`` with the largest background loss ``-log
+    softmax(logits)[0]`` (or ``scores``) are negatives, ties to the lower index (with
+    ``nms_thresh``: walked hardest first, overlapping ones skipped). The rest is 0.
 
-    All numpy arrays or all NDArrays on one context; floats of any width.
-
-    Returns (B, N) float32 labels in ``x``'s kind and context.
-
-    Rule: ``x >= 0`` is positive (1), always. Candidates are the anchors with
-    ``x < 0``, max IoU < ``thresh`` and finite logits (scores) and IoUs. Per
-    image ``num_neg = min(max(min_samples, floor(ratio * num_pos)),
-    num_candidates)`` candidates with the largest background loss
-    ``-log softmax(logits)[0]`` (or ``scores``) become negatives (-1), ties
-    going to the lower anchor index; everything else is ignored (0).
-
-    Edges: an image without ground truth (M = 0, or no positive) gets
-    ``min_samples`` negatives. With fewer candidates than wanted, all of them
-    are taken and no positive or high-IoU anchor is ever used to fill up.
-    A NaN in ``x`` makes that anchor ignored. Anchors over hard (VOC
-    ``difficult``) boxes: include those boxes in ``ious`` and leave their
-    anchors unmatched; an IoU >= ``thresh`` keeps them from being mined.
-    Non-finite logits, scores or IoUs make an anchor ignored; the numpy/CPU
-    path logs it once per sampler (the mx.nd path and hybridized graphs
-    cannot look without a copy to the host, and stay silent).
-
-    De-duplication (``nms_thresh``): candidates are walked hardest first and
-    one whose box has IoU > ``nms_thresh`` with an already chosen negative is
-    skipped, until ``num_neg`` are chosen or the candidates run out (then
-    fewer are taken). Candidates with a non-finite box are ignored.
-
-    Backends: numpy for numpy input and CPU NDArrays, ``F`` operators elsewhere (``mx.nd``
-    on the input's context, or a graph after ``hybridize()``), with no host copy; one rule
-    body (``_labels``) for all three. No gradient flows through the sampler. Picklable. The
-    README's OHEMSampler section has the notes on threads, graphs and de-duplication cost.
+    Edges: no ground truth (M = 0, or no positive): ``min_samples`` negatives. Fewer
+    candidates than wanted: all are taken, never a positive or a high-IoU anchor. Hard
+    boxes: include them in ``ious`` and leave their anchors unmatched; an IoU >= ``thresh``
+    keeps them from being mined. A NaN in ``x`` or a non-finite logit, score, IoU or box
+    makes the anchor 0.
     """
 
-    def __init__(self, ratio, min_samples=0, thresh=0.5, nms_thresh=None, **kwargs):
+    def __init__(self, ratio: float, min_samples: int = 0, thresh: float = 0.5,
+                 nms_thresh: float | None = None, **kwargs):
         super(OHEMSampler, self).__init__(**kwargs)
         self._ratio = check_ratio('ratio', ratio, 0.0, _INF, low_open=True, high_open=True)
         self._min_samples = check_int('min_samples', min_samples, minimum=0)
         self._thresh = check_ratio('thresh', thresh, 0.0, 1.0, low_open=True)
         self._nms_thresh = (None if nms_thresh is None
                             else check_ratio('nms_thresh', nms_thresh, 0.0, 1.0))
-        self._graph_inputs = None  # which inputs the cached graph was built without
 
-    def __getstate__(self):
-        # A built graph holds a C handle; drop it (it is rebuilt on the next call).
-        state = self.__dict__.copy()
-        state.update(_cached_graph=(), _cached_op=None, _cached_op_args=[], _graph_inputs=None)
-        return state
+    def _settings(self):
+        return dict(ratio=self._ratio, min_samples=self._min_samples, thresh=self._thresh,
+                    nms_thresh=self._nms_thresh)
 
-    def __repr__(self):
-        return '{}(ratio={}, min_samples={}, thresh={}, nms_thresh={})'.format(
-            type(self).__name__, self._ratio, self._min_samples, self._thresh,
-            self._nms_thresh)
-
-    # ----------------------------------------------------------------------- dispatch
     # pylint: disable=arguments-differ
-    def __call__(self, x, logits, ious, scores=None, boxes=None):
-        # Gluon's Block.__call__ takes positional inputs only; let scores=/boxes= be keywords.
-        return super(OHEMSampler, self).__call__(x, logits, ious, scores, boxes)
-
-    def forward(self, x, logits, ious, scores=None, boxes=None):
+    def forward(self, x: Array, logits: Array | None, ious: Array, scores: Array | None = None,
+                boxes: Array | None = None) -> Array:
         args = (x, logits, ious, scores, boxes)
         if any(isinstance(a, mx.sym.Symbol) for a in args):  # traced by a hybridized parent
-            self._check_config(logits, scores, boxes)
+            _check_config(self._nms_thresh, logits, scores, boxes)
             return super(OHEMSampler, self).forward(*args)
-        self._check_inputs(*args)
+        _check_inputs(self._nms_thresh, *args)
         if np.prod(x.shape) == 0:
             return like(np.zeros(x.shape, np.float32), x)
         if ious.ndim == 3 and ious.shape[-1] == 0:  # no ground truth: best IoU 0
             ious = like(np.zeros(x.shape, np.dtype(ious.dtype)), ious)
             args = (x, logits, ious, scores, boxes)
-        if not use_numpy(x):
-            return self._forward_F(*args)
-        with np.errstate(invalid='ignore'):  # a NaN match compares false both ways: ignored
-            return like(self._labels(NUMPY_OPS, *self._inputs_np(*args)), x)
-
-    def _forward_F(self, *args):
-        """NDArray inputs through the cached graph (hybridized) or mx.nd operators."""
-        if self._active:
-            # Gluon caches one graph per pattern of None inputs and float widths; rebuild
-            # when it changes.
+        if use_numpy(x):
+            with np.errstate(invalid='ignore'):  # a NaN match compares false both ways: ignored
+                return like(self._labels(NUMPY_OPS, *_inputs_np(self, *args)), x)
+        if self._active:  # one graph per pattern of None inputs and float widths
             widths = _widths(*args[1:4])
-            pattern = tuple(a is None for a in args) + widths
-            with _GRAPH_LOCK:
-                if pattern != self._graph_inputs:
-                    self._clear_cached_op()
-                    self._graph_inputs = pattern
-                _TRACE.widths = widths
-                try:
-                    return super(OHEMSampler, self).forward(*args)
-                finally:
-                    del _TRACE.widths
-        with args[0].context:
+            return self._keyed_graph(tuple(a is None for a in args) + widths, args, widths)
+        with x.context:
             return self.hybrid_forward(mx.nd, *args)
-
-    # ----------------------------------------------------------------------- checks
-    def _check_config(self, logits, scores, boxes):
-        if logits is None and scores is None:
-            raise ValueError('logits may only be None when scores is given')
-        if (boxes is None) != (self._nms_thresh is None):
-            raise ValueError('boxes and nms_thresh go together: got boxes {} and nms_thresh {}'
-                             .format('None' if boxes is None else 'given', self._nms_thresh))
-
-    def _check_inputs(self, x, logits, ious, scores, boxes):
-        self._check_config(logits, scores, boxes)
-        named = [(n, a) for n, a in (('x', x), ('logits', logits), ('ious', ious),
-                                     ('scores', scores), ('boxes', boxes)) if a is not None]
-        kinds = {n: is_ndarray(a) for n, a in named}
-        if len(set(kinds.values())) > 1:
-            raise ValueError('inputs must be all numpy arrays or all NDArrays, got NDArrays {} '
-                             'and numpy {}'.format([n for n in kinds if kinds[n]],
-                                                   [n for n in kinds if not kinds[n]]))
-        if kinds['x']:
-            ctxs = {n: a.context for n, a in named}
-            if len(set(ctxs.values())) > 1:
-                raise ValueError('inputs must share one context, got {}'.format(ctxs))
-        for n, a in named:
-            kind = np.dtype(a.dtype).kind
-            if kind not in ('fiu' if n == 'x' else 'f'):
-                raise ValueError('{} must hold {}, got dtype {}'.format(
-                    n, 'numbers' if n == 'x' else 'floats', np.dtype(a.dtype)))
-        shapes = {n: tuple(a.shape) for n, a in named}
-        if len(shapes['x']) != 2:
-            raise ValueError('x must have shape (B, N), got {}'.format(shapes['x']))
-        bn = shapes['x']
-
-        def fail(name, want):
-            raise ValueError('{} must have shape {} to match x {}, got {}'.format(
-                name, want, bn, shapes[name]))
-
-        if logits is not None and (len(shapes['logits']) != 3 or shapes['logits'][:2] != bn
-                                   or shapes['logits'][2] < 2):
-            fail('logits', '(B, N, C) with C >= 2')
-        if shapes['ious'][:2] != bn or len(shapes['ious']) not in (2, 3):
-            fail('ious', '(B, N) or (B, N, M)')
-        if scores is not None and shapes['scores'] != bn:
-            fail('scores', '(B, N)')
-        if boxes is not None:
-            check_boxes('boxes', boxes, batched=True)
-            if shapes['boxes'][:2] != bn:
-                fail('boxes', '(B, N, 4)')
-
-    def _warn(self, name):
-        warn_once(self, name, 'OHEMSampler: non-finite values in {}; those anchors are '
-                  'ignored (label 0)'.format(name))
 
     # ----------------------------------------------------------------------- the rule
     def _labels(self, o, x, best, ious_ok, loss, finite, boxes):
@@ -368,137 +224,130 @@ class OHEMSampler(gluon.HybridBlock):
         if boxes is None:
             negative = hard_negatives(o, loss, candidate, quota)
         elif o.name == 'numpy':
-            negative = self._dedup_np(loss, candidate, quota, boxes)
+            negative = nms.dedup_np(loss, candidate, quota, boxes, self._nms_thresh)
         else:
             F = mx.nd if o.name == 'ndarray' else mx.sym
             candidate = candidate * o.mask(F.min(finite_F(F, boxes), axis=2))
-            negative = self._dedup_F(F, loss, candidate, F.cast(quota, 'float32'), boxes)
+            negative = nms.dedup_F(F, loss, candidate, F.cast(quota, 'float32'), boxes,
+                                   self._nms_thresh)
         return labels_from_masks(o, positive, negative)
 
-    # ----------------------------------------------------------------------- numpy inputs
-    def _inputs_np(self, x, logits, ious, scores, boxes):
-        """The inputs of :meth:`_labels` as numpy arrays, by numpy's fastest roads."""
-        x = to_numpy(x)
-        ious = to_numpy(ious)
-        if ious.dtype == np.float16:
-            ious = ious.astype(np.float32)
-        if ious.ndim == 3:
-            ious_ok = finite_rows(ious)
-            best = row_max(ious)
-        else:
-            ious_ok, best = np.isfinite(ious), ious
-        if scores is None:
-            loss, finite = background_loss(host_view(logits))
-            name = 'logits'
-        else:
-            loss = to_numpy(scores)
-            finite = np.isfinite(loss)
-            name = 'scores'
-        if not finite.all():
-            self._warn(name)
-        if not ious_ok.all():
-            self._warn('ious')
-        if x.dtype.kind == 'f' and np.isnan(x).any():
-            self._warn('x')
-        if not ious_ok.all():
-            best = np.where(ious_ok, best, 0)  # the anchor is out through ious_ok
-        if not finite.all():
-            loss = np.where(finite, loss, 0)
-        if boxes is not None:
-            boxes = to_numpy(boxes).astype(np.float64)
-        return (x, best, ious_ok.astype(np.float32), loss, finite.astype(np.float32), boxes)
-
-    def _dedup_np(self, loss, candidate, quota, boxes):
-        """Greedy NMS walked hardest first, first ``quota`` survivors (:func:`greedy_nms_first`)."""
-        candidate = (candidate > 0) & np.isfinite(boxes).all(axis=-1)
-        negative = np.zeros(candidate.shape, np.float32)
-        quota = np.minimum(quota[:, 0], candidate.shape[1]).astype(np.int64)
-        for i, (row_loss, row_cand, row_boxes) in enumerate(zip(loss, candidate, boxes)):
-            idx = np.flatnonzero(row_cand)
-            idx = idx[np.argsort(-row_loss[idx], kind='stable')]  # hardest first
-            negative[i, idx[greedy_nms_first(row_boxes[idx], quota[i], self._nms_thresh)]] = 1
-        return negative
-
-    # ----------------------------------------------------------------------- F inputs
     def hybrid_forward(self, F, x, logits, ious, scores=None, boxes=None):
         """Labels from F operators only; see the class docstring for the rule."""
-        return self._labels(ops_F(F), *self._inputs_F(F, x, logits, ious, scores, boxes))
+        return self._labels(ops_F(F), *_inputs_F(F, x, logits, ious, scores, boxes))
 
-    def _inputs_F(self, F, x, logits, ious, scores, boxes):
-        """The inputs of :meth:`_labels` as F arrays.
 
-        Each float input is computed in float32, or in float64 if it is
-        float64: read from the NDArrays themselves, or, while a graph is
-        traced, from this thread's call (float32 when a hybridized parent
-        traces us and the dtypes are unknown).
-        """
-        if F is mx.nd:
-            widths = _widths(logits, ious, scores)
-        else:
-            widths = getattr(_TRACE, 'widths', _FLOAT32S)
-        width = dict(zip(('logits', 'ious', 'scores'), widths))
+# --------------------------------------------------------------------------- per-anchor inputs
+def _inputs_np(sampler, x, logits, ious, scores, boxes):
+    """The inputs of ``OHEMSampler._labels`` as numpy arrays, by numpy's fastest roads.
 
-        def widened(a, name):
-            return F.cast(F.stop_gradient(a), width[name])
+    Non-finite values are logged once per ``sampler``.
+    """
+    x = to_numpy(x)
+    ious = to_numpy(ious)
+    if ious.dtype == np.float16:
+        ious = ious.astype(np.float32)
+    if ious.ndim == 3:
+        ious_ok = finite_rows(ious)
+        best = row_max(ious)
+    else:
+        ious_ok, best = np.isfinite(ious), ious
+    if scores is None:
+        loss, finite = background_loss(host_view(logits))
+        name = 'logits'
+    else:
+        loss = to_numpy(scores)
+        finite = np.isfinite(loss)
+        name = 'scores'
+    for bad, what in ((not finite.all(), name), (not ious_ok.all(), 'ious'),
+                      (x.dtype.kind == 'f' and np.isnan(x).any(), 'x')):
+        if bad:
+            warn_once(sampler, what, 'OHEMSampler: non-finite values in {}; those anchors are '
+                      'ignored (label 0)'.format(what))
+    if not ious_ok.all():
+        best = np.where(ious_ok, best, 0)  # the anchor is out through ious_ok
+    if not finite.all():
+        loss = np.where(finite, loss, 0)
+    if boxes is not None:
+        boxes = to_numpy(boxes).astype(np.float64)
+    return (x, best, ious_ok.astype(np.float32), loss, finite.astype(np.float32), boxes)
 
-        ious = F.reshape(widened(ious, 'ious'), shape=(0, 0, -1))
-        ious_ok = F.cast(F.min(finite_F(F, ious), axis=2), 'float32')
-        best = F.max(ious, axis=2)
-        best = F.where(ious_ok > 0, best, F.zeros_like(best))
-        if scores is None:
-            loss, finite = background_loss_F(F, widened(logits, 'logits'))
-        else:
-            loss = widened(scores, 'scores')
-            finite = finite_F(F, loss)
-        finite = F.cast(finite, 'float32')
-        loss = F.where(F.cast(finite, width['scores' if scores is not None else 'logits']) > 0,
-                       loss, F.zeros_like(loss))
-        if boxes is not None:
-            boxes = F.stop_gradient(boxes)
-        return x, best, ious_ok, loss, finite, boxes
 
-    def _dedup_F(self, F, loss, candidate, quota, boxes):
-        """Greedy NMS over candidates in order of hardness, then the first ``quota`` survivors.
+def _inputs_F(F, x, logits, ious, scores, boxes):
+    """The inputs of ``OHEMSampler._labels`` as F arrays.
 
-        ``box_nms`` sorts by score, so each candidate gets a unique score that
-        falls with (hardness, then index). MXNet's argsort is not stable, so
-        the hardness first becomes a dense rank (sort, cumsum of changes,
-        gathered back to each anchor), packed with the column into one exact
-        float64 key. ``box_nms`` returns the survivors in that order with
-        their flat anchor index, which ``index_copy`` scatters back.
-        """
-        key = F.where(candidate > 0, loss, neg_inf_like_F(F, loss))
-        order = F.argsort(key, axis=1, is_ascend=False)  # ties in arbitrary order
-        where_in_order = F.argsort(order, axis=1)
-        ranked = F.sort(key, axis=1, is_ascend=False)
-        previous = F.slice_axis(F.concat(F.slice_axis(ranked, axis=1, begin=0, end=1), ranked,
-                                         dim=1), axis=1, begin=0, end=-1)
-        dense = F.cumsum(F.cast(ranked != previous, 'float64'), axis=1)  # 0: the hardest value
-        row = F.broadcast_like(F.reshape(F.contrib.arange_like(key, axis=0), shape=(-1, 1)), key)
-        dense = F.gather_nd(dense, F.stack(F.cast(row, 'float64'),
-                                           F.cast(where_in_order, 'float64'), axis=0))
-        column = F.cast(F.broadcast_like(F.reshape(F.contrib.arange_like(key, axis=1),
-                                                   shape=(1, -1)), key), 'float64')
-        order_key = dense * _PACK + column  # unique, smaller = chosen first
-        nms_score = F.where(candidate > 0, (_PACK * _PACK) - order_key, F.zeros_like(order_key))
-        flat = F.cast(F.contrib.arange_like(key), 'float64')
-        data = F.concat(F.expand_dims(nms_score, axis=2), F.cast(boxes, 'float64'),
-                        F.expand_dims(flat, axis=2), dim=2)
-        kept = F.contrib.box_nms(data, overlap_thresh=self._nms_thresh, valid_thresh=0.5,
-                                 topk=-1, coord_start=1, score_index=0, id_index=-1,
-                                 force_suppress=True, in_format='corner', out_format='corner')
-        alive = F.cast(F.slice_axis(kept, axis=2, begin=0, end=1) > 0, 'float32')
-        alive = F.reshape(alive, shape=(0, -1))
-        num_neg = F.minimum(quota, F.sum(alive, axis=1, keepdims=True))
-        slot = F.reshape(F.contrib.arange_like(alive, axis=1), shape=(1, -1))
-        take = alive * F.broadcast_lesser(slot, num_neg)
-        dummy = F.max(flat) + 1  # one past the last anchor: where the rest is written
-        target = F.where(take > 0, F.reshape(F.slice_axis(kept, axis=2, begin=5, end=6),
-                                             shape=(0, -1)),
-                         F.broadcast_like(F.reshape(dummy, shape=(1, 1)), take))
-        blank = F.zeros_like(F.reshape(take, shape=(-1,)))
-        chosen = F.contrib.index_copy(F.concat(blank, F.slice_axis(blank, axis=0, begin=0, end=1),
-                                               dim=0),
-                                      F.reshape(target, shape=(-1,)), F.reshape(take, shape=(-1,)))
-        chosen = F.slice_axis(chosen, axis=0, begin=0, end=-1)
-        return F.reshape_like(chosen, take)
+    Each float input is computed in float32, or in float64 if it is
+    float64: read from the NDArrays themselves, or, while a graph is
+    traced, from this thread's call (float32 when a hybridized parent
+    traces us and the dtypes are unknown).
+    """
+    if F is mx.nd:
+        widths = _widths(logits, ious, scores)
+    else:
+        widths = traced(_FLOAT32S)
+    width = dict(zip(('logits', 'ious', 'scores'), widths))
+
+    def widened(a, name):
+        return F.cast(F.stop_gradient(a), width[name])
+
+    ious = F.reshape(widened(ious, 'ious'), shape=(0, 0, -1))
+    ious_ok = F.cast(F.min(finite_F(F, ious), axis=2), 'float32')
+    best = F.max(ious, axis=2)
+    best = F.where(ious_ok > 0, best, F.zeros_like(best))
+    if scores is None:
+        loss, finite = background_loss_F(F, widened(logits, 'logits'))
+    else:
+        loss = widened(scores, 'scores')
+        finite = finite_F(F, loss)
+    finite = F.cast(finite, 'float32')
+    loss = F.where(F.cast(finite, width['scores' if scores is not None else 'logits']) > 0,
+                   loss, F.zeros_like(loss))
+    if boxes is not None:
+        boxes = F.stop_gradient(boxes)
+    return x, best, ious_ok, loss, finite, boxes
+
+
+# --------------------------------------------------------------------------- input checks
+def _check_config(nms_thresh, logits, scores, boxes):
+    if logits is None and scores is None:
+        raise ValueError('logits may only be None when scores is given')
+    if (boxes is None) != (nms_thresh is None):
+        raise ValueError('boxes and nms_thresh go together: got boxes {} and nms_thresh {}'
+                         .format('None' if boxes is None else 'given', nms_thresh))
+
+
+def _check_inputs(nms_thresh, x, logits, ious, scores, boxes):
+    """``ValueError`` naming the argument unless the call's inputs fit together."""
+    _check_config(nms_thresh, logits, scores, boxes)
+    named = [(n, a) for n, a in (('x', x), ('logits', logits), ('ious', ious),
+                                 ('scores', scores), ('boxes', boxes)) if a is not None]
+    if check_same_kind(named):
+        check_one_context(named)
+    for n, a in named:
+        check_dtype(n, a, 'fiu' if n == 'x' else 'f')
+    shapes = {n: tuple(a.shape) for n, a in named}
+    if len(shapes['x']) != 2:
+        raise ValueError('x must have shape (B, N), got {}'.format(shapes['x']))
+    bn = shapes['x']
+
+    def fail(name, want):
+        raise ValueError('{} must have shape {} to match x {}, got {}'.format(
+            name, want, bn, shapes[name]))
+
+    if logits is not None and (len(shapes['logits']) != 3 or shapes['logits'][:2] != bn
+                               or shapes['logits'][2] < 2):
+        fail('logits', '(B, N, C) with C >= 2')
+    if shapes['ious'][:2] != bn or len(shapes['ious']) not in (2, 3):
+        fail('ious', '(B, N) or (B, N, M)')
+    if scores is not None and shapes['scores'] != bn:
+        fail('scores', '(B, N)')
+    if boxes is not None:
+        check_boxes('boxes', boxes, batched=True)
+        if shapes['boxes'][:2] != bn:
+            fail('boxes', '(B, N, 4)')
+
+
+def _widths(*arrays):
+    """'float64' for each float64 array, 'float32' for anything else (None too)."""
+    return tuple('float64' if a is not None and np.dtype(a.dtype) == np.float64 else 'float32'
+                 for a in arrays)

@@ -17,9 +17,11 @@ from mxnet import gluon
 
 from . import boxes
 from .balanced import Strategies
-from .backend import (NUMPY_F, NUMPY_OPS, ND_OPS, check_bool, check_flags, check_int, check_ratio,
-                      check_thresh, host_view, is_ndarray, labels_from_masks, like,
+from ._blocks import Array, SamplerBlock, strategy_settings
+from .backend import (NUMPY_F, NUMPY_OPS, ND_OPS, host_view, is_ndarray, labels_from_masks, like,
                       ndarray_backend_forced, use_numpy, warn_once)
+from .checks import (check_bool, check_dtype, check_int, check_one_context, check_ratio,
+                     check_same_kind, check_thresh, hard_flags)
 
 __all__ = ['QuotaSampler', 'OP_TYPE']
 
@@ -83,7 +85,7 @@ class _QuotaRule:
                 'neg_thresh_low': repr(self.neg_thresh_low),
                 'pos_ratio': repr(self.pos_ratio), 'neg_ratio': repr(self.neg_ratio),
                 'fill_negative': str(self.fill_negative),
-                # Uniform draws add no attributes: their graphs read as before the options.
+                # Uniform draws add no attributes.
                 **({} if self.strategies.uniform else self.strategies.attrs())}
 
     def label(self, ops, matches, ious, hard=None, not_negative=None, keys=None):
@@ -209,14 +211,12 @@ class _QuotaOpProp(mx.operator.CustomOpProp):
     candidates with the lowest keys, on both backends. ``not_negative`` (B, N) 0/1 marks
     proposals that may not be negatives (they stay positive if the rule says so).
     Attributes: :class:`QuotaSampler`'s arguments, plus ``has_hard`` and
-    ``has_not_negative`` (whether those inputs are present). ``owner``, written by
-    earlier versions, is accepted and unused, so their exported graphs still load.
+    ``has_not_negative`` (whether those inputs are present).
     """
 
     def __init__(self, num_sample, pos_thresh, neg_thresh_high, neg_thresh_low='-inf',
                  pos_ratio='0.5', neg_ratio='None', fill_negative='True', has_hard='False',
-                 has_not_negative='False', owner='',  # pylint: disable=unused-argument
-                 **strategies):
+                 has_not_negative='False', **strategies):
         super().__init__(need_top_grad=False)
         self._rule = _QuotaRule(float(num_sample), float(pos_thresh), float(neg_thresh_high),
                                 float(neg_thresh_low), float(pos_ratio),
@@ -249,7 +249,7 @@ class _QuotaOpProp(mx.operator.CustomOpProp):
 
 
 # ---------------------------------------------------------------------------- the block
-class QuotaSampler(gluon.HybridBlock):
+class QuotaSampler(SamplerBlock, gluon.HybridBlock):
     """Label proposals positive/negative by IoU and keep at most a quota of each per image.
 
     Parameters
@@ -278,62 +278,54 @@ class QuotaSampler(gluon.HybridBlock):
     num_bins, floor_thr, floor_fraction : int 3, -1, 0.0
         The IoU-balanced options (:class:`samplers.balanced.Strategies`).
 
-    Called as ``sampler(matches, ious, hard=None)``:
-
-    * ``matches`` (B, N), int or float: matched box index per proposal, < 0 for none;
-    * ``ious`` (B, N, M), float: IoU of each proposal with each box;
-    * ``hard`` (B, M) 0/1, optional: 1 marks a hard box (other values raise ``ValueError``
-      on the numpy backend; the NDArray backend reads any value > 0 as 1).
-
-    Returns (B, N) labels (1 / -1 / 0, see :mod:`samplers`) of the input's kind and context,
-    in ``matches``' float dtype (float32 for integer matches).
+    Called as ``sampler(matches, ious, hard=None)``: ``matches`` (B, N) int or float, the
+    matched box per proposal (< 0 for none); ``ious`` (B, N, M) float; ``hard`` (B, M)
+    flags (:mod:`samplers.checks`). numpy arrays or NDArrays on one context. Returns (B, N)
+    labels (1 / -1 / 0) of the input's kind and context, in ``matches``' float dtype
+    (float32 for integer matches).
 
     Rule, per image: ``pos = (matched to a normal box) or max_j(normal_j * iou_j) >=
     pos_thresh``; ``neg = not matched and not pos and neg_thresh_low <= max_j iou_j <
-    neg_thresh_high``. It keeps a uniformly random ``min(#pos, max_pos)`` of the positives
-    and ``min(#neg, max_neg)`` of the negatives (``pos_sampler`` / ``neg_sampler`` change
-    which, never how many); everything else is 0.
+    neg_thresh_high``. A uniformly random ``min(#pos, max_pos)`` positives and
+    ``min(#neg, max_neg)`` negatives are kept (the samplers change which, never how many).
 
     Edges: M = 0 means best IoU 0, so only ``matches`` makes positives. Fewer candidates
     than a quota: all are kept. A hard box never makes a positive; a proposal matched to
     one, or overlapping one at >= ``neg_thresh_high`` without being positive, is 0. A match
-    index outside [0, M) counts as a normal box; a NaN match as no match. A proposal with a
-    NaN or infinite IoU is 0; the numpy backend logs a warning the first time this happens
-    in the process. Bad arguments or inputs raise ``ValueError`` naming them.
-
-    NDArray input runs the CustomOp :data:`OP_TYPE` (numpy on CPU contexts, ``mx.nd`` ops
-    elsewhere, see :func:`samplers.force_ndarray_backend`), with random keys from
-    ``mx.random``; numpy input draws from ``np.random``. The README's QuotaSampler section
-    has the notes on threads, seeds, zero-size inputs and hybridizing.
+    index outside [0, M) counts as a normal box; a NaN match as no match; a NaN or infinite
+    IoU makes the proposal 0.
     """
 
-    def __init__(self, num_sample, pos_thresh, neg_thresh_high, neg_thresh_low=-np.inf,
-                 pos_ratio=0.5, neg_ratio=None, fill_negative=True, pos_sampler='uniform',
-                 neg_sampler='uniform', num_bins=3, floor_thr=-1, floor_fraction=0.0):
+    def __init__(self, num_sample: int, pos_thresh: float, neg_thresh_high: float,
+                 neg_thresh_low: float = -np.inf, pos_ratio: float = 0.5,
+                 neg_ratio: float | None = None, fill_negative: bool = True,
+                 pos_sampler: str = 'uniform', neg_sampler: str = 'uniform', num_bins: int = 3,
+                 floor_thr: float = -1, floor_fraction: float = 0.0):
         super().__init__()
         self._rule = _QuotaRule(num_sample, pos_thresh, neg_thresh_high, neg_thresh_low,
                                 pos_ratio, neg_ratio, fill_negative,
                                 Strategies(pos_sampler, neg_sampler, num_bins, floor_thr,
                                            floor_fraction))
 
-    def __getstate__(self):
-        # A built graph holds C handles; drop it (it is rebuilt on the next call).
-        state = self.__dict__.copy()
-        state.update(_cached_graph=(), _cached_op=None, _cached_op_args=[])
-        return state
+    def _settings(self):
+        rule = self._rule
+        return dict(num_sample=rule.num_sample, pos_thresh=rule.pos_thresh,
+                    neg_thresh_high=rule.neg_thresh_high, neg_thresh_low=rule.neg_thresh_low,
+                    pos_ratio=rule.pos_ratio, neg_ratio=rule.neg_ratio,
+                    fill_negative=rule.fill_negative, **strategy_settings(rule.strategies))
 
-    def forward(self, matches, ious, hard=None):  # pylint: disable=arguments-differ
+    # pylint: disable=arguments-differ
+    def forward(self, matches: Array, ious: Array, hard: Array | None = None) -> Array:
         """Check the inputs, then label: numpy directly, NDArray/Symbol through the op."""
         if isinstance(matches, mx.sym.Symbol):
             return super().forward(matches, ious, hard)
-        _check_inputs(matches, ious, hard)
+        flags = _check_inputs(matches, ious, hard)
         if not is_ndarray(matches):
             matches = np.asarray(matches)
-            labels = self._rule.label_numpy(matches, np.asarray(ious),
-                                            None if hard is None else np.asarray(hard))
+            labels = self._rule.label_numpy(matches, np.asarray(ious), flags)
             return labels.astype(_output_dtype(matches.dtype), copy=False)
         if 0 in ious.shape:
-            return self._label_zero_size(matches, ious, hard)
+            return self._label_zero_size(matches, ious)
         return super().forward(matches, ious, hard)
 
     def hybrid_forward(self, F, matches, ious, hard=None):  # pylint: disable=arguments-differ
@@ -342,7 +334,7 @@ class QuotaSampler(gluon.HybridBlock):
         return F.Custom(*inputs, op_type=OP_TYPE, has_hard=str(hard is not None),
                         **self._rule.attrs())
 
-    def _label_zero_size(self, matches, ious, hard):
+    def _label_zero_size(self, matches, ious):
         """NDArray inputs with B, N or M = 0, which MXNet ops reject: label without the op."""
         dtype = _output_dtype(matches.dtype)
         if matches.size == 0:
@@ -354,45 +346,19 @@ class QuotaSampler(gluon.HybridBlock):
                                                keys=keys.asnumpy()), matches, dtype=dtype)
         return self._rule.label_nd(matches, None, keys=keys).astype(dtype)
 
-    def __repr__(self):
-        rule = self._rule
-        extra = '' if rule.strategies.uniform else ''.join(
-            ', {}={!r}'.format(k, v) for k, v in rule.strategies.settings().items())
-        return ('{}(num_sample={}, pos_thresh={}, neg_thresh_high={}, neg_thresh_low={}, '
-                'pos_ratio={}, neg_ratio={}, fill_negative={}{})').format(
-                    type(self).__name__, rule.num_sample, rule.pos_thresh, rule.neg_thresh_high,
-                    rule.neg_thresh_low, rule.pos_ratio, rule.neg_ratio, rule.fill_negative,
-                    extra)
-
 
 def _check_inputs(matches, ious, hard):
-    """``ValueError`` (naming the arguments and shapes) unless the call's inputs fit."""
-    arrays = [('matches', matches), ('ious', ious)] + ([('hard', hard)] if hard is not None
-                                                       else [])
-    kinds = {name: is_ndarray(x) for name, x in arrays}
-    if len(set(kinds.values())) > 1:
-        raise ValueError('matches, ious and hard must all be NDArrays or all numpy arrays, got '
-                         + ', '.join('{} {}'.format(n, type(x).__name__) for n, x in arrays))
-    if kinds['matches']:
-        ctxs = {name: x.context for name, x in arrays}
-        if len(set(ctxs.values())) > 1:
-            raise ValueError('matches, ious and hard must be on one context, got ' + ', '.join(
-                '{} on {}'.format(n, c) for n, c in ctxs.items()))
-    else:
-        arrays = [(name, np.asarray(x)) for name, x in arrays]
-    (_, matches), (_, ious) = arrays[:2]
-    m_shape, i_shape = tuple(matches.shape), tuple(ious.shape)
+    """The checked hard flags (:func:`samplers.checks.hard_flags`), or ``ValueError`` naming
+    the arguments and shapes unless the call's inputs fit."""
+    named = [('matches', matches), ('ious', ious), ('hard', hard)]
+    if check_same_kind(named):
+        check_one_context(named)
+    m_shape, i_shape = np.shape(matches), np.shape(ious)
     if len(m_shape) != 2 or len(i_shape) != 3 or i_shape[:2] != m_shape:
         raise ValueError('matches must have shape (B, N) and ious (B, N, M), got matches {} '
                          'and ious {}'.format(m_shape, i_shape))
-    if hard is not None:
-        h_shape = tuple(arrays[2][1].shape)
-        if h_shape != (i_shape[0], i_shape[2]):
-            raise ValueError('hard must have shape (B, M) = {} to go with ious {}, got hard {}'
-                             .format((i_shape[0], i_shape[2]), i_shape, h_shape))
-        if use_numpy(hard):  # values too, where reading them costs no device copy
-            check_flags('hard', hard)
-    for name, x, kinds_ok in (('matches', matches, 'iuf'), ('ious', ious, 'f')):
-        if np.dtype(x.dtype).kind not in kinds_ok:
-            raise ValueError('{} must have a {} dtype, got {}'.format(
-                name, 'float' if kinds_ok == 'f' else 'numeric', np.dtype(x.dtype)))
+    flags = hard_flags(hard, i_shape[2], i_shape[0], per_image=False,
+                       against='ious {}'.format(i_shape))
+    check_dtype('matches', np.asarray(matches) if not is_ndarray(matches) else matches, 'iuf')
+    check_dtype('ious', np.asarray(ious) if not is_ndarray(ious) else ious)
+    return flags

@@ -12,14 +12,16 @@ from __future__ import annotations
 from mxnet import autograd, gluon
 
 from . import boxes
-from .backend import check_boxes, check_flags, check_int, check_ratio, is_ndarray, use_numpy
+from ._blocks import Array, SamplerBlock, strategy_settings
+from .backend import is_ndarray
 from .balanced import Strategies
+from .checks import check_boxes, check_int, check_one_context, check_ratio, hard_flags
 from .quota import OP_TYPE, _QuotaRule
 
 __all__ = ['RCNNTargetSampler']
 
 
-class RCNNTargetSampler(gluon.HybridBlock):
+class RCNNTargetSampler(SamplerBlock, gluon.HybridBlock):
     """Pick ``num_sample`` labelled rows per image from the proposals plus the ground truth.
 
     Parameters
@@ -31,56 +33,43 @@ class RCNNTargetSampler(gluon.HybridBlock):
     num_sample : int
         Rows returned per image (S), >= 1; needs ``N + M >= S``.
     pos_iou_thresh : float in (0, 1], default 0.5
-        IoU with a normal box that makes a positive; anything below it is negative. (0 would
-        make every row a positive, padding boxes included.)
+        IoU with a normal box that makes a positive; anything below it is negative.
     pos_ratio : float in [0, 1], default 0.25
         Positive quota ``_max_pos = round(pos_ratio * num_sample)`` (GluonCV's attribute).
     max_num_gt : int, default 300
         Kept for GluonCV's signature (an upper bound on M); not needed here.
     hard_iou_thresh : float in (0, 1], default 0.3
         A proposal that is not positive and overlaps a hard box at IoU >= this is ignored.
-        0.3 is GluonCV's RPN negative bound: such a proposal shows much of the hard object.
     hard_iof_thresh : float in (0, 1] or None, default None
         Also ignore a non-positive proposal when this share of its own area lies in a hard box.
-    pos_sampler : 'uniform' (default) or 'instance_balanced'
-        Draw the positives evenly per box (each row's best normal box).
-    neg_sampler : 'uniform' (default) or 'iou_balanced'
-        Draw the negatives evenly across ``num_bins`` IoU bins of [0, ``pos_iou_thresh``)
-        (Libra R-CNN).
-    num_bins, floor_thr, floor_fraction : int 3, -1, 0.0
-        The IoU-balanced options (:class:`samplers.balanced.Strategies`).
+    pos_sampler, neg_sampler, num_bins, floor_thr, floor_fraction
+        The balanced draws (:class:`samplers.balanced.Strategies`; default uniform); the
+        negatives' IoU bins span [0, ``pos_iou_thresh``).
 
     Called as ``sampler(rois, scores, gt_boxes, hard=None)`` with NDArrays or Symbols:
     ``rois`` (B, N, 4) corner proposals; ``scores`` (B, N, 1), < 0 for padding proposals;
-    ``gt_boxes`` (B, M, 4) corner boxes, padding rows all -1; ``hard`` (B, M) 0/1, optional
-    (other values raise ``ValueError`` on CPU; a GPU reads any value > 0 as 1).
+    ``gt_boxes`` (B, M, 4) corner boxes, padding rows all -1; ``hard`` (B, M) flags
+    (:mod:`samplers.checks`). Returns ``(rois (B, S, 4), samples (B, S), matches (B, S))``,
+    float32: rows drawn from the N proposals and the M boxes appended to them, positives
+    first (at most ``_max_pos``), then negatives, then ignored filler rows; ``matches`` the
+    index of each row's best box (for a positive, its best *normal* box).
 
-    Returns ``(rois (B, S, 4), samples (B, S), matches (B, S))``, float32 like GluonCV's:
-    rows drawn from the N proposals and the M ground-truth boxes appended to them;
-    ``samples`` 1 / -1 / 0; ``matches`` the index in [0, M) of each row's best box (for a
-    positive, its best *normal* box). Positives come first, at most ``_max_pos`` of them,
-    then negatives, then ignored filler rows.
+    Rule, per image, over the N + M candidate rows: ``pos = max over normal j of iou_j >=
+    pos_iou_thresh``; ``neg = not pos and max_j iou_j < pos_iou_thresh and score >= 0 and
+    not near a hard box`` (``iou_j >= hard_iou_thresh`` or ``iof_j >= hard_iof_thresh``
+    for a hard j); a random ``min(#pos, _max_pos)`` positives and ``min(#neg, S - kept
+    positives)`` negatives are kept, by the quota op.
 
-    Rule, per image, over the N + M candidate rows (``iou`` against the M boxes): ``pos =
-    max over normal j of iou_j >= pos_iou_thresh``; ``neg = not pos and max_j iou_j <
-    pos_iou_thresh and score >= 0 and not near a hard box``, where near means ``iou_j >=
-    hard_iou_thresh`` (or ``iof_j >= hard_iof_thresh``) for a hard j. It keeps a random
-    ``min(#pos, _max_pos)`` positives and ``min(#neg, S - kept positives)`` negatives,
-    through the quota op. A padding box (score -1) makes no candidate row of its own.
-
-    Edges: a hard box's own appended row is ignored (IoU 1 with a hard box), unless it
-    overlaps a normal box at >= ``pos_iou_thresh``, which makes it an ordinary positive.
-    All-zero ``hard`` gives exactly the result without it. Too few candidates: the rest of
-    the S rows are ignored (GluonCV fills them with overflow positives). Randomness comes
-    from ``mx.random`` on the input's context; no host copy off CPU. Bad arguments or
-    input shapes raise ``ValueError``. A hybridized sampler keeps the arity of its first
-    call.
+    Edges: a padding box (score -1) makes no candidate row. A hard box's own row is ignored
+    unless it overlaps a normal box at >= ``pos_iou_thresh``. All-zero ``hard`` gives the
+    result without it. Too few candidates: the rest of the S rows are ignored.
     """
 
-    def __init__(self, num_image, num_proposal, num_sample, pos_iou_thresh=0.5, pos_ratio=0.25,
-                 max_num_gt=300, hard_iou_thresh=0.3, hard_iof_thresh=None,
-                 pos_sampler='uniform', neg_sampler='uniform', num_bins=3, floor_thr=-1,
-                 floor_fraction=0.0):
+    def __init__(self, num_image: int, num_proposal: int, num_sample: int,
+                 pos_iou_thresh: float = 0.5, pos_ratio: float = 0.25, max_num_gt: int = 300,
+                 hard_iou_thresh: float = 0.3, hard_iof_thresh: float | None = None,
+                 pos_sampler: str = 'uniform', neg_sampler: str = 'uniform', num_bins: int = 3,
+                 floor_thr: float = -1, floor_fraction: float = 0.0):
         super().__init__()
         self._num_image = check_int('num_image', num_image, minimum=1)
         self._num_proposal = check_int('num_proposal', num_proposal, minimum=1)
@@ -98,13 +87,16 @@ class RCNNTargetSampler(gluon.HybridBlock):
                                                       floor_thr, floor_fraction))
         self._max_pos = self._rule.max_pos
 
-    def __getstate__(self):
-        # A built graph holds C handles; drop it (it is rebuilt on the next call).
-        state = self.__dict__.copy()
-        state.update(_cached_graph=(), _cached_op=None, _cached_op_args=[])
-        return state
+    def _settings(self):
+        return dict(num_image=self._num_image, num_proposal=self._num_proposal,
+                    num_sample=self._num_sample, pos_iou_thresh=self._pos_iou_thresh,
+                    pos_ratio=self._rule.pos_ratio, max_num_gt=self._max_num_gt,
+                    hard_iou_thresh=self._hard_iou_thresh, hard_iof_thresh=self._hard_iof_thresh,
+                    **strategy_settings(self._rule.strategies))
 
-    def forward(self, rois, scores, gt_boxes, hard=None):  # pylint: disable=arguments-differ
+    # pylint: disable=arguments-differ
+    def forward(self, rois: Array, scores: Array, gt_boxes: Array,
+                hard: Array | None = None) -> tuple[Array, Array, Array]:
         """Check NDArray inputs (Symbols pass), then run :meth:`hybrid_forward`."""
         if is_ndarray(rois):
             self._check_inputs(rois, scores, gt_boxes, hard)
@@ -174,23 +166,7 @@ class RCNNTargetSampler(gluon.HybridBlock):
             raise ValueError('num_sample = {} needs at least that many proposals plus boxes '
                              'per image, got N + M = {} + {}'.format(self._num_sample, num,
                                                                      num_box))
-        if hard is not None and tuple(hard.shape) != (batch, num_box):
-            raise ValueError('hard must have shape (B, M) = {} to go with gt_boxes {}, got {}'
-                             .format((batch, num_box), tuple(gt_boxes.shape),
-                                     tuple(hard.shape)))
-        contexts = {x.context for x in (rois, scores, gt_boxes, hard) if x is not None}
-        if len(contexts) > 1:
-            raise ValueError('rois, scores, gt_boxes and hard must be on one context, got {}'
-                             .format(sorted(str(c) for c in contexts)))
-        if hard is not None and use_numpy(hard):  # values too, where reading costs no device copy
-            check_flags('hard', hard)
-
-    def __repr__(self):
-        return ('{}(num_image={}, num_proposal={}, num_sample={}, pos_iou_thresh={}, '
-                'pos_ratio={}, max_num_gt={}, hard_iou_thresh={}, hard_iof_thresh={}{})').format(
-                    type(self).__name__, self._num_image, self._num_proposal, self._num_sample,
-                    self._pos_iou_thresh, self._rule.pos_ratio, self._max_num_gt,
-                    self._hard_iou_thresh, self._hard_iof_thresh,
-                    '' if self._rule.strategies.uniform else ''.join(
-                        ', {}={!r}'.format(k, v)
-                        for k, v in self._rule.strategies.settings().items()))
+        check_one_context([('rois', rois), ('scores', scores), ('gt_boxes', gt_boxes),
+                           ('hard', hard)])
+        hard_flags(hard, num_box, batch, per_image=False,
+                   against='gt_boxes {}'.format(tuple(gt_boxes.shape)))

@@ -35,17 +35,17 @@ looks only at the pairs that can matter. The differences from GluonCV
 """
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import mxnet as mx
 from mxnet import autograd, gluon
 
+from ._blocks import Array, SamplerBlock, strategy_settings
 from .anchor_grid import GridCache, border_limits, grid_facts
 from .balanced import Strategies
-from .backend import (POSITIVE, check_boxes, check_flags, check_int, check_ratio,
-                      check_thresh, host_view, is_ndarray, kind_ops, labels_from_masks, like, ops,
+from .backend import (POSITIVE, host_view, is_ndarray, kind_ops, labels_from_masks, like, ops,
                       to_numpy, use_numpy, warn_once)
+from .checks import (check_boxes, check_dtype, check_int, check_positive, check_ratio,
+                     check_stds, check_thresh, hard_flags, hard_on_device)
 from .boxes import (INVALID_IOU, best_match, box_iof, box_iou, cls_target_from_labels,
                     encode_boxes, finite_rows, keep_random, match_anchors, negative_quota,
                     positive_quota)
@@ -79,19 +79,7 @@ def _check_ious(ious):
     shape = tuple(ious.shape)
     if len(shape) not in (2, 3):
         raise ValueError('ious must have shape (N, M) or (B, N, M), got {}'.format(shape))
-    if np.dtype(ious.dtype).kind != 'f':
-        raise ValueError('ious must have a float dtype, got {}'.format(np.dtype(ious.dtype)))
-
-
-def _check_hard_shape(hard, ious_shape):
-    """ValueError unless ``hard`` is (M,) (or (B, M) for batched ``ious``)."""
-    shape = tuple(hard.shape) if hasattr(hard, 'shape') else np.shape(hard)
-    allowed = [tuple(ious_shape[-1:])]
-    if len(ious_shape) == 3:
-        allowed.append((ious_shape[0], ious_shape[-1]))
-    if shape not in allowed:
-        raise ValueError('hard must have shape {} to match ious of shape {}, got {}'.format(
-            ' or '.join(str(a) for a in allowed), tuple(ious_shape), shape))
+    check_dtype('ious', ious)
 
 
 # =========================================================================== the rule
@@ -181,11 +169,8 @@ def _dense_facts(ious, normal, valid, pos_t, neg_t):
 
 
 # =========================================================================== RPNTargetSampler
-class RPNTargetSampler(gluon.Block):
+class RPNTargetSampler(SamplerBlock, gluon.Block):
     """Label RPN anchors positive / negative / ignored from their IoUs with ground truth.
-
-    A ``gluon.Block`` (GluonCV's is a plain object with the same call),
-    picklable for data-loader workers.
 
     Parameters
     ----------
@@ -200,40 +185,32 @@ class RPNTargetSampler(gluon.Block):
     allow_low_quality_matches : bool, default False
         Keep each box's best anchor(s) positive even below ``neg_iou_thresh``
         (Faster R-CNN paper, detectron2). False is GluonCV's rule.
-    pos_sampler : 'uniform' (default) or 'instance_balanced'
-        Draw the positives evenly per box (each anchor's best normal box):
-        :func:`samplers.balanced.instance_balanced_F`.
-    neg_sampler : 'uniform' (default) or 'iou_balanced'
-        Draw the negatives evenly across ``num_bins`` IoU bins of [0, ``neg_iou_thresh``):
-        :func:`samplers.balanced.iou_balanced_F`.
-    num_bins, floor_thr, floor_fraction : int 3, -1, 0.0
-        The IoU-balanced options (:class:`samplers.balanced.Strategies`).
+    pos_sampler, neg_sampler, num_bins, floor_thr, floor_fraction
+        The balanced draws (:class:`samplers.balanced.Strategies`; default uniform): the
+        positives evenly per box, the negatives across IoU bins of [0, ``neg_iou_thresh``).
 
-    Called as ``sampler(ious, hard=None)``: ``ious`` (N, M) or (B, N, M)
-    float IoUs of N anchors with M boxes, numpy or NDArray (float16 is
-    computed in float32); ``hard`` optional (M,) or (B, M) 0/1 flags.
-    Returns ``(samples, matches)`` of shape (N,) or (B, N), in the input's
-    kind and context: ``samples`` float32 labels, ``matches`` the index of
-    each anchor's best non-hard box (first on ties; 0 without one), int64 for
-    numpy and float32 (MXNet's index type) for NDArrays.
+    Called as ``sampler(ious, hard=None)``: ``ious`` (N, M) or (B, N, M) float IoUs of N
+    anchors with M boxes, numpy or NDArray; ``hard`` (M,) or (B, M) flags
+    (:mod:`samplers.checks`). Returns ``(samples, matches)`` of shape (N,) or (B, N) in the
+    input's kind and context: float32 labels, and each anchor's best non-hard box (first on
+    ties; 0 without one), int64 for numpy and float32 for NDArrays.
 
-    Rule (:mod:`samplers.rpn`): positive when the best IoU is >=
-    ``pos_iou_thresh`` or the anchor is (within eps, IoU > 0) a box's best;
-    negative when the best IoU is < ``neg_iou_thresh``, which wins over the
-    best-anchor rule unless ``allow_low_quality_matches``; then per image at
-    most ``round(pos_ratio * num_sample)`` positives at random and at most
-    ``num_sample - kept positives`` negatives.
+    Rule (:mod:`samplers.rpn`): positive when the best IoU is >= ``pos_iou_thresh`` or the
+    anchor is (within eps, IoU > 0) a box's best; negative when the best IoU is <
+    ``neg_iou_thresh``, which wins over the best-anchor rule unless
+    ``allow_low_quality_matches``; then per image at most ``round(pos_ratio * num_sample)``
+    positives at random and at most ``num_sample - kept positives`` negatives.
 
-    Edges: a row whose max is negative is an invalid anchor (ignored); a row
-    with NaN/inf is ignored (logged once on the numpy backend); with no
-    ground truth every valid anchor is a negative candidate; with fewer
-    candidates than the quota all are kept; hard boxes make no positive and
-    turn the anchors overlapping them (IoU >= ``neg_iou_thresh``) to ignored.
+    Edges: a row whose max is negative (an invalid anchor) or holds NaN/inf is ignored; with
+    no ground truth every valid anchor is a negative candidate; with fewer candidates than
+    the quota all are kept; hard boxes make no positive and turn the anchors overlapping
+    them (IoU >= ``neg_iou_thresh``) to ignored.
     """
 
-    def __init__(self, num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio,
-                 allow_low_quality_matches=False, pos_sampler='uniform', neg_sampler='uniform',
-                 num_bins=3, floor_thr=-1, floor_fraction=0.0):
+    def __init__(self, num_sample: int, pos_iou_thresh: float, neg_iou_thresh: float,
+                 pos_ratio: float, allow_low_quality_matches: bool = False,
+                 pos_sampler: str = 'uniform', neg_sampler: str = 'uniform', num_bins: int = 3,
+                 floor_thr: float = -1, floor_fraction: float = 0.0):
         super().__init__()
         self._num_sample, self._pos_t, self._neg_t, self._pos_ratio = _check_rule(
             num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio)
@@ -242,27 +219,21 @@ class RPNTargetSampler(gluon.Block):
         self._strategies = Strategies(pos_sampler, neg_sampler, num_bins, floor_thr,
                                       floor_fraction)
 
-    def __repr__(self):
-        extra = '' if self._strategies.uniform else ''.join(
-            ', {}={!r}'.format(k, v) for k, v in self._strategies.settings().items())
-        return ('{}(num_sample={}, pos_iou_thresh={}, neg_iou_thresh={}, pos_ratio={}, '
-                'allow_low_quality_matches={}{})'.format(
-                    type(self).__name__, self._num_sample, self._pos_t, self._neg_t,
-                    self._pos_ratio, self._allow_low_quality, extra))
+    def _settings(self):
+        return dict(num_sample=self._num_sample, pos_iou_thresh=self._pos_t,
+                    neg_iou_thresh=self._neg_t, pos_ratio=self._pos_ratio,
+                    allow_low_quality_matches=self._allow_low_quality,
+                    **strategy_settings(self._strategies))
 
-    def __call__(self, ious, hard=None):  # pylint: disable=arguments-differ
-        # gluon.Block.__call__ takes positional inputs only; this keeps ``hard=`` working.
-        return super().__call__(ious, hard)
-
-    def forward(self, ious, hard=None):  # pylint: disable=arguments-differ
+    # pylint: disable=arguments-differ
+    def forward(self, ious: Array, hard: Array | None = None) -> tuple[Array, Array]:
         """Label the anchors; see the class docstring."""
         if not is_ndarray(ious):
             ious = np.asarray(ious)
         _check_ious(ious)
-        if hard is not None:
-            _check_hard_shape(hard, tuple(ious.shape))
-            if not is_ndarray(hard) or use_numpy(ious):
-                hard = check_flags('hard', hard)
+        hard = hard_flags(hard, ious.shape[-1], ious.shape[0] if ious.ndim == 3 else None,
+                          against='ious {}'.format(tuple(ious.shape)),
+                          numpy_path=use_numpy(ious))
         if use_numpy(ious):
             return self._call_numpy(ious, hard)
         return self._call_nd(ious, hard)
@@ -326,7 +297,7 @@ class RPNTargetSampler(gluon.Block):
                 x = ious.reshape((batch, n, m))
                 if x.dtype not in (np.float32, np.float64):
                     x = x.astype('float32')
-                flags = _flags_nd(hard, m, ctx)
+                flags = hard_on_device(hard, m, ctx)
                 normal = mx.nd.broadcast_to((flags <= 0).reshape((-1, m)),
                                             shape=(batch, m)).astype(x.dtype)
             x, _ = _ignore_nonfinite_rows(x)
@@ -336,7 +307,7 @@ class RPNTargetSampler(gluon.Block):
 
 
 # =========================================================================== RPNTargetGenerator
-class RPNTargetGenerator(gluon.Block):
+class RPNTargetGenerator(SamplerBlock, gluon.Block):
     """RPN training targets for one image: classes, box offsets and box masks.
 
     Parameters
@@ -346,67 +317,50 @@ class RPNTargetGenerator(gluon.Block):
     stds : 4 positive numbers, default (1., 1., 1., 1.)
         Box offsets are divided by these.
     allowed_border : float >= 0, default 0
-        An anchor is valid when it crosses the image border by at most this
-        many pixels: ``x1 >= -b, y1 >= -b, x2 < width + b, y2 < height + b``
-        (0 is GluonCV's test, which ignores the argument; ``inf`` keeps all).
+        An anchor is valid when it crosses the image border by at most this many pixels:
+        ``x1 >= -b, y1 >= -b, x2 < width + b, y2 < height + b`` (``inf`` keeps all).
     hard_iof_thresh : float in (0, 1] or None, default None
-        Also ignore an anchor whose intersection with a hard box covers at
-        least this fraction of the anchor's area (mmdetection-style).
+        Also ignore an anchor whose intersection with a hard box covers at least this
+        fraction of the anchor's area.
     pos_sampler, neg_sampler, num_bins, floor_thr, floor_fraction
-        The balanced draws, as :class:`RPNTargetSampler` (default: uniform). A
-        balanced draw takes the dense IoU path (it needs every anchor's best IoU
-        and box), not the anchor grid.
+        The balanced draws, as :class:`RPNTargetSampler` (default: uniform).
 
-    Called as ``generator(bbox, anchor, width, height, hard=None)``: ``bbox``
-    (M, 4) ground-truth corners (all -1 rows are padding, non-finite rows
-    are dropped and logged once), ``anchor`` (N, 4) corners (non-finite ones
-    ignored), the image ``width`` and ``height`` (> 0), ``hard`` optional
-    (M,) 0/1 flags.
+    Called as ``generator(bbox, anchor, width, height, hard=None)``: ``bbox`` (M, 4)
+    ground-truth corners (all -1 rows are padding), ``anchor`` (N, 4) corners, the image
+    ``width`` and ``height`` (> 0), ``hard`` (M,) flags (:mod:`samplers.checks`). Returns
+    ``(cls_target (N,), box_target (N, 4), box_mask (N, 4))``, float32, numpy for numpy
+    ``anchor`` and NDArrays on ``anchor``'s context otherwise.
 
-    Returns ``(cls_target (N,), box_target (N, 4), box_mask (N, 4))``,
-    float32, numpy for numpy ``anchor`` and NDArrays on ``anchor``'s context
-    otherwise. ``cls_target`` is GluonCV's code (1 positive, 0 negative, -1
-    ignored; :func:`samplers.boxes.cls_target_from_labels`) of the
-    :class:`RPNTargetSampler` labels of the anchors' IoUs, invalid anchors
-    ignored. A positive gets :func:`samplers.boxes.encode_boxes` of its
-    matched box and a mask of ones; the rest get zeros.
+    Rule: ``cls_target`` is GluonCV's code (1 positive, 0 negative, -1 ignored) of the
+    :class:`RPNTargetSampler` labels of the anchors' IoUs, invalid anchors ignored; a
+    positive gets :func:`samplers.boxes.encode_boxes` of its matched box and a mask of ones,
+    the rest zeros.
 
-    Boxes and anchors are compared in float32 (``mx.nd.contrib.box_iou``, bit
-    for bit). On the numpy backend, anchors in GluonCV's/mmdetection's grid
-    layout take :mod:`samplers.anchor_grid` (cached per anchor set), with the
-    same results as the dense path. The mx.nd backend logs nothing and may
-    differ from numpy in the last bit of ``log``.
+    Edges: padding and non-finite boxes are dropped (no ground truth: every valid anchor is
+    a negative candidate); non-finite anchors are ignored; hard boxes as in
+    :class:`RPNTargetSampler`, plus ``hard_iof_thresh``.
     """
 
-    def __init__(self, num_sample=256, pos_iou_thresh=0.7, neg_iou_thresh=0.3, pos_ratio=0.5,
-                 stds=(1., 1., 1., 1.), allowed_border=0, allow_low_quality_matches=False,
-                 hard_iof_thresh=None, pos_sampler='uniform', neg_sampler='uniform',
-                 num_bins=3, floor_thr=-1, floor_fraction=0.0):
+    def __init__(self, num_sample: int = 256, pos_iou_thresh: float = 0.7,
+                 neg_iou_thresh: float = 0.3, pos_ratio: float = 0.5,
+                 stds: tuple = (1., 1., 1., 1.), allowed_border: float = 0,
+                 allow_low_quality_matches: bool = False, hard_iof_thresh: float | None = None,
+                 pos_sampler: str = 'uniform', neg_sampler: str = 'uniform', num_bins: int = 3,
+                 floor_thr: float = -1, floor_fraction: float = 0.0):
         super().__init__()
         self._sampler = RPNTargetSampler(num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio,
                                          allow_low_quality_matches, pos_sampler, neg_sampler,
                                          num_bins, floor_thr, floor_fraction)
-        try:
-            stds = tuple(float(v) for v in stds)
-        except (TypeError, ValueError):
-            raise ValueError('stds must be 4 positive numbers, got {!r}'.format(stds)) from None
-        if len(stds) != 4 or not all(np.isfinite(v) and v > 0 for v in stds):
-            raise ValueError('stds must be 4 positive numbers, got {!r}'.format(stds))
-        self._stds = stds
-        if isinstance(allowed_border, bool) or not isinstance(allowed_border, numbers.Real) \
-                or not allowed_border >= 0:
-            raise ValueError('allowed_border must be a number >= 0, got {!r}'.format(
-                allowed_border))
-        self._border = float(allowed_border)
-        if hard_iof_thresh is not None:
-            hard_iof_thresh = check_ratio('hard_iof_thresh', hard_iof_thresh, low_open=True)
-        self._hard_iof = hard_iof_thresh
+        self._stds = check_stds('stds', stds)
+        self._border = check_positive('allowed_border', allowed_border, zero_ok=True,
+                                      inf_ok=True)
+        self._hard_iof = None if hard_iof_thresh is None else \
+            check_ratio('hard_iof_thresh', hard_iof_thresh, low_open=True)
         self._grids = GridCache()
 
-    def __call__(self, bbox, anchor, width, height, hard=None):  # pylint: disable=arguments-differ
-        return super().__call__(bbox, anchor, width, height, hard)
-
-    def forward(self, bbox, anchor, width, height, hard=None):  # pylint: disable=arguments-differ
+    # pylint: disable=arguments-differ
+    def forward(self, bbox: Array, anchor: Array, width: float, height: float,
+                hard: Array | None = None) -> tuple[Array, Array, Array]:
         """``(cls_target, box_target, box_mask)``; see the class docstring."""
         if not is_ndarray(bbox):
             bbox = np.asarray(bbox)
@@ -414,20 +368,10 @@ class RPNTargetGenerator(gluon.Block):
             anchor = np.asarray(anchor)
         check_boxes('bbox', bbox, batched=False)
         check_boxes('anchor', anchor, batched=False)
-        for name, value in (('width', width), ('height', height)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-                    or not 0 < value < np.inf:
-                raise ValueError('{} must be a number > 0, got {!r}'.format(name, value))
-        if hard is not None:
-            shape = tuple(hard.shape) if hasattr(hard, 'shape') else np.shape(hard)
-            if shape != tuple(bbox.shape[:1]):
-                raise ValueError('hard must have shape {} (one flag per row of bbox, shape {}), '
-                                 'got {}'.format(tuple(bbox.shape[:1]), tuple(bbox.shape), shape))
-            if not is_ndarray(hard) or use_numpy(anchor):
-                flags = to_numpy(hard)
-                padding = (to_numpy(bbox) == _PADDING).all(axis=1)
-                hard = check_flags('hard', np.where(padding, 0, flags) if padding.any()
-                                   else flags)
+        check_positive('width', width)
+        check_positive('height', height)
+        hard = hard_flags(hard, bbox.shape[0], against='bbox {}'.format(tuple(bbox.shape)),
+                          numpy_path=use_numpy(anchor))
         if use_numpy(anchor):
             return self._forward_numpy(bbox, anchor, width, height, hard)
         return self._forward_nd(bbox, anchor, width, height, hard)
@@ -515,7 +459,7 @@ class RPNTargetGenerator(gluon.Block):
                 gt = bbox.as_in_context(ctx) if is_ndarray(bbox) else nd.array(bbox, ctx=ctx)
                 gt = gt.astype('float32')
                 present = (nd.sum(gt == _PADDING, axis=-1) < 4) * finite_rows(gt)
-                flags = _flags_nd(hard, m, ctx)
+                flags = hard_on_device(hard, m, ctx)
                 normal = present * (1 - flags)
                 ious = ops(anc).where(present.expand_dims(0), box_iou(anc, gt), 0.0)
                 if self._hard_iof is not None:
@@ -530,15 +474,6 @@ class RPNTargetGenerator(gluon.Block):
             box_target = nd.zeros((n, 4), ctx=ctx) if m == 0 else ops(anc).where(
                 box_mask, encode_boxes(anc, nd.take(gt, facts.match), self._stds), 0.0)
             return cls_target_from_labels(samples), box_target, box_mask
-
-
-def _flags_nd(hard, m, ctx):
-    """Hard flags as 0/1 float32 on ``ctx``: zeros (M,) for None, else ``hard``'s shape."""
-    if hard is None:
-        return mx.nd.zeros((m,), ctx=ctx)
-    if is_ndarray(hard):
-        return (hard.as_in_context(ctx) > 0).astype('float32')
-    return mx.nd.array(hard.astype(np.float32), ctx=ctx)
 
 
 def _like_fresh(result, reference):

@@ -19,8 +19,9 @@ import numpy as np
 import mxnet as mx
 from mxnet import autograd, gluon
 
-from .backend import (check_flags, check_int, check_ratio, finite_F, host_view, is_ndarray, like, ops,
-                      to_numpy, use_numpy)
+from ._blocks import Array, SamplerBlock
+from .backend import finite_F, host_view, is_ndarray, like, ops, to_numpy, use_numpy
+from .checks import check_int, check_ratio, check_stds, hard_flags, hard_on_device
 from .boxes import center_to_corner, corner_to_center, box_iou
 from .ohem import OHEMSampler, background_loss, hard_negatives
 
@@ -84,37 +85,21 @@ def _take_rows(o, table, idx):
     return mx.nd.pick(full, idx, axis=2)
 
 
-def _check_hard_shape(shape, batch, num_box):
-    """``ValueError`` unless hard flags of ``shape`` are (M,) or (B, M)."""
-    if tuple(shape) not in ((num_box,), (batch, num_box)):
-        raise ValueError('hard must have shape (M,) or (B, M) = ({0},) or ({1}, {0}) to match '
-                         'gt_boxes, got {2}'.format(num_box, batch, tuple(shape)))
-
-
-def _check_hard(hard, batch, num_box):
-    """Hard flags (M,) or (B, M) of {-1, 0, 1} as a (B, 1, M) float32 numpy 0/1 array.
-
-    -1 (a padding row of a batched label) counts as not hard.
-    """
-    arr = to_numpy(hard).astype(np.float32)
-    _check_hard_shape(arr.shape, batch, num_box)
-    check_flags('hard', np.maximum(arr, 0), hint=' (-1 marks a padding row)')
-    return np.broadcast_to(np.maximum(arr, 0).reshape(-1, 1, num_box), (batch, 1, num_box))
-
-
-def _hard_on_device(hard, batch, num_box, ctx):
-    """NDArray flags (M,) or (B, M) as (B, 1, M) float32 0/1 on ``ctx``, read on the device.
-
-    Only the shape is checked (values would need a host copy): a value > 0 is hard,
-    anything else (0, or -1 on a padding row) is not, as the numpy path reads 0/1/-1.
-    """
-    _check_hard_shape(hard.shape, batch, num_box)
-    flags = (hard.as_in_context(ctx) > 0).astype('float32').reshape((-1, 1, num_box))
+def _flags(hard, batch, num_box, gt_shape, numpy_path, ctx):
+    """Hard flags (:func:`samplers.checks.hard_flags`) as (B, 1, M) float32 0/1: numpy on
+    the numpy path, else an NDArray on ``ctx`` (NDArray flags read on the device)."""
+    flags = hard_flags(hard, num_box, batch, against='gt_boxes {}'.format(gt_shape),
+                       numpy_path=numpy_path or not num_box, ctx=ctx)
+    if numpy_path or not num_box:  # MXNet's operators reject zero-size arrays
+        flags = np.zeros((batch, 1, num_box), np.float32) if flags is None else \
+            np.broadcast_to(flags.reshape(-1, 1, num_box), (batch, 1, num_box)).astype(np.float32)
+        return flags if numpy_path else mx.nd.array(flags, ctx=ctx)
+    flags = hard_on_device(flags, num_box, ctx).reshape((-1, 1, num_box))
     return mx.nd.broadcast_to(flags, shape=(batch, 1, num_box))
 
 
 # --------------------------------------------------------------------------- targets
-class SSDTargetGenerator(gluon.Block):
+class SSDTargetGenerator(SamplerBlock, gluon.Block):
     """SSD's training targets from anchors and ground truth, hard boxes ignored.
 
     Parameters (GluonCV's)
@@ -122,66 +107,50 @@ class SSDTargetGenerator(gluon.Block):
     iou_thresh : float in (0, 1], default 0.5
         An anchor whose best IoU with a normal box reaches it matches that box.
     neg_thresh : float in (0, 1], default 0.5
-        An unmatched anchor with IoU >= ``neg_thresh`` with a hard box is
-        ignored; with mining, an unmatched anchor with IoU >= ``neg_thresh``
-        with any box is never mined (as in GluonCV).
+        An unmatched anchor with IoU >= ``neg_thresh`` with a hard box is ignored; with
+        mining, one with IoU >= ``neg_thresh`` with any box is never mined.
     negative_mining_ratio : float, default 3
-        > 0: negatives are mined from ``cls_preds`` by
-        :class:`samplers.ohem.OHEMSampler` (``ratio`` per positive); <= 0:
-        every other anchor is a negative (GluonCV's ``NaiveSampler``).
+        > 0: negatives are mined from ``cls_preds`` by :class:`samplers.ohem.OHEMSampler`
+        (``ratio`` per positive); <= 0: every other anchor is a negative.
     stds : 4 floats, default (0.1, 0.1, 0.2, 0.2)
         Box targets are divided by these.
 
-    Called as ``generator(anchors, cls_preds, gt_boxes, gt_ids, hard=None)``:
-    ``anchors`` (1, N, 4) or (N, 4) center-format (cx, cy, w, h) boxes;
-    ``cls_preds`` (B, N, C) logits (class 0 background), used only when
-    mining (may be None otherwise); ``gt_boxes`` (B, M, 4) corner boxes;
-    ``gt_ids`` (B, M, 1) or (B, M) class ids; ``hard`` (M,) or (B, M) 0/1
-    flags (-1 allowed on padding rows), None for none. numpy arrays or
-    NDArrays; NDArrays on a CPU context are computed with numpy. On the device
-    path NDArray flags stay on the device (any value > 0 is hard; numpy flags
-    are checked to be 0/1/-1).
-
-    Returns ``(cls_targets, box_targets, box_masks)`` in the anchors' kind:
-    (B, N) float32 class targets (``id + 1`` positive, 0 negative, -1
-    ignored), (B, N, 4) float32 encoded boxes ``((g_xy - a_xy) / a_wh / std,
+    Called as ``generator(anchors, cls_preds, gt_boxes, gt_ids, hard=None)``: ``anchors``
+    (1, N, 4) or (N, 4) center-format (cx, cy, w, h); ``cls_preds`` (B, N, C) logits, class
+    0 background, only read when mining (may be None otherwise); ``gt_boxes`` (B, M, 4)
+    corners; ``gt_ids`` (B, M, 1) or (B, M); ``hard`` (M,) or (B, M) flags
+    (:mod:`samplers.checks`). numpy arrays or NDArrays. Returns ``(cls_targets,
+    box_targets, box_masks)`` in the anchors' kind: (B, N) float32 (``id + 1`` positive, 0
+    negative, -1 ignored), (B, N, 4) float32 encoded boxes ``((g_xy - a_xy) / a_wh / std,
     log(g_wh / a_wh) / std)`` (0 off positives), (B, N, 4) float32 0/1 masks.
 
-    Rule: positives are the anchors :func:`ssd_matches` matches (hard boxes
-    never match, neither as a best anchor nor over ``iou_thresh``);
-    ignored are the unmatched anchors with IoU >= ``neg_thresh`` with a hard
-    box; everything else is a negative, or, when mining, a candidate for
-    OHEM. With no hard box the targets are GluonCV's (except the zero-IoU edge
-    of :func:`ssd_matches`). No ground truth (M = 0): every anchor negative
-    (or mined).
+    Rule: positives are the anchors :func:`ssd_matches` matches (hard boxes never match);
+    ignored are the unmatched anchors with IoU >= ``neg_thresh`` with a hard box; everything
+    else is a negative, or, when mining, a candidate for OHEM.
+
+    Edges: no ground truth (M = 0): every anchor negative (or mined). No hard box: the
+    targets are GluonCV's (except the zero-IoU edge of :func:`ssd_matches`).
     """
 
-    def __init__(self, iou_thresh=0.5, neg_thresh=0.5, negative_mining_ratio=3,
-                 stds=(0.1, 0.1, 0.2, 0.2), **kwargs):
+    def __init__(self, iou_thresh: float = 0.5, neg_thresh: float = 0.5,
+                 negative_mining_ratio: float = 3, stds: tuple = (0.1, 0.1, 0.2, 0.2),
+                 **kwargs):
         super(SSDTargetGenerator, self).__init__(**kwargs)
         self._iou_thresh = check_ratio('iou_thresh', iou_thresh, 0.0, 1.0, low_open=True)
         self._neg_thresh = check_ratio('neg_thresh', neg_thresh, 0.0, 1.0, low_open=True)
         ratio = check_ratio('negative_mining_ratio', negative_mining_ratio, -_INF, _INF,
                             high_open=True)
         self._sampler = OHEMSampler(ratio, thresh=self._neg_thresh) if ratio > 0 else None
-        stds = tuple(check_ratio('stds', s, 0.0, _INF, low_open=True, high_open=True)
-                     for s in stds)
-        if len(stds) != 4:
-            raise ValueError('stds must hold 4 numbers, got {}'.format(stds))
-        self._stds = stds
+        self._stds = check_stds('stds', stds)
 
-    def __repr__(self):
-        return '{}(iou_thresh={}, neg_thresh={}, negative_mining_ratio={}, stds={})'.format(
-            type(self).__name__, self._iou_thresh, self._neg_thresh,
-            self._sampler._ratio if self._sampler else -1, self._stds)
+    def _settings(self):
+        return dict(iou_thresh=self._iou_thresh, neg_thresh=self._neg_thresh,
+                    negative_mining_ratio=self._sampler._ratio if self._sampler else -1,
+                    stds=self._stds)
 
     # pylint: disable=arguments-differ
-    def __call__(self, anchors, cls_preds, gt_boxes, gt_ids, hard=None):
-        # Gluon's Block.__call__ takes positional inputs only; let hard= be a keyword.
-        return super(SSDTargetGenerator, self).__call__(anchors, cls_preds, gt_boxes, gt_ids,
-                                                        hard)
-
-    def forward(self, anchors, cls_preds, gt_boxes, gt_ids, hard=None):
+    def forward(self, anchors: Array, cls_preds: Array | None, gt_boxes: Array, gt_ids: Array,
+                hard: Array | None = None) -> tuple[Array, Array, Array]:
         """``(cls_targets, box_targets, box_masks)``; see the class docstring."""
         if self._sampler is not None and cls_preds is None:
             raise ValueError('cls_preds is needed when negative_mining_ratio > 0')
@@ -195,19 +164,13 @@ class SSDTargetGenerator(gluon.Block):
             raise ValueError('gt_ids must have shape (B, M, 1) or (B, M) to match gt_boxes {}, '
                              'got {}'.format(tuple(gt_boxes.shape), tuple(gt_ids.shape)))
         numpy_path = use_numpy(anchors)
-        if hard is None:
-            flags = np.zeros((batch, 1, num_box), np.float32)
-        elif is_ndarray(hard) and not numpy_path and num_box:
-            flags = _hard_on_device(hard, batch, num_box, anchors.context)
-        else:
-            flags = _check_hard(hard, batch, num_box)
+        ctx = None if numpy_path else anchors.context
+        flags = _flags(hard, batch, num_box, tuple(gt_boxes.shape), numpy_path, ctx)
         conv = (lambda a: to_numpy(a, np.float32)) if numpy_path else \
-            (lambda a: a.astype('float32').as_in_context(anchors.context))
+            (lambda a: a.astype('float32').as_in_context(ctx))
         anc = center_to_corner(conv(anchors).reshape((-1, 4)))
         gt = conv(gt_boxes)
         ids = conv(gt_ids).reshape((batch, num_box))
-        if not numpy_path and not is_ndarray(flags):
-            flags = mx.nd.array(flags, ctx=anchors.context)
         with np.errstate(divide='ignore', invalid='ignore'):
             out = self._targets(anc, cls_preds, gt, ids, flags)
         if numpy_path:
@@ -267,7 +230,7 @@ def _stack(o, planes):
 
 
 # --------------------------------------------------------------------------- the loss
-class SSDMultiBoxLoss(gluon.Block):
+class SSDMultiBoxLoss(SamplerBlock, gluon.Block):
     """SSD's loss: classification on positives and mined negatives, smooth L1 on positives.
 
     Parameters (GluonCV's)
@@ -281,43 +244,26 @@ class SSDMultiBoxLoss(gluon.Block):
     min_hard_negatives : int >= 0, default 0
         Negatives mined per image even with few or no positives.
 
-    Called as ``loss(cls_pred, box_pred, cls_target, box_target)``, each an
-    NDArray or a list of NDArrays (one per device): ``cls_pred`` (B, N, C)
-    logits, class 0 background; ``box_pred`` (B, N * 4) or (B, N, 4);
-    ``cls_target`` (B, N): ``k + 1`` positive, 0 background, -1 ignored (as
-    :class:`SSDTargetGenerator` writes them); ``box_target`` (B, N, 4).
+    Called as ``loss(cls_pred, box_pred, cls_target, box_target)``, each an NDArray or a
+    list of NDArrays (one per device): ``cls_pred`` (B, N, C) logits, class 0 background;
+    ``box_pred`` (B, N * 4) or (B, N, 4); ``cls_target`` (B, N): ``k + 1`` positive, 0
+    background, -1 ignored; ``box_target`` (B, N, 4). Returns three lists (one entry per
+    device) of (B,) NDArrays: ``sum_losses``, ``cls_losses``, ``box_losses``, each image's
+    sum divided by ``max(1, positives in the whole batch over every device)``.
 
-    Returns three lists (one entry per device) of (B,) NDArrays:
-    ``sum_losses``, ``cls_losses``, ``box_losses``, each image's sum divided
-    by ``max(1, positives in the whole batch over every device)``.
+    Rule: the classification loss ``-log softmax(cls_pred)[target]`` is summed over the
+    positives and the mined negatives (:meth:`cls_loss_mask`): per image the
+    ``min(max(min_hard_negatives, ceil(ratio * num_pos)), num_candidates)`` background
+    anchors (target 0, finite logits) with the largest loss, ties to the lower index.
 
-    Rule: the classification loss is ``-log softmax(cls_pred)[target]``
-    (MXNet's stable ``log_softmax``) summed over the positives and the mined
-    negatives. Mining is :func:`samplers.ohem.hard_negatives`, per image:
-    the ``min(max(min_hard_negatives, ceil(ratio * num_pos)), num_candidates)``
-    background anchors (target 0, finite logits) with the largest loss,
-    ties to the lower index. GluonCV's per-image count (``rank < max(min_hard,
-    ratio * num_pos)`` is that ceiling). Ignored anchors (-1) are never
-    mined and carry no classification loss; positives are never displaced; a
-    row with a non-finite logit is never mined. No gradient flows through the
-    choice, nor into a row that is not chosen. With no ignored anchor and
-    finite logits the losses are GluonCV's (to float32 rounding).
-
-    Backends: the losses are ``mx.nd`` on each input's context, recorded by
-    autograd. When every input is on a CPU context the choice is made in
-    numpy from a view of the logits in place
-    (:func:`samplers.backend.host_view`,
-    :func:`samplers.ohem.background_loss`: about one pass over them), and
-    only the chosen rows go through ``log_softmax`` (the positive rows
-    through the box loss). Otherwise (GPU, or a list mixing CPU and GPU
-    contexts) every row is computed with ``mx.nd`` and nothing
-    is read on the host: unlike GluonCV the batch's positive count is never
-    read either, so with no positive at all the losses are (B,) zeros where
-    GluonCV returns (1,) zeros.
+    Edges: ignored anchors (-1) are never mined and carry no classification loss; positives
+    are never displaced; a row with a non-finite logit is never mined. No gradient flows
+    through the choice. With no ignored anchor and finite logits the losses are GluonCV's
+    (to float32 rounding).
     """
 
-    def __init__(self, negative_mining_ratio=3, rho=1.0, lambd=1.0, min_hard_negatives=0,
-                 **kwargs):
+    def __init__(self, negative_mining_ratio: float = 3, rho: float = 1.0,
+                 lambd: float = 1.0, min_hard_negatives: int = 0, **kwargs):
         super(SSDMultiBoxLoss, self).__init__(**kwargs)
         self._ratio = check_ratio('negative_mining_ratio', negative_mining_ratio, 0.0, _INF,
                                   high_open=True)
@@ -325,12 +271,13 @@ class SSDMultiBoxLoss(gluon.Block):
         self._lambd = check_ratio('lambd', lambd, -_INF, _INF, low_open=True, high_open=True)
         self._min_hard = check_int('min_hard_negatives', min_hard_negatives, minimum=0)
 
-    def __repr__(self):
-        return '{}(negative_mining_ratio={}, rho={}, lambd={}, min_hard_negatives={})'.format(
-            type(self).__name__, self._ratio, self._rho, self._lambd, self._min_hard)
+    def _settings(self):
+        return dict(negative_mining_ratio=self._ratio, rho=self._rho, lambd=self._lambd,
+                    min_hard_negatives=self._min_hard)
 
     # pylint: disable=arguments-differ
-    def forward(self, cls_pred, box_pred, cls_target, box_target):
+    def forward(self, cls_pred: Array | list, box_pred: Array | list, cls_target: Array | list,
+                box_target: Array | list) -> tuple[list, list, list]:
         """``(sum_losses, cls_losses, box_losses)``; see the class docstring."""
         parts = [x if isinstance(x, (list, tuple)) else [x]
                  for x in (cls_pred, box_pred, cls_target, box_target)]
@@ -338,7 +285,7 @@ class SSDMultiBoxLoss(gluon.Block):
             raise ValueError('cls_pred, box_pred, cls_target and box_target must be lists of '
                              'one length, got lengths {}'.format([len(p) for p in parts]))
         for cp, bp, ct, bt in zip(*parts):
-            self._check(cp, bp, ct, bt)
+            _check_loss_inputs(cp, bp, ct, bt)
         if all(use_numpy(ct) for ct in parts[2]):  # CPU: count on the host, no engine round
             targets = [host_view(ct) for ct in parts[2]]
             scale = 1.0 / max(1, sum(int(np.count_nonzero(t > 0)) for t in targets))
@@ -362,7 +309,7 @@ class SSDMultiBoxLoss(gluon.Block):
                 for (cp, bp, _, bt), target in zip(zip(*parts), targets)]
         return tuple([out[i] for out in outs] for i in range(3))
 
-    def chosen(self, cls_target, loss, finite):
+    def cls_loss_mask(self, cls_target, loss, finite):
         """The anchors that carry classification loss: 0/1 (B, N) float32 (the mining rule).
 
         ``cls_target`` (B, N) as in the call; ``loss`` (B, N) each anchor's
@@ -404,7 +351,7 @@ class SSDMultiBoxLoss(gluon.Block):
         log_p = mx.nd.log_softmax(cp, axis=-1)
         cls_loss = -mx.nd.pick(log_p, mx.nd.maximum(ct, 0), axis=-1)
         with autograd.pause():
-            chosen = self.chosen(ct, cls_loss.detach(), finite)
+            chosen = self.cls_loss_mask(ct, cls_loss.detach(), finite)
         cls_loss = mx.nd.where(chosen > 0, cls_loss, mx.nd.zeros_like(cls_loss))
         box_loss = self._smooth_l1(mx.nd.reshape_like(bp, bt) - bt) * (ct > 0).expand_dims(-1)
         return (mx.nd.sum(cls_loss, axis=0, exclude=True),
@@ -425,7 +372,7 @@ class SSDMultiBoxLoss(gluon.Block):
         batch, num, num_class = cp.shape
         with autograd.pause():
             loss, finite = background_loss(host_view(cp))
-            chosen = self.chosen(target, loss, finite)
+            chosen = self.cls_loss_mask(target, loss, finite)
         flat_target = target.reshape(-1)
         rows = np.flatnonzero(chosen.reshape(-1) > 0)
         pos = np.flatnonzero(flat_target > 0)
@@ -448,13 +395,14 @@ class SSDMultiBoxLoss(gluon.Block):
                                     dtype=log_p.dtype), mx.nd.concat(log_p, box, dim=0))
         return out[:batch], out[batch:2 * batch], out[2 * batch:]
 
-    @staticmethod
-    def _check(cp, bp, ct, bt):
-        if not all(is_ndarray(a) for a in (cp, bp, ct, bt)):
-            raise ValueError('cls_pred, box_pred, cls_target and box_target must be NDArrays')
-        if cp.ndim != 3 or tuple(ct.shape) != tuple(cp.shape[:2]):
-            raise ValueError('cls_pred must be (B, N, C) and cls_target (B, N), got {} and {}'
-                             .format(cp.shape, ct.shape))
-        if tuple(bt.shape) != tuple(cp.shape[:2]) + (4,) or bp.size != bt.size:
-            raise ValueError('box_target must be (B, N, 4) and box_pred hold B * N * 4 values, '
-                             'got {} and {}'.format(bt.shape, bp.shape))
+
+def _check_loss_inputs(cp, bp, ct, bt):
+    """``ValueError`` naming the argument unless one device's loss inputs fit together."""
+    if not all(is_ndarray(a) for a in (cp, bp, ct, bt)):
+        raise ValueError('cls_pred, box_pred, cls_target and box_target must be NDArrays')
+    if cp.ndim != 3 or tuple(ct.shape) != tuple(cp.shape[:2]):
+        raise ValueError('cls_pred must be (B, N, C) and cls_target (B, N), got {} and {}'
+                         .format(cp.shape, ct.shape))
+    if tuple(bt.shape) != tuple(cp.shape[:2]) + (4,) or bp.size != bt.size:
+        raise ValueError('box_target must be (B, N, 4) and box_pred hold B * N * 4 values, '
+                         'got {} and {}'.format(bt.shape, bp.shape))

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import (IGNORE, NEGATIVE, POSITIVE, check_boxes, check_ratio, check_thresh,
-                      to_numpy)
+from .backend import IGNORE, NEGATIVE, POSITIVE, to_numpy
+from .checks import check_boxes, check_ratio, check_thresh
 from .boxes import box_iou, labels_from_cls_target
 
 __all__ = ['plot_samples', 'plot_proposals', 'samples_from_cls_target', 'LABEL_STYLES']

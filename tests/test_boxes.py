@@ -212,17 +212,6 @@ def test_keep_random_property_subset_with_exact_count(rows, n, k, density):
     assert out.shape == mask.shape and not (out & ~mask).any()
     np.testing.assert_array_equal(out.sum(axis=1), np.minimum(k, mask.sum(axis=1)))
 
-# ----------------------------------------------------------------------------- checks
-@pytest.mark.parametrize('value', [0, -3, 1.5, 'x', True])
-def test_check_int_rejects_with_name(value):
-    with pytest.raises(ValueError, match='num_sample'):
-        backend.check_int('num_sample', value, minimum=1)
-
-@pytest.mark.parametrize('value', [-0.1, 1.1, float('nan'), 'a'])
-def test_check_ratio_rejects_with_name(value):
-    with pytest.raises(ValueError, match='pos_ratio'):
-        backend.check_ratio('pos_ratio', value)
-
 def test_warn_once_logs_one_warning_per_owner_and_key(caplog):
     class Owner:
         pass
@@ -261,13 +250,6 @@ def test_col_max_and_row_max_equal_numpy_reductions():
     a = np.random.rand(10007, 7).astype(np.float32)
     np.testing.assert_array_equal(B.col_max(a), a.max(axis=0))
     np.testing.assert_array_equal(B.row_max(a), a.max(axis=1))
-
-def test_check_flags_accepts_zero_one_and_bool_and_rejects_others():
-    np.testing.assert_array_equal(backend.check_flags('hard', np.array([0, 1.0])), [False, True])
-    np.testing.assert_array_equal(backend.check_flags('hard', np.array([True, False])),
-                                  [True, False])
-    with pytest.raises(ValueError, match='hard'):
-        backend.check_flags('hard', np.array([0, 2]))
 
 def test_keep_top_F_with_k_beyond_int32_keeps_every_candidate():
     mask = mx.nd.array([[1, 0, 1, 1]])

@@ -19,7 +19,8 @@ from hypothesis.extra import numpy as hnp
 
 from samplers.backend import force_ndarray_backend, host_view
 from samplers.boxes import box_iou
-from samplers.ohem import OHEMSampler, background_loss, background_loss_F, greedy_nms_first
+from samplers.nms import greedy_nms_first
+from samplers.ohem import OHEMSampler, background_loss, background_loss_F
 
 gluoncv_sampler = pytest.importorskip('gluoncv.nn.sampler')
 

@@ -305,15 +305,6 @@ def test_op_attributes_carry_no_per_sampler_state():
     assert attrs == twin.attr_dict()[twin.name]
 
 
-def test_graph_with_an_owner_attribute_from_earlier_versions_still_runs():
-    matches, ious = one_image([[0.75], [0.0]])
-    keys = np.zeros(matches.shape, np.float32)
-    out = mx.nd.Custom(mx.nd.array(matches), mx.nd.array(ious), mx.nd.array(keys),
-                       op_type=OP_TYPE, owner='0123abcd', has_hard='False',
-                       **_QuotaRule(10, 0.5, 0.5).attrs())
-    assert out.asnumpy()[0].tolist() == [1, -1]
-
-
 # ----------------------------------------------------------------------------- hard boxes
 @pytest.mark.parametrize('backend', BACKENDS)
 def test_hard_box_iou_never_makes_a_positive(backend):

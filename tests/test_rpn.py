@@ -775,8 +775,12 @@ def test_generator_padding_rows_may_carry_padding_hard_flags():
     got = gen(padded, anchors, 128, 128, hard=np.array([1, 0, -1, -1], np.float32))
     for w, g in zip(want, got):
         np.testing.assert_array_equal(g, w)
+    # One rule for every sampler (samplers.checks.hard_flags): -1 reads as not hard anywhere.
+    got = gen(gt, anchors, 128, 128, hard=np.array([1, -1], np.float32))
+    for w, g in zip(want, got):
+        np.testing.assert_array_equal(g, w)
     with pytest.raises(ValueError, match='hard'):
-        gen(gt, anchors, 128, 128, hard=np.array([1, -1], np.float32))
+        gen(gt, anchors, 128, 128, hard=np.array([1, 2], np.float32))
 
 
 def test_generator_reads_ndarray_anchors_in_place_and_sees_them_rewritten(grid_always):

@@ -79,9 +79,9 @@ def background_loss(cls_pred):
     return (np.log(np.exp(z - top).sum(-1)) + top[..., 0] - z[..., 0])
 
 
-def chosen(loss, cls_pred, cls_target):
-    return loss.chosen(cls_target, mx.nd.array(background_loss(cls_pred)),
-                       mx.nd.ones(cls_target.shape)).asnumpy()
+def cls_loss_mask(loss, cls_pred, cls_target):
+    return loss.cls_loss_mask(cls_target, mx.nd.array(background_loss(cls_pred)),
+                              mx.nd.ones(cls_target.shape)).asnumpy()
 
 
 # --------------------------------------------------------------------------- loss: GluonCV's
@@ -130,7 +130,7 @@ def test_loss_equals_gluoncv_across_devices():
 def test_counts_are_per_image_ceil_of_ratio_times_positives(backend):
     cls_pred, _, target, _ = loss_inputs(np.random.RandomState(2), positives=(0, 1, 4))
     with backend():
-        got = chosen(SSDMultiBoxLoss(2.5), cls_pred, target)
+        got = cls_loss_mask(SSDMultiBoxLoss(2.5), cls_pred, target)
     negatives = (got > 0).sum(1) - (target.asnumpy() > 0).sum(1)
     np.testing.assert_array_equal(negatives, [0, 3, 10])
 
@@ -138,14 +138,14 @@ def test_counts_are_per_image_ceil_of_ratio_times_positives(backend):
 def test_min_hard_negatives_is_a_per_image_floor(backend):
     cls_pred, _, target, _ = loss_inputs(np.random.RandomState(2), positives=(0, 1, 4))
     with backend():
-        got = chosen(SSDMultiBoxLoss(3, min_hard_negatives=5), cls_pred, target)
+        got = cls_loss_mask(SSDMultiBoxLoss(3, min_hard_negatives=5), cls_pred, target)
     np.testing.assert_array_equal((got > 0).sum(1) - (target.asnumpy() > 0).sum(1), [5, 5, 12])
 
 
 def test_mined_negatives_are_the_hardest_background_anchors(backend):
     cls_pred, _, target, _ = loss_inputs(np.random.RandomState(3), ignored=0.3)
     with backend():
-        got = chosen(SSDMultiBoxLoss(3), cls_pred, target)
+        got = cls_loss_mask(SSDMultiBoxLoss(3), cls_pred, target)
     tgt, loss = target.asnumpy(), background_loss(cls_pred)
     for b in range(tgt.shape[0]):
         background = np.flatnonzero(tgt[b] == 0)
@@ -167,7 +167,7 @@ def test_ignored_anchors_are_never_mined_and_carry_no_classification_loss(backen
     mx.autograd.backward(total)
     assert not cls_pred.grad.asnumpy()[tgt < 0].any()
     with backend():
-        mask = chosen(SSDMultiBoxLoss(3), cls_pred, target)
+        mask = cls_loss_mask(SSDMultiBoxLoss(3), cls_pred, target)
     assert not mask[tgt < 0].any()
     np.testing.assert_array_equal((mask * (tgt == 0)).sum(1), 3 * (tgt > 0).sum(1))
 
@@ -187,7 +187,7 @@ def test_positives_are_always_counted_and_never_displaced(backend):
     cls_pred, _, target, _ = loss_inputs(np.random.RandomState(5), num=20,
                                          positives=(0, 5, 18))
     with backend():
-        got = chosen(SSDMultiBoxLoss(3), cls_pred, target)
+        got = cls_loss_mask(SSDMultiBoxLoss(3), cls_pred, target)
     tgt = target.asnumpy()
     assert (got[tgt > 0] == 1).all()
     np.testing.assert_array_equal(got.sum(1), [0, 20, 20])  # all 2 candidates of image 2
@@ -198,10 +198,10 @@ def test_large_logits_give_finite_losses_and_the_right_choice(backend):
     big = cls_pred * 3000
     with backend():
         losses = SSDMultiBoxLoss(3)(big, box_pred, target, box_target)
-        got = SSDMultiBoxLoss(3).chosen(
+        got = SSDMultiBoxLoss(3).cls_loss_mask(
             target, mx.nd.array(background_loss(big)), mx.nd.ones(target.shape)).asnumpy()
     assert all(np.isfinite(x.asnumpy()).all() for part in losses for x in part)
-    np.testing.assert_array_equal(got, chosen(SSDMultiBoxLoss(3), big, target))
+    np.testing.assert_array_equal(got, cls_loss_mask(SSDMultiBoxLoss(3), big, target))
 
 
 @pytest.mark.parametrize('bad', [np.nan, np.inf, -np.inf])
@@ -493,9 +493,9 @@ def test_property_mining_invariants_on_both_backends(seed, ratio, min_hard, igno
     loss = rng.uniform(0, 5, target.shape).astype(np.float32)
     finite = (rng.uniform(size=target.shape) > 0.1).astype(np.float32)
     rule = SSDMultiBoxLoss(ratio, min_hard_negatives=min_hard)
-    got = rule.chosen(target, loss, finite)
+    got = rule.cls_loss_mask(target, loss, finite)
     with force_ndarray_backend():
-        on_device = rule.chosen(*(mx.nd.array(a) for a in (target, loss, finite))).asnumpy()
+        on_device = rule.cls_loss_mask(*(mx.nd.array(a) for a in (target, loss, finite))).asnumpy()
     np.testing.assert_array_equal(got, on_device)
     assert (got[target > 0] == 1).all()                         # positives always count
     assert not got[target < 0].any()                            # ignored: never mined

@@ -6,7 +6,8 @@ import threading
 
 import numpy as np
 
-from ..backend import check_flags, check_int, to_numpy
+from ..backend import to_numpy
+from ..checks import check_int, hard_flags as read_hard_flags
 
 #: Label column read as the hard flag by default (VOC ``difficult`` in GluonCV's datasets).
 HARD_COLUMN = 5
@@ -59,14 +60,16 @@ def hard_column_of(transform):
 
 
 def hard_flags(label, hard_column):
-    """Column ``hard_column`` of ``label`` as (M,) 0/1 flags; None if there is no such column."""
+    """Column ``hard_column`` of ``label`` as (M,) float32 0/1 flags; None if there is no such
+    column. Read by :func:`samplers.checks.hard_flags` (-1, a padding row's value, is not hard)."""
     if hard_column is None:
         return None
     label = to_numpy(label)
     if label.ndim != 2 or label.shape[1] <= hard_column:
         return None
-    flags = check_flags(
-        'label column {} (hard_column)'.format(hard_column), label[:, hard_column],
+    flags = read_hard_flags(
+        label[:, hard_column], label.shape[0], against='label {}'.format(label.shape),
+        name='label column {} (hard_column)'.format(hard_column),
         hint='; hard flags are 0/1 such as VOC difficult. If that column means something else '
              '(COCO with --mixup puts the mixup weight there), use hard_column=None')
     return flags.astype(np.float32)

@@ -90,7 +90,7 @@ ARMS = {arm.name: arm for arm in (
     # so one large object does not take most of it.
     Arm('hard+instance-balanced', 'hard flags; instance-balanced positives',
         lambda: ours_targets(pos_sampler='instance_balanced')),
-    # The old demo's OHEM run, kept as a diagnostic (not in the default set):
+    # An OHEM-only arm, a diagnostic (not in the default set):
     # only the top-loss negatives, 3 per positive and at least 32 per image
     # (with about 4 positives per image, the 32 decide: about 8 to 1).
     Arm('hard+ohem-only', 'hard flags; OHEM negatives only (3 per positive, >= 32)',

@@ -8,10 +8,7 @@ from samplers import box_iou
 
 from .data import ANCHOR_RATIOS, ANCHOR_SIZES, IMAGE_SIZE, _inside, _to_tensor
 
-try:  # NMS has its own module in the library's newer layout
-    from samplers.nms import greedy_nms_first
-except ImportError:
-    from samplers.ohem import greedy_nms_first
+from samplers.nms import greedy_nms_first
 
 NMS_THRESH = 0.7  # proposals are de-duplicated at this IoU, as in Faster R-CNN
 
