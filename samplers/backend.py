@@ -24,6 +24,7 @@ import ctypes
 import logging
 import numbers
 import threading
+from typing import Union
 
 import numpy as np
 import mxnet as mx
@@ -35,7 +36,7 @@ __all__ = [
     'like', 'host_view',
     'check_int', 'check_ratio', 'check_thresh', 'parse_safe', 'finite_F', 'neg_inf_like_F', 'check_boxes', 'check_flags', 'check_bool',
     'warn_once',
-    'Backend', 'NUMPY', 'ND', 'SYM', 'of', 'of_kind', 'for_F',
+    'Array', 'Backend', 'NUMPY', 'ND', 'SYM', 'of', 'of_kind', 'for_F',
 ]
 
 
@@ -253,6 +254,9 @@ def warn_once(owner, key, message):
 
 
 # --------------------------------------------------------------------------- the array protocol
+#: What a rule's arrays may be: one backend's kind at a time.
+Array = Union[np.ndarray, mx.nd.NDArray, mx.sym.Symbol]
+
 # Shapes: B images, N rows (anchors), M columns (boxes). A "mask" is 0/1: ``mask`` gives it as
 # float32 and ``compact_mask`` as uint8, on every backend.
 
@@ -314,24 +318,23 @@ def _np_max(a, axis, keepdims=False):
     return out if keepdims else out[..., 0]
 
 
-def _np_top_positions(values, take):
-    """Boolean over 1-D ``values``: the ``take`` (1 <= take < size) largest, ties to the lower
-    position. A partial selection (``np.partition``) finds the take-th largest value ``t``:
-    everything above ``t`` is kept, then entries equal to ``t`` in order until ``take``."""
-    cut = values.size - take
-    t = np.partition(values, cut)[cut]
-    chosen = values > t
+def _np_lowest_positions(keys, take):
+    """Boolean over 1-D ``keys``: the ``take`` (1 <= take < size) lowest, ties to the lower
+    position. A partial selection (``np.partition``) finds the take-th lowest key ``t``:
+    everything below ``t`` is kept, then entries equal to ``t`` in order until ``take``."""
+    t = np.partition(keys, take - 1)[take - 1]
+    chosen = keys < t
     room = take - np.count_nonzero(chosen)
     if room > 0:
-        chosen[np.flatnonzero(values == t)[:room]] = True
+        chosen[np.flatnonzero(keys == t)[:room]] = True
     return chosen
 
 
-def _np_keep(mask, k, row_scores):
-    """float32 0/1 (B, N): per row of ``mask`` the ``floor(min(k, count))`` candidates that
-    ``row_scores(r, idx)`` (the scores of row ``r``'s candidates ``idx``) ranks highest, ties
-    to the lower index. ``row_scores`` is called only for rows that must drop candidates and
-    keep at least one, in row order."""
+def _np_keep(mask, k, row_keys):
+    """float32 0/1 (B, N): per row of ``mask`` the ``floor(min(k, count))`` candidates of
+    lowest ``row_keys(r, idx)`` (the keys of row ``r``'s candidates ``idx``), ties to the
+    lower index. ``row_keys`` is called only for rows that must drop candidates and keep at
+    least one, in row order."""
     cand = np.asarray(mask) > 0
     out = cand.astype(np.float32)
     if cand.size == 0:
@@ -344,7 +347,7 @@ def _np_keep(mask, k, row_scores):
         out[r] = 0
         if take[r] >= 1:
             idx = np.flatnonzero(cand[r])
-            out[r, idx[_np_top_positions(row_scores(r, idx), int(take[r]))]] = 1
+            out[r, idx[_np_lowest_positions(row_keys(r, idx), int(take[r]))]] = 1
     return out
 
 
@@ -511,14 +514,19 @@ class _Numpy(Backend):
         candidates than ``k`` are ranked, by a partial selection.
         """
         scores = np.asarray(scores)
-        return _np_keep(mask, k, lambda r, idx: scores[r, idx])
+        return _np_keep(mask, k, lambda r, idx: -scores[r, idx])
+
+    def keep_lowest(self, keys, mask, k):
+        """:meth:`Backend.keep_lowest`, ranking the keys themselves (no negated copy)."""
+        keys = np.asarray(keys)
+        return _np_keep(mask, k, lambda r, idx: keys[r, idx])
 
     def keep_random(self, mask, k, keys=None):
         """:meth:`Backend.keep_random`; without ``keys``, ``np.random`` draws keys for the
         candidates of the rows that must drop some (row by row), not for every entry."""
         if keys is not None:
             return self.keep_lowest(keys, mask, k)
-        return _np_keep(mask, k, lambda r, idx: -np.random.random(idx.size))
+        return _np_keep(mask, k, lambda r, idx: np.random.random(idx.size))
 
     def lowest_per_group(self, mask, group, depth, share, keys):
         """See :meth:`_Graph.lowest_per_group`: the same statement, by a partial sort of the

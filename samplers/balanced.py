@@ -26,7 +26,7 @@ import numpy as np
 import mxnet as mx
 
 from . import backend
-from .backend import Backend, check_int, check_ratio, is_ndarray, like, to_numpy, use_numpy
+from .backend import Array, Backend, check_int, check_ratio, is_ndarray, like, to_numpy, use_numpy
 
 __all__ = ['iou_balanced_draw', 'instance_balanced_draw', 'iou_balanced', 'instance_balanced',
            'check_iou_balanced', 'Strategies', 'POS_SAMPLERS', 'NEG_SAMPLERS']
@@ -59,9 +59,10 @@ def _fill(be, picked, mask, take, keys):
 
 
 # --------------------------------------------------------------------------- the two rules
-def iou_balanced_draw(be: Backend, mask, iou, k, keys, num_bins: int = 3,
+def iou_balanced_draw(be: Backend, mask: Array, iou: Array, k: Array, keys: Array,
+                      num_bins: int = 3,
                       floor_thr: float = -1.0, floor_fraction: float = 0.0, low: float = 0.0,
-                      high: float | None = None):
+                      high: float | None = None) -> Array:
     """Keep ``min(k, #candidates)`` negatives per row, drawn evenly across IoU bins.
 
     Parameters
@@ -139,7 +140,8 @@ def iou_balanced_draw(be: Backend, mask, iou, k, keys, num_bins: int = 3,
     return _fill(be, kept, upper + kept * floor, take, rest_keys)
 
 
-def instance_balanced_draw(be: Backend, mask, group, k, keys, num_groups: int):
+def instance_balanced_draw(be: Backend, mask: Array, group: Array, k: Array, keys: Array,
+                           num_groups: int) -> Array:
     """Keep ``min(k, #candidates)`` positives per row, drawn evenly per ground-truth box.
 
     Parameters

@@ -20,8 +20,8 @@ import numpy as np
 import mxnet as mx
 
 from . import backend
-from .backend import (POSITIVE, NEGATIVE, IGNORE, check_boxes, is_ndarray, like, neg_inf_like_F,
-                      to_numpy, use_numpy)
+from .backend import (POSITIVE, NEGATIVE, IGNORE, Array, check_boxes, is_ndarray, like,
+                      neg_inf_like_F, to_numpy, use_numpy)
 
 __all__ = [
     'box_iou', 'box_iof', 'corner_to_center', 'center_to_corner',
@@ -47,13 +47,13 @@ def _center_columns(be, boxes):
     return x1 + 0.5 * w, y1 + 0.5 * h, w, h
 
 
-def corner_to_center(boxes):
+def corner_to_center(boxes: Array) -> Array:
     """(x1, y1, x2, y2) -> (cx, cy, w, h) along the last axis (numpy or NDArray, kind kept)."""
     be = backend.of_kind(boxes)
     return be.concat(list(_center_columns(be, boxes)))
 
 
-def center_to_corner(boxes):
+def center_to_corner(boxes: Array) -> Array:
     """(cx, cy, w, h) -> (x1, y1, x2, y2) along the last axis (numpy or NDArray, kind kept)."""
     be = backend.of_kind(boxes)
     cx, cy, w, h = be.columns(boxes)
@@ -266,7 +266,7 @@ def best_anchor_mask(ious, eps=EPS, valid_gt=None, valid_anchor=None):
 
 
 # ------------------------------------------------------------------------ encoding and class codes
-def encode_boxes(anchors, gts, stds=(1., 1., 1., 1.)):
+def encode_boxes(anchors: Array, gts: Array, stds=(1., 1., 1., 1.)) -> Array:
     """Normalized center offsets of ``gts`` from ``anchors``: the RPN and SSD box target.
 
     ``anchors`` and ``gts`` (..., 4) corners of one shape, both numpy or both

@@ -24,7 +24,7 @@ import numpy as np
 import mxnet as mx
 
 from . import backend
-from .backend import is_ndarray, like, to_numpy, use_numpy
+from .backend import Array, is_ndarray, like, to_numpy, use_numpy
 
 __all__ = ['positive_quota', 'negative_quota', 'keep_random']
 
@@ -35,7 +35,8 @@ def positive_quota(num_sample: int, pos_ratio: float) -> int:
     return int(round(pos_ratio * num_sample))
 
 
-def negative_quota(num_sample, num_pos_kept, neg_ratio: float, fill_negative: bool = True):
+def negative_quota(num_sample: float, num_pos_kept, neg_ratio: float,
+                   fill_negative: bool = True):
     """Most negatives kept per image.
 
     Parameters
@@ -61,7 +62,7 @@ def negative_quota(num_sample, num_pos_kept, neg_ratio: float, fill_negative: bo
 
 
 # --------------------------------------------------------------------------- keep k
-def keep_random(mask, k, keys=None):
+def keep_random(mask: Array, k, keys: Array | None = None) -> Array:
     """Keep at most ``k`` of the candidates of each row of ``mask``, uniformly at random.
 
     Parameters

@@ -25,7 +25,7 @@ import mxnet as mx
 from mxnet import gluon
 
 from . import backend
-from .backend import (Backend, check_boxes, finite_F, neg_inf_like_F, check_int, check_ratio,
+from .backend import (Array, Backend, check_boxes, finite_F, neg_inf_like_F, check_int, check_ratio,
                       host_view, is_ndarray, like, to_numpy, use_numpy, warn_once)
 from .boxes import box_iou, finite_rows, row_max
 
@@ -120,7 +120,7 @@ def background_loss(logits, block_rows=8192):
 
 
 # --------------------------------------------------------------------------- the selection
-def ohem_quota(be: Backend, num_pos, ratio: float, min_samples: int):
+def ohem_quota(be: Backend, num_pos: Array, ratio: float, min_samples: int) -> Array:
     """Negatives wanted per image: ``max(min_samples, floor(ratio * num_pos))``.
 
     ``be`` the arrays' backend (:mod:`samplers.backend`); ``num_pos`` (B, 1)
@@ -133,7 +133,7 @@ def ohem_quota(be: Backend, num_pos, ratio: float, min_samples: int):
     return be.maximum(be.floor(num_pos * ratio), float(min(min_samples, 2 ** 24)))
 
 
-def hard_negatives(be: Backend, loss, candidate, quota):
+def hard_negatives(be: Backend, loss: Array, candidate: Array, quota: Array) -> Array:
     """The hardest candidates of each image: the OHEM selection, on any backend.
 
     ``be`` the arrays' backend (``NUMPY``, ``ND`` or ``SYM`` of

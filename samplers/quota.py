@@ -271,10 +271,11 @@ class QuotaSampler(gluon.HybridBlock):
         ``max_neg = max(num_sample - kept_pos, int(neg_ratio * num_sample))``.
     pos_sampler : 'uniform' (default) or 'instance_balanced'
         Draw the positive quota evenly per box (the matched box, else the normal box of
-        highest IoU): :func:`samplers.balanced.instance_balanced_F`.
+        highest IoU): :func:`samplers.balanced.instance_balanced_draw`.
     neg_sampler : 'uniform' (default) or 'iou_balanced'
         Draw the negative quota evenly across ``num_bins`` IoU bins of
-        [max(``neg_thresh_low``, 0), ``neg_thresh_high``): :func:`samplers.balanced.iou_balanced_F`.
+        [max(``neg_thresh_low``, 0), ``neg_thresh_high``):
+        :func:`samplers.balanced.iou_balanced_draw`.
     num_bins, floor_thr, floor_fraction : int 3, -1, 0.0
         The IoU-balanced options (:class:`samplers.balanced.Strategies`).
 

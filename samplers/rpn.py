@@ -209,10 +209,10 @@ class RPNTargetSampler(gluon.Block):
         (Faster R-CNN paper, detectron2). False is GluonCV's rule.
     pos_sampler : 'uniform' (default) or 'instance_balanced'
         Draw the positives evenly per box (each anchor's best normal box):
-        :func:`samplers.balanced.instance_balanced_F`.
+        :func:`samplers.balanced.instance_balanced_draw`.
     neg_sampler : 'uniform' (default) or 'iou_balanced'
         Draw the negatives evenly across ``num_bins`` IoU bins of [0, ``neg_iou_thresh``):
-        :func:`samplers.balanced.iou_balanced_F`.
+        :func:`samplers.balanced.iou_balanced_draw`.
     num_bins, floor_thr, floor_fraction : int 3, -1, 0.0
         The IoU-balanced options (:class:`samplers.balanced.Strategies`).
 

@@ -20,7 +20,7 @@ import mxnet as mx
 from mxnet import autograd, gluon
 
 from . import backend
-from .backend import (Backend, check_flags, check_int, check_ratio, finite_F, host_view,
+from .backend import (Array, Backend, check_flags, check_int, check_ratio, finite_F, host_view,
                       is_ndarray, like, to_numpy, use_numpy)
 from .boxes import box_iou, center_to_corner, encode_boxes
 from .ohem import OHEMSampler, background_loss, hard_negatives
@@ -46,7 +46,7 @@ def _bipartite(ious):
     return mx.nd.contrib.bipartite_matching(ious, threshold=_EPS)[0]
 
 
-def ssd_matches(ious, hard, iou_thresh):
+def ssd_matches(ious: Array, hard: Array, iou_thresh: float) -> Array:
     """SSD's matched box per anchor, hard boxes left out: (B, N), box index or -1.
 
     ``ious`` (B, N, M) IoU of every anchor with every box; ``hard`` (B, 1, M)
