@@ -319,15 +319,18 @@ def _np_max(a, axis, keepdims=False):
 
 
 def _np_lowest_positions(keys, take):
-    """Boolean over 1-D ``keys``: the ``take`` (1 <= take < size) lowest, ties to the lower
-    position. A partial selection (``np.partition``) finds the take-th lowest key ``t``:
-    everything below ``t`` is kept, then entries equal to ``t`` in order until ``take``."""
-    t = np.partition(keys, take - 1)[take - 1]
-    chosen = keys < t
-    room = take - np.count_nonzero(chosen)
-    if room > 0:
-        chosen[np.flatnonzero(keys == t)[:room]] = True
-    return chosen
+    """Positions in 1-D ``keys`` of the ``take`` (1 <= take < size) lowest, ties to the lower
+    position. A partial selection (``np.argpartition``) finds ``take`` lowest and the
+    take-th lowest key ``t``; when no key equal to ``t`` was left out, those are the answer
+    whatever the tie rule (the usual case); otherwise every key below ``t`` is kept, then
+    keys equal to ``t`` in order until ``take``."""
+    part = np.argpartition(keys, take - 1)[:take]
+    picked = keys[part]
+    t = picked.max()
+    if np.count_nonzero(picked == t) == np.count_nonzero(keys == t):
+        return part
+    below = np.flatnonzero(keys < t)
+    return np.concatenate([below, np.flatnonzero(keys == t)[:take - below.size]])
 
 
 def _np_keep(mask, k, row_keys):
