@@ -271,8 +271,30 @@ class Backend:
     ``-``, ``1 - m``, comparisons, on equal shapes). Every method means the
     same on each backend: arguments broadcast like numpy's (scalars, and
     size-1 axes of arrays of one rank), and results have the dtype each
-    method states.
+    method states. The methods:
+
+    * elementwise: ``where``, ``maximum``, ``minimum``, ``floor``, ``log``,
+      ``clip``, ``divide``, ``divide_where``, ``nan_where``, ``float32``;
+    * reductions and picks: ``max``, ``sum``, ``argmax`` (float32 indices),
+      ``count`` ((..., 1) float64), ``take_rows``, ``hits``, ``finite_rows``;
+    * masks: ``mask`` (float32 0/1), ``compact_mask`` (uint8 0/1),
+      ``zeros_like`` (float32), ``uniform_like`` (float32 in [0, 1));
+    * shapes: ``expand``, ``concat``, ``broadcast_to``, and ``columns``,
+      ``unstack`` (numpy and mx.nd: a symbol's last axis has no known length);
+    * draws: :meth:`keep_top`, :meth:`keep_lowest`, :meth:`keep_random`,
+      ``lowest_per_group``, and :meth:`labels`.
     """
+
+    def keep_top(self, scores, mask, k):
+        """Per row, the ``k`` highest ``scores`` among ``mask``: float32 0/1 (B, N).
+
+        ``scores`` (B, N) float (not NaN at candidates; masked-out entries not
+        +inf); ``mask`` (B, N) 0/1; ``k`` (B, 1) counts, floored and capped at
+        the row's candidates (``k <= 0`` keeps none). The tie rule: everything
+        above the k-th highest candidate score ``t`` is kept, then candidates
+        scoring ``t`` from the lowest index up until the row holds ``k``.
+        """
+        raise NotImplementedError
 
     def labels(self, pos, neg):
         """float32 labels from disjoint 0/1 masks ``pos`` and ``neg`` (any shape, one each).
@@ -509,13 +531,8 @@ class _Numpy(Backend):
 
     # keep k
     def keep_top(self, scores, mask, k):
-        """Per row, the ``k`` highest ``scores`` among ``mask``, ties to the lower index.
-
-        ``scores`` (B, N) float (the candidates' not NaN); ``mask`` (B, N)
-        0/1; ``k`` (B, 1) or a number: floored, capped at the row's candidates,
-        <= 0 keeps none. Returns float32 0/1 (B, N). Only rows with more
-        candidates than ``k`` are ranked, by a partial selection.
-        """
+        """:meth:`Backend.keep_top` (``k`` may also be a number). Only rows with more
+        candidates than ``k`` are ranked, by a partial selection."""
         scores = np.asarray(scores)
         return _np_keep(mask, k, lambda r, idx: -scores[r, idx])
 
@@ -688,14 +705,8 @@ class _Graph(Backend):
 
     # keep k
     def keep_top(self, scores, mask, k):
-        """Per row, the ``k`` highest ``scores`` among ``mask``, ties to the lower index.
-
-        ``scores`` (B, N) float (masked-out entries not +inf); ``mask`` (B, N)
-        0/1; ``k`` (B, 1) counts: floored, capped at the row's candidates, <= 0
-        keeps none. Returns float32 0/1 (B, N). One sort finds each row's k-th
-        largest score ``t``; everything above ``t`` is kept, then entries equal
-        to ``t`` from the lowest index up until the row holds ``k``.
-        """
+        """:meth:`Backend.keep_top`: one sort per row finds the k-th highest score, a cumulative
+        sum takes the tied entries from the lowest index up."""
         F = self.F
         mask = F.cast(mask > 0, 'float32')
         # k above the row's count would index past the row (and wrap past 2**31 in pick).
