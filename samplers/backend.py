@@ -361,15 +361,18 @@ def _np_keep(mask, k, row_keys):
     lower index. ``row_keys`` is called only for rows that must drop candidates and keep at
     least one, in row order."""
     cand = np.asarray(mask) > 0
-    out = cand.astype(np.float32)
+    out = np.zeros(cand.shape, np.float32)
     if cand.size == 0:
         return out
-    counts = np.count_nonzero(cand, axis=1)
+    counts = np.array([np.count_nonzero(row) for row in cand])  # per row: 5x the axis form
     with np.errstate(invalid='ignore'):
         take = np.floor(np.minimum(np.broadcast_to(
             np.asarray(k, np.float64).reshape(-1), counts.shape), counts))
-    for r in np.flatnonzero(take < counts):
-        out[r] = 0
+    crowded = take < counts
+    if not crowded.all():  # rows with room keep every candidate
+        rows = np.flatnonzero(~crowded)
+        out[rows] = cand[rows]
+    for r in np.flatnonzero(crowded):
         if take[r] >= 1:
             idx = np.flatnonzero(cand[r])
             out[r, idx[_np_lowest_positions(row_keys(r, idx), int(take[r]))]] = 1
