@@ -342,15 +342,14 @@ def _np_max(a, axis, keepdims=False):
 
 def _np_lowest_positions(keys, take):
     """Positions in 1-D ``keys`` of the ``take`` (1 <= take < size) lowest, ties to the lower
-    position. A partial selection (``np.argpartition``) finds ``take`` lowest and the
-    take-th lowest key ``t``; when no key equal to ``t`` was left out, those are the answer
-    whatever the tie rule (the usual case); otherwise every key below ``t`` is kept, then
-    keys equal to ``t`` in order until ``take``."""
-    part = np.argpartition(keys, take - 1)[:take]
-    picked = keys[part]
-    t = picked.max()
-    if np.count_nonzero(picked == t) == np.count_nonzero(keys == t):
-        return part
+    position. A partial selection (``np.argpartition``) places the take-th and the next
+    lowest keys; when they differ (the usual case) the first ``take`` are the answer whatever
+    the tie rule, otherwise every key below the take-th lowest ``t`` is kept, then keys equal
+    to ``t`` in order."""
+    part = np.argpartition(keys, (take - 1, take))
+    t = keys[part[take - 1]]
+    if keys[part[take]] != t:
+        return part[:take]
     below = np.flatnonzero(keys < t)
     return np.concatenate([below, np.flatnonzero(keys == t)[:take - below.size]])
 
@@ -372,10 +371,11 @@ def _np_keep(mask, k, row_keys):
     if not crowded.all():  # rows with room keep every candidate
         rows = np.flatnonzero(~crowded)
         out[rows] = cand[rows]
-    for r in np.flatnonzero(crowded):
-        if take[r] >= 1:
+    for r in np.flatnonzero(crowded).tolist():
+        t = int(take[r])
+        if t >= 1:
             idx = np.flatnonzero(cand[r])
-            out[r, idx[_np_lowest_positions(row_keys(r, idx), int(take[r]))]] = 1
+            out[r, idx[_np_lowest_positions(row_keys(r, idx), t)]] = 1
     return out
 
 
