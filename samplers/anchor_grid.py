@@ -292,9 +292,9 @@ def grid_facts(grid, inside, gt, hard, pos_t, neg_t, hard_iof):
     ``gt`` float32 (M, 4) boxes, ``hard`` (M,) bool, ``hard_iof`` float or
     None. Returns a dict of (N,) boolean masks, the same facts the dense path
     of :mod:`samplers.rpn` computes from the full IoU matrix: ``valid``
-    (inside the image), ``thr`` (best IoU with a normal box >= ``pos_t``),
-    ``best`` (a best anchor of a normal box), ``weak`` (best IoU with a
-    normal box < ``neg_t``), ``low`` (best IoU with any box < ``neg_t``) and
+    (inside the image), ``normal_over_pos`` (best IoU with a normal box >= ``pos_t``),
+    ``best`` (a best anchor of a normal box), ``normal_under_neg`` (best IoU with
+    a normal box < ``neg_t``), ``all_under_neg`` (best IoU with any box < ``neg_t``) and
     ``ignore`` (IoF with a hard box >= ``hard_iof``, or None).
 
     Thresholds need only pairs that can reach the lowest threshold tested
@@ -305,7 +305,7 @@ def grid_facts(grid, inside, gt, hard, pos_t, neg_t, hard_iof):
     """
     n = grid.num
     valid = inside[0]
-    thr = np.zeros(n, dtype=bool)
+    over_pos = np.zeros(n, dtype=bool)
     best = np.zeros(n, dtype=bool)
     high_normal = np.zeros(n, dtype=bool)   # IoU >= neg_iou_thresh with a normal box
     ignore = None
@@ -327,7 +327,7 @@ def grid_facts(grid, inside, gt, hard, pos_t, neg_t, hard_iof):
             box_max[redo] = _segment_max(iou2, box2, redo.size)
             anc, box, iou = (np.concatenate(v) for v in ((anc, anc2), (box, redo[box2]),
                                                          (iou, iou2)))
-        thr[anc[iou >= np.float32(pos_t)]] = True
+        over_pos[anc[iou >= np.float32(pos_t)]] = True
         if neg_t > 0:
             high_normal[anc[iou >= np.float32(neg_t)]] = True
         best[anc[near_best(iou, box_max[box])]] = True
@@ -344,11 +344,11 @@ def grid_facts(grid, inside, gt, hard, pos_t, neg_t, hard_iof):
             ignore = np.zeros(n, dtype=bool)
             ignore[anc[iof >= np.float32(hard_iof)]] = True
     if neg_t > 0:
-        weak, low = ~high_normal, ~high
+        normal_under_neg, all_under_neg = ~high_normal, ~high
     else:  # a valid anchor's best IoU is >= 0
-        weak = low = np.zeros(n, dtype=bool)
-    return dict(valid=valid, thr=thr & valid, best=best & valid, weak=weak, low=low,
-                ignore=ignore)
+        normal_under_neg = all_under_neg = np.zeros(n, dtype=bool)
+    return dict(valid=valid, normal_over_pos=over_pos & valid, best=best & valid,
+                normal_under_neg=normal_under_neg, all_under_neg=all_under_neg, ignore=ignore)
 
 
 def _segment_max(values, segment, num):

@@ -1,35 +1,34 @@
-"""Boxes, matching, encoding, quotas and "keep k at random": the floor every sampler stands on.
+"""Boxes, matching and encoding: the floor every sampler stands on.
 
-Labels follow the package convention (see :mod:`samplers`). Backend dispatch,
-conversion and argument checks live in :mod:`samplers.backend`.
+Labels follow the package convention (see :mod:`samplers`). The array
+protocol, conversion and argument checks live in :mod:`samplers.backend`;
+quotas and keep-k in :mod:`samplers.draws`.
 
 What each function takes is in its docstring; in short:
 
-* box formats, IoU/IoF, encodings, :func:`best_match`, :func:`match_anchors`
-  and :func:`keep_random` take numpy arrays or NDArrays (on any context) and
+* box formats, IoU/IoF, encodings, :func:`best_match` and
+  :func:`match_anchors` take numpy arrays or NDArrays (on any context) and
   return the input's kind;
 * :func:`col_max`, :func:`row_max` and :func:`finite_rows` are numpy-only
   speed helpers;
-* functions whose name ends in ``_F`` take the Gluon ``F`` namespace first and
-  work on ``mx.nd``, ``mx.sym`` and numpy (:data:`samplers.backend.NUMPY_F`),
-  for use inside ``hybrid_forward`` and on both backends.
+* :func:`box_iof_F` takes Gluon's ``F`` (``mx.nd`` or ``mx.sym``), for use
+  inside ``hybrid_forward``.
 """
 from __future__ import annotations
 
 import numpy as np
 import mxnet as mx
 
-from .backend import (POSITIVE, NEGATIVE, IGNORE, ND_OPS, NUMPY_F, is_ndarray, kind_ops, like,
-                      neg_inf_like_F, ops, to_numpy, use_numpy)
+from . import backend
+from .backend import (POSITIVE, NEGATIVE, IGNORE, Array, is_ndarray, like, neg_inf_like_F, to_numpy,
+                      use_numpy)
 from .checks import check_boxes
 
 __all__ = [
     'box_iou', 'box_iof', 'corner_to_center', 'center_to_corner',
     'best_match', 'match_anchors', 'INVALID_IOU', 'best_anchor_mask', 'near_best', 'col_max', 'EPS',
     'encode_boxes', 'cls_target_from_labels', 'labels_from_cls_target',
-    'CLS_POSITIVE', 'CLS_NEGATIVE', 'CLS_IGNORE',
-    'keep_random', 'keep_random_F', 'keep_top_F', 'row_max', 'finite_rows',
-    'positive_quota', 'negative_quota', 'negative_quota_F',
+    'CLS_POSITIVE', 'CLS_NEGATIVE', 'CLS_IGNORE', 'row_max', 'finite_rows',
 ]
 
 _FMTS = ('corner', 'center')
@@ -42,24 +41,24 @@ _LEFT_OUT = -2.0
 
 
 # --------------------------------------------------------------------------- box formats
-def _center_columns(xp, boxes):
+def _center_columns(be, boxes):
     """``(cx, cy, w, h)`` columns, each (..., 1), of (..., 4) corner boxes."""
-    x1, y1, x2, y2 = xp.columns(boxes)
+    x1, y1, x2, y2 = be.columns(boxes)
     w, h = x2 - x1, y2 - y1
     return x1 + 0.5 * w, y1 + 0.5 * h, w, h
 
 
-def corner_to_center(boxes):
+def corner_to_center(boxes: Array) -> Array:
     """(x1, y1, x2, y2) -> (cx, cy, w, h) along the last axis (numpy or NDArray, kind kept)."""
-    xp = kind_ops(boxes)
-    return xp.concat(list(_center_columns(xp, boxes)))
+    be = backend.of_kind(boxes)
+    return be.concat(list(_center_columns(be, boxes)))
 
 
-def center_to_corner(boxes):
+def center_to_corner(boxes: Array) -> Array:
     """(cx, cy, w, h) -> (x1, y1, x2, y2) along the last axis (numpy or NDArray, kind kept)."""
-    xp = kind_ops(boxes)
-    cx, cy, w, h = xp.columns(boxes)
-    return xp.concat([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h])
+    be = backend.of_kind(boxes)
+    cx, cy, w, h = be.columns(boxes)
+    return be.concat([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h])
 
 
 # --------------------------------------------------------------------------- IoU / IoF
@@ -70,23 +69,20 @@ def _overlap_pairs(a, b, over):
     operations and their float order are those of ``mx.nd.contrib.box_iou``,
     so the numpy backend agrees with it bit for bit.
     """
-    xp = ops(a)
-    ax1, ay1, ax2, ay2 = (xp.expand(c, -1) for c in xp.unstack(a))   # (..., N, 1)
-    bx1, by1, bx2, by2 = (xp.expand(c, -2) for c in xp.unstack(b))   # (..., 1, M)
-    iw = xp.minimum(ax2, bx2) - xp.maximum(ax1, bx1)
-    ih = xp.minimum(ay2, by2) - xp.maximum(ay1, by1)
-    inter = xp.maximum(iw, 0) * xp.maximum(ih, 0)
-    area_a = xp.maximum(ax2 - ax1, 0) * xp.maximum(ay2 - ay1, 0)
+    be = backend.of(a)
+    ax1, ay1, ax2, ay2 = (be.expand(c, -1) for c in be.unstack(a))   # (..., N, 1)
+    bx1, by1, bx2, by2 = (be.expand(c, -2) for c in be.unstack(b))   # (..., 1, M)
+    iw = be.minimum(ax2, bx2) - be.maximum(ax1, bx1)
+    ih = be.minimum(ay2, by2) - be.maximum(ay1, by1)
+    inter = be.maximum(iw, 0) * be.maximum(ih, 0)
+    area_a = be.maximum(ax2 - ax1, 0) * be.maximum(ay2 - ay1, 0)
     denom = area_a
     if over == 'iou':
-        denom = area_a + xp.maximum(bx2 - bx1, 0) * xp.maximum(by2 - by1, 0) - inter
-    out = xp.divide_where(inter, denom, inter > 0)
+        denom = area_a + be.maximum(bx2 - bx1, 0) * be.maximum(by2 - by1, 0) - inter
+    out = be.divide_where(inter, denom, inter > 0)
     # Non-finite coordinates give NaN, never a silent number (the comparisons drop NaN).
-    ok_a, ok_b = finite_rows(a), finite_rows(b)
-    if xp is ND_OPS or not (ok_a.all() and ok_b.all()):
-        bad = xp.maximum(xp.expand(1 - xp.mask(ok_a), -1), xp.expand(1 - xp.mask(ok_b), -2))
-        out = xp.where(bad > 0, np.nan, out)
-    return out
+    return be.nan_where(out, be.expand(1 - be.mask(finite_rows(a)), -1),
+                        be.expand(1 - be.mask(finite_rows(b)), -2))
 
 
 def _overlap(a, b, fmt, over, a_name, b_name):
@@ -185,7 +181,7 @@ def best_match(ious, valid_gt=None):
         best = np.take_along_axis(arr, idx[..., None], axis=-1)[..., 0]
         return like(best, ious), like(idx, ious)
     if valid_gt is not None:
-        ious = ND_OPS.where(ND_OPS.expand(valid_gt > 0, -2), ious, _LEFT_OUT)
+        ious = backend.ND.where(backend.ND.expand(valid_gt > 0, -2), ious, _LEFT_OUT)
     idx = mx.nd.argmax(ious, axis=-1)
     best = mx.nd.max(ious, axis=-1)
     nan_row = mx.nd.sum(ious != ious, axis=-1) > 0
@@ -234,7 +230,8 @@ def match_anchors(ious, valid_gt=None, eps=EPS):
     if not use_numpy(ious):
         bar = mx.nd.max(ious, axis=-2, keepdims=True)
         if valid_gt is not None:
-            bar = ND_OPS.where(ND_OPS.expand(valid_gt > 0, -2), bar, -neg_inf_like_F(mx.nd, bar))
+            bar = backend.ND.where(backend.ND.expand(valid_gt > 0, -2), bar,
+                                   -neg_inf_like_F(mx.nd, bar))
         return max_iou, match, mx.nd.max(near_best(ious, bar, eps), axis=-1)
     # numpy: only rows whose best comes within eps of the lowest bar can hold a best anchor.
     arr = to_numpy(ious)
@@ -264,25 +261,27 @@ def best_anchor_mask(ious, eps=EPS, valid_gt=None, valid_anchor=None):
     a box's best (the others are treated as invalid rows).
     """
     if valid_anchor is not None:
-        xp = ops(ious)
-        ious = xp.where(xp.expand(valid_anchor > 0, -1), ious, INVALID_IOU)
+        be = backend.of(ious)
+        ious = be.where(be.expand(valid_anchor > 0, -1), ious, INVALID_IOU)
     return match_anchors(ious, valid_gt, eps)[2]
 
 
 # ------------------------------------------------------------------------ encoding and class codes
-def encode_boxes(anchors, gts, stds=(1., 1., 1., 1.)):
-    """Normalized center offsets of ``gts`` from ``anchors``: the RPN box target.
+def encode_boxes(anchors: Array, gts: Array, stds=(1., 1., 1., 1.)) -> Array:
+    """Normalized center offsets of ``gts`` from ``anchors``: the RPN and SSD box target.
 
-    ``anchors`` and ``gts`` (K, 4) corners, both numpy or both NDArrays;
-    ``stds`` 4 numbers. Returns (K, 4) of the inputs' kind and dtype:
-    ``((gx - ax) / aw / std0, (gy - ay) / ah / std1, log(gw / aw) / std2,
-    log(gh / ah) / std3)`` of centers and sizes (no +1), GluonCV's encoding.
+    ``anchors`` and ``gts`` (..., 4) corners of one shape, both numpy or both
+    NDArrays; ``stds`` 4 numbers (default ones). Returns (..., 4) of the
+    inputs' kind and dtype: ``((gx - ax) / aw / std0, (gy - ay) / ah / std1,
+    log(gw / aw) / std2, log(gh / ah) / std3)`` of centers and sizes (no +1),
+    GluonCV's encoding. A zero-width anchor or box gives inf or NaN (numpy
+    without a warning).
     """
-    xp = kind_ops(anchors)
-    ax, ay, aw, ah = _center_columns(xp, anchors)
-    gx, gy, gw, gh = _center_columns(xp, gts)
-    return xp.concat([(gx - ax) / aw / stds[0], (gy - ay) / ah / stds[1],
-                      xp.log(gw / aw) / stds[2], xp.log(gh / ah) / stds[3]])
+    be = backend.of_kind(anchors)
+    ax, ay, aw, ah = _center_columns(be, anchors)
+    gx, gy, gw, gh = _center_columns(be, gts)
+    return be.concat([(gx - ax) / aw / stds[0], (gy - ay) / ah / stds[1],
+                      be.log(gw / aw) / stds[2], be.log(gh / ah) / stds[3]])
 
 
 #: GluonCV's RPN class-target codes (``cls_target``) for our labels.
@@ -299,7 +298,7 @@ def _recode(values, table):
             if to:
                 np.copyto(out, np.float32(to), where=values == frm)
         return out
-    return sum(to * ND_OPS.mask(values == frm) for frm, to in table if to)
+    return sum(to * backend.ND.mask(values == frm) for frm, to in table if to)
 
 
 def cls_target_from_labels(labels):
@@ -313,175 +312,6 @@ def labels_from_cls_target(cls_target):
     The inverse of :func:`cls_target_from_labels`; any other code becomes IGNORE.
     """
     return _recode(cls_target, [(code, label) for label, code in _CLS_CODES])
-
-
-# --------------------------------------------------------------------------- quotas
-def positive_quota(num_sample, pos_ratio):
-    """Most positives kept per image: ``round(pos_ratio * num_sample)`` (Python rounding)."""
-    return int(round(pos_ratio * num_sample))
-
-
-def negative_quota(num_sample, num_pos_kept, neg_ratio, fill_negative=True):
-    """Most negatives kept per image.
-
-    ``int(neg_ratio * num_sample)``; with ``fill_negative`` negatives may also
-    take the slots positives left free: ``max(num_sample - num_pos_kept,
-    int(neg_ratio * num_sample))``. ``num_pos_kept`` may be an int or an array
-    (one entry per image, numpy or NDArray); the result has the same form.
-    """
-    if is_ndarray(num_pos_kept):
-        return negative_quota_F(mx.nd, num_sample, num_pos_kept, neg_ratio, fill_negative)
-    fixed = int(neg_ratio * num_sample)
-    if not fill_negative:
-        return fixed if np.isscalar(num_pos_kept) else np.full_like(num_pos_kept, fixed)
-    return np.maximum(num_sample - num_pos_kept, fixed)
-
-
-def negative_quota_F(F, num_sample, num_pos_kept, neg_ratio, fill_negative=True):
-    """:func:`negative_quota` for an ``F`` array of kept positives (B, 1), on its context."""
-    fixed = int(neg_ratio * num_sample)
-    if not fill_negative:
-        return F.ones_like(num_pos_kept) * fixed
-    return F.maximum(num_sample - num_pos_kept, fixed)
-
-
-# --------------------------------------------------------------------------- keep k of each row
-def keep_random(mask, k):
-    """Keep at most ``k`` of the True entries of each row of ``mask``, uniformly at random.
-
-    Parameters
-    ----------
-    mask : (N,) or (B, N) boolean numpy array, or 0/1 NDArray
-    k : int, or (B,) array of per-row limits (negative counts as 0)
-
-    Returns
-    -------
-    Mask of the same shape and kind: a subset of ``mask`` with
-    ``min(k, count)`` entries per row, every subset of that size equally likely.
-    Rows with at most ``k`` candidates are returned unchanged. numpy draws
-    from ``np.random``; NDArrays draw from MXNet's RNG on their own context
-    (:func:`keep_random_F`), so no data visits the host.
-    """
-    if is_ndarray(mask) and not use_numpy(mask):
-        squeeze = mask.ndim == 1
-        m = mask.expand_dims(0) if squeeze else mask
-        kk = k if is_ndarray(k) else mx.nd.array(np.reshape(np.asarray(k, 'float32'), (-1,)),
-                                                 ctx=mask.context)
-        kk = kk.astype('float32').reshape((-1, 1))
-        if kk.shape[0] != m.shape[0]:
-            kk = mx.nd.broadcast_to(kk, shape=(m.shape[0], 1))
-        out = keep_random_F(mx.nd, m, kk)
-        return out[0] if squeeze else out
-    arr = to_numpy(mask).astype(bool)
-    if arr.ndim == 1:
-        return like(_keep_random_row(arr, int(np.asarray(to_numpy(k)).reshape(-1)[0])
-                                     if not np.isscalar(k) else int(k)), mask)
-    ks = np.broadcast_to(np.asarray(to_numpy(k) if is_ndarray(k) else k).reshape(-1),
-                         (arr.shape[0],))
-    out = np.stack([_keep_random_row(row, int(kr)) for row, kr in zip(arr, ks)]) \
-        if arr.shape[0] else arr.copy()
-    return like(out, mask)
-
-
-def _keep_random_row(row, k):
-    """:func:`keep_random` of one boolean numpy row with an int ``k``."""
-    idx = np.flatnonzero(row)
-    if idx.size <= k:
-        return row.copy()
-    out = np.zeros_like(row)
-    if k > 0:
-        # k smallest of uniform keys: a uniform k-subset, O(count) instead of a shuffle.
-        keys = np.random.random(idx.size)
-        out[idx[np.argpartition(keys, k - 1)[:k]]] = True
-    return out
-
-
-def keep_random_F(F, mask, k, keys=None):
-    """Symbolic-friendly :func:`keep_random` for ``hybrid_forward``.
-
-    ``mask`` (B, N) 0/1 and ``k`` (B, 1) per-row limits, both ``F`` arrays.
-    Each candidate gets a uniform random key on the input's context;
-    the ``k`` lowest keys of each row are kept (:func:`keep_top_F` on the
-    negated keys). Returns a (B, N) 0/1 float32 array.
-
-    ``keys`` (B, N), optional: the uniform keys to use instead of drawing them.
-    Pass keys drawn in the graph when this runs inside a CustomOp: its forward
-    runs in MXNet's worker thread, whose generator ``mx.random.seed`` does not
-    reset (MXNet 1.9), so keys drawn there would not reproduce under a seed.
-    """
-    mask = (mask > 0).astype('float32')
-    if keys is None:
-        keys = F.random.uniform_like(mask)
-    # The k lowest uniform keys are a uniform k-subset: keep the top k of -key.
-    return keep_top_F(F, -keys.astype('float32'), mask, k.astype('float32'))
-
-
-def keep_top_F(F, scores, mask, k):
-    """Per row, the ``k`` highest ``scores`` among ``mask``, for ``hybrid_forward``.
-
-    ``scores`` (B, N) float, ``mask`` (B, N) 0/1, ``k`` (B, 1) per-row counts
-    (a k above the row's number of candidates keeps them all). Rank once, compare with
-    each row's count: one sort finds each row's k-th largest score ``t``;
-    everything above ``t`` is kept, and entries equal to ``t`` are kept from
-    the lowest index up until the row holds ``k``. Masked-out entries must
-    not be +inf. Returns a (B, N) float32 0/1 array.
-    """
-    mask = F.cast(mask, 'float32')
-    # k above the row's count would index past the row (and wrap past 2**31 in pick).
-    k = F.minimum(F.cast(k, 'float32'), F.sum(mask, axis=1, keepdims=True))
-    key = F.where(mask > 0, scores, neg_inf_like_F(F, scores))
-    ranked = F.sort(key, axis=1, is_ascend=False)
-    kth = F.pick(ranked, F.reshape(F.relu(k - 1), shape=(-1,)), axis=1, keepdims=True)
-    above = F.cast(F.broadcast_greater(key, kth), 'float32') * mask
-    tied = F.cast(F.broadcast_equal(key, kth), 'float32') * mask
-    room = k - F.sum(above, axis=1, keepdims=True)
-    return above + _first_in_row(F, tied, room)
-
-
-def _first_in_row(F, mask, room):
-    """Per row, the first ``room`` entries of a 0/1 ``mask``: ``mask * (cumsum(mask) <= room)``.
-
-    On numpy the formula runs on the crowded rows only (more entries than ``room``, rare
-    for float scores); every other row is its mask unchanged.
-    """
-    if F is not NUMPY_F:
-        return mask * F.broadcast_lesser_equal(F.cumsum(mask, axis=1), room)
-    room = np.reshape(room, (-1, 1))
-    crowded = np.flatnonzero(mask.sum(axis=1) > room[:, 0])
-    if crowded.size:
-        mask = mask.copy()
-        mask[crowded] *= np.cumsum(mask[crowded], axis=1) <= room[crowded]
-    return mask
-
-
-def keep_lowest_keys(mask, k, keys=None):
-    """Per row, the ``k`` candidates of ``mask`` with the lowest ``keys``: float32 0/1.
-
-    ``mask`` (B, N) 0/1, ``k`` (B, 1) counts no larger than each row's candidates, ``keys``
-    (B, N) uniform numbers. Lowest uniform keys make a uniformly random k-subset. numpy
-    input without ``keys`` draws from ``np.random`` (:func:`keep_random`); NDArrays need
-    ``keys`` and stay on their context (:func:`keep_random_F`).
-    """
-    if is_ndarray(mask):
-        return keep_random_F(mx.nd, mask, k, keys)
-    cand = np.asarray(mask) > 0
-    k = np.asarray(k).reshape(-1).astype(np.int64)
-    if keys is None:
-        return keep_random(cand, k).astype(np.float32)
-    return keep_top_F(NUMPY_F, -np.asarray(keys, np.float32), cand, k.reshape(-1, 1))
-
-
-def keep_top_mask(o, scores, mask, k):
-    """Per row, the ``k`` highest ``scores`` among a 0/1 ``mask``, on the backend of ``o``.
-
-    ``o`` is a namespace of :mod:`samplers.backend` (``NUMPY_OPS``, ``ND_OPS``
-    or ``SYM_OPS``); ``scores`` and ``mask`` (B, N), ``k`` (B, 1) counts (floats
-    allowed, capped at the row's number of candidates). Returns a (B, N)
-    float32 0/1 mask: :func:`keep_top_F` with numpy's ``F`` (:data:`NUMPY_F`),
-    ``mx.nd`` or ``mx.sym``.
-    """
-    F = {'numpy': NUMPY_F, 'ndarray': mx.nd}.get(o.name, mx.sym)
-    return F.cast(keep_top_F(F, scores, mask, k), 'float32')
 
 
 # ------------------------------------------------------------- finite rows and numpy speed helpers

@@ -6,7 +6,7 @@ background loss) are taken as negatives, ``ratio`` of them per positive.
 Labels follow the package convention (see :mod:`samplers`).
 
 The selection is written once, for numpy arrays, NDArrays and symbols alike
-(over 0/1 float masks and a :mod:`samplers.backend` ops namespace):
+(against the array protocol of :mod:`samplers.backend`):
 :func:`ohem_quota` (how many negatives per image) and :func:`hard_negatives`
 (which ones). :mod:`samplers.ssd` mines its loss with the same two.
 
@@ -16,15 +16,16 @@ overflow for any finite logits. The de-duplication's NMS is :mod:`samplers.nms`.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import mxnet as mx
 from mxnet import gluon
 
-from . import nms
+from . import backend, nms
 from ._blocks import Array, SamplerBlock, traced
-from .backend import (NUMPY_OPS, finite_F, host_view, labels_from_masks, like, ops_F, to_numpy,
-                      use_numpy, warn_once)
-from .boxes import finite_rows, keep_top_mask, row_max
+from .backend import Backend, finite_F, host_view, like, to_numpy, use_numpy, warn_once
+from .boxes import finite_rows, row_max
 from .checks import (check_boxes, check_dtype, check_int, check_one_context, check_ratio,
                      check_same_kind)
 
@@ -111,32 +112,34 @@ def background_loss(logits, block_rows=8192):
 
 
 # --------------------------------------------------------------------------- the selection
-def ohem_quota(o, num_pos, ratio, min_samples):
+def ohem_quota(be: Backend, num_pos: Array, ratio: float, min_samples: int) -> Array:
     """Negatives wanted per image: ``max(min_samples, floor(ratio * num_pos))``.
 
-    ``o`` an ops namespace (:func:`samplers.backend.ops`), ``num_pos`` (B, 1)
-    float64 positive counts (``o.count``). Returns (B, 1) float64. The
-    product is taken in float64, so a huge ``ratio`` gives a huge (or
-    infinite) quota, never NaN; :func:`hard_negatives` caps it at the
-    candidates.
+    ``be`` the arrays' backend (:mod:`samplers.backend`); ``num_pos`` (B, 1)
+    float64 positive counts (``be.count``); ``ratio`` > 0; ``min_samples`` >= 0.
+    Returns (B, 1) float64. The product is taken in float64, so a huge ``ratio``
+    gives a huge (or infinite) quota, never NaN; :func:`hard_negatives` caps it
+    at the candidates.
     """
     # min_samples capped where float32 counts stay exact (no image has 2**24 anchors).
-    return o.maximum(o.floor(num_pos * ratio), float(min(min_samples, 2 ** 24)))
+    return be.maximum(be.floor(num_pos * ratio), float(min(min_samples, 2 ** 24)))
 
 
-def hard_negatives(o, loss, candidate, quota):
+def hard_negatives(be: Backend, loss: Array, candidate: Array, quota: Array) -> Array:
     """The hardest candidates of each image: the OHEM selection, on any backend.
 
-    ``o`` an ops namespace (``samplers.backend.NUMPY_OPS``, ``ND_OPS`` or
-    ``SYM_OPS``); ``loss`` (B, N) float, larger is harder; ``candidate``
-    (B, N) 0/1 mask of the anchors that may be chosen (their ``loss`` must
-    be finite); ``quota`` (B, 1) counts wanted (any non-negative float).
+    ``be`` the arrays' backend (``NUMPY``, ``ND`` or ``SYM`` of
+    :mod:`samplers.backend`); ``loss`` (B, N) float, larger is harder;
+    ``candidate`` (B, N) 0/1 mask of the anchors that may be chosen (their
+    ``loss`` must be finite); ``quota`` (B, 1) counts wanted (any
+    non-negative float).
 
     Rule: per image the ``min(quota, num_candidates)`` candidates with the
-    largest ``loss`` are chosen, ties going to the lower anchor index; no
-    other anchor is ever chosen. Returns a (B, N) float32 0/1 mask.
+    largest ``loss`` are chosen, ties going to the lower anchor index
+    (keep-top, :mod:`samplers.draws`); no other anchor is ever chosen.
+    Returns a (B, N) float32 0/1 mask.
     """
-    return keep_top_mask(o, loss, candidate, o.minimum(quota, o.count(candidate)))
+    return be.keep_top(loss, candidate, be.minimum(quota, be.count(candidate)))
 
 
 # --------------------------------------------------------------------------- the sampler
@@ -203,7 +206,8 @@ class OHEMSampler(SamplerBlock, gluon.HybridBlock):
             args = (x, logits, ious, scores, boxes)
         if use_numpy(x):
             with np.errstate(invalid='ignore'):  # a NaN match compares false both ways: ignored
-                return like(self._labels(NUMPY_OPS, *_inputs_np(self, *args)), x)
+                dedup = functools.partial(nms.dedup_np, thresh=self._nms_thresh)
+                return like(self._labels(backend.NUMPY, *_inputs_np(self, *args), dedup=dedup), x)
         if self._active:  # one graph per pattern of None inputs and float widths
             widths = _widths(*args[1:4])
             return self._keyed_graph(tuple(a is None for a in args) + widths, args, widths)
@@ -211,30 +215,33 @@ class OHEMSampler(SamplerBlock, gluon.HybridBlock):
             return self.hybrid_forward(mx.nd, *args)
 
     # ----------------------------------------------------------------------- the rule
-    def _labels(self, o, x, best, ious_ok, loss, finite, boxes):
-        """The labels from per-anchor inputs, written once for every backend ``o``.
+    def _labels(self, be, x, best, ious_ok, loss, finite, boxes, dedup=None):
+        """The labels from per-anchor inputs, written once for every backend ``be``.
 
         ``x`` (B, N) matches; ``best`` (B, N) best IoU; ``ious_ok``,
         ``finite`` (B, N) 0/1: the IoUs and the ranking loss are finite;
-        ``loss`` (B, N); ``boxes`` (B, N, 4) or None. See the class docstring.
+        ``loss`` (B, N); ``boxes`` (B, N, 4) or None; ``dedup(loss, candidate,
+        quota, boxes)`` the de-duplicated choice, needed with ``boxes``. See the
+        class docstring.
         """
-        positive = o.mask(x >= 0)
-        candidate = o.mask(x < 0) * o.mask(best < self._thresh) * ious_ok * finite
-        quota = ohem_quota(o, o.count(positive), self._ratio, self._min_samples)
+        positive = be.mask(x >= 0)
+        candidate = be.mask(x < 0) * be.mask(best < self._thresh) * ious_ok * finite
+        quota = ohem_quota(be, be.count(positive), self._ratio, self._min_samples)
         if boxes is None:
-            negative = hard_negatives(o, loss, candidate, quota)
-        elif o.name == 'numpy':
-            negative = nms.dedup_np(loss, candidate, quota, boxes, self._nms_thresh)
+            negative = hard_negatives(be, loss, candidate, quota)
         else:
-            F = mx.nd if o.name == 'ndarray' else mx.sym
-            candidate = candidate * o.mask(F.min(finite_F(F, boxes), axis=2))
-            negative = nms.dedup_F(F, loss, candidate, F.cast(quota, 'float32'), boxes,
-                                   self._nms_thresh)
-        return labels_from_masks(o, positive, negative)
+            negative = dedup(loss, candidate * be.finite_rows(boxes), quota, boxes)
+        return be.labels(positive, negative)
 
     def hybrid_forward(self, F, x, logits, ious, scores=None, boxes=None):
         """Labels from F operators only; see the class docstring for the rule."""
-        return self._labels(ops_F(F), *_inputs_F(F, x, logits, ious, scores, boxes))
+        return self._labels(backend.for_F(F), *_inputs_F(F, x, logits, ious, scores, boxes),
+                            dedup=functools.partial(_dedup_graph, F, self._nms_thresh))
+
+
+def _dedup_graph(F, thresh, loss, candidate, quota, boxes):
+    """:func:`samplers.nms.dedup_F` with the rule's float64 quota."""
+    return nms.dedup_F(F, loss, candidate, F.cast(quota, 'float32'), boxes, thresh)
 
 
 # --------------------------------------------------------------------------- per-anchor inputs

@@ -15,11 +15,11 @@ import numpy as np
 import mxnet as mx
 from mxnet import gluon
 
-from . import boxes
+from . import backend, boxes, draws
 from .balanced import Strategies
-from ._blocks import Array, SamplerBlock, strategy_settings
-from .backend import (NUMPY_F, NUMPY_OPS, ND_OPS, host_view, is_ndarray, labels_from_masks, like,
-                      ndarray_backend_forced, use_numpy, warn_once)
+from ._blocks import SamplerBlock, strategy_settings
+from .backend import (Array, Backend, host_view, is_ndarray, like, ndarray_backend_forced, use_numpy,
+                      warn_once)
 from .checks import (check_bool, check_dtype, check_int, check_one_context, check_ratio,
                      check_same_kind, check_thresh, hard_flags)
 
@@ -76,7 +76,7 @@ class _QuotaRule:
         self.pos_thresh = min(1.0, max(0.0, pos_thresh))
         self.neg_thresh_high = min(1.0, max(0.0, neg_thresh_high))
         self.fill_negative = check_bool('fill_negative', fill_negative)
-        self.max_pos = boxes.positive_quota(self.num_sample, self.pos_ratio)
+        self.max_pos = draws.positive_quota(self.num_sample, self.pos_ratio)
 
     def attrs(self):
         """The settings as CustomOp attributes (strings round-trip through symbol JSON)."""
@@ -88,90 +88,91 @@ class _QuotaRule:
                 # Uniform draws add no attributes.
                 **({} if self.strategies.uniform else self.strategies.attrs())}
 
-    def label(self, ops, matches, ious, hard=None, not_negative=None, keys=None):
-        """The rule, once for both backends: (B, N) float32 labels 1 / -1 / 0.
+    def candidates(self, be: Backend, matches, ious, hard=None, not_negative=None):
+        """The positive and negative candidates: ``(pos, neg, best, finite)``, each (B, N).
 
-        ``ops`` is :data:`~samplers.backend.NUMPY_OPS` or :data:`~samplers.backend.ND_OPS`,
-        matching the arrays: ``matches`` (B, N); ``ious`` (B, N, M), or None when M = 0;
-        ``hard`` (B, M) 0/1 or None; ``not_negative`` (B, N) 0/1 or None (1: never a
-        negative); ``keys`` (B, N) uniform numbers, or None to draw from ``np.random``
-        (numpy only). Each image keeps the candidates with the lowest keys.
+        ``be`` the arrays' backend; ``matches`` (B, N); ``ious`` (B, N, M), or None
+        when M = 0; ``hard`` (B, M) 0/1 or None; ``not_negative`` (B, N) 0/1 or None
+        (1: never a negative). ``pos`` and ``neg`` are float32 0/1 masks, ``best``
+        each proposal's best IoU (0 when M = 0), ``finite`` 0/1: the row of IoUs is
+        finite. See :class:`QuotaSampler` for the rule.
         """
-        matched = ops.mask(matches >= 0)  # a NaN match is no match
+        matched = be.mask(matches >= 0)  # a NaN match is no match
         if ious is None or not ious.shape[2]:  # M = 0: the best IoU is 0, nothing is hard
             finite, best, pos = 1.0, 0.0 * matched, matched
         else:
             finite = boxes.finite_rows_mask(ious)
-            best = ops.max(ious, -1)  # NaN rows are dropped through `finite`
+            best = be.max(ious, -1)  # NaN rows are dropped through `finite`
             if hard is None:
-                pos = ops.maximum(matched, ops.mask(best >= self.pos_thresh))
+                pos = be.maximum(matched, be.mask(best >= self.pos_thresh))
             else:
                 num_box = ious.shape[2]
-                hard = ops.mask(hard > 0)
-                normal_hit = ops.hits(ious >= self.pos_thresh, 1 - hard)
+                hard = be.mask(hard > 0)
+                normal_hit = be.hits(ious >= self.pos_thresh, 1 - hard)
                 # A match index outside [0, M) counts as a normal box.
-                in_range = matched * ops.mask(matches < num_box)
-                matched_hard = ops.take_rows(hard, ops.where(in_range > 0, matches, 0.0))
-                pos = ops.maximum(matched * (1 - in_range * matched_hard), normal_hit)
-        neg = (1 - matched) * (1 - pos) * finite * ops.mask(best >= self.neg_thresh_low) \
-            * ops.mask(best < self.neg_thresh_high)
+                in_range = matched * be.mask(matches < num_box)
+                matched_hard = be.take_rows(hard, be.where(in_range > 0, matches, 0.0))
+                pos = be.maximum(matched * (1 - in_range * matched_hard), normal_hit)
+        neg = (1 - matched) * (1 - pos) * finite * be.mask(best >= self.neg_thresh_low) \
+            * be.mask(best < self.neg_thresh_high)
         if not_negative is not None:
-            neg = neg * (1 - ops.mask(not_negative > 0))
-        pos = pos * finite
-        if ops is NUMPY_OPS and np.min(finite, initial=1.0) < 1:  # free to check on the host
-            warn_once(_WARNED, 'non-finite', _NONFINITE_WARNING)
-        # Positive and negative candidates are disjoint, so one set of keys serves both.
+            neg = neg * (1 - be.mask(not_negative > 0))
+        return pos * finite, neg, best, finite
+
+    def draw(self, be: Backend, pos, neg, best, matches, ious, hard=None, keys=None):
+        """(B, N) float32 labels 1 / -1 / 0: the quotas of :meth:`candidates`' ``pos``, ``neg``.
+
+        ``keys`` (B, N) uniform numbers, or None to draw them (numpy only); each
+        image keeps the candidates with the lowest keys. Positive and negative
+        candidates are disjoint, so one set of keys serves both.
+        """
         # Quotas as floats, capped at the candidate counts: a num_sample past int64 fits.
-        max_pos = ops.minimum(float(self.max_pos), ops.sum(pos, 1, keepdims=True))
+        max_pos = be.minimum(float(self.max_pos), be.sum(pos, 1, keepdims=True))
         how = self.strategies
-        F = NUMPY_F if ops is NUMPY_OPS else mx.nd
         if how.pos_sampler == 'uniform':
-            keep_pos = boxes.keep_lowest_keys(pos, max_pos, keys)
+            keep_pos = be.keep_random(pos, max_pos, keys)
         else:
             num_box = 0 if ious is None else ious.shape[2]
-            group = _positive_box(ops, matches, matched, pos, ious, hard) if num_box else matches
-            keep_pos = how.keep_pos_F(F, pos, max_pos, keys, group, num_box)
-        kept = ops.sum(keep_pos, 1, keepdims=True)
-        max_neg = ops.minimum(boxes.negative_quota_F(ops, float(self.num_sample), kept,
-                                                     self.neg_ratio, self.fill_negative),
-                              ops.sum(neg, 1, keepdims=True))
+            group = _positive_box(be, matches, pos, ious, hard) if num_box else matches
+            keep_pos = how.draw_pos(be, pos, max_pos, keys, group, num_box)
+        kept = be.sum(keep_pos, 1, keepdims=True)
+        max_neg = be.minimum(draws.negative_quota(float(self.num_sample), kept, self.neg_ratio,
+                                                  self.fill_negative),
+                             be.sum(neg, 1, keepdims=True))
         if how.neg_sampler == 'uniform':
-            keep_neg = boxes.keep_lowest_keys(neg, max_neg, keys)
+            keep_neg = be.keep_random(neg, max_neg, keys)
         else:  # bins over the negative range [max(neg_thresh_low, 0), neg_thresh_high)
-            keep_neg = how.keep_neg_F(F, neg, max_neg, keys, best,
-                                      max(self.neg_thresh_low, 0.0), self.neg_thresh_high)
-        return labels_from_masks(ops, keep_pos, keep_neg)
+            keep_neg = how.draw_neg(be, neg, max_neg, keys, best,
+                                    max(self.neg_thresh_low, 0.0), self.neg_thresh_high)
+        return be.labels(keep_pos, keep_neg)
 
     def label_numpy(self, matches, ious, hard=None, not_negative=None, keys=None):
-        """:meth:`label` on numpy arrays (``ious`` (B, N, M) may have M = 0)."""
-        return self.label(NUMPY_OPS, matches, ious, hard, not_negative, keys)
+        """The labels of numpy arrays (``ious`` (B, N, M) may have M = 0; ``keys`` None draws
+        from ``np.random``); a NaN or infinite IoU is logged once per process."""
+        be = backend.NUMPY
+        pos, neg, best, finite = self.candidates(be, matches, ious, hard, not_negative)
+        if np.min(finite, initial=1.0) < 1:
+            warn_once(_WARNED, 'non-finite', _NONFINITE_WARNING)
+        return self.draw(be, pos, neg, best, matches, ious, hard, keys)
 
     def label_nd(self, matches, ious, hard=None, not_negative=None, keys=None):
-        """:meth:`label` with ``mx.nd`` ops on the inputs' context: no host copy.
+        """The labels with ``mx.nd`` operators on the inputs' context: no host copy.
 
         ``keys`` are required; ``ious`` and ``hard`` are None when M = 0 (MXNet ops reject
         zero-size arrays).
         """
-        return self.label(ND_OPS, matches, ious, hard, not_negative, keys)
+        be = backend.ND
+        pos, neg, best, _ = self.candidates(be, matches, ious, hard, not_negative)
+        return self.draw(be, pos, neg, best, matches, ious, hard, keys)
 
 
-def _positive_box(ops, matches, matched, pos, ious, hard):
+def _positive_box(be, matches, pos, ious, hard):
     """(B, N): each positive's box, the matched one, else the normal box of highest IoU.
 
-    Entries off the positives are arbitrary. numpy looks only at the unmatched positives'
-    rows (usually few); ``mx.nd`` takes one argmax over the whole (B, N, M) on the device.
+    Entries off the positives are arbitrary: a hard box scores 2 below any normal one.
     """
-    if ops is NUMPY_OPS:
-        group = np.array(matches, dtype=np.float32)
-        rows = np.flatnonzero((pos > 0) & (matched <= 0))
-        if rows.size:
-            scored = ious.reshape(-1, ious.shape[2])[rows]
-            if hard is not None:
-                scored = scored - 2 * (np.asarray(hard) > 0)[rows // ious.shape[1]]
-            group.reshape(-1)[rows] = scored.argmax(axis=1)
-        return group
-    scored = ious if hard is None else ious - 2 * ops.expand(ops.mask(hard > 0), 1)
-    return ops.where(matched > 0, matches, ops.argmax(scored, -1))
+    scored = ious if hard is None else ious - 2 * be.expand(be.mask(hard > 0), 1)
+    return be.where(be.mask(matches >= 0) > 0, be.float32(matches), be.argmax(scored, -1))
 
 
 # ---------------------------------------------------------------------------- the CustomOp
@@ -271,10 +272,11 @@ class QuotaSampler(SamplerBlock, gluon.HybridBlock):
         ``max_neg = max(num_sample - kept_pos, int(neg_ratio * num_sample))``.
     pos_sampler : 'uniform' (default) or 'instance_balanced'
         Draw the positive quota evenly per box (the matched box, else the normal box of
-        highest IoU): :func:`samplers.balanced.instance_balanced_F`.
+        highest IoU): :func:`samplers.balanced.instance_balanced_draw`.
     neg_sampler : 'uniform' (default) or 'iou_balanced'
         Draw the negative quota evenly across ``num_bins`` IoU bins of
-        [max(``neg_thresh_low``, 0), ``neg_thresh_high``): :func:`samplers.balanced.iou_balanced_F`.
+        [max(``neg_thresh_low``, 0), ``neg_thresh_high``):
+        :func:`samplers.balanced.iou_balanced_draw`.
     num_bins, floor_thr, floor_fraction : int 3, -1, 0.0
         The IoU-balanced options (:class:`samplers.balanced.Strategies`).
 

@@ -8,16 +8,18 @@ boxes (VOC ``difficult``) flagged:
 
 * ``valid``: the row is finite and ``max_j x[i, j] >= 0`` (GluonCV writes -1
   for anchors crossing the image border); an invalid anchor is ignored;
-* ``thr``:   ``max over normal j of x[i, j] >= pos_iou_thresh``;
+* ``normal_over_pos``:  ``max over normal j of x[i, j] >= pos_iou_thresh``;
 * ``best``:  some normal box j has ``x[i, j] > 0`` and ``x[i, j] + eps > max_k
   x[k, j]`` (``eps = np.spacing(np.float32(1))``; tied anchors all count);
-* ``weak``:  ``max over normal j of x[i, j] < neg_iou_thresh``;
-* ``low``:   ``max over all j of x[i, j] < neg_iou_thresh`` (hard boxes too);
+* ``normal_under_neg``:  ``max over normal j of x[i, j] < neg_iou_thresh``;
+* ``all_under_neg``:  ``max over all j of x[i, j] < neg_iou_thresh`` (hard boxes too);
 
 then, in :func:`_label`, over 0/1 masks::
 
-    positive = valid * max(thr, best * (1 - weak))    # best alone with allow_low_quality_matches
-    negative = valid * low * (1 - positive) * (1 - ignore)
+    positive = valid * max(normal_over_pos, best * (1 - normal_under_neg))
+    negative = valid * all_under_neg * (1 - positive) * (1 - ignore)
+
+(``best`` alone, without ``1 - normal_under_neg``, with ``allow_low_quality_matches``)
 
 and per image at most ``round(pos_ratio * num_sample)`` positives are kept,
 uniformly at random, then at most ``num_sample - kept positives`` negatives
@@ -26,8 +28,8 @@ uniformly at random, then at most ``num_sample - kept positives`` negatives
 match it, and an anchor overlapping it (IoU >= ``neg_iou_thresh``) is ignored;
 with every flag 0 the result is the unflagged one, random draws included.
 
-The rule is written once over 0/1 masks (:mod:`samplers.backend`'s
-``ops``) and runs on numpy or ``mx.nd``. Its inputs ("facts") come from the
+The rule is written once over 0/1 masks (the array protocol of
+:mod:`samplers.backend`) and runs on numpy or ``mx.nd``. Its inputs ("facts") come from the
 dense IoU matrix (:func:`_dense_facts`, both backends) or, for anchors in a
 grid layout on the numpy backend, from :mod:`samplers.anchor_grid`, which
 looks only at the pairs that can matter. The differences from GluonCV
@@ -42,13 +44,13 @@ from mxnet import autograd, gluon
 from ._blocks import Array, SamplerBlock, strategy_settings
 from .anchor_grid import GridCache, border_limits, grid_facts
 from .balanced import Strategies
-from .backend import (POSITIVE, host_view, is_ndarray, kind_ops, labels_from_masks, like, ops,
-                      to_numpy, use_numpy, warn_once)
+from . import backend
+from .backend import POSITIVE, host_view, is_ndarray, like, to_numpy, use_numpy, warn_once
 from .checks import (check_boxes, check_dtype, check_int, check_positive, check_ratio,
                      check_stds, check_thresh, hard_flags, hard_on_device)
 from .boxes import (INVALID_IOU, best_match, box_iof, box_iou, cls_target_from_labels,
-                    encode_boxes, finite_rows, keep_random, match_anchors, negative_quota,
-                    positive_quota)
+                    encode_boxes, finite_rows, match_anchors)
+from .draws import keep_random, negative_quota, positive_quota
 
 __all__ = ['RPNTargetSampler', 'RPNTargetGenerator']
 
@@ -84,19 +86,24 @@ def _check_ious(ious):
 
 # =========================================================================== the rule
 class _Facts:
-    """The rule's per-anchor inputs, (..., N) 0/1 masks of one backend (``ops.compact_mask``).
+    """The rule's per-anchor inputs, (..., N) uint8 0/1 masks of one backend (``compact_mask``).
 
-    ``valid``, ``thr``, ``best``, ``weak``, ``low`` as in the module docstring;
-    ``ignore`` never negative (or None); ``match`` each anchor's best normal
-    box (or None: then found for the positives only); ``iou`` the best IoU with any
-    box (or None: only the IoU-balanced negatives need it).
+    ``valid``, ``normal_over_pos``, ``best``, ``normal_under_neg``, ``all_under_neg`` as
+    in the module docstring; ``ignore`` never negative (or None); ``match`` each
+    anchor's best normal box (or None: then found for the positives only); ``iou`` the
+    best IoU with any box (or None: only the IoU-balanced negatives need it).
     """
-    __slots__ = ('valid', 'thr', 'best', 'weak', 'low', 'ignore', 'match', 'iou')
+    __slots__ = ('be', 'valid', 'normal_over_pos', 'best', 'normal_under_neg', 'all_under_neg',
+                 'ignore', 'match', 'iou')
 
-    def __init__(self, valid, thr, best, weak, low, ignore=None, match=None, iou=None):
-        mask = ops(valid).compact_mask
-        self.valid, self.thr, self.best, self.weak, self.low = (
-            mask(m) for m in (valid, thr, best, weak, low))
+    def __init__(self, valid, normal_over_pos, best, normal_under_neg, all_under_neg,
+                 ignore=None, match=None, iou=None):
+        #: The masks' backend (:mod:`samplers.backend`).
+        self.be = backend.of(valid)
+        mask = self.be.compact_mask
+        self.valid, self.normal_over_pos, self.best, self.normal_under_neg, \
+            self.all_under_neg = (mask(m) for m in (valid, normal_over_pos, best,
+                                                    normal_under_neg, all_under_neg))
         self.ignore = None if ignore is None else mask(ignore)
         self.match = match
         self.iou = iou
@@ -104,10 +111,9 @@ class _Facts:
 
 def _label(f, allow_low_quality):
     """``(positive, negative)`` candidate masks from :class:`_Facts`: the RPN rule."""
-    xp = ops(f.valid)
-    best = f.best if allow_low_quality else f.best * (1 - f.weak)
-    pos = f.valid * xp.maximum(f.thr, best)
-    neg = f.valid * f.low * (1 - pos)
+    best = f.best if allow_low_quality else f.best * (1 - f.normal_under_neg)
+    pos = f.valid * f.be.maximum(f.normal_over_pos, best)
+    neg = f.valid * f.all_under_neg * (1 - pos)
     if f.ignore is not None:
         neg = neg * (1 - f.ignore)
     return pos, neg
@@ -121,18 +127,18 @@ def _subsample(pos, neg, num_sample, max_pos, strategies=None, facts=None, num_b
     ``strategies`` (:class:`samplers.balanced.Strategies`, optional) may draw the positives
     per box (``facts.match``, ``num_box`` boxes) and the negatives across IoU bins of
     [0, ``neg_high``) (``facts.iou``); ``facts.iou`` must then be set."""
-    xp = ops(pos)
+    be = backend.of(pos)
     if strategies is None or strategies.pos_sampler == 'uniform':
-        pos = xp.compact_mask(keep_random(pos, max_pos))
+        pos = be.compact_mask(keep_random(pos, max_pos))
     else:
-        pos = xp.compact_mask(strategies.keep_pos(pos, max_pos, facts.match, num_box))
-    kept = xp.count(pos)
+        pos = be.compact_mask(strategies.keep_pos(pos, max_pos, facts.match, num_box))
+    kept = be.count(pos)
     max_neg = negative_quota(num_sample, kept, 0.0)
     if strategies is None or strategies.neg_sampler == 'uniform':
-        neg = xp.compact_mask(keep_random(neg, max_neg))
+        neg = be.compact_mask(keep_random(neg, max_neg))
     else:
-        neg = xp.compact_mask(strategies.keep_neg(neg, max_neg, facts.iou, high=neg_high))
-    return labels_from_masks(xp, pos, neg)
+        neg = be.compact_mask(strategies.keep_neg(neg, max_neg, facts.iou, high=neg_high))
+    return be.labels(pos, neg)
 
 
 # =========================================================================== facts, densely
@@ -146,8 +152,9 @@ def _ignore_nonfinite_rows(ious):
     if use_numpy(ious):
         bad = ~finite_rows(ious)
         return np.where(bad[..., None], ious.dtype.type(INVALID_IOU), ious), int(bad.sum())
+    be = backend.ND
     bad = 1 - finite_rows(ious)
-    return ops(ious).where(ops(ious).expand(bad, -1), INVALID_IOU, ious), None
+    return be.where(be.expand(bad, -1), INVALID_IOU, ious), None
 
 
 def _dense_facts(ious, normal, valid, pos_t, neg_t):
@@ -157,11 +164,11 @@ def _dense_facts(ious, normal, valid, pos_t, neg_t):
     ``normal`` (..., M) 0/1 non-hard boxes, or None for all; ``valid``
     (..., N) 0/1 or None: anchors that may be labelled at all.
     """
-    xp = ops(ious)
+    be = backend.of(ious)
     max_n, match, best = match_anchors(ious, normal)
     max_all = max_n
     if normal is not None:
-        max_all = xp.maximum(max_n, best_match(ious, 1 - normal)[0])
+        max_all = be.maximum(max_n, best_match(ious, 1 - normal)[0])
     present = max_all >= 0
     valid = present if valid is None else valid * present
     return _Facts(valid, max_n >= pos_t, best, max_n < neg_t, max_all < neg_t, match=match,
@@ -185,9 +192,14 @@ class RPNTargetSampler(SamplerBlock, gluon.Block):
     allow_low_quality_matches : bool, default False
         Keep each box's best anchor(s) positive even below ``neg_iou_thresh``
         (Faster R-CNN paper, detectron2). False is GluonCV's rule.
-    pos_sampler, neg_sampler, num_bins, floor_thr, floor_fraction
-        The balanced draws (:class:`samplers.balanced.Strategies`; default uniform): the
-        positives evenly per box, the negatives across IoU bins of [0, ``neg_iou_thresh``).
+    pos_sampler : 'uniform' (default) or 'instance_balanced'
+        Draw the positives evenly per box (each anchor's best normal box):
+        :func:`samplers.balanced.instance_balanced_draw`.
+    neg_sampler : 'uniform' (default) or 'iou_balanced'
+        Draw the negatives evenly across ``num_bins`` IoU bins of [0, ``neg_iou_thresh``):
+        :func:`samplers.balanced.iou_balanced_draw`.
+    num_bins, floor_thr, floor_fraction : int 3, -1, 0.0
+        The IoU-balanced options (:class:`samplers.balanced.Strategies`).
 
     Called as ``sampler(ious, hard=None)``: ``ious`` (N, M) or (B, N, M) float IoUs of N
     anchors with M boxes, numpy or NDArray; ``hard`` (M,) or (B, M) flags
@@ -379,7 +391,7 @@ class RPNTargetGenerator(SamplerBlock, gluon.Block):
     def _valid_anchors(self, anc, width, height):
         """(N,) mask of the finite anchors within ``allowed_border`` of the image."""
         lo, hi_x, hi_y = (float(v) for v in border_limits(width, height, self._border))
-        x1, y1, x2, y2 = kind_ops(anc).columns(anc)
+        x1, y1, x2, y2 = backend.of_kind(anc).columns(anc)
         with np.errstate(invalid='ignore'):
             inside = (x1 >= lo) * (y1 >= lo) * (x2 < hi_x) * (y2 < hi_y)
         return inside.reshape((-1,)) * finite_rows(anc)
@@ -432,7 +444,7 @@ class RPNTargetGenerator(SamplerBlock, gluon.Block):
                              self._sampler._neg_t)
         if self._hard_iof is not None and hard.any():
             with np.errstate(invalid='ignore'):
-                facts.ignore = ops(ious).compact_mask(
+                facts.ignore = backend.NUMPY.compact_mask(
                     (box_iof(anc, gt[hard]) >= np.float32(self._hard_iof)).any(axis=1))
         return facts
 
@@ -461,17 +473,17 @@ class RPNTargetGenerator(SamplerBlock, gluon.Block):
                 present = (nd.sum(gt == _PADDING, axis=-1) < 4) * finite_rows(gt)
                 flags = hard_on_device(hard, m, ctx)
                 normal = present * (1 - flags)
-                ious = ops(anc).where(present.expand_dims(0), box_iou(anc, gt), 0.0)
+                ious = backend.ND.where(present.expand_dims(0), box_iou(anc, gt), 0.0)
                 if self._hard_iof is not None:
                     covered = (box_iof(anc, gt) >= self._hard_iof) * (flags * present)
                     ignore = nd.max(covered, axis=-1)
-            ious = ops(ious).where(valid.expand_dims(1), ious, INVALID_IOU)
+            ious = backend.ND.where(valid.expand_dims(1), ious, INVALID_IOU)
             facts = _dense_facts(ious, normal, valid, self._sampler._pos_t, self._sampler._neg_t)
-            facts.ignore = ignore
+            facts.ignore = None if ignore is None else backend.ND.compact_mask(ignore)
             samples = self._sampler._sample(facts, max(m, 1))
             pos = samples == POSITIVE
             box_mask = nd.broadcast_to(pos.expand_dims(1), shape=(n, 4)).astype('float32')
-            box_target = nd.zeros((n, 4), ctx=ctx) if m == 0 else ops(anc).where(
+            box_target = nd.zeros((n, 4), ctx=ctx) if m == 0 else backend.ND.where(
                 box_mask, encode_boxes(anc, nd.take(gt, facts.match), self._stds), 0.0)
             return cls_target_from_labels(samples), box_target, box_mask
 

@@ -19,10 +19,11 @@ import numpy as np
 import mxnet as mx
 from mxnet import autograd, gluon
 
-from ._blocks import Array, SamplerBlock
-from .backend import finite_F, host_view, is_ndarray, like, ops, to_numpy, use_numpy
+from . import backend
+from ._blocks import SamplerBlock
+from .backend import Array, Backend, finite_F, host_view, is_ndarray, like, to_numpy, use_numpy
+from .boxes import box_iou, center_to_corner, encode_boxes
 from .checks import check_int, check_ratio, check_stds, hard_flags, hard_on_device
-from .boxes import center_to_corner, corner_to_center, box_iou
 from .ohem import OHEMSampler, background_loss, hard_negatives
 
 __all__ = ['SSDTargetGenerator', 'SSDMultiBoxLoss', 'ssd_matches']
@@ -46,7 +47,7 @@ def _bipartite(ious):
     return mx.nd.contrib.bipartite_matching(ious, threshold=_EPS)[0]
 
 
-def ssd_matches(ious, hard, iou_thresh):
+def ssd_matches(ious: Array, hard: Array, iou_thresh: float) -> Array:
     """SSD's matched box per anchor, hard boxes left out: (B, N), box index or -1.
 
     ``ious`` (B, N, M) IoU of every anchor with every box; ``hard`` (B, 1, M)
@@ -65,24 +66,16 @@ def ssd_matches(ious, hard, iou_thresh):
     needs IoU > 0 (GluonCV also matches a zero-IoU anchor to a box that
     overlaps no anchor at all).
     """
-    o = ops(ious)
-    normal = o.where(hard > 0, -1.0, ious)
+    be = backend.of(ious)
+    normal = be.where(hard > 0, -1.0, ious)
     bipartite = _bipartite(normal)
-    best_box = o.argmax(normal, axis=2) * 1.0  # (B, N), float indices on both backends
-    best = o.max(normal, axis=2)
-    best_of_box = _take_rows(o, o.max(normal, axis=1), best_box)
-    tied = o.mask(best + _EPS >= best_of_box) * o.mask(best > 0)
-    over = o.mask(best >= iou_thresh)
-    first = o.where(bipartite >= 0, bipartite, o.where(tied > 0, best_box, -1.0))
-    return o.where(first >= 0, first, o.where(over > 0, best_box, -1.0))
-
-
-def _take_rows(o, table, idx):
-    """``table[b, idx[b, n]]``: ``table`` (B, M), ``idx`` (B, N) integer-valued -> (B, N)."""
-    if o.name == 'numpy':
-        return np.take_along_axis(table, idx.astype(np.int64), axis=1)
-    full = mx.nd.broadcast_axis(table.expand_dims(1), axis=1, size=idx.shape[1])
-    return mx.nd.pick(full, idx, axis=2)
+    best_box = be.argmax(normal, 2)  # (B, N), float32 indices
+    best = be.max(normal, 2)
+    best_of_box = be.take_rows(be.max(normal, 1), best_box)
+    tied = be.mask(best + _EPS >= best_of_box) * be.mask(best > 0)
+    over = be.mask(best >= iou_thresh)
+    first = be.where(bipartite >= 0, bipartite, be.where(tied > 0, best_box, -1.0))
+    return be.where(first >= 0, first, be.where(over > 0, best_box, -1.0))
 
 
 def _flags(hard, batch, num_box, gt_shape, numpy_path, ctx):
@@ -171,62 +164,45 @@ class SSDTargetGenerator(SamplerBlock, gluon.Block):
         anc = center_to_corner(conv(anchors).reshape((-1, 4)))
         gt = conv(gt_boxes)
         ids = conv(gt_ids).reshape((batch, num_box))
+        preds = to_numpy(cls_preds) if numpy_path and cls_preds is not None else cls_preds
         with np.errstate(divide='ignore', invalid='ignore'):
-            out = self._targets(anc, cls_preds, gt, ids, flags)
+            out = self._targets(backend.of(anchors), anc, preds, gt, ids, flags)
         if numpy_path:
             return tuple(like(a, anchors, np.float32) for a in out)
         return out
 
-    def _targets(self, anc, cls_preds, gt, ids, flags):
-        o = ops(anc)
+    def _targets(self, be: Backend, anc, cls_preds, gt, ids, flags):
+        """``(cls_targets, box_targets, box_masks)`` of corner anchors ``anc`` (N, 4), logits
+        ``cls_preds`` (B, N, C) or None, boxes ``gt`` (B, M, 4), class ids ``ids`` (B, M) and
+        hard ``flags`` (B, 1, M), all arrays of backend ``be``; see the class docstring."""
         batch, num_box = gt.shape[:2]
         num = anc.shape[0]
-        if o.name == 'numpy':
-            anchors_b = np.broadcast_to(anc, (batch, num, 4))
-        else:
-            anchors_b = mx.nd.broadcast_axis(anc.expand_dims(0), axis=0, size=batch)
+        anchors_b = be.broadcast_to(be.expand(anc, 0), (batch, num, 4))
         if num_box == 0:
-            ious = o.zeros_like(anchors_b)[:, :, :0] if o.name == 'numpy' else None
-            match = o.zeros_like(anchors_b[:, :, 0]) - 1.0
+            match = be.zeros_like(anchors_b[:, :, 0]) - 1.0
         else:
             ious = box_iou(anchors_b, gt)
             match = ssd_matches(ious, flags, self._iou_thresh)
-        positive = o.mask(match >= 0)
+        positive = be.mask(match >= 0)
         if self._sampler is not None:
-            if ious is None:  # no ground truth on the NDArray path
-                ious = mx.nd.zeros((batch, num, 0), ctx=anc.context)
-            preds = to_numpy(cls_preds) if o.name == 'numpy' else cls_preds
-            samples = self._sampler(match, preds, ious)
+            # No ground truth: every best IoU is 0.
+            samples = self._sampler(match, cls_preds, ious if num_box else be.zeros_like(match))
         elif num_box == 0:
             samples = positive * 2 - 1
         else:
-            hard_iou = o.max(o.where(flags > 0, ious, -1.0), axis=2)
-            ignored = o.mask(hard_iou >= self._neg_thresh) * (1 - positive)
+            hard_iou = be.max(be.where(flags > 0, ious, -1.0), 2)
+            ignored = be.mask(hard_iou >= self._neg_thresh) * (1 - positive)
             samples = positive - (1 - positive) * (1 - ignored)
         if num_box == 0:
-            return (o.where(samples < 0, 0.0, -1.0) * 1.0, o.zeros_like(anchors_b) * 1.0,
-                    o.zeros_like(anchors_b) * 1.0)
-        box = o.maximum(match, 0) * 1.0
-        cls_targets = o.where(samples > 0, _take_rows(o, ids, box) + 1,
-                              o.where(samples < 0, 0.0, -1.0))
-        matched = [_take_rows(o, gt[:, :, c], box) for c in range(4)]
-        g = corner_to_center(_stack(o, matched))
-        a = corner_to_center(anchors_b)
-        sx, sy, sw, sh = self._stds
-        codes = [(g[:, :, 0] - a[:, :, 0]) / a[:, :, 2] / sx,
-                 (g[:, :, 1] - a[:, :, 1]) / a[:, :, 3] / sy,
-                 o.log(g[:, :, 2] / a[:, :, 2]) / sw,
-                 o.log(g[:, :, 3] / a[:, :, 3]) / sh]
-        mask = _stack(o, [positive] * 4)
-        box_targets = o.where(mask > 0, _stack(o, codes), 0.0)
+            return (be.where(samples < 0, 0.0, -1.0) * 1.0, be.zeros_like(anchors_b) * 1.0,
+                    be.zeros_like(anchors_b) * 1.0)
+        box = be.maximum(match, 0) * 1.0
+        cls_targets = be.where(samples > 0, be.take_rows(ids, box) + 1,
+                               be.where(samples < 0, 0.0, -1.0))
+        matched = be.concat([be.expand(be.take_rows(c, box), -1) for c in be.unstack(gt)])
+        mask = be.concat([be.expand(positive, -1)] * 4)
+        box_targets = be.where(mask > 0, encode_boxes(anchors_b, matched, self._stds), 0.0)
         return cls_targets, box_targets, mask
-
-
-def _stack(o, planes):
-    """(B, N) planes -> (B, N, len(planes))."""
-    if o.name == 'numpy':
-        return np.stack(planes, axis=-1).astype(np.float32, copy=False)
-    return mx.nd.stack(*planes, axis=-1)
 
 
 # --------------------------------------------------------------------------- the loss
@@ -319,18 +295,19 @@ class SSDMultiBoxLoss(SamplerBlock, gluon.Block):
         kind of ``cls_target``.
         """
         if use_numpy(cls_target):
-            o = ops(np.zeros(0))
             target, loss, finite = (to_numpy(a) for a in (cls_target, loss, finite))
-        else:
-            o, target = ops(cls_target), cls_target
-        finite = o.mask(finite > 0)
-        positive = o.mask(target > 0)
-        candidate = o.mask(target == 0) * finite
-        loss = o.where(finite > 0, loss, 0.0)
-        wanted = -o.floor(-(o.count(positive) * self._ratio))  # ceil: GluonCV's rank < q
-        quota = o.maximum(wanted, float(self._min_hard))
-        chosen = positive + hard_negatives(o, loss, candidate, quota)
-        return like(chosen, cls_target) if o.name == 'numpy' else chosen
+            return like(self._chosen(backend.NUMPY, target, loss, finite), cls_target)
+        return self._chosen(backend.ND, cls_target, loss, finite)
+
+    def _chosen(self, be, target, loss, finite):
+        """:meth:`chosen` on arrays of backend ``be``."""
+        finite = be.mask(finite > 0)
+        positive = be.mask(target > 0)
+        candidate = be.mask(target == 0) * finite
+        loss = be.where(finite > 0, loss, 0.0)
+        wanted = -be.floor(-(be.count(positive) * self._ratio))  # ceil: GluonCV's rank < q
+        quota = be.maximum(wanted, float(self._min_hard))
+        return positive + hard_negatives(be, loss, candidate, quota)
 
     def _smooth_l1(self, diff):
         diff = mx.nd.abs(diff)

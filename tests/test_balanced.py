@@ -2,7 +2,7 @@
 
 Hand-built cases pin the per-bin and per-box counts; property tests the
 invariants; a chi-square the shape of the draw; one bin / one box must be
-the uniform draw of ``keep_random_F`` itself.
+the uniform draw (keep-random) itself.
 """
 import math
 
@@ -12,10 +12,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from samplers import RPNTargetSampler, box_iou, force_ndarray_backend
-from samplers.backend import NUMPY_F
-from samplers.balanced import (check_iou_balanced, instance_balanced, instance_balanced_F,
-                               iou_balanced, iou_balanced_F)
-from samplers.boxes import keep_random_F
+from samplers import backend
+from samplers.balanced import (check_iou_balanced, instance_balanced, instance_balanced_draw,
+                               iou_balanced, iou_balanced_draw)
 from helpers import grid_anchors
 
 BACKENDS = ['numpy', 'ndarray']
@@ -170,19 +169,19 @@ def test_unmatched_indices_share_one_extra_group(backend):
 
 
 # ------------------------------------------------------------------ reduce to the uniform draw
-@pytest.mark.parametrize('F', [NUMPY_F, mx.nd], ids=['numpy', 'ndarray'])
-def test_one_bin_and_one_box_are_the_uniform_draw(F):
+@pytest.mark.parametrize('be', [backend.NUMPY, backend.ND], ids=['numpy', 'ndarray'])
+def test_one_bin_and_one_box_are_the_uniform_draw(be):
     rng = np.random.RandomState(0)
     mask = (rng.uniform(size=(4, 40)) < 0.6).astype(np.float32)
     iou = rng.uniform(0, 0.5, size=(4, 40)).astype(np.float32)
     keys = _keys((4, 40), 1)
     k = np.array([[5], [10], [0], [40]], np.float32)
-    arr = (lambda a: a) if F is NUMPY_F else mx.nd.array
-    val = (lambda a: a) if F is NUMPY_F else (lambda a: a.asnumpy())
-    uniform = val(keep_random_F(F, arr(mask), arr(k), arr(keys)))
-    one_bin = val(iou_balanced_F(F, arr(mask), arr(iou), arr(k), arr(keys), num_bins=1))
-    one_box = val(instance_balanced_F(F, arr(mask), arr(np.zeros_like(mask)), arr(k),
-                                      arr(keys), num_groups=1))
+    arr = (lambda a: a) if be is backend.NUMPY else mx.nd.array
+    val = (lambda a: a) if be is backend.NUMPY else (lambda a: a.asnumpy())
+    uniform = val(be.keep_random(arr(mask), arr(k), arr(keys)))
+    one_bin = val(iou_balanced_draw(be, arr(mask), arr(iou), arr(k), arr(keys), num_bins=1))
+    one_box = val(instance_balanced_draw(be, arr(mask), arr(np.zeros_like(mask)), arr(k),
+                                         arr(keys), num_groups=1))
     np.testing.assert_array_equal(one_bin, uniform)
     np.testing.assert_array_equal(one_box, uniform)
 
@@ -235,12 +234,12 @@ def test_counts_exact_subsets_disjoint_positives_never_negative(case):
 def test_numpy_and_device_paths_pick_the_same(case):
     pos, neg, iou, group, m, k_pos, k_neg, opts, seed = case
     keys = _keys(pos.shape, seed % 1000)
-    for backend in BACKENDS[1:]:
+    for kind in BACKENDS[1:]:
         np.testing.assert_array_equal(
-            _call(iou_balanced, backend, neg, iou, k_neg, keys=keys, **opts),
+            _call(iou_balanced, kind, neg, iou, k_neg, keys=keys, **opts),
             iou_balanced(neg, iou, k_neg, keys=keys, **opts))
         np.testing.assert_array_equal(
-            _call(instance_balanced, backend, pos, group, k_pos, num_groups=m, keys=keys),
+            _call(instance_balanced, kind, pos, group, k_pos, num_groups=m, keys=keys),
             instance_balanced(pos, group, k_pos, num_groups=m, keys=keys))
 
 
@@ -326,16 +325,17 @@ def test_symbolic_graph_gives_the_ndarray_result():
     k = np.array([[6], [4]], np.float32)
     s = {n: mx.sym.var(n) for n in ('mask', 'iou', 'group', 'k', 'keys')}
     graph = mx.sym.Group([
-        iou_balanced_F(mx.sym, s['mask'], s['iou'], s['k'], s['keys'], high=0.5,
-                       floor_thr=0.1, floor_fraction=0.5),
-        instance_balanced_F(mx.sym, s['mask'], s['group'], s['k'], s['keys'], num_groups=3)])
+        iou_balanced_draw(backend.SYM, s['mask'], s['iou'], s['k'], s['keys'], high=0.5,
+                          floor_thr=0.1, floor_fraction=0.5),
+        instance_balanced_draw(backend.SYM, s['mask'], s['group'], s['k'], s['keys'],
+                               num_groups=3)])
     args = {n: mx.nd.array(v) for n, v in
             dict(mask=mask, iou=iou, group=group, k=k, keys=keys).items()}
     out = graph.bind(mx.cpu(), {n: args[n] for n in graph.list_arguments()}).forward()
-    want = [iou_balanced_F(mx.nd, args['mask'], args['iou'], args['k'], args['keys'],
-                           high=0.5, floor_thr=0.1, floor_fraction=0.5),
-            instance_balanced_F(mx.nd, args['mask'], args['group'], args['k'], args['keys'],
-                                num_groups=3)]
+    want = [iou_balanced_draw(backend.ND, args['mask'], args['iou'], args['k'], args['keys'],
+                              high=0.5, floor_thr=0.1, floor_fraction=0.5),
+            instance_balanced_draw(backend.ND, args['mask'], args['group'], args['k'],
+                                   args['keys'], num_groups=3)]
     for got, ref in zip(out, want):
         np.testing.assert_array_equal(got.asnumpy(), ref.asnumpy())
 
@@ -522,7 +522,7 @@ def test_rcnn_sampler_iou_balanced_negatives():
 @settings(max_examples=30)
 @given(_cases())
 def test_fast_numpy_share_equals_the_full_sort(case):
-    from samplers.balanced import _group_share_exact, _group_share_numpy
+    from samplers.backend import _group_share_exact, _group_share_numpy
     pos, _, _, group, m, k_pos, _, _, seed = case
     keys = _keys(pos.shape, seed % 1000)
     grp = np.where((group >= 0) & (group < m), group, m).astype(np.float32)
@@ -633,7 +633,7 @@ def test_rpn_generator_balanced_skips_the_anchor_grid():
 def test_fast_numpy_share_of_large_groups_equals_the_full_sort(skewed):
     # Large groups take the partial sort over their lowest keys only; a group whose keys all
     # sit high (skewed) has too few there and takes the sort over every value. Same picks.
-    from samplers.balanced import _group_share_exact, _group_share_numpy
+    from samplers.backend import _group_share_exact, _group_share_numpy
     rng = np.random.RandomState(7)
     mask = (rng.uniform(size=(2, 60000)) < 0.9).astype(np.float32)
     group = rng.randint(0, 3, mask.shape).astype(np.float32)

@@ -1,4 +1,4 @@
-"""The floors under the samplers: backend checks, warn-once; IoU/IoF, matching, encoding, quotas."""
+"""The floors under the samplers: backend checks, warn-once; IoU/IoF, matching, encoding."""
 import mxnet as mx
 import numpy as np
 import pytest
@@ -144,73 +144,6 @@ def test_best_anchor_mask_skips_ground_truth_outside_valid_gt():
     np.testing.assert_array_equal(B.best_anchor_mask(ious, valid_gt=np.array([1, 0])),
                                   [True, False])
 
-# ----------------------------------------------------------------------------- quotas
-@pytest.mark.parametrize('num_sample,ratio,expected', [(256, 0.5, 128), (512, 0.25, 128),
-                                                       (5, 0.5, 2), (7, 0.5, 4), (10, 0.0, 0)])
-def test_positive_quota_rounds_like_python(num_sample, ratio, expected):
-    assert B.positive_quota(num_sample, ratio) == expected
-
-def test_negative_quota_fills_free_slots_only_with_fill_negative():
-    assert B.negative_quota(100, 10, 0.5, fill_negative=True) == 90
-    assert B.negative_quota(100, 10, 0.5, fill_negative=False) == 50
-    np.testing.assert_array_equal(B.negative_quota(100, np.array([0, 50]), 0.5), [100, 50])
-
-# ----------------------------------------------------------------------------- keep k at random
-def test_keep_random_keeps_min_of_k_and_count_per_row_within_candidates():
-    mask = np.random.rand(4, 60) > 0.4
-    ks = np.array([5, 1000, 0, 17])
-    out = B.keep_random(mask, ks)
-    np.testing.assert_array_equal(out.sum(axis=1), np.minimum(ks, mask.sum(axis=1)))
-    assert not (out & ~mask).any()
-
-def test_keep_random_ndarray_path_keeps_min_of_k_and_count_per_row():
-    mask = np.random.rand(3, 50) > 0.5
-    with backend.force_ndarray_backend():
-        out = B.keep_random(mx.nd.array(mask), np.array([4, 0, 100]))
-    kept = out.asnumpy() > 0
-    np.testing.assert_array_equal(kept.sum(axis=1), np.minimum([4, 0, 100], mask.sum(axis=1)))
-    assert not (kept & ~mask).any()
-
-def test_keep_random_is_uniform_over_candidates():
-    mask = np.zeros(10, bool)
-    mask[[1, 3, 5, 7]] = True
-    hits = sum(B.keep_random(mask, 1).astype(int) for _ in range(4000))
-    assert set(np.flatnonzero(hits)) == {1, 3, 5, 7}
-    assert hits[[1, 3, 5, 7]].min() > 850  # 1000 expected each; 850 is > 5 sigma away
-
-def test_keep_random_ndarray_is_uniform_over_candidates():
-    mask = mx.nd.array([[0, 1, 0, 1, 0, 1, 0, 1]])
-    with backend.force_ndarray_backend():
-        hits = sum(B.keep_random(mask, 1).asnumpy()[0] for _ in range(2000))
-    assert hits[[1, 3, 5, 7]].min() > 400  # 500 expected each
-    assert hits[[0, 2, 4, 6]].max() == 0
-
-def test_keep_random_reproduces_under_seed():
-    mask = np.random.rand(200) > 0.5
-    np.random.seed(7)
-    first = B.keep_random(mask, 10)
-    np.random.seed(7)
-    np.testing.assert_array_equal(B.keep_random(mask, 10), first)
-    with backend.force_ndarray_backend():
-        mx.random.seed(7)
-        a = B.keep_random(mx.nd.array(mask), 10).asnumpy()
-        mx.random.seed(7)
-        np.testing.assert_array_equal(B.keep_random(mx.nd.array(mask), 10).asnumpy(), a)
-
-def test_keep_random_F_works_in_symbol_graph():
-    mask, k = mx.sym.var('mask'), mx.sym.var('k')
-    out = B.keep_random_F(mx.sym, mask, k)
-    m = (np.random.rand(2, 30) > 0.5).astype(np.float32)
-    res = out.eval(mask=mx.nd.array(m), k=mx.nd.array([[3], [40]]))[0].asnumpy()
-    np.testing.assert_array_equal(res.sum(axis=1), np.minimum([3, 40], m.sum(axis=1)))
-
-@settings(max_examples=300, deadline=None)
-@given(st.integers(1, 4), st.integers(0, 80), st.integers(0, 90), st.floats(0, 1))
-def test_keep_random_property_subset_with_exact_count(rows, n, k, density):
-    mask = np.random.rand(rows, n) < density
-    out = B.keep_random(mask, k)
-    assert out.shape == mask.shape and not (out & ~mask).any()
-    np.testing.assert_array_equal(out.sum(axis=1), np.minimum(k, mask.sum(axis=1)))
 
 def test_warn_once_logs_one_warning_per_owner_and_key(caplog):
     class Owner:
@@ -251,10 +184,6 @@ def test_col_max_and_row_max_equal_numpy_reductions():
     np.testing.assert_array_equal(B.col_max(a), a.max(axis=0))
     np.testing.assert_array_equal(B.row_max(a), a.max(axis=1))
 
-def test_keep_top_F_with_k_beyond_int32_keeps_every_candidate():
-    mask = mx.nd.array([[1, 0, 1, 1]])
-    out = B.keep_top_F(mx.nd, mx.nd.array([[0.3, 0.9, 0.1, 0.2]]), mask, mx.nd.array([[3e9]]))
-    np.testing.assert_array_equal(out.asnumpy(), [[1, 0, 1, 1]])
 
 @pytest.mark.parametrize('dtype', [np.float16, np.float32, np.float64])
 def test_finite_rows_flags_nan_inf_and_keeps_overflowing_finite_rows(dtype):
@@ -328,32 +257,3 @@ def test_match_anchors_with_many_candidate_rows_equals_the_plain_rule():
     bar = ious.max(axis=0)
     expect = ((ious > 0) & (ious + np.float32(B.EPS) > bar)).any(axis=1)
     np.testing.assert_array_equal(B.match_anchors(ious)[2], expect)
-
-
-@pytest.mark.parametrize('kind', ['numpy', 'ndarray', 'symbol'])
-def test_labels_from_masks_writes_the_package_constants(kind):
-    pos = np.array([[1, 0, 0, 1]], np.float32)
-    neg = np.array([[0, 1, 0, 0]], np.float32)
-    expect = [[samplers.POSITIVE, samplers.NEGATIVE, samplers.IGNORE, samplers.POSITIVE]]
-    if kind == 'numpy':
-        out = backend.labels_from_masks(backend.NUMPY_OPS, pos > 0, neg)
-    elif kind == 'ndarray':
-        out = backend.labels_from_masks(backend.ND_OPS, mx.nd.array(pos), mx.nd.array(neg))
-        out = out.asnumpy()
-    else:
-        sym = backend.labels_from_masks(backend.SYM_OPS, mx.sym.var('p'), mx.sym.var('n'))
-        out = sym.eval(p=mx.nd.array(pos), n=mx.nd.array(neg))[0].asnumpy()
-    assert out.dtype == np.float32
-    np.testing.assert_array_equal(out, expect)
-
-
-@pytest.mark.parametrize('F', [backend.NUMPY_F, mx.nd], ids=['numpy', 'ndarray'])
-def test_keep_top_F_keeps_k_per_row_ties_to_lower_index(F):
-    # One tie rule for every backend: the k-th highest score's ties go to the lower index.
-    scores = np.array([[3, 1, 3, 3, 0], [1, 2, 3, 4, 5]], np.float32)
-    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]], np.float32)
-    k = np.array([[2], [3]], np.float32)
-    wrap = (lambda a: a) if F is backend.NUMPY_F else mx.nd.array
-    got = B.keep_top_F(F, wrap(scores), wrap(mask), wrap(k))
-    got = got if F is backend.NUMPY_F else got.asnumpy()
-    np.testing.assert_array_equal(got, [[1, 0, 1, 0, 0], [0, 1, 1, 1, 0]])

@@ -19,7 +19,8 @@ from mxnet import gluon
 from samplers import (NaiveSampler, OHEMSampler, QuotaSampler, RCNNTargetSampler,
                       RPNTargetGenerator, RPNTargetSampler, SSDMultiBoxLoss, SSDTargetGenerator,
                       box_iou, force_ndarray_backend)
-from samplers.boxes import corner_to_center, keep_random
+from samplers.boxes import corner_to_center
+from samplers.draws import keep_random
 from conftest import CPU_CONTEXTS, requires_gpu
 from helpers import grid_anchors
 

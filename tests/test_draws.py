@@ -1,0 +1,161 @@
+"""Quotas and keep-k (samplers.draws) and the array protocol they run on (samplers.backend)."""
+import mxnet as mx
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import samplers
+from samplers import backend, draws
+
+
+# ----------------------------------------------------------------------------- quotas
+@pytest.mark.parametrize('num_sample,ratio,expected', [(256, 0.5, 128), (512, 0.25, 128),
+                                                       (5, 0.5, 2), (7, 0.5, 4), (10, 0.0, 0)])
+def test_positive_quota_rounds_like_python(num_sample, ratio, expected):
+    assert draws.positive_quota(num_sample, ratio) == expected
+
+def test_negative_quota_fills_free_slots_only_with_fill_negative():
+    assert draws.negative_quota(100, 10, 0.5, fill_negative=True) == 90
+    assert draws.negative_quota(100, 10, 0.5, fill_negative=False) == 50
+    np.testing.assert_array_equal(draws.negative_quota(100, np.array([0, 50]), 0.5), [100, 50])
+
+# ----------------------------------------------------------------------------- keep k at random
+def test_keep_random_keeps_min_of_k_and_count_per_row_within_candidates():
+    mask = np.random.rand(4, 60) > 0.4
+    ks = np.array([5, 1000, 0, 17])
+    out = draws.keep_random(mask, ks)
+    np.testing.assert_array_equal(out.sum(axis=1), np.minimum(ks, mask.sum(axis=1)))
+    assert not (out & ~mask).any()
+
+def test_keep_random_ndarray_path_keeps_min_of_k_and_count_per_row():
+    mask = np.random.rand(3, 50) > 0.5
+    with backend.force_ndarray_backend():
+        out = draws.keep_random(mx.nd.array(mask), np.array([4, 0, 100]))
+    kept = out.asnumpy() > 0
+    np.testing.assert_array_equal(kept.sum(axis=1), np.minimum([4, 0, 100], mask.sum(axis=1)))
+    assert not (kept & ~mask).any()
+
+def test_keep_random_is_uniform_over_candidates():
+    mask = np.zeros(10, bool)
+    mask[[1, 3, 5, 7]] = True
+    hits = sum(draws.keep_random(mask, 1).astype(int) for _ in range(4000))
+    assert set(np.flatnonzero(hits)) == {1, 3, 5, 7}
+    assert hits[[1, 3, 5, 7]].min() > 850  # 1000 expected each; 850 is > 5 sigma away
+
+def test_keep_random_ndarray_is_uniform_over_candidates():
+    mask = mx.nd.array([[0, 1, 0, 1, 0, 1, 0, 1]])
+    with backend.force_ndarray_backend():
+        hits = sum(draws.keep_random(mask, 1).asnumpy()[0] for _ in range(2000))
+    assert hits[[1, 3, 5, 7]].min() > 400  # 500 expected each
+    assert hits[[0, 2, 4, 6]].max() == 0
+
+def test_keep_random_reproduces_under_seed():
+    mask = np.random.rand(200) > 0.5
+    np.random.seed(7)
+    first = draws.keep_random(mask, 10)
+    np.random.seed(7)
+    np.testing.assert_array_equal(draws.keep_random(mask, 10), first)
+    with backend.force_ndarray_backend():
+        mx.random.seed(7)
+        a = draws.keep_random(mx.nd.array(mask), 10).asnumpy()
+        mx.random.seed(7)
+        np.testing.assert_array_equal(draws.keep_random(mx.nd.array(mask), 10).asnumpy(), a)
+
+def test_keep_random_works_in_symbol_graph():
+    mask, k = mx.sym.var('mask'), mx.sym.var('k')
+    out = backend.SYM.keep_random(mask, k)
+    m = (np.random.rand(2, 30) > 0.5).astype(np.float32)
+    res = out.eval(mask=mx.nd.array(m), k=mx.nd.array([[3], [40]]))[0].asnumpy()
+    np.testing.assert_array_equal(res.sum(axis=1), np.minimum([3, 40], m.sum(axis=1)))
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 4), st.integers(0, 80), st.integers(0, 90), st.floats(0, 1))
+def test_keep_random_property_subset_with_exact_count(rows, n, k, density):
+    mask = np.random.rand(rows, n) < density
+    out = draws.keep_random(mask, k)
+    assert out.shape == mask.shape and not (out & ~mask).any()
+    np.testing.assert_array_equal(out.sum(axis=1), np.minimum(k, mask.sum(axis=1)))
+
+@pytest.mark.parametrize('kind', ['numpy', 'ndarray'])
+def test_keep_top_with_k_beyond_int32_keeps_every_candidate(kind):
+    be, wrap = (backend.NUMPY, np.array) if kind == 'numpy' else (backend.ND, mx.nd.array)
+    out = be.keep_top(wrap([[0.3, 0.9, 0.1, 0.2]]), wrap([[1, 0, 1, 1]]), wrap([[3e9]]))
+    np.testing.assert_array_equal(out if kind == 'numpy' else out.asnumpy(), [[1, 0, 1, 1]])
+
+@pytest.mark.parametrize('kind', ['numpy', 'ndarray', 'symbol'])
+def test_labels_writes_the_package_constants(kind):
+    pos = np.array([[1, 0, 0, 1]], np.float32)
+    neg = np.array([[0, 1, 0, 0]], np.float32)
+    expect = [[samplers.POSITIVE, samplers.NEGATIVE, samplers.IGNORE, samplers.POSITIVE]]
+    if kind == 'numpy':
+        out = backend.NUMPY.labels(pos > 0, neg)
+    elif kind == 'ndarray':
+        out = backend.ND.labels(mx.nd.array(pos), mx.nd.array(neg)).asnumpy()
+    else:
+        sym = backend.SYM.labels(mx.sym.var('p'), mx.sym.var('n'))
+        out = sym.eval(p=mx.nd.array(pos), n=mx.nd.array(neg))[0].asnumpy()
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, expect)
+
+
+@pytest.mark.parametrize('kind', ['numpy', 'ndarray', 'symbol'])
+def test_keep_top_keeps_k_per_row_ties_to_lower_index(kind):
+    # One tie rule for every backend: the k-th highest score's ties go to the lower index.
+    scores = np.array([[3, 1, 3, 3, 0], [1, 2, 3, 4, 5]], np.float32)
+    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]], np.float32)
+    k = np.array([[2], [3]], np.float32)
+    got = _on(kind, 'keep_top', scores, mask, k)
+    np.testing.assert_array_equal(got, [[1, 0, 1, 0, 0], [0, 1, 1, 1, 0]])
+
+
+def _on(kind, method, *arrays):
+    """``backend.<kind>.<method>(*arrays)`` on numpy arrays, returned as numpy float32."""
+    if kind == 'numpy':
+        return getattr(backend.NUMPY, method)(*arrays)
+    if kind == 'ndarray':
+        return getattr(backend.ND, method)(*[mx.nd.array(a) for a in arrays]).asnumpy()
+    names = ['a{}'.format(i) for i in range(len(arrays))]
+    sym = getattr(backend.SYM, method)(*[mx.sym.var(n) for n in names])
+    return sym.eval(**{n: mx.nd.array(a) for n, a in zip(names, arrays)})[0].asnumpy()
+
+
+@pytest.mark.parametrize('kind', ['numpy', 'ndarray', 'symbol'])
+@pytest.mark.parametrize('seed', range(5))
+def test_keep_top_is_the_same_on_every_backend_with_many_ties(kind, seed):
+    rng = np.random.RandomState(seed)
+    scores = rng.randint(0, 4, (6, 50)).astype(np.float32)  # many ties at every cut
+    mask = (rng.uniform(size=scores.shape) < 0.7).astype(np.float32)
+    k = rng.randint(-1, 45, (6, 1)).astype(np.float32)
+    # the rule, written plainly: a stable sort by falling score, the first k candidates
+    want = np.zeros_like(mask)
+    for r in range(len(mask)):
+        idx = np.flatnonzero(mask[r])
+        order = idx[np.argsort(-scores[r, idx], kind='stable')]
+        want[r, order[:max(0, int(k[r, 0]))]] = 1
+    np.testing.assert_array_equal(_on(kind, 'keep_top', scores, mask, k), want)
+
+
+@pytest.mark.parametrize('kind', ['numpy', 'ndarray', 'symbol'])
+def test_keep_lowest_is_keep_top_of_negated_keys(kind):
+    keys = np.array([[0.5, 0.1, 0.1, 0.9, 0.2]], np.float32)
+    mask = np.array([[1, 1, 1, 1, 0]], np.float32)
+    got = _on(kind, 'keep_lowest', keys, mask, np.array([[2]], np.float32))
+    np.testing.assert_array_equal(got, [[0, 1, 1, 0, 0]])
+
+
+@pytest.mark.parametrize('kind', ['numpy', 'ndarray', 'symbol'])
+def test_where_broadcasts_scalars_and_size_one_axes_alike(kind):
+    cond = np.array([[1, 0, 1]], np.float32)
+    x = np.array([[1], [2]], np.float32)
+    y = np.array([[5, 6, 7], [8, 9, 10]], np.float32)
+    np.testing.assert_array_equal(_on(kind, 'where', cond, x, y), [[1, 6, 1], [2, 9, 2]])
+
+
+@pytest.mark.parametrize('kind', ['numpy', 'ndarray', 'symbol'])
+def test_take_rows_and_compact_mask_mean_the_same_on_every_backend(kind):
+    table = np.array([[10, 11, 12], [20, 21, 22]], np.float32)
+    idx = np.array([[2, 0], [1, 1]], np.float32)
+    np.testing.assert_array_equal(_on(kind, 'take_rows', table, idx), [[12, 10], [21, 21]])
+    out = _on(kind, 'compact_mask', np.array([[0, 1, 1]], np.float32))
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, [[0, 1, 1]])
