@@ -28,7 +28,7 @@ __all__ = [
     'box_iou', 'box_iof', 'corner_to_center', 'center_to_corner',
     'best_match', 'match_anchors', 'INVALID_IOU', 'best_anchor_mask', 'near_best', 'col_max', 'EPS',
     'encode_boxes', 'cls_target_from_labels', 'labels_from_cls_target',
-    'CLS_POSITIVE', 'CLS_NEGATIVE', 'CLS_IGNORE', 'row_max', 'finite_rows',
+    'CLS_POSITIVE', 'CLS_NEGATIVE', 'CLS_IGNORE', 'row_max', 'finite_rows', 'too_small',
 ]
 
 _FMTS = ('corner', 'center')
@@ -59,6 +59,18 @@ def center_to_corner(boxes: Array) -> Array:
     be = backend.of_kind(boxes)
     cx, cy, w, h = be.columns(boxes)
     return be.concat([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h])
+
+
+def too_small(boxes: Array, min_size: float) -> Array:
+    """(..., 4) corner boxes -> (...) whether the shorter side ``min(x2 - x1, y2 - y1)`` is
+    below ``min_size``: numpy bool, or float32 0/1 NDArray on the boxes' context (nothing is
+    read on the host). A box with a NaN side is not too small. ``min_size`` is a
+    :func:`samplers.checks.check_min_size` value.
+    """
+    be = backend.of_kind(boxes)
+    x1, y1, x2, y2 = be.unstack(boxes)
+    with np.errstate(invalid='ignore'):
+        return be.minimum(x2 - x1, y2 - y1) < min_size
 
 
 # --------------------------------------------------------------------------- IoU / IoF

@@ -24,7 +24,7 @@ import mxnet as mx
 from .backend import is_ndarray, to_numpy, use_numpy
 
 __all__ = ['check_int', 'check_ratio', 'check_thresh', 'parse_safe', 'check_positive',
-           'check_stds', 'check_boxes',
+           'check_stds', 'check_min_size', 'check_boxes',
            'check_flags', 'check_bool', 'check_same_kind', 'check_one_context', 'check_dtype',
            'hard_flags', 'hard_on_device']
 
@@ -87,6 +87,18 @@ def check_stds(name, stds):
     if len(values) != 4 or not all(np.isfinite(v) and v > 0 for v in values):
         raise ValueError('{} must be 4 positive numbers, got {!r}'.format(name, stds))
     return tuple(parse_safe(v) for v in values)
+
+
+def check_min_size(name, value):
+    """None, or a positive finite size in pixels as a :func:`parse_safe` float; else
+    ``ValueError`` naming ``name``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not np.isfinite(value) or not value > 0:
+        raise ValueError('{} must be a positive finite number or None, got {!r}'
+                         .format(name, value))
+    return parse_safe(value)
 
 
 _DOUBLE = np.finfo(np.float64)

@@ -46,10 +46,10 @@ from .anchor_grid import GridCache, border_limits, grid_facts
 from .balanced import Strategies
 from . import backend
 from .backend import POSITIVE, host_view, is_ndarray, like, to_numpy, use_numpy, warn_once
-from .checks import (check_boxes, check_dtype, check_int, check_positive, check_ratio,
-                     check_stds, check_thresh, hard_flags, hard_on_device)
+from .checks import (check_boxes, check_dtype, check_int, check_min_size, check_positive,
+                     check_ratio, check_stds, check_thresh, hard_flags, hard_on_device)
 from .boxes import (INVALID_IOU, best_match, box_iof, box_iou, cls_target_from_labels,
-                    encode_boxes, finite_rows, match_anchors)
+                    encode_boxes, finite_rows, match_anchors, too_small)
 from .draws import keep_random, negative_quota, positive_quota
 
 __all__ = ['RPNTargetSampler', 'RPNTargetGenerator']
@@ -336,6 +336,10 @@ class RPNTargetGenerator(SamplerBlock, gluon.Block):
         fraction of the anchor's area.
     pos_sampler, neg_sampler, num_bins, floor_thr, floor_fraction
         The balanced draws, as :class:`RPNTargetSampler` (default: uniform).
+    hard_min_size : positive finite float or None, default None
+        A box whose shorter side (``min(x2 - x1, y2 - y1)``, in ``bbox``'s units: pixels of
+        the resized image in a training transform) is below this is hard too, whatever its
+        flag (flag OR too small). None: the flags alone.
 
     Called as ``generator(bbox, anchor, width, height, hard=None)``: ``bbox`` (M, 4)
     ground-truth corners (all -1 rows are padding), ``anchor`` (N, 4) corners, the image
@@ -358,7 +362,8 @@ class RPNTargetGenerator(SamplerBlock, gluon.Block):
                  stds: tuple = (1., 1., 1., 1.), allowed_border: float = 0,
                  allow_low_quality_matches: bool = False, hard_iof_thresh: float | None = None,
                  pos_sampler: str = 'uniform', neg_sampler: str = 'uniform', num_bins: int = 3,
-                 floor_thr: float = -1, floor_fraction: float = 0.0):
+                 floor_thr: float = -1, floor_fraction: float = 0.0,
+                 hard_min_size: float | None = None):
         super().__init__()
         self._sampler = RPNTargetSampler(num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio,
                                          allow_low_quality_matches, pos_sampler, neg_sampler,
@@ -368,7 +373,13 @@ class RPNTargetGenerator(SamplerBlock, gluon.Block):
                                       inf_ok=True)
         self._hard_iof = None if hard_iof_thresh is None else \
             check_ratio('hard_iof_thresh', hard_iof_thresh, low_open=True)
+        self._hard_min_size = check_min_size('hard_min_size', hard_min_size)
         self._grids = GridCache()
+
+    @property
+    def hard_min_size(self) -> float | None:
+        """Boxes with a shorter side below this are hard (None: no size rule)."""
+        return self._hard_min_size
 
     # pylint: disable=arguments-differ
     def forward(self, bbox: Array, anchor: Array, width: float, height: float,
@@ -403,6 +414,8 @@ class RPNTargetGenerator(SamplerBlock, gluon.Block):
         anc = np.ascontiguousarray(anc if anc.dtype == np.float32 else anc.astype(np.float32))
         gt = to_numpy(bbox, np.float32)
         hard = np.zeros(len(gt), bool) if hard is None else to_numpy(hard).astype(bool)
+        if self._hard_min_size is not None:
+            hard = hard | too_small(gt, self._hard_min_size)
         finite = np.isfinite(gt).all(axis=1)
         keep = finite & ~(gt == _PADDING).all(axis=1)
         if not finite.all():
@@ -472,6 +485,8 @@ class RPNTargetGenerator(SamplerBlock, gluon.Block):
                 gt = gt.astype('float32')
                 present = (nd.sum(gt == _PADDING, axis=-1) < 4) * finite_rows(gt)
                 flags = hard_on_device(hard, m, ctx)
+                if self._hard_min_size is not None:
+                    flags = nd.maximum(flags, too_small(gt, self._hard_min_size))
                 normal = present * (1 - flags)
                 ious = backend.ND.where(present.expand_dims(0), box_iou(anc, gt), 0.0)
                 if self._hard_iof is not None:

@@ -22,8 +22,8 @@ from mxnet import autograd, gluon
 from . import backend
 from ._blocks import SamplerBlock
 from .backend import Array, Backend, finite_F, host_view, is_ndarray, like, to_numpy, use_numpy
-from .boxes import box_iou, center_to_corner, encode_boxes
-from .checks import check_int, check_ratio, check_stds, hard_flags, hard_on_device
+from .boxes import box_iou, center_to_corner, encode_boxes, too_small
+from .checks import check_int, check_min_size, check_ratio, check_stds, hard_flags, hard_on_device
 from .ohem import OHEMSampler, background_loss, hard_negatives
 
 __all__ = ['SSDTargetGenerator', 'SSDMultiBoxLoss', 'ssd_matches']
@@ -107,6 +107,10 @@ class SSDTargetGenerator(SamplerBlock, gluon.Block):
         (``ratio`` per positive); <= 0: every other anchor is a negative.
     stds : 4 floats, default (0.1, 0.1, 0.2, 0.2)
         Box targets are divided by these.
+    hard_min_size : positive finite float or None, default None
+        A box whose shorter side (``min(x2 - x1, y2 - y1)``, in ``gt_boxes``' units: pixels
+        of the network input in GluonCV's SSD transform) is below this is hard too (flag OR
+        too small). None: the flags alone.
 
     Called as ``generator(anchors, cls_preds, gt_boxes, gt_ids, hard=None)``: ``anchors``
     (1, N, 4) or (N, 4) center-format (cx, cy, w, h); ``cls_preds`` (B, N, C) logits, class
@@ -127,8 +131,9 @@ class SSDTargetGenerator(SamplerBlock, gluon.Block):
 
     def __init__(self, iou_thresh: float = 0.5, neg_thresh: float = 0.5,
                  negative_mining_ratio: float = 3, stds: tuple = (0.1, 0.1, 0.2, 0.2),
-                 **kwargs):
+                 hard_min_size: float | None = None, **kwargs):
         super(SSDTargetGenerator, self).__init__(**kwargs)
+        self._hard_min_size = check_min_size('hard_min_size', hard_min_size)
         self._iou_thresh = check_ratio('iou_thresh', iou_thresh, 0.0, 1.0, low_open=True)
         self._neg_thresh = check_ratio('neg_thresh', neg_thresh, 0.0, 1.0, low_open=True)
         ratio = check_ratio('negative_mining_ratio', negative_mining_ratio, -_INF, _INF,
@@ -137,9 +142,17 @@ class SSDTargetGenerator(SamplerBlock, gluon.Block):
         self._stds = check_stds('stds', stds)
 
     def _settings(self):
-        return dict(iou_thresh=self._iou_thresh, neg_thresh=self._neg_thresh,
-                    negative_mining_ratio=self._sampler._ratio if self._sampler else -1,
-                    stds=self._stds)
+        settings = dict(iou_thresh=self._iou_thresh, neg_thresh=self._neg_thresh,
+                        negative_mining_ratio=self._sampler._ratio if self._sampler else -1,
+                        stds=self._stds)
+        if self._hard_min_size is not None:
+            settings['hard_min_size'] = self._hard_min_size
+        return settings
+
+    @property
+    def hard_min_size(self) -> float | None:
+        """Boxes with a shorter side below this are hard (None: no size rule)."""
+        return self._hard_min_size
 
     # pylint: disable=arguments-differ
     def forward(self, anchors: Array, cls_preds: Array | None, gt_boxes: Array, gt_ids: Array,
@@ -163,6 +176,9 @@ class SSDTargetGenerator(SamplerBlock, gluon.Block):
             (lambda a: a.astype('float32').as_in_context(ctx))
         anc = center_to_corner(conv(anchors).reshape((-1, 4)))
         gt = conv(gt_boxes)
+        if self._hard_min_size is not None and num_box:
+            small = backend.of(flags).mask(too_small(gt, self._hard_min_size))
+            flags = backend.of(flags).maximum(flags, small.reshape((batch, 1, num_box)))
         ids = conv(gt_ids).reshape((batch, num_box))
         preds = to_numpy(cls_preds) if numpy_path and cls_preds is not None else cls_preds
         with np.errstate(divide='ignore', invalid='ignore'):

@@ -21,6 +21,7 @@ import threading
 
 from . import patches_rcnn as _patches_rcnn
 from . import patches_ssd as _patches_ssd
+from ..checks import check_min_size
 from ._common import HARD_COLUMN, INSTALLED, check_hard_column
 from .transforms import FasterRCNNTrainTransform, MaskRCNNTrainTransform, SSDTrainTransform
 from .wrappers import (RCNNTargetSampler, RPNTargetGenerator, RPNTargetSampler,
@@ -43,7 +44,8 @@ def _patches():
 
 def install(hard_column: int | None = HARD_COLUMN, allow_low_quality_matches: bool = False,
             hard_iof_thresh: float | None = None, rcnn_hard_iou_thresh: float | None = None,
-            rcnn_hard_iof_thresh: float | None = None) -> None:
+            rcnn_hard_iof_thresh: float | None = None,
+            hard_min_size: float | None = None) -> None:
     """Make GluonCV's R-CNN (both stages) and SSD training hard-flag-aware.
 
     Parameters
@@ -57,6 +59,12 @@ def install(hard_column: int | None = HARD_COLUMN, allow_low_quality_matches: bo
     rcnn_hard_iou_thresh, rcnn_hard_iof_thresh : float or None, default None
         The second-stage sampler's ``hard_iou_thresh`` / ``hard_iof_thresh``
         (:class:`samplers.rcnn.RCNNTargetSampler`); None keeps its default.
+    hard_min_size : positive float or None, default None
+        A box whose shorter side, after the training transform's resize, is
+        below this many pixels is hard too (flag OR too small): in the RPN
+        targets, in the second stage (the R-CNN transforms write the flag into
+        the returned label's column ``hard_column``) and in SSD's targets.
+        None: no size rule.
 
     Patches, in place, what ``patches()`` of each family module lists; for
     :mod:`samplers.gluoncv.patches_rcnn`:
@@ -83,8 +91,11 @@ def install(hard_column: int | None = HARD_COLUMN, allow_low_quality_matches: bo
     settings raise ``ValueError`` and patch nothing.
     """
     hard_column = check_hard_column(hard_column)
+    hard_min_size = check_min_size('hard_min_size', hard_min_size)
     rpn_options = dict(allow_low_quality_matches=allow_low_quality_matches,
                        hard_iof_thresh=hard_iof_thresh)
+    if hard_min_size is not None:
+        rpn_options['hard_min_size'] = hard_min_size
     rcnn_options = {name: value for name, value in (('hard_iou_thresh', rcnn_hard_iou_thresh),
                                                     ('hard_iof_thresh', rcnn_hard_iof_thresh))
                     if value is not None}
@@ -98,6 +109,7 @@ def install(hard_column: int | None = HARD_COLUMN, allow_low_quality_matches: bo
         INSTALLED.hard_column = hard_column
         INSTALLED.rpn_options = rpn_options
         INSTALLED.rcnn_options = rcnn_options
+        INSTALLED.hard_min_size = hard_min_size
 
 
 def uninstall() -> None:

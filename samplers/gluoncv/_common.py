@@ -40,9 +40,11 @@ class _Installed:  # process-wide (not thread-local): every thread sees install(
     hard_column = HARD_COLUMN
     rpn_options = {}   # keyword arguments for our RPN target generator
     rcnn_options = {}  # hard options for our second-stage sampler
+    hard_min_size = None  # boxes smaller than this (after the resize) are hard; SSD reads it here
 
     def reset(self):
         self.hard_column, self.rpn_options, self.rcnn_options = HARD_COLUMN, {}, {}
+        self.hard_min_size = None
 
 
 INSTALLED = _Installed()

@@ -12,7 +12,7 @@ from gluoncv import loss as _gluoncv_loss
 from gluoncv.data.transforms.presets import ssd as _ssd_presets
 from gluoncv.model_zoo.ssd import target as _ssd_target
 
-from ._common import hard_column_of, pickle_state, rebuild
+from ._common import INSTALLED, hard_column_of, pickle_state, rebuild
 from .transforms import SSDTrainTransform, ssd_call, ssd_target_generator
 from .wrappers import SSDMultiBoxLoss, SSDTargetGenerator
 
@@ -20,7 +20,8 @@ _SSDTransform = _ssd_presets.SSDDefaultTrainTransform
 
 
 def _reduce_gluoncv_transform(self, protocol):
-    """Pickle a patched GluonCV transform as an SSDTrainTransform with install()'s hard column.
+    """Pickle a patched GluonCV transform as an SSDTrainTransform with install()'s hard column
+    and ``hard_min_size``.
 
     A spawned DataLoader worker imports an unpatched GluonCV; the object it
     unpickles brings the hard-flag-aware targets itself. Subclasses pickle as
@@ -30,6 +31,8 @@ def _reduce_gluoncv_transform(self, protocol):
         return object.__reduce_ex__(self, protocol)
     state = pickle_state(self)
     state['_hard_column'] = hard_column_of(self)
+    if INSTALLED.hard_min_size is not None:
+        state['_kwargs'] = dict({'hard_min_size': INSTALLED.hard_min_size}, **state['_kwargs'])
     return rebuild, (SSDTrainTransform, state)
 
 

@@ -17,6 +17,12 @@ and the same random draws: the image tensor through a per-channel look-up
 table, numpy anchors and feature map shapes cached per image size. Any other
 image runs GluonCV's body.
 
+Objects too small to see (``hard_min_size``): the target generator makes a box
+hard when its shorter side, after the transform's resize, is below that size.
+The R-CNN transforms also write that flag into the label they return (column
+``hard_column``, appended when the label has exactly that many columns), so the
+network's second stage, which reads that column, sees the same hard boxes.
+
 SSD: GluonCV's transform crops boxes away before it makes targets, so the
 flags are read after its augmentation: GluonCV's own augmentation runs on a
 copy of the transform without anchors (which makes GluonCV return the
@@ -57,6 +63,8 @@ try:  # optional: OpenCV's table look-up makes the image tensor ~5x faster than 
 except ImportError:  # pragma: no cover - numpy does the same look-up
     _cv2 = None
 
+from ..boxes import too_small
+from ..checks import check_min_size
 from ._common import (ANCHOR_CACHE, CACHE, HARD_COLUMN, INSTALLED, PENDING, bound,
                       check_hard_column, hard_column_of, hard_flags, pickle_state)
 from .wrappers import RPNTargetGenerator, SSDTargetGenerator
@@ -240,7 +248,30 @@ def _train_outputs(transform, src, label, flip_p, segm=None):
     with bound(PENDING, 'hard', hard):
         targets = _rpn_targets(transform, bbox, height, width)
     outputs = (img, bbox.astype(np.float32)) + targets
-    return outputs if segm is None else outputs + (masks,)
+    return _mark_small(transform, outputs if segm is None else outputs + (masks,))
+
+
+def _mark_small(transform, outputs):
+    """``outputs`` with the returned label (``outputs[1]``) flagging the boxes that the
+    transform's generator finds too small (``hard_min_size``) as hard.
+
+    The flag goes into column ``hard_column`` (appended when the label has exactly that many
+    columns; a label with fewer is left alone): 1 for a too-small box whose flag is 0, other
+    values kept. Without a size rule or a hard column, ``outputs`` unchanged.
+    """
+    size = getattr(transform._target_generator, 'hard_min_size', None)  # pylint: disable=protected-access
+    column = hard_column_of(transform)
+    label = outputs[1]
+    if size is None or column is None or label.ndim != 2 or label.shape[1] < column:
+        return outputs
+    small = too_small(np.asarray(label[:, :4]), size)
+    if label.shape[1] == column:
+        label = np.concatenate([label, np.zeros((len(label), 1), label.dtype)], axis=1)
+    else:
+        label = np.array(label)
+    flags = label[:, column]
+    label[:, column] = np.where(small & (flags <= 0), 1, flags)
+    return (outputs[0], label) + tuple(outputs[2:])
 
 
 # --------------------------------------------------------------------------- R-CNN: methods
@@ -254,7 +285,7 @@ def _with_hard_flags(gluoncv_call):
             return gluoncv_call(self, src, label, *segm)
         _cache_feature_shapes(self)
         with bound(PENDING, 'hard', hard_flags(label, hard_column_of(self))):
-            return gluoncv_call(self, src, label, *segm)
+            return _mark_small(self, gluoncv_call(self, src, label, *segm))
     return __call__
 
 
@@ -282,7 +313,8 @@ def mask_call(self, src, label, segm):
 def rcnn_target_generator(self):
     """Our generator, built on first use from the transform's settings; None without a net.
 
-    A patched GluonCV transform adds install()'s RPN options under its own ``**kwargs``.
+    A patched GluonCV transform adds install()'s RPN options (``hard_min_size`` among them)
+    under its own ``**kwargs``.
     """
     if self._net_none:
         return None
@@ -317,6 +349,12 @@ class _HardFlagsTransform:
         return pickle_state(self)
 
 
+def _with_min_size(kwargs, hard_min_size):
+    """``kwargs`` for the target generator, with ``hard_min_size`` when it is set."""
+    hard_min_size = check_min_size('hard_min_size', hard_min_size)
+    return kwargs if hard_min_size is None else dict(kwargs, hard_min_size=hard_min_size)
+
+
 def _generator_options(num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio, box_norm, kwargs):
     return dict(num_sample=num_sample, pos_iou_thresh=pos_iou_thresh,
                 neg_iou_thresh=neg_iou_thresh, pos_ratio=pos_ratio, stds=box_norm, **kwargs)
@@ -334,6 +372,12 @@ class FasterRCNNTrainTransform(_HardFlagsTransform, _FasterTransform):
         Label column holding the 0/1 hard flags (VOC ``difficult`` in
         GluonCV's ``VOCDetection``); None reads no flags. Labels with no such
         column have no hard box.
+    hard_min_size : positive float or None, default None
+        A box whose shorter side after the resize is below this many pixels
+        is hard too (flag OR too small), in the RPN targets and in the
+        returned label's column ``hard_column`` (appended to a label with
+        exactly ``hard_column`` columns), which the network's second stage
+        reads. None: the flags alone.
 
     ``**kwargs`` go to :class:`samplers.rpn.RPNTargetGenerator`
     (``allowed_border``, ``allow_low_quality_matches``, ``hard_iof_thresh``).
@@ -358,7 +402,8 @@ class FasterRCNNTrainTransform(_HardFlagsTransform, _FasterTransform):
                  pos_iou_thresh: float = 0.7, neg_iou_thresh: float = 0.3,
                  pos_ratio: float = 0.5, flip_p: float = 0.5, ashape: int = 128,
                  multi_stage: bool = False, hard_column: int | None = HARD_COLUMN,
-                 **kwargs: Any) -> None:
+                 hard_min_size: float | None = None, **kwargs: Any) -> None:
+        kwargs = _with_min_size(kwargs, hard_min_size)
         options = _generator_options(num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio,
                                      box_norm, kwargs)
         check_hard_column(hard_column)
@@ -380,7 +425,7 @@ class MaskRCNNTrainTransform(_HardFlagsTransform, _MaskTransform):
     (``short=600, max_size=1000, net=None, mean, std, box_norm=(1, 1, 1, 1),
     num_sample=256, pos_iou_thresh=0.7, neg_iou_thresh=0.3, pos_ratio=0.5,
     ashape=128, multi_stage=False, **kwargs``) plus ``hard_column`` (default
-    5), as :class:`FasterRCNNTrainTransform`. Called as
+    5) and ``hard_min_size`` (default None), as :class:`FasterRCNNTrainTransform`. Called as
     ``transform(src, label, segm)``, it returns GluonCV's six outputs (image,
     label, RPN targets per level, masks), the RPN targets hard-flag-aware.
     COCO labels have five columns (no hard box) unless the dataset adds one.
@@ -393,7 +438,9 @@ class MaskRCNNTrainTransform(_HardFlagsTransform, _MaskTransform):
                  box_norm: Sequence[float] = (1., 1., 1., 1.), num_sample: int = 256,
                  pos_iou_thresh: float = 0.7, neg_iou_thresh: float = 0.3,
                  pos_ratio: float = 0.5, ashape: int = 128, multi_stage: bool = False,
-                 hard_column: int | None = HARD_COLUMN, **kwargs: Any) -> None:
+                 hard_column: int | None = HARD_COLUMN, hard_min_size: float | None = None,
+                 **kwargs: Any) -> None:
+        kwargs = _with_min_size(kwargs, hard_min_size)
         options = _generator_options(num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio,
                                      box_norm, kwargs)
         check_hard_column(hard_column)
@@ -429,13 +476,19 @@ def ssd_call(self, src, label):
 
 
 def ssd_target_generator(self):
-    """Our generator, built on first use from the transform's settings; None without anchors."""
+    """Our generator, built on first use from the transform's settings; None without anchors.
+
+    A patched GluonCV transform adds install()'s ``hard_min_size`` under its own ``**kwargs``.
+    """
     if self._anchors_none:
         return None
     generator = self.__dict__.get(CACHE)
     if generator is None:
+        options = {} if '_hard_column' in self.__dict__ or INSTALLED.hard_min_size is None \
+            else dict(hard_min_size=INSTALLED.hard_min_size)
+        options.update(self._kwargs)
         generator = SSDTargetGenerator(iou_thresh=self._iou_thresh, stds=self._box_norm,
-                                       negative_mining_ratio=-1, **self._kwargs)
+                                       negative_mining_ratio=-1, **options)
         setattr(self, CACHE, generator)
     return generator
 
@@ -451,6 +504,10 @@ class SSDTrainTransform(_SSDTransform):
         Label column holding the 0/1 hard flags (VOC ``difficult`` in
         GluonCV's ``VOCDetection``); None reads no flags. Labels with no such
         column have no hard box.
+    hard_min_size : positive float or None, default None
+        A box whose shorter side after the augmentation and the resize to
+        ``width`` x ``height`` is below this many pixels is hard too (flag
+        OR too small). None: the flags alone.
 
     Called as ``transform(src, label)`` with an (H, W, 3) image and an
     (M, 5+) numpy label, it returns GluonCV's outputs and types: the image
@@ -467,8 +524,10 @@ class SSDTrainTransform(_SSDTransform):
                  mean: Sequence[float] = (0.485, 0.456, 0.406),
                  std: Sequence[float] = (0.229, 0.224, 0.225), iou_thresh: float = 0.5,
                  box_norm: Sequence[float] = (0.1, 0.1, 0.2, 0.2),
-                 hard_column: int | None = HARD_COLUMN, **kwargs: Any) -> None:
+                 hard_column: int | None = HARD_COLUMN, hard_min_size: float | None = None,
+                 **kwargs: Any) -> None:
         hard_column = check_hard_column(hard_column)
+        kwargs = _with_min_size(kwargs, hard_min_size)
         # Build the generator once now so bad settings fail here, not in a worker.
         generator = SSDTargetGenerator(iou_thresh=iou_thresh, stds=box_norm,
                                        negative_mining_ratio=-1, **kwargs)
