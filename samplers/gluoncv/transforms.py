@@ -259,7 +259,8 @@ def _mark_small(transform, outputs):
     columns; a label with fewer is left alone): 1 for a too-small box whose flag is 0, other
     values kept. Without a size rule or a hard column, ``outputs`` unchanged.
     """
-    size = getattr(transform._target_generator, 'hard_min_size', None)  # pylint: disable=protected-access
+    generator = transform._target_generator  # pylint: disable=protected-access
+    size = getattr(generator, 'hard_min_size', None)
     column = hard_column_of(transform)
     label = outputs[1]
     if size is None or column is None or label.ndim != 2 or label.shape[1] < column:

@@ -1,0 +1,193 @@
+"""Write im2rec ``.lst`` files with a hard column, from VOC XML or COCO JSON.
+
+One line per image, tab-separated::
+
+    index  4  6  width  height  [class x1 y1 x2 y2 hard] * objects  path
+
+The first four label numbers are the header: its length (4), the width of
+one object (6), and the image's width and height. Each object is its class
+index, its corners (divided by the image's width and height unless
+``normalized=False``) and its hard flag: VOC ``difficult``, COCO ``iscrowd``.
+GluonCV's ``LstDetection`` reads such a file (and ``RecordFileDetection`` the
+``.rec`` that im2rec packs from it) into labels ``[x1, y1, x2, y2, class,
+hard]``: the flag lands in column 5, where :func:`samplers.gluoncv.install`
+reads it. Pass ``coord_normalized=False`` to those datasets for a file
+written with ``normalized=False``.
+
+Images without objects are left out: GluonCV's readers reject a label
+without an object. The converter itself needs only the standard library
+(importing :mod:`samplers.gluoncv` needs the ``gluoncv`` extra)::
+
+    python -m samplers.gluoncv.lst voc VOCdevkit/VOC2007 train.lst --split trainval
+    python -m samplers.gluoncv.lst coco instances_train2017.json train.lst --image-dir train2017
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import xml.etree.ElementTree as ET
+from typing import Iterable, Sequence
+
+__all__ = ['VOC_CLASSES', 'HEADER_LENGTH', 'OBJECT_WIDTH', 'lst_line', 'write_lst',
+           'voc_to_lst', 'coco_to_lst', 'main']
+
+#: The 20 Pascal VOC class names, in the order of their class indices.
+VOC_CLASSES = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair',
+               'cow', 'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant',
+               'sheep', 'sofa', 'train', 'tvmonitor')
+#: Label numbers before the objects: header length, object width, image width, image height.
+HEADER_LENGTH = 4
+#: Numbers per object: class, x1, y1, x2, y2, hard.
+OBJECT_WIDTH = 6
+
+
+def _number(value):
+    return format(float(value), '.8g')
+
+
+def lst_line(index: int, path: str, width: float, height: float,
+             objects: Iterable[Sequence[float]], normalized: bool = True) -> str:
+    """One ``.lst`` line (without the newline) for the image at ``path`` (relative to the root
+    a reader is given) of ``width`` x ``height`` pixels.
+
+    ``objects``: ``(class, x1, y1, x2, y2, hard)`` per object, corners in pixels. With
+    ``normalized`` the corners are written divided by ``width`` / ``height``.
+    """
+    if not width > 0 or not height > 0:
+        raise ValueError('width and height must be > 0, got {} and {} for {}'
+                         .format(width, height, path))
+    if '\t' in path or '\n' in path:
+        raise ValueError('path must not hold a tab or a newline, got {!r}'.format(path))
+    numbers = [HEADER_LENGTH, OBJECT_WIDTH, width, height]
+    sx, sy = (float(width), float(height)) if normalized else (1.0, 1.0)
+    for cls, x1, y1, x2, y2, hard in objects:
+        numbers += [cls, x1 / sx, y1 / sy, x2 / sx, y2 / sy, hard]
+    return '\t'.join([str(int(index))] + [_number(v) for v in numbers] + [path])
+
+
+def write_lst(lst_path: str, images: Iterable[tuple], normalized: bool = True) -> int:
+    """Write ``images`` (``(path, width, height, objects)`` each, as :func:`lst_line` takes
+    them) to ``lst_path``, indexed from 0; images without objects are left out. Returns the
+    number of lines written.
+    """
+    count = 0
+    with open(lst_path, 'w') as out:
+        for path, width, height, objects in images:
+            objects = list(objects)
+            if objects:
+                out.write(lst_line(count, path, width, height, objects, normalized) + '\n')
+                count += 1
+    return count
+
+
+# --------------------------------------------------------------------------- VOC
+def _voc_image(voc_dir, name, classes):
+    """``(path, width, height, objects)`` of one VOC annotation, GluonCV's 0-based corners."""
+    xml_path = os.path.join(voc_dir, 'Annotations', name + '.xml')
+    root = ET.parse(xml_path).getroot()
+    size = root.find('size')
+    if size is None or size.find('width') is None or size.find('height') is None:
+        raise ValueError('{} has no <size> with <width> and <height>'.format(xml_path))
+    width, height = float(size.find('width').text), float(size.find('height').text)
+    filename = root.findtext('filename') or name + '.jpg'
+    objects = []
+    for obj in root.iter('object'):
+        cls = obj.findtext('name', '').strip()
+        if cls not in classes:
+            raise ValueError('{}: class {!r} is not in classes {}'.format(xml_path, cls,
+                                                                         list(classes)))
+        difficult = int(float(obj.findtext('difficult') or 0))
+        if difficult not in (0, 1):
+            raise ValueError('{}: difficult must be 0 or 1, got {}'.format(xml_path, difficult))
+        box = obj.find('bndbox')
+        # VOC counts pixels from 1; GluonCV's VOCDetection subtracts 1, so do we.
+        x1, y1, x2, y2 = (float(box.findtext(tag)) - 1 for tag in ('xmin', 'ymin', 'xmax', 'ymax'))
+        objects.append((classes.index(cls), x1, y1, x2, y2, difficult))
+    return os.path.join('JPEGImages', filename), width, height, objects
+
+
+def voc_to_lst(voc_dir: str, lst_path: str, split: str = 'trainval',
+               classes: Sequence[str] = VOC_CLASSES, normalized: bool = True) -> int:
+    """Write a ``.lst`` of the VOC split ``voc_dir/ImageSets/Main/<split>.txt``.
+
+    ``voc_dir`` is one year's folder (``VOCdevkit/VOC2007``); image paths are written
+    relative to it (``JPEGImages/...``), so readers take ``root=voc_dir``. Class indices are
+    positions in ``classes`` (default: VOC's 20, as GluonCV's ``VOCDetection``); an object of
+    another class raises ``ValueError``. Corners are GluonCV's (VOC's minus 1); the hard flag
+    is ``difficult``. Returns the number of images written.
+    """
+    classes = list(classes)
+    with open(os.path.join(voc_dir, 'ImageSets', 'Main', split + '.txt')) as f:
+        names = [line.split()[0] for line in f if line.strip()]
+    return write_lst(lst_path, (_voc_image(voc_dir, name, classes) for name in names), normalized)
+
+
+# --------------------------------------------------------------------------- COCO
+def coco_to_lst(annotation_file: str, lst_path: str, image_dir: str = '',
+                classes: Sequence[str] | None = None, normalized: bool = True) -> int:
+    """Write a ``.lst`` of a COCO annotation file (``instances_*.json``).
+
+    Image paths are ``image_dir/file_name``. Class indices are positions in ``classes``
+    (category names; default: every category, by increasing id, as GluonCV's
+    ``COCODetection``); annotations of other categories are left out. Corners are COCO's
+    ``[x, y, x + w, y + h]``; boxes with no width or height are left out. The hard flag is
+    ``iscrowd``. Returns the number of images written.
+    """
+    with open(annotation_file) as f:
+        data = json.load(f)
+    categories = sorted(data.get('categories', []), key=lambda c: c['id'])
+    names = {c['id']: c['name'] for c in categories}
+    classes = [c['name'] for c in categories] if classes is None else list(classes)
+    objects = {}
+    for ann in data.get('annotations', []):
+        name = names.get(ann['category_id'])
+        x, y, w, h = (float(v) for v in ann['bbox'])
+        if name not in classes or not (w > 0 and h > 0):
+            continue
+        crowd = int(ann.get('iscrowd', 0))
+        if crowd not in (0, 1):
+            raise ValueError('annotation {}: iscrowd must be 0 or 1, got {}'
+                             .format(ann.get('id'), crowd))
+        objects.setdefault(ann['image_id'], []).append(
+            (classes.index(name), x, y, x + w, y + h, crowd))
+    images = sorted(data.get('images', []), key=lambda im: im['id'])
+    return write_lst(lst_path, ((os.path.join(image_dir, im['file_name']), im['width'],
+                              im['height'], objects.get(im['id'], [])) for im in images),
+                  normalized)
+
+
+# --------------------------------------------------------------------------- CLI
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m samplers.gluoncv.lst {voc,coco} SOURCE OUT.lst [options]``."""
+    parser = argparse.ArgumentParser(
+        prog='python -m samplers.gluoncv.lst',
+        description='Write an im2rec .lst file with a hard column (label width 6: class, '
+                    'x1, y1, x2, y2, hard) from VOC XML or COCO JSON.')
+    parser.add_argument('--pixels', action='store_true',
+                        help='write pixel corners (readers then need coord_normalized=False)')
+    sub = parser.add_subparsers(dest='source', required=True)
+    voc = sub.add_parser('voc', help='VOC: hard = difficult')
+    voc.add_argument('voc_dir', help="one year's folder, e.g. VOCdevkit/VOC2007")
+    voc.add_argument('lst', help='the .lst file to write')
+    voc.add_argument('--split', default='trainval', help='ImageSets/Main/<split>.txt')
+    voc.add_argument('--classes', help='comma-separated class names (default: VOC\'s 20)')
+    coco = sub.add_parser('coco', help='COCO: hard = iscrowd')
+    coco.add_argument('annotations', help='instances_*.json')
+    coco.add_argument('lst', help='the .lst file to write')
+    coco.add_argument('--image-dir', default='', help='prefix of every image path')
+    coco.add_argument('--classes', help='comma-separated category names (default: all)')
+    args = parser.parse_args(argv)
+    classes = None if args.classes is None else [c.strip() for c in args.classes.split(',')]
+    if args.source == 'voc':
+        count = voc_to_lst(args.voc_dir, args.lst, args.split, classes or VOC_CLASSES,
+                           normalized=not args.pixels)
+    else:
+        count = coco_to_lst(args.annotations, args.lst, args.image_dir, classes,
+                            normalized=not args.pixels)
+    print('wrote {} images to {}'.format(count, args.lst))
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -1,0 +1,313 @@
+"""The source's workflow: an im2rec ``.lst`` / ``.rec`` with a hard column, into GluonCV training.
+
+``samplers.gluoncv.lst`` writes the ``.lst`` from VOC XML (``difficult``) or COCO JSON
+(``iscrowd``); GluonCV's ``LstDetection`` and ``RecordFileDetection`` read it with the flag in
+label column 5, which the patched transform and network read after ``install()``.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import gluon
+
+gluoncv = pytest.importorskip('gluoncv')
+from gluoncv.data import LstDetection, RecordFileDetection, VOCDetection  # noqa: E402
+from gluoncv.data.batchify import FasterRCNNTrainBatchify  # noqa: E402
+from gluoncv.data.transforms.presets import rcnn as presets  # noqa: E402
+from gluoncv.model_zoo import get_model  # noqa: E402
+from gluoncv.model_zoo.rcnn.faster_rcnn.data_parallel import ForwardBackwardTask  # noqa: E402
+from gluoncv.model_zoo.rcnn.faster_rcnn.rcnn_target import RCNNTargetGenerator  # noqa: E402
+
+import samplers.gluoncv as sg  # noqa: E402
+from samplers.gluoncv import lst  # noqa: E402
+from helpers import write_voc  # noqa: E402
+
+pytestmark = [pytest.mark.filterwarnings('ignore::UserWarning'),
+              pytest.mark.usefixtures('uninstall_gluoncv')]
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HEIGHT, WIDTH = 192, 256
+# (xmin, ymin, xmax, ymax, VOC class index, difficult) per object, per image, 0-based.
+IMAGES = [
+    [(16, 16, 112, 112, 11, 0), (128, 40, 240, 176, 14, 1)],   # a dog, a difficult person
+    [(24, 32, 120, 160, 7, 1), (140, 20, 236, 110, 2, 1)],     # every object difficult
+    [],                                                        # no object: left out
+    [(60, 50, 200, 170, 6, 0)],                                # a car, nothing difficult
+]
+
+
+@pytest.fixture(scope='module')
+def voc_dir(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('voc'))
+    write_voc(root, [[(lst.VOC_CLASSES[c], x1 + 1, y1 + 1, x2 + 1, y2 + 1, d)
+                      for x1, y1, x2, y2, c, d in objects] for objects in IMAGES],
+              WIDTH, HEIGHT, split='trainval')
+    return os.path.join(root, 'VOC2007')
+
+
+@pytest.fixture(scope='module')
+def voc_lst(voc_dir, tmp_path_factory):
+    path = str(tmp_path_factory.mktemp('lst') / 'train.lst')
+    assert lst.voc_to_lst(voc_dir, path, split='trainval') == 3
+    return path
+
+
+def voc_labels(voc_dir):
+    voc = VOCDetection(root=os.path.dirname(voc_dir), splits=[(2007, 'trainval')])
+    return [voc[i][1] for i in range(len(voc)) if len(voc[i][1])]
+
+
+# ----------------------------------------------------------------------------- the .lst file
+def test_voc_lst_lines_have_the_header_objects_of_width_6_and_the_path(voc_lst):
+    with open(voc_lst) as f:
+        lines = [line.rstrip('\n').split('\t') for line in f]
+    assert [line[0] for line in lines] == ['0', '1', '2']
+    assert [line[-1] for line in lines] == ['JPEGImages/000000.jpg', 'JPEGImages/000001.jpg',
+                                            'JPEGImages/000003.jpg']
+    numbers = [np.array(line[1:-1], float) for line in lines]
+    for values, objects in zip(numbers, [IMAGES[0], IMAGES[1], IMAGES[3]]):
+        np.testing.assert_array_equal(values[:4], [4, 6, WIDTH, HEIGHT])
+        rows = values[4:].reshape(-1, 6)
+        want = np.array(objects, float)
+        np.testing.assert_array_equal(rows[:, 0], want[:, 4])    # class first
+        np.testing.assert_array_equal(rows[:, 5], want[:, 5])    # difficult last
+        np.testing.assert_allclose(rows[:, 1:5], want[:, :4] / [WIDTH, HEIGHT, WIDTH, HEIGHT],
+                                   rtol=1e-7)
+
+
+def test_lst_detection_puts_the_flag_in_column_5_as_voc_detection(voc_dir, voc_lst):
+    dataset = LstDetection(voc_lst, root=voc_dir)
+    want = voc_labels(voc_dir)
+    assert len(dataset) == len(want) == 3
+    for i, label in enumerate(want):
+        got = dataset[i][1]
+        assert got.shape == (len(label), 6)
+        np.testing.assert_allclose(got, label, atol=1e-4)
+        np.testing.assert_array_equal(got[:, 4:], label[:, 4:])
+
+
+def test_pixel_corners_read_exactly_without_normalisation(voc_dir, tmp_path):
+    path = str(tmp_path / 'pixels.lst')
+    lst.voc_to_lst(voc_dir, path, split='trainval', normalized=False)
+    dataset = LstDetection(path, root=voc_dir, coord_normalized=False)
+    for i, label in enumerate(voc_labels(voc_dir)):
+        np.testing.assert_array_equal(dataset[i][1], label)
+
+
+COCO = {
+    'images': [{'id': 7, 'file_name': 'a.jpg', 'width': 200, 'height': 100},
+               {'id': 3, 'file_name': 'b.jpg', 'width': 50, 'height': 40},
+               {'id': 9, 'file_name': 'empty.jpg', 'width': 10, 'height': 10}],
+    'categories': [{'id': 18, 'name': 'dog'}, {'id': 1, 'name': 'person'},
+                   {'id': 3, 'name': 'car'}],
+    'annotations': [
+        {'id': 1, 'image_id': 7, 'category_id': 1, 'bbox': [10, 20, 30, 40], 'iscrowd': 0},
+        {'id': 2, 'image_id': 7, 'category_id': 18, 'bbox': [50, 0, 100, 60], 'iscrowd': 1},
+        {'id': 3, 'image_id': 3, 'category_id': 3, 'bbox': [5, 5, 10, 10]},
+        {'id': 4, 'image_id': 3, 'category_id': 3, 'bbox': [5, 5, 0, 10], 'iscrowd': 0},
+        {'id': 5, 'image_id': 9, 'category_id': 1, 'bbox': [1, 1, 0, 0], 'iscrowd': 0},
+    ]}
+
+
+@pytest.fixture
+def coco_json(tmp_path):
+    path = str(tmp_path / 'instances.json')
+    with open(path, 'w') as f:
+        json.dump(COCO, f)
+    return path
+
+
+def test_coco_lst_takes_iscrowd_as_the_flag_and_sorted_category_ids_as_classes(coco_json,
+                                                                               tmp_path):
+    path = str(tmp_path / 'coco.lst')
+    assert lst.coco_to_lst(coco_json, path, image_dir='train') == 2
+    dataset = LstDetection(path, root='unused', coord_normalized=False)
+    assert dataset._items == [os.path.join('unused', 'train', 'b.jpg'),
+                              os.path.join('unused', 'train', 'a.jpg')]
+    # Category ids 1, 3, 18 -> person 0, car 1, dog 2; the zero-width box is left out.
+    labels = [np.array(dataset._labels[i]) for i in range(2)]
+    np.testing.assert_array_equal(labels[0][:4], [4, 6, 50, 40])
+    np.testing.assert_allclose(labels[0][4:], [1, 5 / 50, 5 / 40, 15 / 50, 15 / 40, 0])
+    np.testing.assert_allclose(labels[1][4:].reshape(-1, 6),
+                               [[0, 0.05, 0.2, 0.2, 0.6, 0], [2, 0.25, 0, 0.75, 0.6, 1]])
+
+
+def test_coco_lst_classes_pick_and_order_categories(coco_json, tmp_path):
+    path = str(tmp_path / 'coco.lst')
+    assert lst.coco_to_lst(coco_json, path, classes=['dog'], normalized=False) == 1
+    with open(path) as f:
+        values = np.array(f.read().split('\t')[1:-1], float)
+    np.testing.assert_array_equal(values, [4, 6, 200, 100, 0, 50, 0, 150, 60, 1])
+
+
+def test_cli_writes_what_the_functions_write(voc_dir, voc_lst, coco_json, tmp_path):
+    env = dict(os.environ, PYTHONPATH=REPO)
+    out = str(tmp_path / 'cli.lst')
+    run = subprocess.run([sys.executable, '-m', 'samplers.gluoncv.lst', 'voc', voc_dir, out,
+                          '--split', 'trainval'], env=env, capture_output=True, text=True,
+                         check=True)
+    assert 'wrote 3 images' in run.stdout
+    with open(out) as a, open(voc_lst) as b:
+        assert a.read() == b.read()
+    assert lst.main(['--pixels', 'coco', coco_json, out, '--image-dir', 'x',
+                     '--classes', 'dog,car']) == 0
+    want = str(tmp_path / 'fn.lst')
+    lst.coco_to_lst(coco_json, want, 'x', ['dog', 'car'], normalized=False)
+    with open(out) as a, open(want) as b:
+        assert a.read() == b.read()
+
+
+def test_bad_sources_raise_value_error(voc_dir, tmp_path):
+    with pytest.raises(ValueError, match="class 'dog' is not in classes"):
+        lst.voc_to_lst(voc_dir, str(tmp_path / 'x.lst'), 'trainval', classes=['cat', 'person'])
+    bad = dict(COCO, annotations=[dict(COCO['annotations'][0], iscrowd=2)])
+    path = str(tmp_path / 'bad.json')
+    with open(path, 'w') as f:
+        json.dump(bad, f)
+    with pytest.raises(ValueError, match='iscrowd must be 0 or 1'):
+        lst.coco_to_lst(path, str(tmp_path / 'x.lst'))
+    with pytest.raises(ValueError, match='width and height must be > 0'):
+        lst.lst_line(0, 'a.jpg', 0, 10, [(0, 1, 1, 2, 2, 0)])
+    with pytest.raises(ValueError, match='path'):
+        lst.lst_line(0, 'a\tb.jpg', 10, 10, [(0, 1, 1, 2, 2, 0)])
+
+
+# ----------------------------------------------------------------------------- the .rec file
+def write_rec(lst_path, root, prefix):
+    """Pack ``lst_path``'s images (their JPEG bytes as they are) and labels into a .rec/.idx."""
+    record = mx.recordio.MXIndexedRecordIO(prefix + '.idx', prefix + '.rec', 'w')
+    with open(lst_path) as f:
+        for line in f:
+            parts = line.rstrip('\n').split('\t')
+            index, label, path = int(parts[0]), np.array(parts[1:-1], np.float32), parts[-1]
+            with open(os.path.join(root, path), 'rb') as img:
+                header = mx.recordio.IRHeader(0, label, index, 0)
+                record.write_idx(index, mx.recordio.pack(header, img.read()))
+    record.close()
+    return prefix + '.rec'
+
+
+@pytest.fixture(scope='module')
+def voc_rec(voc_dir, voc_lst, tmp_path_factory):
+    return write_rec(voc_lst, voc_dir, str(tmp_path_factory.mktemp('rec') / 'train'))
+
+
+def test_record_file_detection_reads_what_lst_detection_reads(voc_dir, voc_lst, voc_rec):
+    records, files = RecordFileDetection(voc_rec), LstDetection(voc_lst, root=voc_dir)
+    assert len(records) == len(files) == 3
+    for i in range(3):
+        (img_r, lab_r), (img_f, lab_f) = records[i], files[i]
+        np.testing.assert_array_equal(img_r.asnumpy(), img_f.asnumpy())
+        np.testing.assert_allclose(lab_r, lab_f, atol=1e-5)
+        np.testing.assert_array_equal(lab_r[:, 5], lab_f[:, 5])
+
+
+def test_pack_img_records_carry_the_flag_too(voc_dir, voc_lst, tmp_path):
+    prefix = str(tmp_path / 'packed')
+    record = mx.recordio.MXIndexedRecordIO(prefix + '.idx', prefix + '.rec', 'w')
+    files = LstDetection(voc_lst, root=voc_dir)
+    for i in range(len(files)):
+        img = files[i][0].asnumpy()[:, :, ::-1]  # pack_img encodes with OpenCV: BGR
+        record.write_idx(i, mx.recordio.pack_img(
+            mx.recordio.IRHeader(0, files._labels[i].astype(np.float32), i, 0), img,
+            quality=95, img_fmt='.jpg'))
+    record.close()
+    records = RecordFileDetection(prefix + '.rec')
+    for i in range(len(files)):
+        np.testing.assert_array_equal(records[i][1][:, 4:], files[i][1][:, 4:])
+
+
+# ----------------------------------------------------------------------------- end to end
+NUM_SAMPLE = 32  # second-stage samples per image
+
+
+@pytest.fixture(scope='module')
+def net():
+    """A C4 Faster R-CNN built under install() (our second-stage sampler), few samples."""
+    sg.install()
+    try:
+        net = get_model('faster_rcnn_resnet50_v1b_voc', pretrained=False, pretrained_base=False)
+    finally:
+        sg.uninstall()
+    net.initialize()
+    net._num_sample = NUM_SAMPLE
+    net.sampler = sg.RCNNTargetSampler(1, net.sampler._num_proposal, NUM_SAMPLE,
+                                       max_num_gt=net.sampler._max_num_gt)
+    net._target_generator = lambda: RCNNTargetGenerator(net.num_class, net.sampler._max_pos, 1)
+    return net
+
+
+def first_batches(net, dataset, count):
+    """GluonCV's training pipeline (its transform class and batchify), seeded: the first
+    ``count`` batches."""
+    np.random.seed(0)
+    mx.random.seed(0)
+    transform = presets.FasterRCNNDefaultTrainTransform(HEIGHT, WIDTH, net, ashape=net.ashape,
+                                                        flip_p=0.0)
+    loader = gluon.data.DataLoader(dataset.transform(transform), batch_size=1, shuffle=False,
+                                   batchify_fn=FasterRCNNTrainBatchify(net, 1), num_workers=0)
+    out = []
+    for batch in loader:
+        out.append([(p[0] if isinstance(p, (list, tuple)) else p) for p in batch])
+        if len(out) == count:
+            return out
+    return out
+
+
+def iou(a, b):
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)
+    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=-1)  # noqa: E731
+    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
+
+
+def test_lst_to_lst_detection_to_patched_transform_to_network(net, voc_dir, voc_lst, voc_rec):
+    sg.install()
+    data = first_batches(net, LstDetection(voc_lst, root=voc_dir), 2)
+    labels = [batch[1].asnumpy()[0] for batch in data]
+    assert labels[0][:, 5].tolist() == [0, 1] and labels[1][:, 5].tolist() == [1, 1]
+    # RPN: no positive anchor on a hard box; the all-hard image has none at all.
+    rpn_cls = [batch[2].asnumpy() for batch in data]
+    assert (rpn_cls[0] > 0).any() and not (rpn_cls[1] > 0).any()
+    # The same targets from the .rec through RecordFileDetection.
+    rec = first_batches(net, RecordFileDetection(voc_rec), 2)
+    for a, b in zip(data, rec):
+        np.testing.assert_array_equal(a[2].asnumpy(), b[2].asnumpy())
+        np.testing.assert_allclose(a[1].asnumpy(), b[1].asnumpy(), atol=1e-3)
+    # One forward/backward each, as GluonCV's script takes it: no positive proposal on a hard box.
+    net.collect_params().setattr('grad_req', 'null')
+    net.collect_train_params().setattr('grad_req', 'write')
+    trainer = gluon.Trainer(net.collect_train_params(), 'sgd',
+                            {'learning_rate': 1e-4, 'clip_gradient': 5})
+    task = ForwardBackwardTask(
+        net, trainer, gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=False),
+        gluon.loss.HuberLoss(rho=1 / 9.), gluon.loss.SoftmaxCrossEntropyLoss(),
+        gluon.loss.HuberLoss(), mix_ratio=1.0, amp_enabled=False)
+    seen = []
+    net.hybridize(False)
+    hook = net.sampler.register_forward_hook(
+        lambda block, inputs, outputs: seen.append([o.asnumpy()[0] for o in outputs]))
+    try:
+        for batch in data:
+            losses = task.forward_backward([p.as_in_context(mx.cpu()) for p in batch])[:4]
+            trainer.step(1)
+            assert np.isfinite(np.concatenate([x.asnumpy().ravel() for x in losses])).all()
+    finally:
+        hook.detach()
+    assert len(seen) == 2
+    for (rois, samples, matches), label in zip(seen, labels):
+        hard = label[:, 5] == 1
+        positive = samples > 0
+        assert not hard[matches[positive].astype(int)].any()
+        if not hard.all():
+            assert positive.any()
+        else:
+            assert not positive.any()
+    # Without install() (GluonCV's own objects), the difficult objects are taught as positives.
+    sg.uninstall()
+    stock = first_batches(net, LstDetection(voc_lst, root=voc_dir), 2)
+    assert (stock[1][2].asnumpy() > 0).any()
