@@ -269,6 +269,14 @@ def test_faster_rcnn_off_by_default_gives_identical_outputs(c4_net):
     np.testing.assert_array_equal(targets(a), targets(c))
 
 
+def test_differs_from_gluoncv_small_boxes_are_taught_there(c4_net):
+    # GluonCV has no size rule: the object, 128 pixels after the resize, makes positives.
+    lab = np.array([OBJECT + [3, 0]], np.float32)
+    theirs = apply(faster(rcnn_presets.FasterRCNNDefaultTrainTransform, c4_net), lab)
+    ours = apply(faster(sg.FasterRCNNTrainTransform, c4_net, hard_min_size=128.5), lab)
+    assert (targets(theirs) > 0).any() and not (targets(ours) > 0).any()
+
+
 def test_gluoncv_body_path_applies_the_rule_too(c4_net):
     # A float image takes GluonCV's own body; the generator and the label still see the rule.
     lab = np.array([OBJECT + [3, 0]], np.float32)

@@ -13,7 +13,8 @@ Needs the ``gluoncv`` extra. Two ways in, both giving GluonCV's outputs:
 Modules: :mod:`.wrappers` (target generators, samplers, loss), :mod:`.transforms`
 (training transforms), and one patch list per detector family,
 :mod:`.patches_rcnn` and :mod:`.patches_ssd`, each giving what :func:`install`
-patches in its ``patches()``.
+patches in its ``patches()``. :mod:`.lst` writes im2rec ``.lst`` files with a hard column
+from VOC XML or COCO JSON (``python -m samplers.gluoncv.lst``).
 """
 from __future__ import annotations
 
