@@ -12,11 +12,12 @@ from gluoncv import loss as _gluoncv_loss
 from gluoncv.data.transforms.presets import ssd as _ssd_presets
 from gluoncv.model_zoo.ssd import target as _ssd_target
 
-from ._common import hard_column_of, pickle_state, rebuild
+from ._common import hard_column_of, keeping_settings, pickle_state, rebuild
 from .transforms import SSDTrainTransform, ssd_call, ssd_target_generator
 from .wrappers import SSDMultiBoxLoss, SSDTargetGenerator
 
 _SSDTransform = _ssd_presets.SSDDefaultTrainTransform
+_GLUONCV_SSD_INIT = _SSDTransform.__init__  # taken at import, before any install()
 
 
 def _reduce_gluoncv_transform(self, protocol):
@@ -34,6 +35,7 @@ def _reduce_gluoncv_transform(self, protocol):
 
 
 _PATCHES = (
+    (_SSDTransform, '__init__', keeping_settings(_GLUONCV_SSD_INIT)),
     (_SSDTransform, '__call__', ssd_call),
     (_SSDTransform, '_target_generator', property(ssd_target_generator)),
     (_SSDTransform, '__reduce_ex__', _reduce_gluoncv_transform),
