@@ -177,7 +177,7 @@ class Backend:
     method states. The methods:
 
     * elementwise: ``where``, ``maximum``, ``minimum``, ``floor``, ``log``,
-      ``clip``, ``divide``, ``divide_where``, ``nan_where``, ``float32``;
+      ``clip``, ``divide``, ``divide_where``, ``nan_where``, ``float32``, ``float64``;
     * reductions and picks: ``max``, ``sum``, ``argmax`` (float32 indices),
       ``count`` ((..., 1) float64), ``take_rows``, ``hits``, ``finite_rows``;
     * masks: ``mask`` (float32 0/1), ``compact_mask`` (uint8 0/1),
@@ -365,6 +365,10 @@ class _Numpy(Backend):
         """``a`` as float32."""
         return np.asarray(a, dtype=np.float32)
 
+    def float64(self, a):
+        """``a`` as float64."""
+        return np.asarray(a, dtype=np.float64)
+
     # reductions and picks
     def max(self, a, axis, keepdims=False):
         """Maximum over ``axis``."""
@@ -540,6 +544,10 @@ class _Graph(Backend):
     def float32(self, a):
         """``a`` as float32."""
         return self.F.cast(a, 'float32')
+
+    def float64(self, a):
+        """``a`` as float64."""
+        return self.F.cast(a, 'float64')
 
     # reductions and picks
     def max(self, a, axis, keepdims=False):

@@ -124,10 +124,9 @@ def parse_safe(value):
 
 
 def check_bool(name, value):
-    """``bool(value)`` for a bool or a 0/1 integer, else ``ValueError`` naming ``name``."""
+    """``bool(value)`` for a bool or a numpy bool, else ``ValueError`` naming ``name`` (0, 1,
+    'False' and the like are refused: ``bool('False')`` would be True)."""
     if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, numbers.Integral) and int(value) in (0, 1):
         return bool(value)
     raise ValueError('{} must be True or False, got {!r}'.format(name, value))
 

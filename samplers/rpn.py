@@ -46,7 +46,8 @@ from .anchor_grid import GridCache, border_limits, grid_facts
 from .balanced import Strategies
 from . import backend
 from .backend import POSITIVE, host_view, is_ndarray, like, to_numpy, use_numpy, warn_once
-from .checks import (check_boxes, check_dtype, check_int, check_min_size, check_positive,
+from .checks import (check_bool, check_boxes, check_dtype, check_int, check_min_size,
+                     check_positive,
                      check_ratio, check_stds, check_thresh, hard_flags, hard_on_device)
 from .boxes import (INVALID_IOU, best_match, box_iof, box_iou, cls_target_from_labels,
                     encode_boxes, finite_rows, match_anchors, too_small)
@@ -227,7 +228,8 @@ class RPNTargetSampler(SamplerBlock, gluon.Block):
         self._num_sample, self._pos_t, self._neg_t, self._pos_ratio = _check_rule(
             num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio)
         self._max_pos = positive_quota(self._num_sample, self._pos_ratio)
-        self._allow_low_quality = bool(allow_low_quality_matches)
+        self._allow_low_quality = check_bool('allow_low_quality_matches',
+                                             allow_low_quality_matches)
         self._strategies = Strategies(pos_sampler, neg_sampler, num_bins, floor_thr,
                                       floor_fraction)
 

@@ -23,7 +23,8 @@ from . import backend
 from ._blocks import SamplerBlock
 from .backend import Array, Backend, finite_F, host_view, is_ndarray, like, to_numpy, use_numpy
 from .boxes import box_iou, center_to_corner, encode_boxes, too_small
-from .checks import check_int, check_min_size, check_ratio, check_stds, hard_flags, hard_on_device
+from .checks import (check_dtype, check_int, check_min_size, check_ratio, check_stds, hard_flags,
+                     hard_on_device)
 from .ohem import OHEMSampler, background_loss, hard_negatives
 
 __all__ = ['SSDTargetGenerator', 'SSDMultiBoxLoss', 'ssd_matches']
@@ -171,6 +172,8 @@ class SSDTargetGenerator(SamplerBlock, gluon.Block):
                              'got {}'.format(tuple(gt_boxes.shape), tuple(gt_ids.shape)))
         numpy_path = use_numpy(anchors)
         ctx = None if numpy_path else anchors.context
+        if self._sampler is not None:
+            cls_preds = _checked_cls_preds(cls_preds, batch, anchors.shape[-2], numpy_path, ctx)
         flags = _flags(hard, batch, num_box, tuple(gt_boxes.shape), numpy_path, ctx)
         conv = (lambda a: to_numpy(a, np.float32)) if numpy_path else \
             (lambda a: a.astype('float32').as_in_context(ctx))
@@ -180,9 +183,8 @@ class SSDTargetGenerator(SamplerBlock, gluon.Block):
             small = backend.of(flags).mask(too_small(gt, self._hard_min_size))
             flags = backend.of(flags).maximum(flags, small.reshape((batch, 1, num_box)))
         ids = conv(gt_ids).reshape((batch, num_box))
-        preds = to_numpy(cls_preds) if numpy_path and cls_preds is not None else cls_preds
         with np.errstate(divide='ignore', invalid='ignore'):
-            out = self._targets(backend.of(anchors), anc, preds, gt, ids, flags)
+            out = self._targets(backend.of(anchors), anc, cls_preds, gt, ids, flags)
         if numpy_path:
             return tuple(like(a, anchors, np.float32) for a in out)
         return out
@@ -221,14 +223,31 @@ class SSDTargetGenerator(SamplerBlock, gluon.Block):
         return cls_targets, box_targets, mask
 
 
+def _checked_cls_preds(cls_preds, batch, num, numpy_path, ctx):
+    """``cls_preds`` for mining: numpy on the numpy path, else an NDArray on ``ctx``;
+    ``ValueError`` naming it unless it holds (B, N, C) float logits with C >= 2."""
+    shape = tuple(cls_preds.shape) if hasattr(cls_preds, 'shape') else np.shape(cls_preds)
+    if len(shape) != 3 or shape[:2] != (batch, num) or shape[2] < 2:
+        raise ValueError('cls_preds must have shape (B, N, C) = ({}, {}, C) with C >= 2 to go '
+                         'with gt_boxes and anchors, got {}'.format(batch, num, shape))
+    if numpy_path:
+        cls_preds = to_numpy(cls_preds)
+    elif is_ndarray(cls_preds):
+        cls_preds = cls_preds.as_in_context(ctx)
+    else:
+        cls_preds = mx.nd.array(cls_preds, ctx=ctx, dtype=np.asarray(cls_preds).dtype)
+    check_dtype('cls_preds', cls_preds, 'f')
+    return cls_preds
+
+
 # --------------------------------------------------------------------------- the loss
 class SSDMultiBoxLoss(SamplerBlock, gluon.Block):
     """SSD's loss: classification on positives and mined negatives, smooth L1 on positives.
 
     Parameters (GluonCV's)
     ----------------------
-    negative_mining_ratio : float >= 0, default 3
-        Negatives mined per positive.
+    negative_mining_ratio : float, default 3
+        Negatives mined per positive; a negative ratio counts as 0 (GluonCV's ``max(0, ratio)``).
     rho : float > 0, default 1.0
         Smooth-L1 knee: ``|d| - rho / 2`` above ``rho``, ``d**2 / (2 rho)`` below.
     lambd : float, default 1.0
@@ -246,19 +265,27 @@ class SSDMultiBoxLoss(SamplerBlock, gluon.Block):
     Rule: the classification loss ``-log softmax(cls_pred)[target]`` is summed over the
     positives and the mined negatives (:meth:`cls_loss_mask`): per image the
     ``min(max(min_hard_negatives, ceil(ratio * num_pos)), num_candidates)`` background
-    anchors (target 0, finite logits) with the largest loss, ties to the lower index.
+    anchors (target 0, finite logits) with the largest loss, ties to the lower index. The
+    product ``ratio * num_pos`` is GluonCV's: both in float32, rounded to float32 (ratio 0.07
+    with 100 positives mines 7, where double precision would give 8).
 
     Edges: ignored anchors (-1) are never mined and carry no classification loss; positives
     are never displaced; a row with a non-finite logit is never mined. No gradient flows
-    through the choice. With no ignored anchor and finite logits the losses are GluonCV's
-    (to float32 rounding).
+    through the choice. A non-finite value stays in its own image's losses (a NaN logit on
+    a positive makes that image's loss NaN, no other); with nothing chosen in the batch (no
+    positive, or every anchor ignored) the losses are zeros and no gradient reaches the
+    predictions, whatever their values. float64 predictions work with float32 targets (the
+    losses take ``cls_pred``'s dtype). With no ignored anchor and finite logits the losses
+    are GluonCV's (to float32 rounding).
     """
 
     def __init__(self, negative_mining_ratio: float = 3, rho: float = 1.0,
                  lambd: float = 1.0, min_hard_negatives: int = 0, **kwargs):
         super(SSDMultiBoxLoss, self).__init__(**kwargs)
-        self._ratio = check_ratio('negative_mining_ratio', negative_mining_ratio, 0.0, _INF,
-                                  high_open=True)
+        self._ratio = max(0.0, check_ratio('negative_mining_ratio', negative_mining_ratio,
+                                           -_INF, _INF, high_open=True))
+        # The ratio as the float32 GluonCV multiplies by (the largest float32 if it overflows).
+        self._ratio32 = float(np.float32(min(self._ratio, float(np.finfo(np.float32).max))))
         self._rho = check_ratio('rho', rho, 0.0, _INF, low_open=True, high_open=True)
         self._lambd = check_ratio('lambd', lambd, -_INF, _INF, low_open=True, high_open=True)
         self._min_hard = check_int('min_hard_negatives', min_hard_negatives, minimum=0)
@@ -288,7 +315,7 @@ class SSDMultiBoxLoss(SamplerBlock, gluon.Block):
         for cp, bp, ct, bt in zip(*parts):
             with autograd.pause():
                 total = mx.nd.add_n(*[p.as_in_context(cp.context) for p in num_pos])
-                scale = 1.0 / mx.nd.maximum(total, 1.0)
+                scale = (1.0 / mx.nd.maximum(total, 1.0)).astype(cp.dtype, copy=False)
             cls_loss, box_loss = self._losses_dense(cp, bp, ct, bt)
             cls_losses.append(mx.nd.broadcast_mul(cls_loss, scale))
             box_losses.append(mx.nd.broadcast_mul(box_loss, scale))
@@ -312,18 +339,28 @@ class SSDMultiBoxLoss(SamplerBlock, gluon.Block):
         """
         if use_numpy(cls_target):
             target, loss, finite = (to_numpy(a) for a in (cls_target, loss, finite))
-            return like(self._chosen(backend.NUMPY, target, loss, finite), cls_target)
+            with np.errstate(over='ignore'):  # a huge ratio: an infinite quota, capped later
+                return like(self._chosen(backend.NUMPY, target, loss, finite), cls_target)
         return self._chosen(backend.ND, cls_target, loss, finite)
 
     def _chosen(self, be, target, loss, finite):
-        """:meth:`chosen` on arrays of backend ``be``."""
+        """:meth:`cls_loss_mask` on arrays of backend ``be``."""
         finite = be.mask(finite > 0)
         positive = be.mask(target > 0)
         candidate = be.mask(target == 0) * finite
         loss = be.where(finite > 0, loss, 0.0)
-        wanted = -be.floor(-(be.count(positive) * self._ratio))  # ceil: GluonCV's rank < q
-        quota = be.maximum(wanted, float(self._min_hard))
-        return positive + hard_negatives(be, loss, candidate, quota)
+        return positive + hard_negatives(be, loss, candidate, self._quota(be, positive))
+
+    def _quota(self, be, positive):
+        """Negatives wanted per image, (B, 1) float64, as GluonCV counts them.
+
+        GluonCV mines the anchors whose rank is below ``max(min_hard_negatives, q)``, ``q``
+        the float32 product of the float32 ratio and the positive count: that is
+        ``ceil(q)`` anchors (``q`` itself when whole).
+        """
+        product = be.float32(be.count(positive)) * self._ratio32
+        wanted = be.float64(-be.floor(-product))
+        return be.maximum(wanted, float(self._min_hard))
 
     def _smooth_l1(self, diff):
         diff = mx.nd.abs(diff)
@@ -334,21 +371,26 @@ class SSDMultiBoxLoss(SamplerBlock, gluon.Block):
         """Per-image (B,) sums, every anchor computed: the device path (no host copy).
 
         Rows with a non-finite logit that are not positive are zeroed before
-        ``log_softmax``, so that they pass no NaN back through its gradient
-        (a positive's NaN is the network's, and stays visible).
+        ``log_softmax``, and box differences off the positives before the smooth
+        L1, so that they pass no NaN back through the gradient (a positive's NaN
+        is the network's, and stays visible). Both sums are in ``cp``'s dtype.
         """
         with autograd.pause():
             finite = mx.nd.min(finite_F(mx.nd, cp.detach()), axis=-1)
-            keep = mx.nd.maximum(finite, ct > 0).expand_dims(-1)
+            positive = (ct > 0).astype(finite.dtype, copy=False)
+            keep = mx.nd.maximum(finite, positive).expand_dims(-1)
         cp = mx.nd.where(mx.nd.broadcast_like(keep, cp) > 0, cp, mx.nd.zeros_like(cp))
         log_p = mx.nd.log_softmax(cp, axis=-1)
         cls_loss = -mx.nd.pick(log_p, mx.nd.maximum(ct, 0), axis=-1)
         with autograd.pause():
             chosen = self.cls_loss_mask(ct, cls_loss.detach(), finite)
-        cls_loss = mx.nd.where(chosen > 0, cls_loss, mx.nd.zeros_like(cls_loss))
-        box_loss = self._smooth_l1(mx.nd.reshape_like(bp, bt) - bt) * (ct > 0).expand_dims(-1)
+        cls_loss = mx.nd.where((chosen > 0).astype(cls_loss.dtype, copy=False), cls_loss,
+                               mx.nd.zeros_like(cls_loss))
+        diff = mx.nd.reshape_like(bp, bt) - bt.astype(bp.dtype, copy=False)
+        on_positive = mx.nd.broadcast_like((ct > 0).expand_dims(-1).astype(bp.dtype), diff)
+        box_loss = self._smooth_l1(mx.nd.where(on_positive, diff, mx.nd.zeros_like(diff)))
         return (mx.nd.sum(cls_loss, axis=0, exclude=True),
-                mx.nd.sum(box_loss, axis=0, exclude=True))
+                mx.nd.sum(box_loss, axis=0, exclude=True).astype(cp.dtype, copy=False))
 
     def _losses_gathered(self, cp, bp, target, bt, scale):
         """``(sum_loss, cls_loss, box_loss)``, (B,) each, times ``scale``: the CPU path.
@@ -359,8 +401,9 @@ class SSDMultiBoxLoss(SamplerBlock, gluon.Block):
         :func:`samplers.ohem.background_loss`); only the chosen rows (a few per
         positive) go through ``log_softmax``, and only the positive rows
         through the box loss, gathered with ``take`` so autograd sees them.
-        One matrix product then sums both per image, and their weighted sum:
-        a handful of MXNet operators whatever the batch.
+        Each image's values are then gathered into a row of its own (padded
+        with a zero) and summed, so a non-finite value stays in its image: a
+        handful of MXNet operators whatever the batch.
         """
         batch, num, num_class = cp.shape
         with autograd.pause():
@@ -369,24 +412,45 @@ class SSDMultiBoxLoss(SamplerBlock, gluon.Block):
         flat_target = target.reshape(-1)
         rows = np.flatnonzero(chosen.reshape(-1) > 0)
         pos = np.flatnonzero(flat_target > 0)
-        # With no row (no positive), row 0 stands in, weighted 0.
+        # With no row (no positive), row 0 stands in: zeroed, and in no image's sum.
         some_rows, some_pos = (rows if rows.size else [0]), (pos if pos.size else [0])
         k, p = len(some_rows), len(some_pos)
         index = mx.nd.array(np.concatenate([some_rows, np.maximum(flat_target[some_rows], 0),
                                             some_pos]), ctx=cp.context, dtype='int64')
         logits = mx.nd.take(cp.reshape((-1, num_class)), index[:k], axis=0)
+        if not rows.size:
+            logits = mx.nd.zeros_like(logits)
         log_p = mx.nd.pick(mx.nd.log_softmax(logits, axis=-1), index[k:2 * k], axis=-1)
         diff = (mx.nd.take(bp.reshape((-1, 4)), index[2 * k:], axis=0)
-                - mx.nd.take(bt.reshape((-1, 4)), index[2 * k:], axis=0))
+                - mx.nd.take(bt.reshape((-1, 4)), index[2 * k:], axis=0).astype(bp.dtype,
+                                                                                 copy=False))
+        if not pos.size:
+            diff = mx.nd.zeros_like(diff)
         box = self._smooth_l1(diff).reshape((-1,)).astype(log_p.dtype, copy=False)
-        # (3B, k + 4p) weights: rows of [sum, cls, box] per image over [-log_p, box values].
-        weights = np.zeros((3, batch, k + 4 * p), np.float32)
-        weights[1, rows // num, np.arange(rows.size)] = -scale
-        weights[2, np.repeat(pos // num, 4), k + np.arange(4 * pos.size)] = scale
-        weights[0] = weights[1] + self._lambd * weights[2]
-        out = mx.nd.dot(mx.nd.array(weights.reshape(3 * batch, -1), ctx=cp.context,
-                                    dtype=log_p.dtype), mx.nd.concat(log_p, box, dim=0))
-        return out[:batch], out[batch:2 * batch], out[2 * batch:]
+        values = mx.nd.concat(log_p, box, mx.nd.zeros((1,), ctx=cp.context, dtype=log_p.dtype),
+                              dim=0)
+        # (2, B, W) positions in values: image b's -log_p terms, then its box terms; the
+        # padding points at the trailing zero.
+        width = max(1, _most_per_image(rows // num, batch), 4 * _most_per_image(pos // num, batch))
+        where = np.full((2, batch, width), k + 4 * p, np.int64)
+        _fill_rows(where[0], rows // num, np.arange(rows.size))
+        _fill_rows(where[1], np.repeat(pos // num, 4), k + np.arange(4 * pos.size))
+        sums = mx.nd.sum(mx.nd.take(values, mx.nd.array(where, ctx=cp.context, dtype='int64')),
+                         axis=2)
+        cls_loss, box_loss = sums[0] * -scale, sums[1] * scale
+        return cls_loss + self._lambd * box_loss, cls_loss, box_loss
+
+
+def _most_per_image(image, batch):
+    """The largest number of entries one image has, from each entry's (sorted) image index."""
+    return int(np.bincount(image, minlength=batch).max()) if image.size else 0
+
+
+def _fill_rows(out, image, values):
+    """``out[b]`` starts with the ``values`` whose ``image`` is b, in order (``image`` sorted)."""
+    if image.size:
+        first = np.searchsorted(image, image)  # each entry's image's first entry
+        out[image, np.arange(image.size) - first] = values
 
 
 def _check_loss_inputs(cp, bp, ct, bt):

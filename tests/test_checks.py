@@ -38,6 +38,17 @@ def test_check_stds_wants_four_positive_finite_numbers(stds):
         checks.check_stds('stds', stds)
 
 
+@pytest.mark.parametrize('value', [True, False, np.bool_(True), np.bool_(False)])
+def test_check_bool_takes_a_bool_or_numpy_bool(value):
+    assert checks.check_bool('flag', value) is bool(value)
+
+
+@pytest.mark.parametrize('value', [0, 1, 2, np.int64(1), 1.0, 'False', 'no', '', None, [True]])
+def test_check_bool_refuses_anything_else_naming_the_argument(value):
+    with pytest.raises(ValueError, match='flag must be True or False'):
+        checks.check_bool('flag', value)
+
+
 # ----------------------------------------------------------------------------- arrays
 def test_check_same_kind_names_every_array_and_skips_none():
     assert checks.check_same_kind([('a', mx.nd.zeros(1)), ('b', None)])

@@ -1,5 +1,6 @@
 """GluonCV drop-in: FasterRCNNTrainTransform, install()/uninstall(), workers, real networks."""
 import copy
+import inspect
 import json
 import os
 import pickle
@@ -28,6 +29,7 @@ from gluoncv.utils.metrics.rcnn import RCNNL1LossMetric, RPNL1LossMetric  # noqa
 from gluoncv.data.transforms import mask as tmask  # noqa: E402
 
 import samplers.gluoncv as sg  # noqa: E402
+import samplers.gluoncv._common as sg_common  # noqa: E402
 import samplers.gluoncv.patches_rcnn as sg_patches  # noqa: E402
 import samplers.gluoncv.transforms as sg_transforms  # noqa: E402
 from conftest import CPU_CONTEXTS, requires_gpu  # noqa: E402
@@ -536,6 +538,83 @@ def test_install_rejects_bad_options_and_patches_nothing(kwargs, match):
         sg.install(**kwargs)
     assert not sg.is_installed()
     assert_gluoncv_restored()
+
+
+BOOL_INSTALL_OPTIONS = sorted(name for name, p in inspect.signature(sg.install).parameters.items()
+                              if isinstance(p.default, bool))
+
+
+def test_install_has_boolean_options():
+    assert 'allow_low_quality_matches' in BOOL_INSTALL_OPTIONS
+
+
+@pytest.mark.parametrize('name', BOOL_INSTALL_OPTIONS)
+@pytest.mark.parametrize('value', ['no', 'False', '', 2, 1, 0, None])
+def test_install_boolean_options_refuse_anything_but_a_bool(name, value):
+    with pytest.raises(ValueError, match='{} must be True or False'.format(name)):
+        sg.install(**{name: value})
+    assert not sg.is_installed()
+
+
+@pytest.mark.parametrize('name', BOOL_INSTALL_OPTIONS)
+@pytest.mark.parametrize('value', [True, False, np.bool_(True)])
+def test_install_boolean_options_take_a_bool_or_numpy_bool(name, value):
+    sg.install(**{name: value})
+    assert sg.is_installed()
+
+
+# ----------------------------------------------------------------------------- a second install()
+def rpn_options(transform):
+    generator = transform._target_generator
+    return generator._sampler._allow_low_quality, generator._hard_iof
+
+
+def test_second_install_leaves_the_hard_column_of_transforms_built_before_it(c4_net):
+    difficult = label(BOX + [3, 1])
+    sg.install()
+    used, unused = make(GluonCVTransform, c4_net), make(GluonCVTransform, c4_net)
+    assert not (cls_targets(apply(used, image(), difficult)) > 0).any()
+    sg.install(hard_column=None)
+    for transform in (used, unused):
+        assert not (cls_targets(apply(transform, image(), difficult)) > 0).any()
+        copy_ = pickle.loads(pickle.dumps(transform))  # as a worker process gets it
+        assert not (cls_targets(apply(copy_, image(), difficult)) > 0).any()
+    assert (cls_targets(apply(make(GluonCVTransform, c4_net), image(), difficult)) > 0).any()
+
+
+def test_second_install_leaves_the_rpn_options_of_transforms_built_before_it(c4_net):
+    sg.install(allow_low_quality_matches=True, hard_iof_thresh=0.5)
+    used, unused = make(GluonCVTransform, c4_net), make(GluonCVTransform, c4_net)
+    apply(used, image(), label(BOX + [3, 0]))
+    sg.install(hard_iof_thresh=0.25)
+    for transform in (used, unused):
+        assert rpn_options(transform) == (True, 0.5)
+        copy_ = pickle.loads(pickle.dumps(transform))
+        assert rpn_options(copy_) == (True, 0.5)
+    assert rpn_options(make(GluonCVTransform, c4_net)) == (False, 0.25)
+
+
+def test_second_install_changes_transforms_built_before_any_install_used_or_not(c4_net):
+    used, unused = make(GluonCVTransform, c4_net), make(GluonCVTransform, c4_net)
+    sg.install(allow_low_quality_matches=True, hard_iof_thresh=0.5)
+    apply(used, image(), label(BOX + [3, 0]))
+    assert rpn_options(used) == (True, 0.5)
+    sg.install(hard_column=None, hard_iof_thresh=0.25)
+    difficult = label(BOX + [3, 1])
+    for transform in (used, unused):
+        assert rpn_options(transform) == (False, 0.25)
+        assert (cls_targets(apply(transform, image(), difficult)) > 0).any()
+
+
+def test_second_install_leaves_the_hard_column_of_a_task_built_before_it():
+    sg.install(hard_column=6)
+    task = ForwardBackwardTask(gluoncv_net(), None, None, None, None, None, mix_ratio=1.0,
+                               amp_enabled=False)
+    sg.install(hard_column=None)
+    flags_seen = sg_patches._with_task_flags(lambda self, x: sg_common.NETWORK.task)
+    batch_label = mx.nd.array([[BOX + [3, 0, 1], BOX + [3, 1, 0]]])
+    seen = flags_seen(task, (None, batch_label))
+    np.testing.assert_array_equal(seen.asnumpy().ravel(), [1, 0])  # column 6, not none
 
 
 # ----------------------------------------------------------------------------- the network

@@ -780,6 +780,9 @@ def test_picklable_after_running_a_hybridized_graph():
     (dict(fill_negative='False'), 'fill_negative'),
     (dict(fill_negative=None), 'fill_negative'),
     (dict(fill_negative=2), 'fill_negative'),
+    (dict(fill_negative=1), 'fill_negative'),
+    (dict(fill_negative=0), 'fill_negative'),
+    (dict(fill_negative='no'), 'fill_negative'),
 ])
 def test_bad_argument_raises_value_error_naming_it(kwargs, name):
     args = dict(num_sample=10, pos_thresh=0.5, neg_thresh_high=0.5)
@@ -788,9 +791,9 @@ def test_bad_argument_raises_value_error_naming_it(kwargs, name):
         QuotaSampler(**args)
 
 
-@pytest.mark.parametrize('value, want', [(True, True), (False, False), (1, True),
-                                         (0, False), (np.bool_(False), False)])
-def test_fill_negative_takes_bool_likes(value, want):
+@pytest.mark.parametrize('value, want', [(True, True), (False, False), (np.bool_(True), True),
+                                         (np.bool_(False), False)])
+def test_fill_negative_takes_a_bool_or_numpy_bool(value, want):
     assert QuotaSampler(10, 0.5, 0.5, fill_negative=value)._rule.fill_negative is want
 
 

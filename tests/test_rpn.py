@@ -434,6 +434,25 @@ def test_bad_sampler_arguments_raise_value_error_naming_them(kwargs, name):
     with pytest.raises(ValueError, match=name):
         sampler(**kwargs)
 
+
+RPN_BLOCKS = {'RPNTargetSampler': lambda **kw: RPNTargetSampler(256, 0.7, 0.3, 0.5, **kw),
+              'RPNTargetGenerator': lambda **kw: RPNTargetGenerator(**kw)}
+
+
+@pytest.mark.parametrize('block', sorted(RPN_BLOCKS))
+@pytest.mark.parametrize('value', ['no', 'False', '', 2, 1, 0, 1.0, None, [True]])
+def test_allow_low_quality_matches_refuses_anything_but_a_bool(block, value):
+    with pytest.raises(ValueError, match='allow_low_quality_matches must be True or False'):
+        RPN_BLOCKS[block](allow_low_quality_matches=value)
+
+
+@pytest.mark.parametrize('block', sorted(RPN_BLOCKS))
+@pytest.mark.parametrize('value', [True, False, np.bool_(True), np.bool_(False)])
+def test_allow_low_quality_matches_takes_a_bool_or_numpy_bool(block, value):
+    built = RPN_BLOCKS[block](allow_low_quality_matches=value)
+    rule = built if block == 'RPNTargetSampler' else built._sampler
+    assert rule._allow_low_quality is bool(value)
+
 @pytest.mark.parametrize('ious, hard, match', [
     (np.zeros(3), None, r'ious.*\(3,\)'),
     (np.zeros((2, 3, 4, 5)), None, 'ious'),

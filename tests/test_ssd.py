@@ -244,7 +244,6 @@ def test_differs_from_gluoncv_no_positive_gives_per_image_zeros_without_a_host_r
 
 
 @pytest.mark.parametrize('kwargs, name', [
-    ({'negative_mining_ratio': -1}, 'negative_mining_ratio'),
     ({'negative_mining_ratio': float('nan')}, 'negative_mining_ratio'),
     ({'rho': 0}, 'rho'), ({'min_hard_negatives': -2}, 'min_hard_negatives'),
     ({'min_hard_negatives': 1.5}, 'min_hard_negatives')])
@@ -257,6 +256,149 @@ def test_loss_inputs_of_the_wrong_shape_raise_value_error():
     cls_pred, box_pred, target, box_target = loss_inputs(np.random.RandomState(9))
     with pytest.raises(ValueError, match='cls_target'):
         SSDMultiBoxLoss()(cls_pred, box_pred, target[:, :10], box_target)
+
+
+@pytest.mark.parametrize('ratio', [-1, -0.5, -np.inf])
+def test_a_negative_mining_ratio_counts_as_zero_as_in_gluoncv(ratio, backend):
+    args = loss_inputs(np.random.RandomState(10))
+    want = as_numpy(GLUONCV_LOSS(ratio)(*args))
+    with backend():
+        got = as_numpy(SSDMultiBoxLoss(ratio)(*args))
+        zero = as_numpy(SSDMultiBoxLoss(0)(*args))
+    for w, g, z in zip(want, got, zero):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(g, z)
+
+
+def _nan_on_a_positive_of_image_0():
+    cls_pred, box_pred, target, box_target = loss_inputs(np.random.RandomState(11),
+                                                         positives=(5, 12, 3))
+    pred = cls_pred.asnumpy()
+    pred[0, np.flatnonzero(target.asnumpy()[0] > 0)[0], 1] = np.nan
+    return mx.nd.array(pred), box_pred, target, box_target
+
+
+def test_a_nan_logit_on_a_positive_makes_only_its_own_image_loss_nan(backend):
+    args = _nan_on_a_positive_of_image_0()
+    want = as_numpy(GLUONCV_LOSS()(*args))
+    with backend():
+        got = as_numpy(SSDMultiBoxLoss()(*args))
+    for w, g in zip(want[:2], got[:2]):  # sum and classification losses
+        assert np.isnan(g[0][0]) and np.isnan(w[0][0])
+        np.testing.assert_allclose(g[0][1:], w[0][1:], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got[2][0], want[2][0], rtol=1e-5, atol=1e-6)  # box: all finite
+
+
+def test_a_nan_box_prediction_on_a_positive_makes_only_its_own_image_loss_nan(backend):
+    cls_pred, box_pred, target, box_target = loss_inputs(np.random.RandomState(12),
+                                                         positives=(5, 12, 3))
+    pred = box_pred.asnumpy().reshape(target.shape + (4,))
+    pred[1, np.flatnonzero(target.asnumpy()[1] > 0)[0], 2] = np.nan
+    args = (cls_pred, mx.nd.array(pred.reshape(box_pred.shape)), target, box_target)
+    want = as_numpy(GLUONCV_LOSS()(*args))
+    with backend():
+        got = as_numpy(SSDMultiBoxLoss()(*args))
+    for part in (0, 2):  # sum and box losses
+        assert np.isnan(got[part][0][1])
+        np.testing.assert_allclose(got[part][0][[0, 2]], want[part][0][[0, 2]], rtol=1e-5,
+                                   atol=1e-6)
+    np.testing.assert_allclose(got[1][0], want[1][0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('targets', ['no positive', 'every anchor ignored'])
+@pytest.mark.parametrize('bad', [np.inf, -np.inf, np.nan])
+def test_nothing_chosen_gives_zero_losses_and_no_gradient_whatever_the_predictions(
+        targets, bad, backend):
+    cls_pred, box_pred, target, box_target = loss_inputs(np.random.RandomState(13))
+    target = mx.nd.zeros(target.shape) - (targets == 'every anchor ignored')
+    pred = cls_pred.asnumpy()
+    pred[:, 0, 1] = bad  # anchor 0, the row the CPU path gathers first
+    boxes = box_pred.asnumpy()
+    boxes[:, :4] = bad
+    cls_pred, box_pred = mx.nd.array(pred), mx.nd.array(boxes)
+    cls_pred.attach_grad()
+    box_pred.attach_grad()
+    with backend(), mx.autograd.record():
+        losses = SSDMultiBoxLoss()(cls_pred, box_pred, target, box_target)
+    mx.autograd.backward(losses[0])
+    for part in as_numpy(losses):
+        assert part[0].shape == (3,) and not part[0].any() and not np.isnan(part[0]).any()
+    assert not cls_pred.grad.asnumpy().any() and not np.isnan(cls_pred.grad.asnumpy()).any()
+    assert not box_pred.grad.asnumpy().any() and not np.isnan(box_pred.grad.asnumpy()).any()
+
+
+def _gluoncv_mined_counts(ratio, num_pos, num):
+    """Negatives GluonCV's loss mines per image: the background rows that get a gradient."""
+    batch = len(num_pos)
+    pred = np.zeros((batch, num, 2), np.float32)
+    pred[:, :, 1] = np.linspace(-2, 2, num, dtype=np.float32)  # distinct background losses
+    target = np.zeros((batch, num), np.float32)
+    for b, p in enumerate(num_pos):
+        target[b, :p] = 1
+    cls_pred = mx.nd.array(pred)
+    cls_pred.attach_grad()
+    box = mx.nd.zeros((batch, num, 4))
+    with mx.autograd.record():
+        total = GLUONCV_LOSS(ratio)(cls_pred, box, mx.nd.array(target), box)[0]
+    mx.autograd.backward(total)
+    touched = np.abs(cls_pred.grad.asnumpy()).sum(-1) > 0
+    return (touched & (target == 0)).sum(1), target, pred
+
+
+# Ratios on a 0.01 grid and a few others; positives 1..100 per image.
+MINING_RATIOS = [round(0.01 * i, 2) for i in range(1, 301, 3)] + [0.07, 0.29, 1 / 3, 2 / 3, 1.1]
+
+
+def test_negative_counts_equal_gluoncv_for_fractional_ratios(backend):
+    num_pos, num = np.arange(1, 101), 420
+    disagreed_in_double = 0
+    for ratio in MINING_RATIOS:
+        want, target, pred = _gluoncv_mined_counts(ratio, num_pos, num)
+        loss = SSDMultiBoxLoss(ratio)
+        with backend():
+            got = loss.cls_loss_mask(mx.nd.array(target), mx.nd.array(background_loss(
+                mx.nd.array(pred))), mx.nd.ones(target.shape)).asnumpy()
+        np.testing.assert_array_equal(((got > 0) & (target == 0)).sum(1), want,
+                                      err_msg='ratio {}'.format(ratio))
+        disagreed_in_double += int((np.ceil(ratio * num_pos) != want).sum())
+    assert disagreed_in_double > 0  # the grid holds pairs where double precision differs
+
+
+def test_ratio_007_with_100_positives_mines_7_negatives_as_gluoncv(backend):
+    want, target, pred = _gluoncv_mined_counts(0.07, [100], 200)
+    assert want.tolist() == [7]
+    with backend():
+        got = cls_loss_mask(SSDMultiBoxLoss(0.07), mx.nd.array(pred), mx.nd.array(target))
+    assert ((got > 0) & (target == 0)).sum() == 7
+
+
+@pytest.mark.parametrize('where', ['numpy', 'mx.nd'])
+def test_float64_predictions_with_float32_targets_work_and_equal_float32(where):
+    args = loss_inputs(np.random.RandomState(14))
+    wide = [a.astype('float64') for a in args[:2]] + list(args[2:])
+    scope = contextlib.nullcontext if where == 'numpy' else force_ndarray_backend
+    cls_pred = wide[0].copy()
+    cls_pred.attach_grad()
+    with scope(), mx.autograd.record():
+        got = SSDMultiBoxLoss()(cls_pred, *wide[1:])
+    mx.autograd.backward(got[0])
+    with scope():
+        want = as_numpy(SSDMultiBoxLoss()(*args))
+    assert all(x.dtype == np.float64 for part in got for x in part)
+    for w, g in zip(want, as_numpy(got)):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+    assert cls_pred.grad.dtype == np.float64 and np.isfinite(cls_pred.grad.asnumpy()).all()
+
+
+def test_the_loss_takes_what_the_target_generator_emits_for_float64_predictions():
+    anc, preds, gt, ids = target_inputs(15)
+    cls_t, box_t, _ = sg.SSDTargetGenerator()(anc, preds, gt, ids)
+    assert cls_t.dtype == box_t.dtype == np.float32
+    box_pred = mx.nd.array(np.random.RandomState(15).randn(*box_t.shape), dtype='float64')
+    for scope in (contextlib.nullcontext, force_ndarray_backend):
+        with scope():
+            losses = SSDMultiBoxLoss()(preds.astype('float64'), box_pred, cls_t, box_t)
+        assert np.isfinite(losses[0][0].asnumpy()).all()
 
 
 # --------------------------------------------------------------------------- targets
@@ -361,10 +503,43 @@ def test_no_ground_truth_makes_every_anchor_negative(ratio):
 
 @pytest.mark.parametrize('kwargs, name', [
     ({'iou_thresh': 0}, 'iou_thresh'), ({'neg_thresh': 1.5}, 'neg_thresh'),
-    ({'stds': (0.1, 0.1, 0.2)}, 'stds'), ({'stds': (0.1, 0.1, 0.2, 0)}, 'stds')])
+    ({'stds': (0.1, 0.1, 0.2)}, 'stds'), ({'stds': (0.1, 0.1, 0.2, 0)}, 'stds'),
+    ({'stds': 0.1}, 'stds')])
 def test_bad_target_settings_raise_value_error_naming_them(kwargs, name):
     with pytest.raises(ValueError, match=name):
         SSDTargetGenerator(**kwargs)
+
+
+@pytest.mark.parametrize('shape', [(2, 600, 1), (2, 599, 5), (1, 600, 5), (2, 600)])
+def test_cls_preds_of_the_wrong_shape_raise_value_error_naming_cls_preds(shape, backend):
+    anc, _, gt, ids = target_inputs(16)
+    with backend(), pytest.raises(ValueError, match=r'^cls_preds must have shape'):
+        SSDTargetGenerator(negative_mining_ratio=3)(anc, mx.nd.zeros(shape), gt, ids)
+
+
+def test_integer_cls_preds_raise_value_error_naming_cls_preds(backend):
+    anc, preds, gt, ids = target_inputs(16)
+    with backend(), pytest.raises(ValueError, match=r'^cls_preds must have a float dtype'):
+        SSDTargetGenerator(negative_mining_ratio=3)(anc, preds.astype('int32'), gt, ids)
+
+
+def test_differs_from_gluoncv_target_mining_counts_in_double_precision():
+    # 100 anchors sit on 100 boxes (the positives); 40 more overlap none (the candidates).
+    rng = np.random.RandomState(17)
+    corners = np.concatenate([np.stack([np.arange(100) * 0.005] * 2, -1),
+                              np.stack([np.arange(100) * 0.005 + 0.004] * 2, -1)], -1) * 0.5
+    far = np.tile([[0.8, 0.8, 0.9, 0.9]], (40, 1))
+    boxes_ = np.concatenate([corners, far])
+    centers = np.concatenate([(boxes_[:, :2] + boxes_[:, 2:]) / 2, boxes_[:, 2:] - boxes_[:, :2]],
+                             -1)
+    anc = mx.nd.array(centers[None])
+    args = (anc, mx.nd.array(rng.randn(1, 140, 3)), mx.nd.array(corners[None]),
+            mx.nd.zeros((1, 100, 1)))
+    theirs = GLUONCV_GENERATOR(negative_mining_ratio=0.29)(*args)[0].asnumpy()
+    ours = sg.SSDTargetGenerator(negative_mining_ratio=0.29)(*args)[0].asnumpy()
+    assert (theirs > 0).sum() == (ours > 0).sum() == 100
+    assert (theirs == 0).sum() == 29  # float32: 0.29 * 100 rounds to 29.0
+    assert (ours == 0).sum() == int(0.29 * 100) == 28  # OHEMSampler's double precision
 
 
 @pytest.mark.parametrize('hard', [np.array([1, 0, 0]), np.array([2, 0])])
@@ -465,6 +640,20 @@ def test_install_patches_the_ssd_transform_loss_and_generator(anchors):
     copy = pickle.loads(pickle.dumps(built_before))
     assert type(copy) is sg.SSDTrainTransform  # a spawned worker keeps the hard flags
     same(apply(copy, hard), want)
+
+
+def test_second_install_leaves_the_hard_column_of_transforms_built_before_it(anchors):
+    hard = LABEL.copy()
+    hard[:, 5] = 1
+    sg.install()
+    used, unused = GluonCVTransform(SIZE, SIZE, anchors), GluonCVTransform(SIZE, SIZE, anchors)
+    assert not (apply(used, hard)[1].asnumpy() > 0).any()
+    sg.install(hard_column=None)
+    for transform in (used, unused):
+        assert not (apply(transform, hard)[1].asnumpy() > 0).any()
+        copy_ = pickle.loads(pickle.dumps(transform))  # as a worker process gets it
+        assert not (apply(copy_, hard)[1].asnumpy() > 0).any()
+    assert (apply(GluonCVTransform(SIZE, SIZE, anchors), hard)[1].asnumpy() > 0).any()
 
 
 def test_uninstall_restores_gluoncv_ssd_objects(anchors):

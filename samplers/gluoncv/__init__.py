@@ -88,7 +88,10 @@ def install(hard_column: int | None = HARD_COLUMN, allow_low_quality_matches: bo
     For SSD see :mod:`samplers.gluoncv.patches_ssd`.
 
     Objects built before the call use the patched methods too. Calling it
-    again only changes the settings (for what is built afterwards). Bad
+    again only changes the settings for what is built afterwards: a transform,
+    ``ForwardBackwardTask`` or network built under install() keeps that call's
+    settings (``hard_column`` and the RPN and second-stage options), used or
+    not; one built before any install() follows the install() in effect. Bad
     settings raise ``ValueError`` and patch nothing.
     """
     hard_column = check_hard_column(hard_column)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import threading
 
 import numpy as np
@@ -49,6 +50,30 @@ class _Installed:  # process-wide (not thread-local): every thread sees install(
 
 INSTALLED = _Installed()
 
+#: Instance attribute where an object built under install() keeps that install()'s settings
+#: (a copy of :data:`INSTALLED`; install() replaces its values, never changes them in place).
+SETTINGS = '_samplers_settings'
+
+
+def keep_settings(obj):
+    """``obj`` keeps install()'s current settings, whatever a later install() sets."""
+    obj.__dict__[SETTINGS] = copy.copy(INSTALLED)
+
+
+def settings_of(obj):
+    """install()'s settings for ``obj``: those it kept when it was built under install()
+    (:func:`keep_settings`), else, for an object built before install(), the current ones."""
+    return obj.__dict__.get(SETTINGS, INSTALLED)
+
+
+def keeping_settings(gluoncv_init):
+    """GluonCV's ``__init__`` after which the new object keeps install()'s settings."""
+    def __init__(self, *args, **kwargs):
+        """GluonCV's set-up; the object keeps the settings of the install() in effect."""
+        gluoncv_init(self, *args, **kwargs)
+        keep_settings(self)
+    return __init__
+
 
 def check_hard_column(hard_column):
     if hard_column is None:
@@ -57,8 +82,9 @@ def check_hard_column(hard_column):
 
 
 def hard_column_of(transform):
-    """Ours carry their own ``hard_column``; patched GluonCV transforms use install()'s."""
-    return transform.__dict__.get('_hard_column', INSTALLED.hard_column)
+    """Ours carry their own ``hard_column``; patched GluonCV transforms use install()'s
+    (:func:`settings_of`)."""
+    return transform.__dict__.get('_hard_column', settings_of(transform).hard_column)
 
 
 def hard_flags(label, hard_column):
@@ -85,10 +111,12 @@ ANCHOR_CACHE = '_samplers_anchors'
 
 
 def pickle_state(transform):
-    """A transform's instance dict to pickle: without our caches (rebuilt on use)."""
+    """A transform's instance dict to pickle: without our caches (rebuilt on use) and kept
+    settings (the caller writes what the copy needs into ``_hard_column`` / ``_kwargs``)."""
     state = dict(transform.__dict__)
     state.pop(CACHE, None)
     state.pop(ANCHOR_CACHE, None)
+    state.pop(SETTINGS, None)
     return state
 
 

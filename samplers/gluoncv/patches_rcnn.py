@@ -32,7 +32,8 @@ from gluoncv.model_zoo.rcnn.rpn import rpn_target as _rpn_target
 from gluoncv.utils.metrics import rcnn as _metrics
 from mxnet import autograd, gluon
 
-from ._common import INSTALLED, NETWORK, bound, hard_column_of, pickle_state, rebuild
+from ._common import (INSTALLED, NETWORK, bound, hard_column_of, keep_settings,
+                      keeping_settings, pickle_state, rebuild, settings_of)
 from .transforms import (FasterRCNNTrainTransform, MaskRCNNTrainTransform, faster_call,
                          mask_call, rcnn_target_generator)
 from .wrappers import RCNNTargetSampler, RPNTargetGenerator, RPNTargetSampler, use_hard_sampler
@@ -44,6 +45,8 @@ _MaskRCNN = _mask.MaskRCNN
 _MaskTargetGenerator = _mask_target.MaskTargetGenerator
 # Taken at import, before any install(): the GluonCV bodies every patched call runs.
 _GLUONCV = {
+    'faster_transform_init': _FasterTransform.__init__,
+    'mask_transform_init': _MaskTransform.__init__,
     'faster_forward': _FasterRCNN.hybrid_forward, 'mask_forward': _MaskRCNN.hybrid_forward,
     'faster_task': _faster_task.ForwardBackwardTask.forward_backward,
     'mask_task': _mask_task.ForwardBackwardTask.forward_backward,
@@ -67,7 +70,7 @@ def _reduce_gluoncv_transform(self, protocol):
     if ours is None:
         return object.__reduce_ex__(self, protocol)
     state = pickle_state(self)
-    state['_kwargs'] = dict(INSTALLED.rpn_options, **state['_kwargs'])
+    state['_kwargs'] = dict(settings_of(self).rpn_options, **state['_kwargs'])
     state['_hard_column'] = hard_column_of(self)
     return rebuild, (ours, state)
 
@@ -115,7 +118,7 @@ def _with_hard_input(gluoncv_forward):
 def _with_task_flags(gluoncv_forward_backward):
     def forward_backward(self, x):
         """GluonCV's step; label column ``hard_column`` goes to the network as its hard flags."""
-        label, column = x[1], INSTALLED.hard_column
+        label, column = x[1], settings_of(self).hard_column
         hard = None
         if column is not None and label.shape[-1] > column:
             hard = label.slice_axis(axis=-1, begin=column, end=column + 1)
@@ -126,9 +129,11 @@ def _with_task_flags(gluoncv_forward_backward):
 
 def _with_our_sampler(gluoncv_init):
     def __init__(self, net, *args, **kwargs):
-        """GluonCV's set-up; a network built before install() gets our sampler here."""
+        """GluonCV's set-up; a network built before install() gets our sampler here, and the
+        task keeps install()'s hard column."""
         gluoncv_init(self, net, *args, **kwargs)
         use_hard_sampler(net)
+        keep_settings(self)
     return __init__
 
 
@@ -185,9 +190,11 @@ def _metric_get(self):
 
 # --------------------------------------------------------------------------- what install() patches
 _PATCHES = (
+    (_FasterTransform, '__init__', keeping_settings(_GLUONCV['faster_transform_init'])),
     (_FasterTransform, '__call__', faster_call),
     (_FasterTransform, '_target_generator', property(rcnn_target_generator)),
     (_FasterTransform, '__reduce_ex__', _reduce_gluoncv_transform),
+    (_MaskTransform, '__init__', keeping_settings(_GLUONCV['mask_transform_init'])),
     (_MaskTransform, '__call__', mask_call),
     (_MaskTransform, '_target_generator', property(rcnn_target_generator)),
     (_MaskTransform, '__reduce_ex__', _reduce_gluoncv_transform),

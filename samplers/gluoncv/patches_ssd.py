@@ -12,11 +12,12 @@ from gluoncv import loss as _gluoncv_loss
 from gluoncv.data.transforms.presets import ssd as _ssd_presets
 from gluoncv.model_zoo.ssd import target as _ssd_target
 
-from ._common import INSTALLED, hard_column_of, pickle_state, rebuild
+from ._common import hard_column_of, keeping_settings, pickle_state, rebuild, settings_of
 from .transforms import SSDTrainTransform, ssd_call, ssd_target_generator
 from .wrappers import SSDMultiBoxLoss, SSDTargetGenerator
 
 _SSDTransform = _ssd_presets.SSDDefaultTrainTransform
+_GLUONCV_SSD_INIT = _SSDTransform.__init__  # taken at import, before any install()
 
 
 def _reduce_gluoncv_transform(self, protocol):
@@ -31,12 +32,14 @@ def _reduce_gluoncv_transform(self, protocol):
         return object.__reduce_ex__(self, protocol)
     state = pickle_state(self)
     state['_hard_column'] = hard_column_of(self)
-    if INSTALLED.hard_min_size is not None:
-        state['_kwargs'] = dict({'hard_min_size': INSTALLED.hard_min_size}, **state['_kwargs'])
+    size = settings_of(self).hard_min_size
+    if size is not None:
+        state['_kwargs'] = dict({'hard_min_size': size}, **state['_kwargs'])
     return rebuild, (SSDTrainTransform, state)
 
 
 _PATCHES = (
+    (_SSDTransform, '__init__', keeping_settings(_GLUONCV_SSD_INIT)),
     (_SSDTransform, '__call__', ssd_call),
     (_SSDTransform, '_target_generator', property(ssd_target_generator)),
     (_SSDTransform, '__reduce_ex__', _reduce_gluoncv_transform),

@@ -65,8 +65,8 @@ except ImportError:  # pragma: no cover - numpy does the same look-up
 
 from ..boxes import too_small
 from ..checks import check_min_size
-from ._common import (ANCHOR_CACHE, CACHE, HARD_COLUMN, INSTALLED, PENDING, bound,
-                      check_hard_column, hard_column_of, hard_flags, pickle_state)
+from ._common import (ANCHOR_CACHE, CACHE, HARD_COLUMN, PENDING, bound,
+                      check_hard_column, hard_column_of, hard_flags, pickle_state, settings_of)
 from .wrappers import RPNTargetGenerator, SSDTargetGenerator
 
 __all__ = ['FasterRCNNTrainTransform', 'MaskRCNNTrainTransform', 'SSDTrainTransform']
@@ -311,22 +311,34 @@ def mask_call(self, src, label, segm):
     return _train_outputs(self, src, label, 0.5, segm)
 
 
+# On a generator of a patched GluonCV transform: the install() options it was built with.
+_INSTALLED_OPTIONS = '_samplers_installed_options'
+
+
 def rcnn_target_generator(self):
     """Our generator, built on first use from the transform's settings; None without a net.
 
-    A patched GluonCV transform adds install()'s RPN options (``hard_min_size`` among them)
-    under its own ``**kwargs``.
+    A patched GluonCV transform adds install()'s RPN options (:func:`._common.settings_of`:
+    those it was built under, or the current ones for a transform built before install();
+    ``hard_min_size`` among them) under its own ``**kwargs``; the generator is built again
+    when they change.
     """
     if self._net_none:
         return None
     generator = self.__dict__.get(CACHE)
+    if '_hard_column' in self.__dict__:  # ours: built with its options
+        installed = None
+    else:
+        installed = settings_of(self).rpn_options
+        if generator is not None and generator.__dict__.get(_INSTALLED_OPTIONS) is not installed:
+            generator = None
     if generator is None:
-        options = {} if '_hard_column' in self.__dict__ else dict(INSTALLED.rpn_options)
-        options.update(self._kwargs)
+        options = dict(installed or {}, **self._kwargs)
         generator = RPNTargetGenerator(
             num_sample=self._num_sample, pos_iou_thresh=self._pos_iou_thresh,
             neg_iou_thresh=self._neg_iou_thresh, pos_ratio=self._pos_ratio,
             stds=self._box_norm, **options)
+        generator.__dict__[_INSTALLED_OPTIONS] = installed
         setattr(self, CACHE, generator)
     return generator
 
@@ -479,14 +491,15 @@ def ssd_call(self, src, label):
 def ssd_target_generator(self):
     """Our generator, built on first use from the transform's settings; None without anchors.
 
-    A patched GluonCV transform adds install()'s ``hard_min_size`` under its own ``**kwargs``.
+    A patched GluonCV transform adds install()'s ``hard_min_size`` (:func:`._common.settings_of`)
+    under its own ``**kwargs``.
     """
     if self._anchors_none:
         return None
     generator = self.__dict__.get(CACHE)
     if generator is None:
-        options = {} if '_hard_column' in self.__dict__ or INSTALLED.hard_min_size is None \
-            else dict(hard_min_size=INSTALLED.hard_min_size)
+        size = None if '_hard_column' in self.__dict__ else settings_of(self).hard_min_size
+        options = {} if size is None else dict(hard_min_size=size)
         options.update(self._kwargs)
         generator = SSDTargetGenerator(iou_thresh=self._iou_thresh, stds=self._box_norm,
                                        negative_mining_ratio=-1, **options)
