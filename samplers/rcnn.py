@@ -67,8 +67,8 @@ class RCNNTargetSampler(SamplerBlock, gluon.HybridBlock):
     positives)`` negatives are kept, by the quota op.
 
     Edges: a padding box (score -1) makes no candidate row. A hard box's (or crowd
-    region's) own row is ignored unless it overlaps a normal box at >= ``pos_iou_thresh``. All-zero ``hard`` gives the
-    result without it. Too few candidates: the rest of the S rows are ignored.
+    region's) own row is ignored unless it overlaps a normal box at >= ``pos_iou_thresh``.
+    All-zero ``hard`` (and ``crowd``) gives the result without it. Too few candidates: the rest of the S rows are ignored.
     """
 
     def __init__(self, num_image: int, num_proposal: int, num_sample: int,

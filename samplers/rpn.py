@@ -25,7 +25,8 @@ and per image at most ``round(pos_ratio * num_sample)`` positives are kept,
 uniformly at random, then at most ``num_sample - kept positives`` negatives
 (:func:`_subsample`). ``ignore`` marks anchors covered by a hard box
 (``hard_iof_thresh``) and, in :class:`RPNTargetGenerator`, anchors at least
-``crowd_iof_thresh`` inside a crowd region (a crowd region is matched to nothing). So a hard box never makes a positive, positives never
+``crowd_iof_thresh`` inside a crowd region (a crowd region is matched to nothing).
+So a hard box never makes a positive, positives never
 match it, and an anchor overlapping it (IoU >= ``neg_iou_thresh``) is ignored;
 with every flag 0 the result is the unflagged one, random draws included.
 

@@ -33,7 +33,8 @@ __all__ = ['FasterRCNNTrainTransform', 'MaskRCNNTrainTransform', 'RPNTargetGener
            'SSDTrainTransform', 'SSDMultiBoxLoss', 'SSDTargetGenerator',
            'install', 'uninstall', 'is_installed', 'HARD_COLUMN']
 
-_PARTS = (_patches_rcnn, _patches_ssd, _patches_datasets)  # each has patches(): (owner, name, replacement) triples
+# Each has patches(): (owner, name, replacement) triples.
+_PARTS = (_patches_rcnn, _patches_ssd, _patches_datasets)
 _MISSING = object()
 _LOCK = threading.Lock()
 _SAVED = {}  # (owner, name) -> the owner's own attribute before install, or _MISSING
