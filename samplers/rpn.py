@@ -441,8 +441,7 @@ class RPNTargetGenerator(SamplerBlock, gluon.Block):
         else:
             facts = self._dense_facts_numpy(anc, gt, hard, width, height)
         if crowd_boxes is not None and len(crowd_boxes):
-            with np.errstate(invalid='ignore'):
-                in_crowd = (box_iof(anc, crowd_boxes) >= np.float32(self._crowd_iof)).any(axis=1)
+            in_crowd = _inside_regions(anc, crowd_boxes, self._crowd_iof)
             if facts.ignore is not None:
                 in_crowd |= facts.ignore.astype(bool)
             facts.ignore = backend.NUMPY.compact_mask(in_crowd)
@@ -519,6 +518,26 @@ class RPNTargetGenerator(SamplerBlock, gluon.Block):
             box_target = nd.zeros((n, 4), ctx=ctx) if m == 0 else backend.ND.where(
                 box_mask, encode_boxes(anc, nd.take(gt, facts.match), self._stds), 0.0)
             return cls_target_from_labels(samples), box_target, box_mask
+
+
+def _inside_regions(anc, regions, thresh):
+    """(N,) bool: ``box_iof(anc, regions) >= thresh`` for some region, numpy float32.
+
+    :func:`samplers.boxes.box_iof`'s float operations, one region at a time and the division
+    only where the intersection is positive: a few regions (crowds) against every anchor
+    cost a few passes over the anchors instead of an (N, K) matrix with its checks.
+    """
+    ax1, ay1, ax2, ay2 = (np.ascontiguousarray(c) for c in anc.T)
+    area = np.maximum(ax2 - ax1, 0) * np.maximum(ay2 - ay1, 0)
+    thresh = np.float32(thresh)
+    inside = np.zeros(len(anc), bool)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        for bx1, by1, bx2, by2 in regions:
+            inter = np.maximum(np.minimum(ax2, bx2) - np.maximum(ax1, bx1), 0) * \
+                np.maximum(np.minimum(ay2, by2) - np.maximum(ay1, by1), 0)
+            hit = np.flatnonzero(inter > 0)
+            inside[hit[inter[hit] / area[hit] >= thresh]] = True
+    return inside
 
 
 def _like_fresh(result, reference):

@@ -364,3 +364,19 @@ def test_mixup_and_crowd_flags_work_together(root, c4_net):
         counts['rcnn_in_crowd'] == 0, counts
     for losses in results:
         assert np.isfinite(np.concatenate([np.ravel(x) for x in losses])).all()
+
+
+def test_rpn_crowd_filter_equals_box_iof_at_the_threshold():
+    # The generator's per-region IoF pass (samplers.rpn._inside_regions) against box_iof,
+    # with regions partly outside the image, zero-area anchors and a non-finite one.
+    from samplers.rpn import _inside_regions
+    rng = np.random.RandomState(0)
+    anchors = gluon_anchors(256, 256).astype(np.float32)
+    anchors[:3] = [[5, 5, 5, 40], [0, 0, 0, 0], [np.nan, 0, 9, 9]]
+    for _ in range(20):
+        xy = rng.uniform(-40, 200, (3, 2))
+        regions = np.concatenate([xy, xy + rng.uniform(1, 200, (3, 2))], 1).astype(np.float32)
+        for thresh in (0.5, 0.7, 1.0):
+            np.testing.assert_array_equal(
+                _inside_regions(anchors, regions, thresh),
+                (box_iof(anchors, regions) >= np.float32(thresh)).any(axis=1))
