@@ -11,6 +11,9 @@ What a hard box (label column ``hard_column``, VOC ``difficult``) does in each s
   GluonCV's ``RCNNTargetGenerator`` turns those 0 samples into class target
   -1: no classification, box or mask loss.
 
+A crowd region (hard column value 2, from :mod:`.patches_datasets`) goes the same way as
+``crowd`` flags, with Detectron's IoF rule instead (``crowd_iof_thresh``).
+
 How the flags reach the network, since GluonCV's code passes boxes only: the
 patched ``ForwardBackwardTask.forward_backward`` leaves the label's hard
 column, for that call and that thread only, where the network's patched
