@@ -9,6 +9,7 @@ inputs and gathers the fixed-size output. Labels follow the package convention
 """
 from __future__ import annotations
 
+import mxnet as mx
 from mxnet import autograd, gluon
 
 from . import boxes
@@ -42,14 +43,18 @@ class RCNNTargetSampler(SamplerBlock, gluon.HybridBlock):
         A proposal that is not positive and overlaps a hard box at IoU >= this is ignored.
     hard_iof_thresh : float in (0, 1] or None, default None
         Also ignore a non-positive proposal when this share of its own area lies in a hard box.
+    crowd_iof_thresh : float in (0, 1], default 0.7
+        Ignore a non-positive proposal when this share of its own area lies in a crowd
+        region (Detectron's crowd filter).
     pos_sampler, neg_sampler, num_bins, floor_thr, floor_fraction
         The balanced draws (:class:`samplers.balanced.Strategies`; default uniform); the
         negatives' IoU bins span [0, ``pos_iou_thresh``).
 
-    Called as ``sampler(rois, scores, gt_boxes, hard=None)`` with NDArrays or Symbols:
-    ``rois`` (B, N, 4) corner proposals; ``scores`` (B, N, 1), < 0 for padding proposals;
-    ``gt_boxes`` (B, M, 4) corner boxes, padding rows all -1; ``hard`` (B, M) flags
-    (:mod:`samplers.checks`). Returns ``(rois (B, S, 4), samples (B, S), matches (B, S))``,
+    Called as ``sampler(rois, scores, gt_boxes, hard=None, crowd=None)`` with NDArrays or
+    Symbols: ``rois`` (B, N, 4) corner proposals; ``scores`` (B, N, 1), < 0 for padding
+    proposals; ``gt_boxes`` (B, M, 4) corner boxes, padding rows all -1; ``hard`` and
+    ``crowd`` (B, M) 0/1 flags (:mod:`samplers.checks`; ``crowd`` marks crowd regions such
+    as COCO ``iscrowd``). Returns ``(rois (B, S, 4), samples (B, S), matches (B, S))``,
     float32: rows drawn from the N proposals and the M boxes appended to them, positives
     first (at most ``_max_pos``), then negatives, then ignored filler rows; ``matches`` the
     index of each row's best box (for a positive, its best *normal* box).
@@ -57,19 +62,21 @@ class RCNNTargetSampler(SamplerBlock, gluon.HybridBlock):
     Rule, per image, over the N + M candidate rows: ``pos = max over normal j of iou_j >=
     pos_iou_thresh``; ``neg = not pos and max_j iou_j < pos_iou_thresh and score >= 0 and
     not near a hard box`` (``iou_j >= hard_iou_thresh`` or ``iof_j >= hard_iof_thresh``
-    for a hard j); a random ``min(#pos, _max_pos)`` positives and ``min(#neg, S - kept
+    for a hard j, ``iof_j >= crowd_iof_thresh`` for a crowd j; the normal boxes are those
+    neither hard nor crowd); a random ``min(#pos, _max_pos)`` positives and ``min(#neg, S - kept
     positives)`` negatives are kept, by the quota op.
 
-    Edges: a padding box (score -1) makes no candidate row. A hard box's own row is ignored
-    unless it overlaps a normal box at >= ``pos_iou_thresh``. All-zero ``hard`` gives the
-    result without it. Too few candidates: the rest of the S rows are ignored.
+    Edges: a padding box (score -1) makes no candidate row. A hard box's (or crowd
+    region's) own row is ignored unless it overlaps a normal box at >= ``pos_iou_thresh``.
+    All-zero ``hard`` (and ``crowd``) gives the result without it. Too few candidates: the rest of the S rows are ignored.
     """
 
     def __init__(self, num_image: int, num_proposal: int, num_sample: int,
                  pos_iou_thresh: float = 0.5, pos_ratio: float = 0.25, max_num_gt: int = 300,
                  hard_iou_thresh: float = 0.3, hard_iof_thresh: float | None = None,
                  pos_sampler: str = 'uniform', neg_sampler: str = 'uniform', num_bins: int = 3,
-                 floor_thr: float = -1, floor_fraction: float = 0.0):
+                 floor_thr: float = -1, floor_fraction: float = 0.0,
+                 crowd_iof_thresh: float = 0.7):
         super().__init__()
         self._num_image = check_int('num_image', num_image, minimum=1)
         self._num_proposal = check_int('num_proposal', num_proposal, minimum=1)
@@ -79,6 +86,8 @@ class RCNNTargetSampler(SamplerBlock, gluon.HybridBlock):
         self._hard_iou_thresh = check_ratio('hard_iou_thresh', hard_iou_thresh, low_open=True)
         self._hard_iof_thresh = None if hard_iof_thresh is None else \
             check_ratio('hard_iof_thresh', hard_iof_thresh, low_open=True)
+        self._crowd_iof_thresh = check_ratio('crowd_iof_thresh', crowd_iof_thresh,
+                                             low_open=True)
         # Negatives fill every slot positives leave: neg_ratio 0 with fill_negative.
         self._rule = _QuotaRule(self._num_sample, self._pos_iou_thresh, self._pos_iou_thresh,
                                 pos_ratio=check_ratio('pos_ratio', pos_ratio), neg_ratio=0.0,
@@ -92,18 +101,23 @@ class RCNNTargetSampler(SamplerBlock, gluon.HybridBlock):
                     num_sample=self._num_sample, pos_iou_thresh=self._pos_iou_thresh,
                     pos_ratio=self._rule.pos_ratio, max_num_gt=self._max_num_gt,
                     hard_iou_thresh=self._hard_iou_thresh, hard_iof_thresh=self._hard_iof_thresh,
-                    **strategy_settings(self._rule.strategies))
+                    **strategy_settings(self._rule.strategies),
+                    crowd_iof_thresh=self._crowd_iof_thresh)
 
     # pylint: disable=arguments-differ
-    def forward(self, rois: Array, scores: Array, gt_boxes: Array,
-                hard: Array | None = None) -> tuple[Array, Array, Array]:
+    def forward(self, rois: Array, scores: Array, gt_boxes: Array, hard: Array | None = None,
+                crowd: Array | None = None) -> tuple[Array, Array, Array]:
         """Check NDArray inputs (Symbols pass), then run :meth:`hybrid_forward`."""
         if is_ndarray(rois):
-            self._check_inputs(rois, scores, gt_boxes, hard)
-        return super().forward(rois, scores, gt_boxes, hard)
+            self._check_inputs(rois, scores, gt_boxes, hard, crowd)
+        if crowd is None:
+            return super().forward(rois, scores, gt_boxes, hard)
+        if hard is None:
+            hard = crowd * 0 if isinstance(crowd, mx.sym.Symbol) else mx.nd.zeros_like(crowd)
+        return super().forward(rois, scores, gt_boxes, hard, crowd)
 
     # pylint: disable=arguments-differ
-    def hybrid_forward(self, F, rois, scores, gt_boxes, hard=None):
+    def hybrid_forward(self, F, rois, scores, gt_boxes, hard=None, crowd=None):
         with autograd.pause():
             # GluonCV's rule for padding rows of gt_boxes (all -1): score sign(sum + 1) = -1.
             gt_score = F.sign(F.sum(gt_boxes, axis=-1) + 1)                     # (B, M)
@@ -118,10 +132,16 @@ class RCNNTargetSampler(SamplerBlock, gluon.HybridBlock):
             if hard is not None:
                 hard = F.cast(hard > 0, 'float32').expand_dims(1)               # (B, 1, M)
                 near = ious >= self._hard_iou_thresh
-                if self._hard_iof_thresh is not None:
+                if self._hard_iof_thresh is not None or crowd is not None:
                     iof = boxes.box_iof_F(F, all_rois, gt_boxes)
+                if self._hard_iof_thresh is not None:
                     near = F.maximum(near, iof >= self._hard_iof_thresh)
                 near_hard = F.max(F.broadcast_mul(near, hard), axis=-1)
+                if crowd is not None:
+                    crowd = F.cast(crowd > 0, 'float32').expand_dims(1)         # (B, 1, M)
+                    in_crowd = F.broadcast_mul(iof >= self._crowd_iof_thresh, crowd)
+                    near_hard = F.maximum(near_hard, F.max(in_crowd, axis=-1))
+                    hard = F.maximum(hard, crowd)  # not normal: never a positive's box
                 not_negative = F.maximum(not_negative, near_hard)
                 inputs.append(F.reshape(hard, (0, -1)))
                 attrs['has_hard'] = 'True'
@@ -147,7 +167,7 @@ class RCNNTargetSampler(SamplerBlock, gluon.HybridBlock):
         """Image ``i`` of the batch ``x``, without the batch axis."""
         return F.squeeze(F.slice_axis(x, axis=0, begin=i, end=i + 1), axis=0)
 
-    def _check_inputs(self, rois, scores, gt_boxes, hard):
+    def _check_inputs(self, rois, scores, gt_boxes, hard, crowd=None):
         """``ValueError`` naming the argument unless the NDArray inputs fit together."""
         check_boxes('rois', rois, batched=True)
         check_boxes('gt_boxes', gt_boxes, batched=True)
@@ -167,6 +187,7 @@ class RCNNTargetSampler(SamplerBlock, gluon.HybridBlock):
                              'per image, got N + M = {} + {}'.format(self._num_sample, num,
                                                                      num_box))
         check_one_context([('rois', rois), ('scores', scores), ('gt_boxes', gt_boxes),
-                           ('hard', hard)])
-        hard_flags(hard, num_box, batch, per_image=False,
-                   against='gt_boxes {}'.format(tuple(gt_boxes.shape)))
+                           ('hard', hard), ('crowd', crowd)])
+        for name, flags in (('hard', hard), ('crowd', crowd)):
+            hard_flags(flags, num_box, batch, per_image=False, name=name,
+                       against='gt_boxes {}'.format(tuple(gt_boxes.shape)))

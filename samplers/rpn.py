@@ -24,7 +24,9 @@ then, in :func:`_label`, over 0/1 masks::
 and per image at most ``round(pos_ratio * num_sample)`` positives are kept,
 uniformly at random, then at most ``num_sample - kept positives`` negatives
 (:func:`_subsample`). ``ignore`` marks anchors covered by a hard box
-(``hard_iof_thresh``). So a hard box never makes a positive, positives never
+(``hard_iof_thresh``) and, in :class:`RPNTargetGenerator`, anchors at least
+``crowd_iof_thresh`` inside a crowd region (a crowd region is matched to nothing).
+So a hard box never makes a positive, positives never
 match it, and an anchor overlapping it (IoU >= ``neg_iou_thresh``) is ignored;
 with every flag 0 the result is the unflagged one, random draws included.
 
@@ -336,6 +338,9 @@ class RPNTargetGenerator(SamplerBlock, gluon.Block):
     hard_iof_thresh : float in (0, 1] or None, default None
         Also ignore an anchor whose intersection with a hard box covers at least this
         fraction of the anchor's area.
+    crowd_iof_thresh : float in (0, 1], default 0.7
+        Ignore an anchor whose intersection with a crowd region covers at least this
+        fraction of the anchor's area (Detectron's crowd filter).
     pos_sampler, neg_sampler, num_bins, floor_thr, floor_fraction
         The balanced draws, as :class:`RPNTargetSampler` (default: uniform).
     hard_min_size : positive finite float or None, default None
@@ -343,9 +348,10 @@ class RPNTargetGenerator(SamplerBlock, gluon.Block):
         the resized image in a training transform) is below this is hard too, whatever its
         flag (flag OR too small). None: the flags alone.
 
-    Called as ``generator(bbox, anchor, width, height, hard=None)``: ``bbox`` (M, 4)
-    ground-truth corners (all -1 rows are padding), ``anchor`` (N, 4) corners, the image
-    ``width`` and ``height`` (> 0), ``hard`` (M,) flags (:mod:`samplers.checks`). Returns
+    Called as ``generator(bbox, anchor, width, height, hard=None, crowd=None)``: ``bbox``
+    (M, 4) ground-truth corners (all -1 rows are padding), ``anchor`` (N, 4) corners, the
+    image ``width`` and ``height`` (> 0), ``hard`` and ``crowd`` (M,) 0/1 flags
+    (:mod:`samplers.checks`; a crowd region such as COCO ``iscrowd``). Returns
     ``(cls_target (N,), box_target (N, 4), box_mask (N, 4))``, float32, numpy for numpy
     ``anchor`` and NDArrays on ``anchor``'s context otherwise.
 
@@ -356,7 +362,9 @@ class RPNTargetGenerator(SamplerBlock, gluon.Block):
 
     Edges: padding and non-finite boxes are dropped (no ground truth: every valid anchor is
     a negative candidate); non-finite anchors are ignored; hard boxes as in
-    :class:`RPNTargetSampler`, plus ``hard_iof_thresh``.
+    :class:`RPNTargetSampler`, plus ``hard_iof_thresh``. A crowd region is not matched at
+    all (no positive, its IoUs count for nothing); only its IoF rule applies: an anchor at
+    least ``crowd_iof_thresh`` inside it is never negative.
     """
 
     def __init__(self, num_sample: int = 256, pos_iou_thresh: float = 0.7,
@@ -365,7 +373,7 @@ class RPNTargetGenerator(SamplerBlock, gluon.Block):
                  allow_low_quality_matches: bool = False, hard_iof_thresh: float | None = None,
                  pos_sampler: str = 'uniform', neg_sampler: str = 'uniform', num_bins: int = 3,
                  floor_thr: float = -1, floor_fraction: float = 0.0,
-                 hard_min_size: float | None = None):
+                 hard_min_size: float | None = None, crowd_iof_thresh: float = 0.7):
         super().__init__()
         self._sampler = RPNTargetSampler(num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio,
                                          allow_low_quality_matches, pos_sampler, neg_sampler,
@@ -376,6 +384,7 @@ class RPNTargetGenerator(SamplerBlock, gluon.Block):
         self._hard_iof = None if hard_iof_thresh is None else \
             check_ratio('hard_iof_thresh', hard_iof_thresh, low_open=True)
         self._hard_min_size = check_min_size('hard_min_size', hard_min_size)
+        self._crowd_iof = check_ratio('crowd_iof_thresh', crowd_iof_thresh, low_open=True)
         self._grids = GridCache()
 
     @property
@@ -385,7 +394,8 @@ class RPNTargetGenerator(SamplerBlock, gluon.Block):
 
     # pylint: disable=arguments-differ
     def forward(self, bbox: Array, anchor: Array, width: float, height: float,
-                hard: Array | None = None) -> tuple[Array, Array, Array]:
+                hard: Array | None = None,
+                crowd: Array | None = None) -> tuple[Array, Array, Array]:
         """``(cls_target, box_target, box_mask)``; see the class docstring."""
         if not is_ndarray(bbox):
             bbox = np.asarray(bbox)
@@ -395,11 +405,13 @@ class RPNTargetGenerator(SamplerBlock, gluon.Block):
         check_boxes('anchor', anchor, batched=False)
         check_positive('width', width)
         check_positive('height', height)
-        hard = hard_flags(hard, bbox.shape[0], against='bbox {}'.format(tuple(bbox.shape)),
-                          numpy_path=use_numpy(anchor))
+        against = 'bbox {}'.format(tuple(bbox.shape))
+        hard = hard_flags(hard, bbox.shape[0], against=against, numpy_path=use_numpy(anchor))
+        crowd = hard_flags(crowd, bbox.shape[0], against=against, numpy_path=use_numpy(anchor),
+                           name='crowd')
         if use_numpy(anchor):
-            return self._forward_numpy(bbox, anchor, width, height, hard)
-        return self._forward_nd(bbox, anchor, width, height, hard)
+            return self._forward_numpy(bbox, anchor, width, height, hard, crowd)
+        return self._forward_nd(bbox, anchor, width, height, hard, crowd)
 
     def _valid_anchors(self, anc, width, height):
         """(N,) mask of the finite anchors within ``allowed_border`` of the image."""
@@ -410,8 +422,11 @@ class RPNTargetGenerator(SamplerBlock, gluon.Block):
         return inside.reshape((-1,)) * finite_rows(anc)
 
     # ----------------------------------------------------------------------- numpy backend
-    def _forward_numpy(self, bbox, anchor, width, height, hard):
-        """numpy backend: padding and non-finite boxes dropped; the anchor grid when it fits."""
+    def _forward_numpy(self, bbox, anchor, width, height, hard, crowd):
+        """numpy backend: padding and non-finite boxes dropped; the anchor grid when it fits.
+
+        Crowd regions are dropped from the boxes too; their IoF rule is applied at the end.
+        """
         anc = host_view(anchor)  # read in place (CPU NDArray); nothing here writes to it
         anc = np.ascontiguousarray(anc if anc.dtype == np.float32 else anc.astype(np.float32))
         gt = to_numpy(bbox, np.float32)
@@ -420,6 +435,11 @@ class RPNTargetGenerator(SamplerBlock, gluon.Block):
             hard = hard | too_small(gt, self._hard_min_size)
         finite = np.isfinite(gt).all(axis=1)
         keep = finite & ~(gt == _PADDING).all(axis=1)
+        crowd_boxes = None
+        if crowd is not None and crowd.any():
+            crowd = to_numpy(crowd).astype(bool)
+            crowd_boxes = gt[keep & crowd]
+            keep &= ~crowd
         if not finite.all():
             warn_once(self, 'gt', '{}: {} ground-truth box(es) with non-finite coordinates '
                       'were dropped (logged once)'.format(type(self).__name__,
@@ -434,6 +454,11 @@ class RPNTargetGenerator(SamplerBlock, gluon.Block):
                                         s._pos_t, s._neg_t, self._hard_iof))
         else:
             facts = self._dense_facts_numpy(anc, gt, hard, width, height)
+        if crowd_boxes is not None and len(crowd_boxes):
+            in_crowd = _inside_regions(anc, crowd_boxes, self._crowd_iof)
+            if facts.ignore is not None:
+                in_crowd |= facts.ignore.astype(bool)
+            facts.ignore = backend.NUMPY.compact_mask(in_crowd)
         samples = self._sampler._sample(facts, len(gt))
         box_target = np.zeros((len(anc), 4), np.float32)
         box_mask = np.zeros((len(anc), 4), np.float32)
@@ -464,11 +489,12 @@ class RPNTargetGenerator(SamplerBlock, gluon.Block):
         return facts
 
     # ----------------------------------------------------------------------- mx.nd backend
-    def _forward_nd(self, bbox, anchor, width, height, hard):
+    def _forward_nd(self, bbox, anchor, width, height, hard, crowd):
         """The same targets with mx.nd ops on ``anchor``'s context, densely, no host copy.
 
         Padding and non-finite boxes cannot be dropped without reading them on
-        the host, so their IoU columns are zeroed and they count as not normal.
+        the host, so their IoU columns are zeroed and they count as not normal;
+        crowd regions the same, plus their IoF rule.
         """
         nd = mx.nd
         ctx = anchor.context
@@ -489,11 +515,16 @@ class RPNTargetGenerator(SamplerBlock, gluon.Block):
                 flags = hard_on_device(hard, m, ctx)
                 if self._hard_min_size is not None:
                     flags = nd.maximum(flags, too_small(gt, self._hard_min_size))
+                if crowd is not None:
+                    in_crowd = hard_on_device(crowd, m, ctx) * present
+                    present = present * (1 - in_crowd)
+                    ignore = nd.max((box_iof(anc, gt) >= self._crowd_iof) * in_crowd, axis=-1)
                 normal = present * (1 - flags)
                 ious = backend.ND.where(present.expand_dims(0), box_iou(anc, gt), 0.0)
                 if self._hard_iof is not None:
                     covered = (box_iof(anc, gt) >= self._hard_iof) * (flags * present)
-                    ignore = nd.max(covered, axis=-1)
+                    covered = nd.max(covered, axis=-1)
+                    ignore = covered if ignore is None else nd.maximum(ignore, covered)
             ious = backend.ND.where(valid.expand_dims(1), ious, INVALID_IOU)
             facts = _dense_facts(ious, normal, valid, self._sampler._pos_t, self._sampler._neg_t)
             facts.ignore = None if ignore is None else backend.ND.compact_mask(ignore)
@@ -503,6 +534,26 @@ class RPNTargetGenerator(SamplerBlock, gluon.Block):
             box_target = nd.zeros((n, 4), ctx=ctx) if m == 0 else backend.ND.where(
                 box_mask, encode_boxes(anc, nd.take(gt, facts.match), self._stds), 0.0)
             return cls_target_from_labels(samples), box_target, box_mask
+
+
+def _inside_regions(anc, regions, thresh):
+    """(N,) bool: ``box_iof(anc, regions) >= thresh`` for some region, numpy float32.
+
+    :func:`samplers.boxes.box_iof`'s float operations, one region at a time and the division
+    only where the intersection is positive: a few regions (crowds) against every anchor
+    cost a few passes over the anchors instead of an (N, K) matrix with its checks.
+    """
+    ax1, ay1, ax2, ay2 = (np.ascontiguousarray(c) for c in anc.T)
+    area = np.maximum(ax2 - ax1, 0) * np.maximum(ay2 - ay1, 0)
+    thresh = np.float32(thresh)
+    inside = np.zeros(len(anc), bool)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        for bx1, by1, bx2, by2 in regions:
+            inter = np.maximum(np.minimum(ax2, bx2) - np.maximum(ax1, bx1), 0) * \
+                np.maximum(np.minimum(ay2, by2) - np.maximum(ay1, by1), 0)
+            hit = np.flatnonzero(inter > 0)
+            inside[hit[inter[hit] / area[hit] >= thresh]] = True
+    return inside
 
 
 def _like_fresh(result, reference):

@@ -88,6 +88,16 @@ CASES = {
     'rpn_generator_grid': Case(lambda k: RPNTargetGenerator(num_sample=k),
                                lambda s, i: s(i['big_gt'], i['big_anchors'], 256, 256,
                                               i['hard'][0])),
+    # COCO crowd regions: the IoF rule, on the dense and the grid path.
+    'rpn_generator_crowd': Case(lambda k: RPNTargetGenerator(num_sample=k),
+                                lambda s, i: s(i['gt'], i['anchors'], 64, 64, None,
+                                               i['hard'][0])),
+    'rpn_generator_grid_crowd': Case(lambda k: RPNTargetGenerator(num_sample=k),
+                                     lambda s, i: s(i['big_gt'], i['big_anchors'], 256, 256,
+                                                    i['hard'][0], 1 - i['hard'][0])),
+    'rcnn_crowd': Case(lambda k: RCNNTargetSampler(2, 60, min(k, 65), pos_ratio=1.0 if k == ALL
+                                                   else 0.25),
+                       lambda s, i: s(i['rois'], i['scores'], i['gts'], None, i['hard'])),
     # A HybridBlock over NDArrays only; num_sample at most its N + M = 65 candidate rows, and
     # pos_ratio 1 so that ALL keeps every candidate.
     'rcnn': Case(lambda k: RCNNTargetSampler(2, 60, min(k, 65), pos_ratio=1.0 if k == ALL else

@@ -11,19 +11,21 @@ Needs the ``gluoncv`` extra. Two ways in, both giving GluonCV's outputs:
   patches nothing.
 
 Modules: :mod:`.wrappers` (target generators, samplers, loss), :mod:`.transforms`
-(training transforms), and one patch list per detector family,
-:mod:`.patches_rcnn` and :mod:`.patches_ssd`, each giving what :func:`install`
-patches in its ``patches()``. :mod:`.lst` writes im2rec ``.lst`` files with a hard column
-from VOC XML or COCO JSON (``python -m samplers.gluoncv.lst``).
+(training transforms), one patch list per detector family,
+:mod:`.patches_rcnn` and :mod:`.patches_ssd`, and one for the COCO datasets,
+:mod:`.patches_datasets`, each giving what :func:`install` patches in its ``patches()``.
+:mod:`.lst` writes im2rec ``.lst`` files with a hard column from VOC XML or COCO JSON
+(``python -m samplers.gluoncv.lst``).
 """
 from __future__ import annotations
 
 import threading
 
+from . import patches_datasets as _patches_datasets
 from . import patches_rcnn as _patches_rcnn
 from . import patches_ssd as _patches_ssd
-from ..checks import check_min_size
-from ._common import HARD_COLUMN, INSTALLED, check_hard_column
+from ..checks import check_bool, check_min_size
+from ._common import CROWD_IOF_THRESH, HARD_COLUMN, INSTALLED, check_hard_column
 from .transforms import FasterRCNNTrainTransform, MaskRCNNTrainTransform, SSDTrainTransform
 from .wrappers import (RCNNTargetSampler, RPNTargetGenerator, RPNTargetSampler,
                        SSDMultiBoxLoss, SSDTargetGenerator, use_hard_sampler)
@@ -33,7 +35,8 @@ __all__ = ['FasterRCNNTrainTransform', 'MaskRCNNTrainTransform', 'RPNTargetGener
            'SSDTrainTransform', 'SSDMultiBoxLoss', 'SSDTargetGenerator',
            'install', 'uninstall', 'is_installed', 'HARD_COLUMN']
 
-_PARTS = (_patches_rcnn, _patches_ssd)  # each has patches(): (owner, name, replacement) triples
+# Each has patches(): (owner, name, replacement) triples.
+_PARTS = (_patches_rcnn, _patches_ssd, _patches_datasets)
 _MISSING = object()
 _LOCK = threading.Lock()
 _SAVED = {}  # (owner, name) -> the owner's own attribute before install, or _MISSING
@@ -46,15 +49,17 @@ def _patches():
 def install(hard_column: int | None = HARD_COLUMN, allow_low_quality_matches: bool = False,
             hard_iof_thresh: float | None = None, rcnn_hard_iou_thresh: float | None = None,
             rcnn_hard_iof_thresh: float | None = None,
-            hard_min_size: float | None = None) -> None:
+            hard_min_size: float | None = None, coco_crowd: bool = True,
+            crowd_iof_thresh: float = CROWD_IOF_THRESH) -> None:
     """Make GluonCV's R-CNN (both stages) and SSD training hard-flag-aware.
 
     Parameters
     ----------
     hard_column : int (>= 5) or None, default 5
-        Label column read as the 0/1 hard flags (VOC ``difficult``); None
-        reads none (use it when column 5 is something else, such as COCO
-        ``--mixup``'s weight).
+        Label column read as the hard flags: 1 a hard box (VOC ``difficult``),
+        2 a crowd region (COCO ``iscrowd``); None reads none (use it when
+        column 5 is something else, such as ``--mixup``'s weight on a dataset
+        without flags).
     allow_low_quality_matches, hard_iof_thresh : default False, None
         Options of the RPN target generator (:class:`samplers.rpn.RPNTargetGenerator`).
     rcnn_hard_iou_thresh, rcnn_hard_iof_thresh : float or None, default None
@@ -66,6 +71,13 @@ def install(hard_column: int | None = HARD_COLUMN, allow_low_quality_matches: bo
         targets, in the second stage (the R-CNN transforms write the flag into
         the returned label's column ``hard_column``) and in SSD's targets.
         None: no size rule.
+    coco_crowd : bool, default True
+        GluonCV's COCO training datasets give their crowd regions as hard
+        column value 2 (:mod:`samplers.gluoncv.patches_datasets`); False
+        leaves GluonCV's datasets alone.
+    crowd_iof_thresh : float in (0, 1], default 0.7
+        An anchor (RPN) or proposal (second stage) at least this share
+        inside a crowd region is ignored, never a negative.
 
     Patches, in place, what ``patches()`` of each family module lists; for
     :mod:`samplers.gluoncv.patches_rcnn`:
@@ -85,7 +97,8 @@ def install(hard_column: int | None = HARD_COLUMN, allow_low_quality_matches: bo
       NaN over a logging interval without a positive box; Mask R-CNN's mask
       loss: 0 instead of NaN for a batch without a positive RoI.
 
-    For SSD see :mod:`samplers.gluoncv.patches_ssd`.
+    For SSD see :mod:`samplers.gluoncv.patches_ssd` (a crowd region is a
+    hard box there); for the COCO datasets :mod:`samplers.gluoncv.patches_datasets`.
 
     Objects built before the call use the patched methods too. Calling it
     again only changes the settings for what is built afterwards: a transform,
@@ -96,13 +109,15 @@ def install(hard_column: int | None = HARD_COLUMN, allow_low_quality_matches: bo
     """
     hard_column = check_hard_column(hard_column)
     hard_min_size = check_min_size('hard_min_size', hard_min_size)
+    coco_crowd = check_bool('coco_crowd', coco_crowd)
     rpn_options = dict(allow_low_quality_matches=allow_low_quality_matches,
-                       hard_iof_thresh=hard_iof_thresh)
+                       hard_iof_thresh=hard_iof_thresh, crowd_iof_thresh=crowd_iof_thresh)
     if hard_min_size is not None:
         rpn_options['hard_min_size'] = hard_min_size
     rcnn_options = {name: value for name, value in (('hard_iou_thresh', rcnn_hard_iou_thresh),
                                                     ('hard_iof_thresh', rcnn_hard_iof_thresh))
                     if value is not None}
+    rcnn_options['crowd_iof_thresh'] = crowd_iof_thresh
     RPNTargetGenerator(**rpn_options)  # bad settings fail here, before anything is patched
     RCNNTargetSampler(1, 1, 1, **rcnn_options)
     with _LOCK:
@@ -114,6 +129,7 @@ def install(hard_column: int | None = HARD_COLUMN, allow_low_quality_matches: bo
         INSTALLED.rpn_options = rpn_options
         INSTALLED.rcnn_options = rcnn_options
         INSTALLED.hard_min_size = hard_min_size
+        INSTALLED.coco_crowd = coco_crowd
 
 
 def uninstall() -> None:

@@ -12,6 +12,11 @@ from ..checks import check_int, hard_flags as read_hard_flags
 
 #: Label column read as the hard flag by default (VOC ``difficult`` in GluonCV's datasets).
 HARD_COLUMN = 5
+#: Values of the hard column: a hard box (VOC ``difficult``; the IoU rule) and a crowd region
+#: (COCO ``iscrowd``; the IoF rule). 0 is a normal box, -1 a padding row.
+HARD, CROWD = 1, 2
+#: Default IoF with a crowd region from which an anchor or proposal is ignored (Detectron's).
+CROWD_IOF_THRESH = 0.7
 
 # Flags of the label a transform is working on, for the duration of that call and in that
 # thread only: GluonCV's transforms call their target generators with the boxes alone.
@@ -42,10 +47,12 @@ class _Installed:  # process-wide (not thread-local): every thread sees install(
     rpn_options = {}   # keyword arguments for our RPN target generator
     rcnn_options = {}  # hard options for our second-stage sampler
     hard_min_size = None  # boxes smaller than this (after the resize) are hard; SSD reads it here
+    coco_crowd = True  # COCO training datasets give crowd regions as hard-column value 2
 
     def reset(self):
         self.hard_column, self.rpn_options, self.rcnn_options = HARD_COLUMN, {}, {}
         self.hard_min_size = None
+        self.coco_crowd = True
 
 
 INSTALLED = _Installed()
@@ -87,20 +94,48 @@ def hard_column_of(transform):
     return transform.__dict__.get('_hard_column', settings_of(transform).hard_column)
 
 
-def hard_flags(label, hard_column):
-    """Column ``hard_column`` of ``label`` as (M,) float32 0/1 flags; None if there is no such
-    column. Read by :func:`samplers.checks.hard_flags` (-1, a padding row's value, is not hard)."""
+def _hard_column(label, hard_column):
+    """Column ``hard_column`` of ``label`` (M,), checked to hold -1/0/1/2; None without it."""
     if hard_column is None:
         return None
     label = to_numpy(label)
     if label.ndim != 2 or label.shape[1] <= hard_column:
         return None
-    flags = read_hard_flags(
-        label[:, hard_column], label.shape[0], against='label {}'.format(label.shape),
-        name='label column {} (hard_column)'.format(hard_column),
-        hint='; hard flags are 0/1 such as VOC difficult. If that column means something else '
-             '(COCO with --mixup puts the mixup weight there), use hard_column=None')
-    return flags.astype(np.float32)
+    column = label[:, hard_column]
+    name = 'label column {} (hard_column)'.format(hard_column)
+    allowed = np.isin(column, (-1, 0, HARD, CROWD))
+    if not allowed.all():
+        raise ValueError(
+            '{} must hold 0/1 flags ({} marks a crowd region, -1 a padding row), got values {}; '
+            'hard flags are 0/1 such as VOC difficult. If that column means something else '
+            '(a mixup weight on a dataset without flags), use hard_column=None'
+            .format(name, CROWD, np.unique(column[~allowed])[:8].tolist()))
+    read_hard_flags(column > 0, label.shape[0], against='label {}'.format(label.shape),
+                    name=name)
+    return column
+
+
+def hard_flags(label, hard_column):
+    """Column ``hard_column`` of ``label`` as (M,) float32 0/1 flags, crowd regions included
+    (for targets with one hard rule, such as SSD's); None if there is no such column.
+
+    Values: 0 normal, 1 hard, 2 crowd region (hard too), -1 a padding row (not hard); any
+    other value raises ``ValueError``.
+    """
+    column = _hard_column(label, hard_column)
+    return None if column is None else (column > 0).astype(np.float32)
+
+
+def label_flags(label, hard_column):
+    """``(hard, crowd)``: column ``hard_column`` of ``label`` as two (M,) float32 0/1 flags,
+    value 1 (hard: the IoU rule) and value 2 (crowd region: the IoF rule); ``(None, None)``
+    if there is no such column; ``crowd`` is None when no row is a crowd region. Other values
+    as :func:`hard_flags`."""
+    column = _hard_column(label, hard_column)
+    if column is None:
+        return None, None
+    crowd = column == CROWD
+    return (column == HARD).astype(np.float32), crowd.astype(np.float32) if crowd.any() else None
 
 
 #: Instance attribute where our transforms cache their target generator (GluonCV's own

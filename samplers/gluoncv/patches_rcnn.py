@@ -11,6 +11,9 @@ What a hard box (label column ``hard_column``, VOC ``difficult``) does in each s
   GluonCV's ``RCNNTargetGenerator`` turns those 0 samples into class target
   -1: no classification, box or mask loss.
 
+A crowd region (hard column value 2, from :mod:`.patches_datasets`) goes the same way as
+``crowd`` flags, with Detectron's IoF rule instead (``crowd_iof_thresh``).
+
 How the flags reach the network, since GluonCV's code passes boxes only: the
 patched ``ForwardBackwardTask.forward_backward`` leaves the label's hard
 column, for that call and that thread only, where the network's patched
@@ -32,7 +35,7 @@ from gluoncv.model_zoo.rcnn.rpn import rpn_target as _rpn_target
 from gluoncv.utils.metrics import rcnn as _metrics
 from mxnet import autograd, gluon
 
-from ._common import (INSTALLED, NETWORK, bound, hard_column_of, keep_settings,
+from ._common import (CROWD, HARD, INSTALLED, NETWORK, bound, hard_column_of, keep_settings,
                       keeping_settings, pickle_state, rebuild, settings_of)
 from .transforms import (FasterRCNNTrainTransform, MaskRCNNTrainTransform, faster_call,
                          mask_call, rcnn_target_generator)
@@ -84,8 +87,9 @@ def _installed_rcnn_sampler(**kwargs):
 def _network_forward(self, x, *args):
     """``net(x, gt_box, gt_label, gt_hard=None)``: GluonCV's forward with an optional 4th input.
 
-    ``gt_hard`` (B, M, 1) or (B, M): 1 marks a hard box (anything else, such
-    as the -1 of padding rows, is not hard). In a training forward with
+    ``gt_hard`` (B, M, 1) or (B, M): 1 marks a hard box (the IoU rule), 2 a
+    crowd region (the IoF rule); anything else, such as the -1 of padding
+    rows, is a normal box. In a training forward with
     ``gt_box`` and ``gt_label`` and our sampler, missing flags are the ones a
     patched ``ForwardBackwardTask`` is passing, or zeros (GluonCV's result):
     the graph then always has the same four inputs, hybridized or not.
@@ -109,7 +113,8 @@ def _with_hard_input(gluoncv_forward):
         """GluonCV's ``hybrid_forward``; ``gt_hard`` reaches the network's sampler."""
         if gt_hard is None:
             return gluoncv_forward(self, F, x, gt_box, gt_label, **params)
-        with bound(NETWORK, 'hard', F.reshape(gt_hard, shape=(0, -1)) == 1):
+        flags = F.reshape(gt_hard, shape=(0, -1))
+        with bound(NETWORK, 'hard', flags == HARD), bound(NETWORK, 'crowd', flags == CROWD):
             return gluoncv_forward(self, F, x, gt_box, gt_label, **params)
     return hybrid_forward
 

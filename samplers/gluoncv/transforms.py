@@ -66,7 +66,8 @@ except ImportError:  # pragma: no cover - numpy does the same look-up
 from ..boxes import too_small
 from ..checks import check_min_size
 from ._common import (ANCHOR_CACHE, CACHE, HARD_COLUMN, PENDING, bound,
-                      check_hard_column, hard_column_of, hard_flags, pickle_state, settings_of)
+                      check_hard_column, hard_column_of, hard_flags, label_flags, pickle_state,
+                      settings_of)
 from .wrappers import RPNTargetGenerator, SSDTargetGenerator
 
 __all__ = ['FasterRCNNTrainTransform', 'MaskRCNNTrainTransform', 'SSDTrainTransform']
@@ -237,7 +238,7 @@ def _train_outputs(transform, src, label, flip_p, segm=None):
     ``to_mask``.
     """
     _cache_feature_shapes(transform)
-    hard = hard_flags(label, hard_column_of(transform))
+    hard, crowd = label_flags(label, hard_column_of(transform))
     img, bbox, segm, flip_x = _resize_and_flip(transform, src, label, flip_p, segm)
     height, width, _ = img.shape
     if segm is not None:
@@ -245,7 +246,7 @@ def _train_outputs(transform, src, label, flip_p, segm=None):
                               for polys in segm], axis=0)
     # pylint: disable=protected-access
     img = _image_tensor(img.asnumpy(), _pixel_table(transform._mean, transform._std), flip_x)
-    with bound(PENDING, 'hard', hard):
+    with bound(PENDING, 'hard', hard), bound(PENDING, 'crowd', crowd):
         targets = _rpn_targets(transform, bbox, height, width)
     outputs = (img, bbox.astype(np.float32)) + targets
     return _mark_small(transform, outputs if segm is None else outputs + (masks,))
@@ -285,7 +286,8 @@ def _with_hard_flags(gluoncv_call):
         if self._anchors is None:
             return gluoncv_call(self, src, label, *segm)
         _cache_feature_shapes(self)
-        with bound(PENDING, 'hard', hard_flags(label, hard_column_of(self))):
+        hard, crowd = label_flags(label, hard_column_of(self))
+        with bound(PENDING, 'hard', hard), bound(PENDING, 'crowd', crowd):
             return _mark_small(self, gluoncv_call(self, src, label, *segm))
     return __call__
 
@@ -304,8 +306,25 @@ def faster_call(self, src, label):
     return _train_outputs(self, src, label, self._flip_p)
 
 
+def _no_mask_placeholders(segm, label):
+    """``segm`` with each empty polygon list (a row without a mask, such as a COCO crowd
+    region, whose mask is RLE) replaced by a zero-area polygon at its box's corner.
+
+    GluonCV's ``to_mask`` rasterises that polygon to an all-zero mask; such a row is never
+    a positive, so its mask is no target.
+    """
+    if all(len(polys) for polys in segm):
+        return segm
+    corners = np.asarray(label)[:, :2].astype(np.float32)
+    return [polys if len(polys) else [np.tile(corners[i], (3, 1))]
+            for i, polys in enumerate(segm)]
+
+
 def mask_call(self, src, label, segm):
-    """GluonCV's Mask R-CNN training transform (flip probability 0.5), faster, same outputs."""
+    """GluonCV's Mask R-CNN training transform (flip probability 0.5), faster, same outputs.
+
+    A row with no polygon (a crowd region) gets an all-zero mask."""
+    segm = _no_mask_placeholders(segm, label)
     if not _fast_path(self, src):
         return _gluoncv_mask_call(self, src, label, segm)
     return _train_outputs(self, src, label, 0.5, segm)

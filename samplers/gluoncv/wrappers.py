@@ -36,16 +36,19 @@ class RPNTargetGenerator(_RPNTargetGenerator):
     NDArrays on any context, like GluonCV's, and returns numpy arrays with
     GluonCV's dtypes: ``cls_target`` (N,) float32 (1 positive, 0 negative,
     -1 ignored), ``box_target`` (N, 4) float32, ``box_mask`` (N, 4) float64,
-    which GluonCV's ``batchify.Append`` expects. ``hard`` defaults to the
-    flags of the label the calling transform is working on (none outside a
-    transform).
+    which GluonCV's ``batchify.Append`` expects. ``hard`` and ``crowd`` default
+    to the flags of the label the calling transform is working on (none outside
+    a transform).
     """
 
-    def forward(self, bbox, anchor, width, height, hard=None):  # pylint: disable=arguments-differ
+    # pylint: disable=arguments-differ
+    def forward(self, bbox, anchor, width, height, hard=None, crowd=None):
         if hard is None:
             hard = getattr(PENDING, 'hard', None)
+        if crowd is None:
+            crowd = getattr(PENDING, 'crowd', None)
         cls_target, box_target, box_mask = super().forward(
-            to_numpy(bbox), to_numpy(anchor), width, height, hard=hard)
+            to_numpy(bbox), to_numpy(anchor), width, height, hard=hard, crowd=crowd)
         return (to_numpy(cls_target, np.float32), to_numpy(box_target, np.float32),
                 to_numpy(box_mask, np.float64))
 
@@ -75,10 +78,11 @@ class RCNNTargetSampler(_GluonCVRCNNTargetSampler):
     GluonCV's class with its attributes (``_max_pos``, ...), so
     ``net.sampler = RCNNTargetSampler(...)`` works on any GluonCV R-CNN; the
     sampling is ours, done by the child block ``sampler``. Called as
-    ``sampler(rois, scores, gt_boxes, hard=None)``, it returns GluonCV's
-    ``(rois, samples, matches)``. ``hard`` (B, M) defaults to the flags given
-    to the network's training forward when :func:`samplers.gluoncv.install`
-    is in effect; with none, the result is unflagged (GluonCV's candidates).
+    ``sampler(rois, scores, gt_boxes, hard=None, crowd=None)``, it returns GluonCV's
+    ``(rois, samples, matches)``. ``hard`` and ``crowd`` (B, M) default to the
+    flags given to the network's training forward when
+    :func:`samplers.gluoncv.install` is in effect; with none, the result is
+    unflagged (GluonCV's candidates).
     """
 
     def __init__(self, num_image: int, num_proposal: int, num_sample: int,
@@ -91,14 +95,21 @@ class RCNNTargetSampler(_GluonCVRCNNTargetSampler):
                          max_num_gt)
         self.sampler = sampler
 
-    def forward(self, rois, scores, gt_boxes, hard=None):  # pylint: disable=arguments-differ
+    # pylint: disable=arguments-differ
+    def forward(self, rois, scores, gt_boxes, hard=None, crowd=None):
         if hard is None:
             hard = getattr(NETWORK, 'hard', None)
-        return super().forward(rois, scores, gt_boxes, hard)
+        if crowd is None:
+            crowd = getattr(NETWORK, 'crowd', None)
+        if crowd is None:
+            return super().forward(rois, scores, gt_boxes, hard)
+        if hard is None:
+            hard = crowd * 0 if isinstance(crowd, mx.sym.Symbol) else mx.nd.zeros_like(crowd)
+        return super().forward(rois, scores, gt_boxes, hard, crowd)
 
     # pylint: disable=arguments-differ
-    def hybrid_forward(self, F, rois, scores, gt_boxes, hard=None):
-        return self.sampler(rois, scores, gt_boxes, hard)
+    def hybrid_forward(self, F, rois, scores, gt_boxes, hard=None, crowd=None):
+        return self.sampler(rois, scores, gt_boxes, hard, crowd)
 
 
 def use_hard_sampler(net: gluon.HybridBlock, **hard_options: Any) -> gluon.HybridBlock:

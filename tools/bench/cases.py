@@ -571,3 +571,49 @@ def _rcnn_transform_case(bench, sizes, rng):
                "GluonCV's place"])
 
 
+
+
+def _coco_items(rng, sizes, runs):
+    """Per run an (H, W, 3) uint8 image NDArray and a COCO-style (M + 1, 6) label as
+    :func:`samplers.gluoncv.install` makes GluonCV's COCO training datasets give it: hard column
+    0, plus one crowd region (value 2) covering 30 to 60 % of each side."""
+    items = []
+    for image, label in _voc_items(rng, sizes, runs):
+        height, width = image.shape[:2]
+        w, h = rng.uniform(0.3, 0.6) * width, rng.uniform(0.3, 0.6) * height
+        x, y = rng.uniform(0, width - 1 - w), rng.uniform(0, height - 1 - h)
+        crowd = np.array([[x, y, x + w, y + h, 0, 2]], np.float32)
+        label = np.concatenate([label[:, :5], np.zeros((len(label), 1), np.float32)], axis=1)
+        items.append((image, np.concatenate([label, crowd])))
+    return items
+
+
+@case('rcnn-transform-crowd', ('faster', 2.0), CASES['rcnn-transform'].sizes)
+def _rcnn_transform_crowd_case(bench, sizes, rng):
+    # Needs gluoncv; without it the case shows n/a.
+    from samplers.gluoncv import FasterRCNNTrainTransform  # pylint: disable=import-outside-toplevel
+    net = gluoncv('model_zoo', 'get_model')('faster_rcnn_resnet50_v1b_voc', pretrained=False,
+                                           pretrained_base=False)
+    net.initialize()
+    theirs_cls = gluoncv('data.transforms.presets.rcnn', 'FasterRCNNDefaultTrainTransform')
+    items = _coco_items(rng, sizes, bench.warmup + bench.repeat)
+    for image, _ in items:
+        image.asnumpy()  # the first read of an image is slower: every side meets a read one
+    stock = [(image, label[label[:, 5] != 2, :5]) for image, label in items]  # crowd dropped
+    settings = dict(short=sizes['short'], max_size=sizes['max_size'], net=net,
+                    ashape=net.ashape)
+    ours, theirs = FasterRCNNTrainTransform(**settings), theirs_cls(**settings)
+    every = dict(settings, num_sample=NO_SUBSAMPLING, flip_p=0.0)
+    return bench.compare(
+        'FasterRCNNDefaultTrainTransform per image with a COCO crowd region, VOC-sized images '
+        '{} to short side {}, {} boxes + 1 crowd region, C4 network'.format(
+            '/'.join('{}x{}'.format(w, h) for h, w in sizes['images']), sizes['short'],
+            sizes['boxes']),
+        ours={'with install()': lambda i: ours(*items[i])},
+        reference=lambda i: theirs(*stock[i]),
+        others={'ours without the crowd row': lambda i: ours(*stock[i])},
+        agree=(lambda: _transform_targets(FasterRCNNTrainTransform(**every)(*stock[0])),
+               lambda: _transform_targets(theirs_cls(**every)(*stock[0]))),
+        notes=['ours: the label with its crowd row (hard column 2: anchors at least 0.7 inside '
+               "it ignored); GluonCV: the label without it, as GluonCV's COCODetection("
+               'use_crowd=False) gives it'])
