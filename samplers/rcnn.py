@@ -9,13 +9,15 @@ inputs and gathers the fixed-size output. Labels follow the package convention
 """
 from __future__ import annotations
 
+import numpy as np
 from mxnet import autograd, gluon
 
 from . import boxes
 from ._blocks import Array, SamplerBlock, strategy_settings
 from .backend import is_ndarray
 from .balanced import Strategies
-from .checks import check_boxes, check_int, check_one_context, check_ratio, hard_flags
+from .checks import (check_boxes, check_dtype, check_int, check_one_context, check_ratio,
+                     hard_flags, hard_on_device)
 from .quota import OP_TYPE, _QuotaRule
 
 __all__ = ['RCNNTargetSampler']
@@ -97,10 +99,19 @@ class RCNNTargetSampler(SamplerBlock, gluon.HybridBlock):
     # pylint: disable=arguments-differ
     def forward(self, rois: Array, scores: Array, gt_boxes: Array,
                 hard: Array | None = None) -> tuple[Array, Array, Array]:
-        """Check NDArray inputs (Symbols pass), then run :meth:`hybrid_forward`."""
-        if is_ndarray(rois):
-            self._check_inputs(rois, scores, gt_boxes, hard)
-        return super().forward(rois, scores, gt_boxes, hard)
+        """Check NDArray inputs and bring them to one dtype (Symbols pass), then run
+        :meth:`hybrid_forward`."""
+        if not is_ndarray(rois):
+            return super().forward(rois, scores, gt_boxes, hard)
+        hard = self._check_inputs(rois, scores, gt_boxes, hard)
+        work = 'float64' if rois.dtype == np.float64 else 'float32'
+        scores, gt_boxes = (x if x.dtype == np.dtype(work) else x.astype(work)
+                            for x in (scores, gt_boxes))
+        out = super().forward(rois if rois.dtype == np.dtype(work) else rois.astype(work),
+                              scores, gt_boxes, hard)
+        if rois.dtype == np.dtype(work):
+            return out
+        return tuple(o.astype(rois.dtype) for o in out)
 
     # pylint: disable=arguments-differ
     def hybrid_forward(self, F, rois, scores, gt_boxes, hard=None):
@@ -112,24 +123,29 @@ class RCNNTargetSampler(SamplerBlock, gluon.HybridBlock):
             ious = F.stack(*[F.contrib.box_iou(self._image(F, all_rois, i),
                                                self._image(F, gt_boxes, i), format='corner')
                              for i in range(self._num_image)], axis=0)          # (B, K, M)
+            # box_iou gives some rows with a NaN or inf coordinate 0, not NaN: make the whole
+            # row NaN (x - x is NaN exactly there), so that the quota rule ignores it.
+            ious = F.broadcast_add(ious, F.sum(all_rois - all_rois, axis=-1, keepdims=True))
             not_negative = all_scores < 0
             inputs = [F.ones_like(all_scores) * -1, ious]  # matches: none, IoU decides
             attrs = dict(has_hard='False', has_not_negative='True')
             if hard is not None:
-                hard = F.cast(hard > 0, 'float32').expand_dims(1)               # (B, 1, M)
+                # 1 in the columns of hard boxes, in the IoUs' dtype whatever the flags' dtype.
+                column = F.broadcast_like(F.expand_dims(hard, axis=1) > 0, ious)
+                is_hard = F.where(column, F.ones_like(ious), F.zeros_like(ious))  # (B, K, M)
                 near = ious >= self._hard_iou_thresh
                 if self._hard_iof_thresh is not None:
                     iof = boxes.box_iof_F(F, all_rois, gt_boxes)
                     near = F.maximum(near, iof >= self._hard_iof_thresh)
-                near_hard = F.max(F.broadcast_mul(near, hard), axis=-1)
-                not_negative = F.maximum(not_negative, near_hard)
+                not_negative = F.maximum(not_negative, F.max(near * is_hard, axis=-1))
+                hard = F.slice_axis(is_hard, axis=1, begin=0, end=1)            # (B, 1, M)
                 inputs.append(F.reshape(hard, (0, -1)))
                 attrs['has_hard'] = 'True'
             keys = F.random.uniform_like(all_scores)
             labels = F.Custom(*inputs, not_negative, keys, op_type=OP_TYPE, **attrs,
                               **self._rule.attrs())                              # (B, K)
             # Positives first, then negatives, then ignored rows; the first S rows.
-            rank = (labels > 0) * 2 + (labels < 0)
+            rank = F.cast(labels > 0, 'float32') * 2 + F.cast(labels < 0, 'float32')
             order = F.slice_axis(F.argsort(rank, axis=1, is_ascend=False), axis=1, begin=0,
                                  end=self._num_sample)                           # (B, S)
             image = F.broadcast_like(
@@ -148,9 +164,17 @@ class RCNNTargetSampler(SamplerBlock, gluon.HybridBlock):
         return F.squeeze(F.slice_axis(x, axis=0, begin=i, end=i + 1), axis=0)
 
     def _check_inputs(self, rois, scores, gt_boxes, hard):
-        """``ValueError`` naming the argument unless the NDArray inputs fit together."""
+        """The flags to pass on (an NDArray), or ``ValueError`` naming the argument unless the
+        NDArray inputs fit together."""
+        for name, x in (('scores', scores), ('gt_boxes', gt_boxes)):
+            if not is_ndarray(x):
+                raise ValueError('{} must be an NDArray like rois, got {}'.format(
+                    name, type(x).__name__))
         check_boxes('rois', rois, batched=True)
         check_boxes('gt_boxes', gt_boxes, batched=True)
+        check_dtype('rois', rois)
+        check_dtype('scores', scores, 'iuf')
+        check_dtype('gt_boxes', gt_boxes, 'iuf')
         batch, num, _ = rois.shape
         num_box = gt_boxes.shape[1]
         if batch != self._num_image:
@@ -168,5 +192,14 @@ class RCNNTargetSampler(SamplerBlock, gluon.HybridBlock):
                                                                      num_box))
         check_one_context([('rois', rois), ('scores', scores), ('gt_boxes', gt_boxes),
                            ('hard', hard)])
-        hard_flags(hard, num_box, batch, per_image=False,
-                   against='gt_boxes {}'.format(tuple(gt_boxes.shape)))
+        if hard is not None and not is_ndarray(hard):
+            if isinstance(hard, (list, tuple)):
+                hard = np.asarray(hard)
+            if not isinstance(hard, np.ndarray) or hard.dtype.kind not in 'biuf':
+                raise ValueError('hard must be an NDArray, a numpy array or a list of 0/1 '
+                                 'flags, got {}'.format(type(hard).__name__))
+        flags = hard_flags(hard, num_box, batch, per_image=False,
+                           against='gt_boxes {}'.format(tuple(gt_boxes.shape)))
+        if hard is None or is_ndarray(hard):
+            return hard
+        return hard_on_device(flags, num_box, rois.context)  # host flags, checked above
