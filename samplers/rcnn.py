@@ -49,12 +49,18 @@ class RCNNTargetSampler(SamplerBlock, gluon.HybridBlock):
         negatives' IoU bins span [0, ``pos_iou_thresh``).
 
     Called as ``sampler(rois, scores, gt_boxes, hard=None)`` with NDArrays or Symbols:
-    ``rois`` (B, N, 4) corner proposals; ``scores`` (B, N, 1), < 0 for padding proposals;
-    ``gt_boxes`` (B, M, 4) corner boxes, padding rows all -1; ``hard`` (B, M) flags
-    (:mod:`samplers.checks`). Returns ``(rois (B, S, 4), samples (B, S), matches (B, S))``,
-    float32: rows drawn from the N proposals and the M boxes appended to them, positives
-    first (at most ``_max_pos``), then negatives, then ignored filler rows; ``matches`` the
-    index of each row's best box (for a positive, its best *normal* box).
+    ``rois`` (B, N, 4) corner proposals, float16, float32 or float64; ``scores`` (B, N, 1),
+    < 0 for padding proposals; ``gt_boxes`` (B, M, 4) corner boxes, padding rows all -1;
+    ``hard`` (B, M) flags (:mod:`samplers.checks`), an NDArray of any dtype, or numpy or a
+    list (checked on the host, then copied to ``rois``' context). Returns ``(rois (B, S, 4),
+    samples (B, S), matches (B, S))`` in ``rois``' dtype: rows drawn from the N proposals and
+    the M boxes appended to them, positives first (at most ``_max_pos``), then negatives,
+    then ignored filler rows; ``matches`` the index of each row's best box (for a positive,
+    its best *normal* box).
+
+    Dtypes: NDArray ``scores`` and ``gt_boxes`` of another numeric dtype are cast to ``rois``'
+    (the network's) dtype; float16 is computed in float32 and the outputs cast back. In a
+    hybridized parent's graph ``rois``, ``scores`` and ``gt_boxes`` share one dtype.
 
     Rule, per image, over the N + M candidate rows: ``pos = max over normal j of iou_j >=
     pos_iou_thresh``; ``neg = not pos and max_j iou_j < pos_iou_thresh and score >= 0 and
@@ -62,7 +68,8 @@ class RCNNTargetSampler(SamplerBlock, gluon.HybridBlock):
     for a hard j); a random ``min(#pos, _max_pos)`` positives and ``min(#neg, S - kept
     positives)`` negatives are kept, by the quota op.
 
-    Edges: a padding box (score -1) makes no candidate row. A hard box's own row is ignored
+    Edges: a padding box (score -1) makes no candidate row. A candidate row with a NaN or
+    infinite coordinate is ignored. A hard box's own row is ignored
     unless it overlaps a normal box at >= ``pos_iou_thresh``. All-zero ``hard`` gives the
     result without it. Too few candidates: the rest of the S rows are ignored.
     """
