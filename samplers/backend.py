@@ -460,13 +460,13 @@ class _Numpy(Backend):
         return _group_share_numpy(mask, group, depth, share, keys)
 
     def group_sizes(self, mask, group, depth):
-        """See :meth:`_Graph.group_sizes`: one ``bincount`` over (row, group) ids."""
-        cand = np.asarray(mask) > 0
-        num_rows = cand.shape[0]
-        ids = np.arange(num_rows)[:, None] * depth + np.asarray(group).astype(np.int64)
-        ids = np.where(cand, ids, 0)
-        counts = np.bincount(ids[cand], minlength=num_rows * depth).astype(np.float32)
-        return np.where(cand, counts[ids], np.float32(0))
+        """See :meth:`_Graph.group_sizes`: one ``bincount`` over the candidates' (row, group)
+        ids."""
+        rows, cols = np.nonzero(np.asarray(mask) > 0)
+        out = np.zeros(np.shape(mask), np.float32)
+        ids = rows * depth + np.asarray(group)[rows, cols].astype(np.int64)
+        out[rows, cols] = np.bincount(ids, minlength=np.shape(mask)[0] * depth)[ids]
+        return out
 
 
 # ..................................................................... mx.nd and mx.sym

@@ -186,15 +186,15 @@ def instance_balanced_draw(be: Backend, mask: Array, group: Array, k: Array, key
     group = be.float32(group)
     valid = be.mask(group >= 0) * be.mask(group < num_groups)  # NaN fails both
     g = be.where(valid, be.floor(be.where(valid, group, 0.0)), float(num_groups))
+    # A share of at least 1: with more boxes than k it picks each box's lowest key, G in all.
     picked, rest_keys = be.lowest_per_group(
-        mask, g, num_groups + 1, lambda present: be.floor(k / be.maximum(present, 1)), keys)
+        mask, g, num_groups + 1,
+        lambda present: be.maximum(be.floor(k / be.maximum(present, 1)), 1.0), keys)
     shares = _fill(be, picked, mask, be.minimum(be.sum(mask, 1, keepdims=True), k), rest_keys)
-    # More boxes than k: each box's lowest key, then k boxes by an exponential key of mean 1.
-    lowest, _ = be.lowest_per_group(mask, g, num_groups + 1, lambda present: present * 0 + 1,
-                                    keys)
+    # More boxes than k: k of those lowest keys, by an exponential key of mean 1 per box.
     box_key = be.group_sizes(mask, g, num_groups + 1) * -be.log(1 - keys)
-    one_each = be.keep_lowest(box_key, lowest, k)
-    return be.where(be.sum(lowest, 1, keepdims=True) > k, one_each, shares)
+    one_each = be.keep_lowest(box_key, picked, k)
+    return be.where(be.sum(picked, 1, keepdims=True) > k, one_each, shares)
 
 
 # --------------------------------------------------------------------------- outside a graph
