@@ -185,7 +185,7 @@ class Backend:
     * shapes: ``expand``, ``concat``, ``broadcast_to``, and ``columns``,
       ``unstack`` (numpy and mx.nd: a symbol's last axis has no known length);
     * draws: :meth:`keep_top`, :meth:`keep_lowest`, :meth:`keep_random`,
-      ``lowest_per_group``, and :meth:`labels`.
+      ``lowest_per_group``, ``group_sizes``, and :meth:`labels`.
     """
 
     def keep_top(self, scores, mask, k):
@@ -463,6 +463,15 @@ class _Numpy(Backend):
         candidates' packed (group, key) values."""
         return _group_share_numpy(mask, group, depth, share, keys)
 
+    def group_sizes(self, mask, group, depth):
+        """See :meth:`_Graph.group_sizes`: one ``bincount`` over the candidates' (row, group)
+        ids."""
+        rows, cols = np.nonzero(np.asarray(mask) > 0)
+        out = np.zeros(np.shape(mask), np.float32)
+        ids = rows * depth + np.asarray(group)[rows, cols].astype(np.int64)
+        out[rows, cols] = np.bincount(ids, minlength=np.shape(mask)[0] * depth)[ids]
+        return out
+
 
 # ..................................................................... mx.nd and mx.sym
 def _is_array(x):
@@ -663,6 +672,16 @@ class _Graph(Backend):
         top = F.max(F.broadcast_mul(onehot, F.expand_dims(picked * keys, axis=2)), axis=1)
         t = F.sum(F.broadcast_mul(onehot, F.expand_dims(top, axis=1)), axis=2)  # (B, N)
         return picked, (keys - t) / (1 - t)
+
+    def group_sizes(self, mask, group, depth):
+        """float32 (B, N): the number of candidates of ``mask`` in each candidate's group, 0 off
+        ``mask``. ``mask`` (B, N) 0/1; ``group`` (B, N) integers in [0, ``depth``)."""
+        F = self.F
+        g = F.where(mask, group, F.ones_like(group) * depth)  # non-candidates: past every group
+        onehot = F.one_hot(g, depth=depth)  # (B, N, depth); zero rows off the mask
+        counts = F.sum(onehot, axis=1)  # (B, depth)
+        return F.cast(F.sum(F.broadcast_mul(onehot, F.expand_dims(counts, axis=1)), axis=2),
+                      'float32')
 
 
 def _nd_take_rows(a, idx):

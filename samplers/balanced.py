@@ -160,11 +160,18 @@ def instance_balanced_draw(be: Backend, mask: Array, group: Array, k: Array, key
     (B, N) float32 0/1, a subset of ``mask``.
 
     Rule: per row, with G the number of boxes that have candidates and ``n_j``
-    the candidates of box j::
+    the candidates of box j. With G <= k::
 
         q = floor(k / G)                          # every box's share
         from box j: the min(n_j, q) lowest keys, guaranteed
         then others at random (uniformly over all boxes' leftovers) until min(k, n) are kept
+
+    With G > k (more boxes than slots): k of the G boxes, drawn uniformly at
+    random, keep one candidate each, drawn uniformly inside the box; every box
+    is kept with chance k / G, whatever its size. The candidate is the box's
+    lowest key ``u_j``, and the boxes are drawn by the lowest ``-n_j * log(1 -
+    u_j)``: the lowest of n_j uniform keys makes that an exponential variable
+    with mean 1 for every box, independent of which candidate holds it.
 
     One box keeps the ``k`` lowest keys, exactly
     keep-random's picks. Fewer candidates than ``k``
@@ -179,9 +186,15 @@ def instance_balanced_draw(be: Backend, mask: Array, group: Array, k: Array, key
     group = be.float32(group)
     valid = be.mask(group >= 0) * be.mask(group < num_groups)  # NaN fails both
     g = be.where(valid, be.floor(be.where(valid, group, 0.0)), float(num_groups))
+    # A share of at least 1: with more boxes than k it picks each box's lowest key, G in all.
     picked, rest_keys = be.lowest_per_group(
-        mask, g, num_groups + 1, lambda present: be.floor(k / be.maximum(present, 1)), keys)
-    return _fill(be, picked, mask, be.minimum(be.sum(mask, 1, keepdims=True), k), rest_keys)
+        mask, g, num_groups + 1,
+        lambda present: be.maximum(be.floor(k / be.maximum(present, 1)), 1.0), keys)
+    shares = _fill(be, picked, mask, be.minimum(be.sum(mask, 1, keepdims=True), k), rest_keys)
+    # More boxes than k: k of those lowest keys, by an exponential key of mean 1 per box.
+    box_key = be.group_sizes(mask, g, num_groups + 1) * -be.log(1 - keys)
+    one_each = be.keep_lowest(box_key, picked, k)
+    return be.where(be.sum(picked, 1, keepdims=True) > k, one_each, shares)
 
 
 # --------------------------------------------------------------------------- outside a graph

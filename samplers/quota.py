@@ -112,7 +112,9 @@ class _QuotaRule:
                 # A match index outside [0, M) counts as a normal box.
                 in_range = matched * be.mask(matches < num_box)
                 matched_hard = be.take_rows(hard, be.where(in_range > 0, matches, 0.0))
-                pos = be.maximum(matched * (1 - in_range * matched_hard), normal_hit)
+                # Matched to a hard box: never positive (its targets would be the hard box's).
+                pos = be.maximum(matched * (1 - in_range * matched_hard),
+                                 (1 - matched) * normal_hit)
         neg = (1 - matched) * (1 - pos) * finite * be.mask(best >= self.neg_thresh_low) \
             * be.mask(best < self.neg_thresh_high)
         if not_negative is not None:
@@ -286,14 +288,16 @@ class QuotaSampler(SamplerBlock, gluon.HybridBlock):
     labels (1 / -1 / 0) of the input's kind and context, in ``matches``' float dtype
     (float32 for integer matches).
 
-    Rule, per image: ``pos = (matched to a normal box) or max_j(normal_j * iou_j) >=
-    pos_thresh``; ``neg = not matched and not pos and neg_thresh_low <= max_j iou_j <
-    neg_thresh_high``. A uniformly random ``min(#pos, max_pos)`` positives and
+    Rule, per image: ``pos = (matched to a normal box) or (not matched and max_j(normal_j *
+    iou_j) >= pos_thresh)``; ``neg = not matched and not pos and neg_thresh_low <= max_j
+    iou_j < neg_thresh_high``. A uniformly random ``min(#pos, max_pos)`` positives and
     ``min(#neg, max_neg)`` negatives are kept (the samplers change which, never how many).
 
     Edges: M = 0 means best IoU 0, so only ``matches`` makes positives. Fewer candidates
     than a quota: all are kept. A hard box never makes a positive; a proposal matched to
-    one, or overlapping one at >= ``neg_thresh_high`` without being positive, is 0. A match
+    one is 0 even when it overlaps a normal box at >= ``pos_thresh`` (the caller reads its
+    targets from ``matches``, which name the hard box), and one overlapping a hard box at
+    >= ``neg_thresh_high`` without being positive is 0. A match
     index outside [0, M) counts as a normal box; a NaN match as no match; a NaN or infinite
     IoU makes the proposal 0.
     """

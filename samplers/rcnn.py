@@ -10,13 +10,15 @@ inputs and gathers the fixed-size output. Labels follow the package convention
 from __future__ import annotations
 
 import mxnet as mx
+import numpy as np
 from mxnet import autograd, gluon
 
 from . import boxes
 from ._blocks import Array, SamplerBlock, strategy_settings
 from .backend import is_ndarray
 from .balanced import Strategies
-from .checks import check_boxes, check_int, check_one_context, check_ratio, hard_flags
+from .checks import (check_boxes, check_dtype, check_int, check_one_context, check_ratio,
+                     hard_flags, hard_on_device)
 from .quota import OP_TYPE, _QuotaRule
 
 __all__ = ['RCNNTargetSampler']
@@ -51,13 +53,19 @@ class RCNNTargetSampler(SamplerBlock, gluon.HybridBlock):
         negatives' IoU bins span [0, ``pos_iou_thresh``).
 
     Called as ``sampler(rois, scores, gt_boxes, hard=None, crowd=None)`` with NDArrays or
-    Symbols: ``rois`` (B, N, 4) corner proposals; ``scores`` (B, N, 1), < 0 for padding
-    proposals; ``gt_boxes`` (B, M, 4) corner boxes, padding rows all -1; ``hard`` and
-    ``crowd`` (B, M) 0/1 flags (:mod:`samplers.checks`; ``crowd`` marks crowd regions such
-    as COCO ``iscrowd``). Returns ``(rois (B, S, 4), samples (B, S), matches (B, S))``,
-    float32: rows drawn from the N proposals and the M boxes appended to them, positives
-    first (at most ``_max_pos``), then negatives, then ignored filler rows; ``matches`` the
-    index of each row's best box (for a positive, its best *normal* box).
+    Symbols: ``rois`` (B, N, 4) corner proposals, float16, float32 or float64; ``scores``
+    (B, N, 1), < 0 for padding proposals; ``gt_boxes`` (B, M, 4) corner boxes, padding rows
+    all -1; ``hard`` and ``crowd`` (B, M) flags (:mod:`samplers.checks`; ``crowd`` marks crowd
+    regions such as COCO ``iscrowd``), NDArrays of any dtype, or numpy or lists (checked on
+    the host, then copied to ``rois``' context). Returns ``(rois (B, S, 4), samples (B, S),
+    matches (B, S))`` in ``rois``' dtype: rows drawn from the N proposals and the M boxes
+    appended to them, positives first (at most ``_max_pos``), then negatives, then ignored
+    filler rows; ``matches`` the index of each row's best box (for a positive, its best
+    *normal* box).
+
+    Dtypes: NDArray ``scores`` and ``gt_boxes`` of another numeric dtype are cast to ``rois``'
+    (the network's) dtype; float16 is computed in float32 and the outputs cast back. In a
+    hybridized parent's graph ``rois``, ``scores`` and ``gt_boxes`` share one dtype.
 
     Rule, per image, over the N + M candidate rows: ``pos = max over normal j of iou_j >=
     pos_iou_thresh``; ``neg = not pos and max_j iou_j < pos_iou_thresh and score >= 0 and
@@ -66,9 +74,11 @@ class RCNNTargetSampler(SamplerBlock, gluon.HybridBlock):
     neither hard nor crowd); a random ``min(#pos, _max_pos)`` positives and ``min(#neg, S - kept
     positives)`` negatives are kept, by the quota op.
 
-    Edges: a padding box (score -1) makes no candidate row. A hard box's (or crowd
-    region's) own row is ignored unless it overlaps a normal box at >= ``pos_iou_thresh``.
-    All-zero ``hard`` (and ``crowd``) gives the result without it. Too few candidates: the rest of the S rows are ignored.
+    Edges: a padding box (score -1) makes no candidate row. A candidate row with a NaN or
+    infinite coordinate is ignored. A hard box's (or crowd region's) own row is ignored
+    unless it overlaps a normal box at >= ``pos_iou_thresh``. All-zero ``hard`` (and
+    ``crowd``) gives the result without it. Too few candidates: the rest of the S rows are
+    ignored.
     """
 
     def __init__(self, num_image: int, num_proposal: int, num_sample: int,
@@ -107,14 +117,25 @@ class RCNNTargetSampler(SamplerBlock, gluon.HybridBlock):
     # pylint: disable=arguments-differ
     def forward(self, rois: Array, scores: Array, gt_boxes: Array, hard: Array | None = None,
                 crowd: Array | None = None) -> tuple[Array, Array, Array]:
-        """Check NDArray inputs (Symbols pass), then run :meth:`hybrid_forward`."""
-        if is_ndarray(rois):
-            self._check_inputs(rois, scores, gt_boxes, hard, crowd)
+        """Check NDArray inputs and bring them to one dtype (Symbols pass), then run
+        :meth:`hybrid_forward`."""
+        if not is_ndarray(rois):
+            if crowd is None:
+                return super().forward(rois, scores, gt_boxes, hard)
+            return super().forward(rois, scores, gt_boxes, crowd * 0 if hard is None else hard,
+                                   crowd)
+        hard, crowd = self._check_inputs(rois, scores, gt_boxes, hard, crowd)
+        work = 'float64' if rois.dtype == np.float64 else 'float32'
+        scores, gt_boxes = (x if x.dtype == np.dtype(work) else x.astype(work)
+                            for x in (scores, gt_boxes))
+        args = (rois if rois.dtype == np.dtype(work) else rois.astype(work), scores, gt_boxes)
         if crowd is None:
-            return super().forward(rois, scores, gt_boxes, hard)
-        if hard is None:
-            hard = crowd * 0 if isinstance(crowd, mx.sym.Symbol) else mx.nd.zeros_like(crowd)
-        return super().forward(rois, scores, gt_boxes, hard, crowd)
+            out = super().forward(*args, hard)
+        else:
+            out = super().forward(*args, mx.nd.zeros_like(crowd) if hard is None else hard, crowd)
+        if rois.dtype == np.dtype(work):
+            return out
+        return tuple(o.astype(rois.dtype) for o in out)
 
     # pylint: disable=arguments-differ
     def hybrid_forward(self, F, rois, scores, gt_boxes, hard=None, crowd=None):
@@ -126,22 +147,30 @@ class RCNNTargetSampler(SamplerBlock, gluon.HybridBlock):
             ious = F.stack(*[F.contrib.box_iou(self._image(F, all_rois, i),
                                                self._image(F, gt_boxes, i), format='corner')
                              for i in range(self._num_image)], axis=0)          # (B, K, M)
+            # box_iou gives some rows with a NaN or inf coordinate 0, not NaN: make the whole
+            # row NaN (x - x is NaN exactly there), so that the quota rule ignores it.
+            ious = F.broadcast_add(ious, F.sum(all_rois - all_rois, axis=-1, keepdims=True))
             not_negative = all_scores < 0
             inputs = [F.ones_like(all_scores) * -1, ious]  # matches: none, IoU decides
             attrs = dict(has_hard='False', has_not_negative='True')
             if hard is not None:
-                hard = F.cast(hard > 0, 'float32').expand_dims(1)               # (B, 1, M)
+                # 1 in the columns of hard boxes, in the IoUs' dtype whatever the flags' dtype.
+                column = F.broadcast_like(F.expand_dims(hard, axis=1) > 0, ious)
+                is_hard = F.where(column, F.ones_like(ious), F.zeros_like(ious))  # (B, K, M)
                 near = ious >= self._hard_iou_thresh
                 if self._hard_iof_thresh is not None or crowd is not None:
                     iof = boxes.box_iof_F(F, all_rois, gt_boxes)
                 if self._hard_iof_thresh is not None:
                     near = F.maximum(near, iof >= self._hard_iof_thresh)
-                near_hard = F.max(F.broadcast_mul(near, hard), axis=-1)
+                near_hard = F.max(near * is_hard, axis=-1)
+                hard = F.slice_axis(is_hard, axis=1, begin=0, end=1)            # (B, 1, M)
                 if crowd is not None:
-                    crowd = F.cast(crowd > 0, 'float32').expand_dims(1)         # (B, 1, M)
-                    in_crowd = F.broadcast_mul(iof >= self._crowd_iof_thresh, crowd)
+                    column = F.broadcast_like(F.expand_dims(crowd, axis=1) > 0, ious)
+                    is_crowd = F.where(column, F.ones_like(ious), F.zeros_like(ious))
+                    in_crowd = (iof >= self._crowd_iof_thresh) * is_crowd
                     near_hard = F.maximum(near_hard, F.max(in_crowd, axis=-1))
-                    hard = F.maximum(hard, crowd)  # not normal: never a positive's box
+                    # not normal: never a positive's box
+                    hard = F.maximum(hard, F.slice_axis(is_crowd, axis=1, begin=0, end=1))
                 not_negative = F.maximum(not_negative, near_hard)
                 inputs.append(F.reshape(hard, (0, -1)))
                 attrs['has_hard'] = 'True'
@@ -149,7 +178,7 @@ class RCNNTargetSampler(SamplerBlock, gluon.HybridBlock):
             labels = F.Custom(*inputs, not_negative, keys, op_type=OP_TYPE, **attrs,
                               **self._rule.attrs())                              # (B, K)
             # Positives first, then negatives, then ignored rows; the first S rows.
-            rank = (labels > 0) * 2 + (labels < 0)
+            rank = F.cast(labels > 0, 'float32') * 2 + F.cast(labels < 0, 'float32')
             order = F.slice_axis(F.argsort(rank, axis=1, is_ascend=False), axis=1, begin=0,
                                  end=self._num_sample)                           # (B, S)
             image = F.broadcast_like(
@@ -168,9 +197,17 @@ class RCNNTargetSampler(SamplerBlock, gluon.HybridBlock):
         return F.squeeze(F.slice_axis(x, axis=0, begin=i, end=i + 1), axis=0)
 
     def _check_inputs(self, rois, scores, gt_boxes, hard, crowd=None):
-        """``ValueError`` naming the argument unless the NDArray inputs fit together."""
+        """The flags to pass on (NDArrays or None), or ``ValueError`` naming the argument
+        unless the NDArray inputs fit together."""
+        for name, x in (('scores', scores), ('gt_boxes', gt_boxes)):
+            if not is_ndarray(x):
+                raise ValueError('{} must be an NDArray like rois, got {}'.format(
+                    name, type(x).__name__))
         check_boxes('rois', rois, batched=True)
         check_boxes('gt_boxes', gt_boxes, batched=True)
+        check_dtype('rois', rois)
+        check_dtype('scores', scores, 'iuf')
+        check_dtype('gt_boxes', gt_boxes, 'iuf')
         batch, num, _ = rois.shape
         num_box = gt_boxes.shape[1]
         if batch != self._num_image:
@@ -188,6 +225,21 @@ class RCNNTargetSampler(SamplerBlock, gluon.HybridBlock):
                                                                      num_box))
         check_one_context([('rois', rois), ('scores', scores), ('gt_boxes', gt_boxes),
                            ('hard', hard), ('crowd', crowd)])
-        for name, flags in (('hard', hard), ('crowd', crowd)):
-            hard_flags(flags, num_box, batch, per_image=False, name=name,
-                       against='gt_boxes {}'.format(tuple(gt_boxes.shape)))
+        return tuple(self._flags(name, flags, num_box, batch, gt_boxes.shape, rois.context)
+                     for name, flags in (('hard', hard), ('crowd', crowd)))
+
+    @staticmethod
+    def _flags(name, flags, num_box, batch, gt_shape, ctx):
+        """Checked ``flags``: an NDArray as given, host flags (numpy, list) checked and copied
+        to ``ctx``, or None."""
+        if flags is not None and not is_ndarray(flags):
+            if isinstance(flags, (list, tuple)):
+                flags = np.asarray(flags)
+            if not isinstance(flags, np.ndarray) or flags.dtype.kind not in 'biuf':
+                raise ValueError('{} must be an NDArray, a numpy array or a list of 0/1 '
+                                 'flags, got {}'.format(name, type(flags).__name__))
+        checked = hard_flags(flags, num_box, batch, per_image=False, name=name,
+                             against='gt_boxes {}'.format(tuple(gt_shape)))
+        if flags is None or is_ndarray(flags):
+            return flags
+        return hard_on_device(checked, num_box, ctx)  # host flags, checked above

@@ -168,6 +168,48 @@ def test_unmatched_indices_share_one_extra_group(backend):
     assert kept.sum() == 4 and kept[:6].sum() == 2 and kept[6:].sum() == 2
 
 
+# One box with 200 candidates beside eleven with 5 each; a quota of 8 (the issue's numbers).
+CROWD = np.repeat(np.arange(12), [200] + [5] * 11)
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_more_boxes_than_k_keeps_one_candidate_from_each_of_k_boxes(backend):
+    mask = np.ones((50, CROWD.size), np.float32)
+    kept = _call(instance_balanced, backend, mask, np.tile(CROWD, (50, 1)), 8, num_groups=12,
+                 keys=_keys(mask.shape, 3))
+    per_box = np.stack([np.bincount(CROWD[row], minlength=12) for row in kept])
+    assert (per_box.sum(1) == 8).all() and per_box.max() == 1
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
+def test_more_boxes_than_k_gives_every_box_an_equal_chance(backend):
+    rows = 3000
+    mask = np.ones((rows, CROWD.size), np.float32)
+    kept = _call(instance_balanced, backend, mask, np.tile(CROWD, (rows, 1)), 8, num_groups=12)
+    per_box = np.array([kept[:, CROWD == j].sum() for j in range(12)])
+    # Each box is kept with chance 8/12 (the uniform draw gave the big box 6.3 of 8).
+    assert _chi2(per_box, np.full(12, rows * 8 / 12)) < _chi2_critical(11, z=SAFE_Z)
+    # Inside the big box the one candidate is uniform: 3000 * 8/12 / 200 = 10 expected each.
+    big = kept[:, CROWD == 0].sum(0)
+    assert _chi2(big, np.full(200, big.sum() / 200)) < _chi2_critical(199, z=SAFE_Z)
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.lists(st.integers(1, 40), min_size=2, max_size=9), st.data())
+def test_property_more_boxes_than_k_every_box_has_the_same_expected_share(sizes, data):
+    k = data.draw(st.integers(1, len(sizes) - 1))
+    backend_name = data.draw(st.sampled_from(BACKENDS))
+    rows = 1500
+    group = np.repeat(np.arange(len(sizes)), sizes).astype(np.float32)
+    mask = np.ones((rows, group.size), np.float32)
+    kept = _call(instance_balanced, backend_name, mask, np.tile(group, (rows, 1)), k,
+                 num_groups=len(sizes))
+    per_box = np.array([kept[:, group == j].sum() for j in range(len(sizes))])
+    assert (kept.sum(1) == k).all()
+    expected = np.full(len(sizes), rows * k / len(sizes))
+    assert _chi2(per_box, expected) < _chi2_critical(len(sizes) - 1, z=SAFE_Z)
+
+
 # ------------------------------------------------------------------ reduce to the uniform draw
 @pytest.mark.parametrize('be', [backend.NUMPY, backend.ND], ids=['numpy', 'ndarray'])
 def test_one_bin_and_one_box_are_the_uniform_draw(be):
@@ -244,8 +286,13 @@ def test_numpy_and_device_paths_pick_the_same(case):
 
 
 # ------------------------------------------------------------------ the shape of the draw
+#: The normal quantile of a one-in-a-million false alarm, for tests over many draws.
+SAFE_Z = 4.7534
+
+
 def _chi2_critical(df, z=3.0902):
-    """Upper 0.001 point of chi-square(df), Wilson-Hilferty approximation."""
+    """Upper point of chi-square(df) for the normal quantile ``z`` (default: 0.001),
+    Wilson-Hilferty approximation."""
     return df * (1 - 2 / (9 * df) + z * math.sqrt(2 / (9 * df))) ** 3
 
 
@@ -461,6 +508,23 @@ def test_quota_sampler_balanced_options(path):
     # 48 negatives: share 16 per bin of [0, 0.5); bin 2 is short, its slots go to bins 0, 1.
     got = np.bincount(neg_bins[labels == -1], minlength=3)
     assert got.sum() == 48 and got[2] == cand[2] and got[0] >= 16 and got[1] >= 16
+
+
+@pytest.mark.parametrize('path', QUOTA_PATHS)
+def test_differs_from_mmdetection_iou_bins_split_the_negative_range(path):
+    # Bins of [0, neg_thresh_high) = [0, 0.5): 0.05 | 0.25 | 0.4, two slots each of 6. Over
+    # mmdetection's [0, max IoU) = [0, 1) (the positive's 1.0 counts) 0.05 and 0.25 would
+    # share a bin of 2 slots, 0.4 have the next and the top bin nothing.
+    from samplers import QuotaSampler
+    ious = np.array([[[1.0]] + [[0.05]] * 10 + [[0.25]] * 2 + [[0.4]] * 2], np.float32)
+    matches = np.full(ious.shape[:2], -1.0, np.float32)
+    sampler = QuotaSampler(6, 0.5, 0.5, 0.0, pos_ratio=0.0, neg_sampler='iou_balanced')
+    for seed in range(10):
+        mx.random.seed(seed)
+        np.random.seed(seed)
+        labels = _quota_call(sampler, path, matches, ious)[0]
+        assert labels[0] == 0 and (labels == -1).sum() == 6
+        assert (labels[11:] == -1).all()  # both 0.25 and both 0.4, every time
 
 
 @pytest.mark.parametrize('path', ['op', 'op-device'])

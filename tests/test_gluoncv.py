@@ -23,6 +23,7 @@ from gluoncv.model_zoo.rcnn.faster_rcnn.data_parallel import ForwardBackwardTask
 from gluoncv.model_zoo.rcnn.faster_rcnn.faster_rcnn import FasterRCNN  # noqa: E402
 from gluoncv.model_zoo.rcnn.faster_rcnn.rcnn_target import \
     RCNNTargetSampler as GluonCVRCNNTargetSampler  # noqa: E402
+from gluoncv.model_zoo.rcnn.faster_rcnn.rcnn_target import RCNNTargetGenerator  # noqa: E402
 from gluoncv.model_zoo.rcnn.mask_rcnn.rcnn_target import MaskTargetGenerator  # noqa: E402
 from gluoncv.model_zoo.rcnn.rpn import rpn_target  # noqa: E402
 from gluoncv.utils.metrics.rcnn import RCNNL1LossMetric, RPNL1LossMetric  # noqa: E402
@@ -530,8 +531,9 @@ def test_install_passes_second_stage_options_to_networks_built_after():
 
 @pytest.mark.parametrize('kwargs, match', [
     (dict(hard_iof_thresh=0), 'hard_iof_thresh'),
-    (dict(rcnn_hard_iou_thresh=1.5), 'hard_iou_thresh'),
-    (dict(rcnn_hard_iof_thresh=-1), 'hard_iof_thresh'),
+    (dict(rcnn_hard_iou_thresh=1.5), 'rcnn_hard_iou_thresh'),
+    (dict(rcnn_hard_iou_thresh=0), 'rcnn_hard_iou_thresh'),
+    (dict(rcnn_hard_iof_thresh=-1), 'rcnn_hard_iof_thresh'),
 ])
 def test_install_rejects_bad_options_and_patches_nothing(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -837,6 +839,81 @@ def test_mask_targets_and_loss_unchanged_with_a_positive_roi():
     plain = gluon.loss.SigmoidBinaryCrossEntropyLoss()
     np.testing.assert_array_equal(sg_patches._WithoutPhantom(plain)(pred, *after).asnumpy(),
                                   plain(pred, *after).asnumpy())
+
+
+def rcnn_targets(samples):
+    """GluonCV's R-CNN targets for one image of four rows, all matched to box 0 (class 3)."""
+    generator = RCNNTargetGenerator(5, max_pos=2)
+    generator.initialize()
+    rois = mx.nd.array([[[0, 0, 8, 8], [1, 1, 9, 9], [2, 2, 9, 9], [0, 0, 4, 4]]])
+    return generator(rois, mx.nd.array([samples]), mx.nd.zeros((1, 4)), mx.nd.array([[3]]),
+                     mx.nd.array([[[0, 0, 8, 8]]]))
+
+
+def test_rcnn_losses_are_zero_not_nan_when_every_row_is_ignored():
+    sg.install()
+    cls_targets, box_targets, box_masks, _ = rcnn_targets([0, 0, 0, 0])
+    cls_loss = sg_patches._WithoutPhantomClass(gluon.loss.SoftmaxCrossEntropyLoss())
+    pred = mx.nd.random.normal(shape=(1, 4, 6))
+    # GluonCV's tasks normalise both losses by the number of class targets >= 0.
+    count = (cls_targets >= 0).sum()
+    cls = cls_loss(pred, cls_targets, cls_targets.expand_dims(-1) >= 0) * cls_targets.size / count
+    box = gluon.loss.HuberLoss()(mx.nd.ones_like(box_targets), box_targets, box_masks) \
+        * box_targets.size / count
+    assert (cls.asnumpy() == 0).all() and (box.asnumpy() == 0).all()
+
+
+def test_rcnn_targets_and_cls_loss_unchanged_with_a_sampled_row():
+    before = rcnn_targets([1, -1, 0, 0])
+    sg.install()
+    after = rcnn_targets([1, -1, 0, 0])
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a.asnumpy(), b.asnumpy())
+    pred = mx.nd.random.normal(shape=(1, 4, 6))
+    plain = gluon.loss.SoftmaxCrossEntropyLoss()
+    weight = after[0].expand_dims(-1) >= 0
+    np.testing.assert_array_equal(
+        sg_patches._WithoutPhantomClass(plain)(pred, after[0], weight).asnumpy(),
+        plain(pred, after[0], weight).asnumpy())
+
+
+@pytest.mark.parametrize('hybridize', [False, True])
+def test_training_step_on_an_image_covered_by_a_hard_box_has_finite_losses_and_gradients(
+        hybridize):
+    # Every second-stage row is ignored: the proposals lie inside the hard box (IoF 1 >= 0.5)
+    # and nothing else is there. GluonCV's task would divide its R-CNN losses by 0.
+    sg.install(rcnn_hard_iof_thresh=0.5)
+    net = get_model('faster_rcnn_resnet50_v1b_voc', pretrained=False, pretrained_base=False)
+    net.initialize()
+    net.collect_params().setattr('grad_req', 'null')
+    net.collect_train_params().setattr('grad_req', 'write')
+    transform = make(GluonCVTransform, net)
+    outputs = apply(transform, image(), label([0, 0, 320, 256, 3, 1]))
+    data, lab, rpn_cls, rpn_box, rpn_mask = (mx.nd.array(x) for x in outputs)
+    batch = [data.expand_dims(0), lab.expand_dims(0), rpn_cls.reshape((1, -1)),
+             rpn_box.reshape((1, -1, 4)), rpn_mask.reshape((1, -1, 4))]
+    losses = [gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=False),
+              gluon.loss.HuberLoss(rho=1 / 9.), gluon.loss.SoftmaxCrossEntropyLoss(),
+              gluon.loss.HuberLoss()]
+    trainer = gluon.Trainer(net.collect_train_params(), 'sgd', {'learning_rate': 0.0})
+    task = ForwardBackwardTask(net, trainer, *losses, mix_ratio=1.0, amp_enabled=False)
+    seen = []
+    if hybridize:  # the generator then runs inside the network's graph, where hooks see symbols
+        net.hybridize()
+        metrics = task.forward_backward(batch)
+    else:
+        hook = net.target_generator.register_forward_hook(
+            lambda block, inputs, out: seen.append(inputs[1].asnumpy()))
+        try:
+            metrics = task.forward_backward(batch)
+        finally:
+            hook.detach()
+        assert (seen[0] == 0).all(), 'the case needs every second-stage row ignored'
+    assert all(np.isfinite(m.asnumpy()).all() for m in metrics[:4])
+    assert metrics[2].asscalar() == 0 and metrics[3].asscalar() == 0
+    grads = [p.grad().asnumpy() for p in net.collect_train_params().values()
+             if p.grad_req != 'null']
+    assert grads and all(np.isfinite(g).all() for g in grads)
 
 
 # ----------------------------------------------------------------------------- metrics

@@ -66,8 +66,8 @@ def expected_candidates(matches, ious, hard, pos_thresh, neg_high, neg_low):
                 continue
             matched = bool(match >= 0)
             matched_hard = matched and match < num_box and is_hard[int(match)]
-            pos[b, n] = (matched and not matched_hard) or any(
-                row[j] >= clamp(pos_thresh) and not is_hard[j] for j in range(num_box))
+            pos[b, n] = (matched and not matched_hard) or (not matched and any(
+                row[j] >= clamp(pos_thresh) and not is_hard[j] for j in range(num_box)))
             best = row.max() if num_box else 0.0
             neg[b, n] = not matched and not pos[b, n] and neg_low <= best < clamp(neg_high)
     return pos, neg
@@ -319,6 +319,12 @@ def test_match_to_a_hard_box_is_ignored(backend):
 
 
 @pytest.mark.parametrize('backend', BACKENDS)
+def test_match_to_a_hard_box_is_ignored_even_when_a_normal_box_overlaps_at_pos_thresh(backend):
+    inputs = one_image([[0.875, 0.625]], matches=[0], hard=[1, 0])
+    assert run(QuotaSampler(10, 0.5, 0.5), backend, *inputs)[0].tolist() == [0]
+
+
+@pytest.mark.parametrize('backend', BACKENDS)
 def test_overlap_with_hard_box_above_neg_thresh_high_is_ignored_not_negative(backend):
     inputs = one_image([[0.625, 0.0]], hard=[1, 0])
     assert run(QuotaSampler(10, 0.75, 0.5), backend, *inputs)[0].tolist() == [0]
@@ -448,6 +454,23 @@ def test_property_nd_backend_follows_the_rule(case):
     inputs = [x for x in (matches, ious, hard) if x is not None]
     labels = run(QuotaSampler(**kwargs), 'ndarray, nd backend', *inputs)
     check_labels_follow_the_rule(kwargs, matches, ious, hard, labels)
+
+
+@settings(max_examples=150, deadline=None)
+@given(sampler_cases(), st.sampled_from(BACKENDS))
+def test_property_no_positive_is_matched_to_a_hard_box(case, backend):
+    kwargs, matches, ious, hard = case
+    if not ious.shape[2]:
+        return  # no box to be hard
+    if hard is None:
+        hard = np.ones(ious.shape[::2], np.float32)
+    labels = run(QuotaSampler(**kwargs), backend, matches, ious, hard)
+    index = matches.astype(int)
+    hard_match = np.zeros(matches.shape, bool)
+    inside = (index >= 0) & (index < ious.shape[2])
+    rows, cols = np.nonzero(inside)
+    hard_match[rows, cols] = hard[rows, index[rows, cols]] > 0
+    assert not ((labels == 1) & hard_match).any()
 
 
 @settings(max_examples=100, deadline=None)

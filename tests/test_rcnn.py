@@ -478,3 +478,112 @@ def test_hard_flags_other_than_zero_or_one_raise_value_error():
     hard[0, 0] = 0.5
     with pytest.raises(ValueError, match='hard'):
         RCNNTargetSampler(2, 40, 16)(*nd(rois, scores, gt, hard))
+
+
+# ----------------------------------------------------------------------------- dtypes, odd input
+def run(sampler, inputs, dtype, force_nd):
+    """The sampler's outputs for ``inputs`` (numpy) as NDArrays of ``dtype``."""
+    arrays = [None if a is None else mx.nd.array(a, dtype=dtype) for a in inputs]
+    if not force_nd:
+        return sampler(*arrays)
+    with force_ndarray_backend():
+        out = sampler(*arrays)
+        mx.nd.waitall()
+    return out
+
+
+@pytest.mark.parametrize('hybridize', [False, True])
+@pytest.mark.parametrize('force_nd', [False, True])
+@pytest.mark.parametrize('with_hard', [False, True])
+@pytest.mark.parametrize('dtype', ['float16', 'float32', 'float64'])
+def test_every_float_dtype_works_with_and_without_hard_flags(dtype, with_hard, force_nd,
+                                                             hybridize):
+    rois, scores, gt, hard = hard_case()
+    sampler = RCNNTargetSampler(1, 5, 7, pos_ratio=0.5)
+    if hybridize:
+        sampler.hybridize()
+    out = run(sampler, [rois, scores, gt, hard if with_hard else None], dtype, force_nd)
+    assert [o.dtype for o in out] == [np.dtype(dtype)] * 3
+    out_rois, samples, _ = (o.asnumpy().astype(np.float32) for o in out)
+    ids = row_ids(out_rois, candidate_rows(rois, gt))
+    got = dict(zip(ids[0].tolist(), samples[0].tolist()))
+    want = {0: 0, 1: 0, 2: -1, 3: 1, 4: -1, 5: 0, 6: 1} if with_hard else \
+        {0: 1, 1: -1, 2: -1, 3: 1, 4: -1, 5: 1, 6: 1}
+    assert got == want
+
+
+@pytest.mark.parametrize('force_nd', [False, True])
+def test_a_proposal_with_any_non_finite_coordinate_is_ignored(force_nd):
+    nan, inf = np.nan, np.inf
+    rois = np.array([[[nan, 10, 20, 30], [inf, 5, 20, 20], [nan, 0, 10, 10],
+                      [0, 0, -inf, 10], [50, 50, 60, 60]]], np.float32)
+    gt = np.array([[[0, 0, 10, 10], [20, 20, 30, 30]]], np.float32)
+    out_rois, samples, _ = (o.asnumpy() for o in run(
+        RCNNTargetSampler(1, 5, 7), [rois, np.ones((1, 5, 1)), gt], 'float32', force_nd))
+    finite = np.isfinite(out_rois[0]).all(-1)
+    assert finite.sum() == 3 and (samples[0][~finite] == 0).all()
+    assert samples[0][finite].tolist() == [1, 1, -1]
+
+
+def test_hybridized_device_path_ignores_non_finite_proposals_without_host_copies(
+        monkeypatch):
+    rois, scores, gt = make_case(0)
+    rois[0, 10, 0], rois[1, 20, 3] = np.nan, np.inf
+    sampler = RCNNTargetSampler(2, 40, 40 + 4)
+    sampler.hybridize()
+    inputs = nd(rois, scores, gt, np.eye(2, 4, dtype=np.float32))
+    refuse_host_copies(monkeypatch)
+    with force_ndarray_backend():
+        out_rois, samples, _ = sampler(*inputs)
+        mx.nd.waitall()
+    monkeypatch.undo()
+    bad = ~np.isfinite(out_rois.asnumpy()).all(-1)
+    assert bad.sum() == 2 and (samples.asnumpy()[bad] == 0).all()
+
+
+@pytest.mark.parametrize('kind', ['numpy', 'list'])
+def test_hard_flags_from_the_host_equal_ndarray_flags(kind):
+    rois, scores, gt, hard = hard_case()
+    sampler = RCNNTargetSampler(1, 5, 7, pos_ratio=0.5)
+    mx.random.seed(2)
+    want = call(sampler, rois, scores, gt, hard)
+    host = hard.astype(np.int64) if kind == 'numpy' else hard.tolist()
+    mx.random.seed(2)
+    got = [o.asnumpy() for o in sampler(*nd(rois, scores, gt), host)]
+    for a, b in zip(want, got):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_hard_flags_of_another_type_raise_value_error_naming_hard():
+    rois, scores, gt, _ = hard_case()
+    with pytest.raises(ValueError, match='hard'):
+        RCNNTargetSampler(1, 5, 7)(*nd(rois, scores, gt), 'difficult')
+
+
+@pytest.mark.parametrize('which, dtype', [('scores', 'int32'), ('gt_boxes', 'float64'),
+                                          ('gt_boxes', 'int32'), ('scores', 'float16')])
+def test_scores_and_gt_boxes_are_cast_to_the_dtype_of_rois(which, dtype):
+    rois, scores, gt, hard = hard_case()
+    sampler = RCNNTargetSampler(1, 5, 7, pos_ratio=0.5)
+    mx.random.seed(4)
+    want = call(sampler, rois, scores, gt, hard)
+    inputs = dict(zip(['rois', 'scores', 'gt_boxes', 'hard'], nd(rois, scores, gt, hard)))
+    inputs[which] = inputs[which].astype(dtype)
+    mx.random.seed(4)
+    got = sampler(**inputs)
+    assert [o.dtype for o in got] == [np.float32] * 3
+    for a, b in zip(want, got):
+        np.testing.assert_array_equal(a, b.asnumpy())
+
+
+@pytest.mark.parametrize('which, value, name', [
+    ('rois', lambda x: x.astype('int32'), 'rois'),
+    ('scores', lambda x: x.asnumpy(), 'scores'),
+    ('gt_boxes', lambda x: x.asnumpy().tolist(), 'gt_boxes'),
+])
+def test_inputs_of_the_wrong_kind_or_dtype_raise_value_error_naming_them(which, value, name):
+    rois, scores, gt, _ = hard_case()
+    inputs = dict(zip(['rois', 'scores', 'gt_boxes'], nd(rois, scores, gt)))
+    inputs[which] = value(inputs[which])
+    with pytest.raises(ValueError, match=name):
+        RCNNTargetSampler(1, 5, 7)(**inputs)

@@ -24,7 +24,7 @@ import threading
 from . import patches_datasets as _patches_datasets
 from . import patches_rcnn as _patches_rcnn
 from . import patches_ssd as _patches_ssd
-from ..checks import check_bool, check_min_size
+from ..checks import check_bool, check_min_size, check_ratio
 from ._common import CROWD_IOF_THRESH, HARD_COLUMN, INSTALLED, check_hard_column
 from .transforms import FasterRCNNTrainTransform, MaskRCNNTrainTransform, SSDTrainTransform
 from .wrappers import (RCNNTargetSampler, RPNTargetGenerator, RPNTargetSampler,
@@ -95,7 +95,10 @@ def install(hard_column: int | None = HARD_COLUMN, allow_low_quality_matches: bo
       as ``gt_hard``, and give a network built earlier our sampler;
     * GluonCV's ``RPNL1LossMetric`` / ``RCNNL1LossMetric``: 0.0 instead of
       NaN over a logging interval without a positive box; Mask R-CNN's mask
-      loss: 0 instead of NaN for a batch without a positive RoI.
+      loss: 0 instead of NaN for a batch without a positive RoI; both tasks'
+      R-CNN losses: 0 instead of NaN for a batch whose every second-stage row
+      is ignored (``RCNNTargetGenerator``'s class targets and the tasks'
+      classification loss).
 
     For SSD see :mod:`samplers.gluoncv.patches_ssd` (a crowd region is a
     hard box there); for the COCO datasets :mod:`samplers.gluoncv.patches_datasets`.
@@ -119,6 +122,8 @@ def install(hard_column: int | None = HARD_COLUMN, allow_low_quality_matches: bo
                     if value is not None}
     rcnn_options['crowd_iof_thresh'] = crowd_iof_thresh
     RPNTargetGenerator(**rpn_options)  # bad settings fail here, before anything is patched
+    for name, value in rcnn_options.items():  # named as install() takes them
+        check_ratio('rcnn_' + name, value, low_open=True)
     RCNNTargetSampler(1, 1, 1, **rcnn_options)
     with _LOCK:
         if not _SAVED:

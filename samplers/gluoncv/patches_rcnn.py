@@ -28,6 +28,7 @@ import mxnet as mx
 from gluoncv.data.transforms.presets import rcnn as _presets
 from gluoncv.model_zoo.rcnn.faster_rcnn import data_parallel as _faster_task
 from gluoncv.model_zoo.rcnn.faster_rcnn import faster_rcnn as _faster
+from gluoncv.model_zoo.rcnn.faster_rcnn import rcnn_target as _faster_target
 from gluoncv.model_zoo.rcnn.mask_rcnn import data_parallel as _mask_task
 from gluoncv.model_zoo.rcnn.mask_rcnn import mask_rcnn as _mask
 from gluoncv.model_zoo.rcnn.mask_rcnn import rcnn_target as _mask_target
@@ -46,6 +47,7 @@ _MaskTransform = _presets.MaskRCNNDefaultTrainTransform
 _FasterRCNN = _faster.FasterRCNN
 _MaskRCNN = _mask.MaskRCNN
 _MaskTargetGenerator = _mask_target.MaskTargetGenerator
+_RCNNTargetGenerator = _faster_target.RCNNTargetGenerator
 # Taken at import, before any install(): the GluonCV bodies every patched call runs.
 _GLUONCV = {
     'faster_transform_init': _FasterTransform.__init__,
@@ -56,6 +58,7 @@ _GLUONCV = {
     'faster_task_init': _faster_task.ForwardBackwardTask.__init__,
     'mask_task_init': _mask_task.ForwardBackwardTask.__init__,
     'mask_targets': _MaskTargetGenerator.hybrid_forward,
+    'rcnn_targets': _RCNNTargetGenerator.hybrid_forward,
 }
 
 
@@ -174,14 +177,70 @@ class _WithoutPhantom:
                          *args, **kwargs)
 
 
+# Both tasks divide the R-CNN losses by the number of class targets >= 0, which is 0 when every
+# second-stage row of the batch is ignored (an image covered by hard boxes): 0/0 again. Such a
+# batch gets one class target of 0.5 (counted, never a class), which the task's patched
+# classification loss drops.
+_PHANTOM_CLASS = 0.5
+_IGNORED_CLASS = -1.0  # GluonCV's class target of an ignored row
+
+
+def _with_phantom_target(gluoncv_forward):
+    def hybrid_forward(self, F, roi, samples, matches, gt_label, gt_box):
+        """GluonCV's R-CNN targets; when every class target is -1, the first becomes 0.5.
+
+        The patched tasks' classification loss gives that element weight 0: the R-CNN losses are
+        0 for such a batch (not NaN) and unchanged for every other batch.
+        """
+        cls_target, *rest = gluoncv_forward(self, F, roi, samples, matches, gt_label, gt_box)
+        flat = F.reshape(cls_target, shape=(-1,))
+        first = F.concat(F.ones_like(F.slice_axis(flat, axis=0, begin=0, end=1)),
+                         F.zeros_like(F.slice_axis(flat, axis=0, begin=1, end=None)), dim=0)
+        empty = F.sum(flat >= 0) == 0
+        shift = F.broadcast_mul(first, empty) * (_PHANTOM_CLASS - _IGNORED_CLASS)
+        return (cls_target + F.reshape_like(shift, cls_target), *rest)
+    return hybrid_forward
+
+
+class _WithoutPhantomClass:
+    """A classification loss that gives the class target :func:`_with_phantom_target` adds
+    weight 0."""
+
+    def __init__(self, loss):
+        self.loss = loss
+
+    def __call__(self, pred, label, sample_weight, *args, **kwargs):
+        keep = label != _PHANTOM_CLASS
+        if sample_weight.ndim > keep.ndim:  # the tasks pass (B, N, 1) weights for (B, N) labels
+            keep = keep.reshape(keep.shape + (1,) * (sample_weight.ndim - keep.ndim))
+        return self.loss(pred, label, sample_weight * keep, *args, **kwargs)
+
+
+def _guard_cls_loss(task):
+    if not isinstance(task.rcnn_cls_loss, _WithoutPhantomClass):
+        task.rcnn_cls_loss = _WithoutPhantomClass(task.rcnn_cls_loss)
+
+
+def _with_our_faster_losses(gluoncv_init):
+    init = _with_our_sampler(gluoncv_init)
+
+    def __init__(self, net, *args, **kwargs):
+        """GluonCV's set-up, our sampler, and R-CNN losses that are 0 without a sampled row."""
+        init(self, net, *args, **kwargs)
+        _guard_cls_loss(self)
+    return __init__
+
+
 def _with_our_mask_loss(gluoncv_init):
     init = _with_our_sampler(gluoncv_init)
 
     def __init__(self, net, *args, **kwargs):
-        """GluonCV's set-up, our sampler, and a mask loss that is 0 without positive RoIs."""
+        """GluonCV's set-up, our sampler, and a mask loss that is 0 without positive RoIs
+        (the R-CNN losses too without a sampled row)."""
         init(self, net, *args, **kwargs)
         if not isinstance(self.rcnn_mask_loss, _WithoutPhantom):
             self.rcnn_mask_loss = _WithoutPhantom(self.rcnn_mask_loss)
+        _guard_cls_loss(self)
     return __init__
 
 
@@ -210,11 +269,12 @@ _PATCHES = (
     (_FasterRCNN, 'hybrid_forward', _with_hard_input(_GLUONCV['faster_forward'])),
     (_MaskRCNN, 'hybrid_forward', _with_hard_input(_GLUONCV['mask_forward'])),
     (_faster_task.ForwardBackwardTask, '__init__',
-     _with_our_sampler(_GLUONCV['faster_task_init'])),
+     _with_our_faster_losses(_GLUONCV['faster_task_init'])),
     (_faster_task.ForwardBackwardTask, 'forward_backward',
      _with_task_flags(_GLUONCV['faster_task'])),
     (_mask_task.ForwardBackwardTask, '__init__', _with_our_mask_loss(_GLUONCV['mask_task_init'])),
     (_MaskTargetGenerator, 'hybrid_forward', _with_phantom_weight(_GLUONCV['mask_targets'])),
+    (_RCNNTargetGenerator, 'hybrid_forward', _with_phantom_target(_GLUONCV['rcnn_targets'])),
     (_mask_task.ForwardBackwardTask, 'forward_backward',
      _with_task_flags(_GLUONCV['mask_task'])),
     (_metrics.RPNL1LossMetric, 'get', _metric_get),
