@@ -225,11 +225,12 @@ class RCNNTargetSampler(SamplerBlock, gluon.HybridBlock):
                                                                      num_box))
         check_one_context([('rois', rois), ('scores', scores), ('gt_boxes', gt_boxes),
                            ('hard', hard), ('crowd', crowd)])
-        return tuple(self._flags(name, flags, num_box, batch, gt_boxes.shape, rois.context)
+        return tuple(self._checked_flags(name, flags, num_box, batch, gt_boxes.shape,
+                                         rois.context)
                      for name, flags in (('hard', hard), ('crowd', crowd)))
 
     @staticmethod
-    def _flags(name, flags, num_box, batch, gt_shape, ctx):
+    def _checked_flags(name, flags, num_box, batch, gt_shape, ctx):
         """Checked ``flags``: an NDArray as given, host flags (numpy, list) checked and copied
         to ``ctx``, or None."""
         if flags is not None and not is_ndarray(flags):
