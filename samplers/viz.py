@@ -9,10 +9,11 @@ from __future__ import annotations
 import numpy as np
 
 from .backend import IGNORE, NEGATIVE, POSITIVE, to_numpy
-from .checks import check_boxes, check_ratio, check_thresh
+from .checks import check_boxes, check_positive, check_ratio, check_thresh
 from .boxes import box_iou, labels_from_cls_target
 
-__all__ = ['plot_samples', 'plot_proposals', 'samples_from_cls_target', 'LABEL_STYLES']
+__all__ = ['plot_samples', 'plot_proposals', 'samples_from_cls_target', 'LABEL_STYLES',
+           'CHANGED_STYLE']
 
 #: How each label is drawn: matplotlib colour, line width, line style. Every mark
 #: also gets a thin black outline, so it reads on light and dark images alike.
@@ -24,6 +25,10 @@ LABEL_STYLES = {
 _GT_STYLE = dict(color='#00e5ff', linewidth=2.2, linestyle='-')
 _HARD_STYLE = dict(color='#ff00ff', linewidth=2.2, linestyle='--')
 _PROPOSAL_STYLE = dict(color='#ffdd00', linewidth=1.2, linestyle='-')
+_ON_HARD_STYLE = dict(color='#ff3000', linewidth=2.6, linestyle='-')
+#: Anchors whose label differs from ``reference`` (see :func:`plot_samples`).
+CHANGED_STYLE = dict(color='#1040ff', linewidth=2.0, linestyle='--', name='changed')
+_SHORT = {POSITIVE: 'pos', NEGATIVE: 'neg', IGNORE: 'ign'}
 
 
 def _matplotlib():
@@ -88,7 +93,7 @@ def samples_from_cls_target(cls_target):
 
 
 def plot_samples(image, anchors, samples, gt_boxes=None, hard=None, ax=None, *,
-                 ignored_iou=0.3, image_alpha=1.0):
+                 ignored_iou=0.3, image_alpha=1.0, reference=None, spread=None):
     """Draw the anchors a sampler labelled over the image, and return the axes.
 
     Parameters
@@ -110,6 +115,17 @@ def plot_samples(image, anchors, samples, gt_boxes=None, hard=None, ax=None, *,
     image_alpha : float in (0, 1], default 1 (keyword only)
         Opacity of the image over the white axes: below 1 it is faded, so the
         marks stand out on a busy image.
+    reference : (N,) labels or None, default None (keyword only)
+        Another rule's labels for the same anchors (for example GluonCV's,
+        beside ours with hard flags). Every anchor whose label differs is
+        ringed in thick blue; one that ``reference`` made positive also gets
+        its box drawn dashed blue. The legend counts the changes, e.g.
+        ``changed (3, 2 neg→ign, 1 pos→ign)``.
+    spread : float or None, default None (keyword only)
+        Anchors sharing a centre (the sizes and ratios of one cell) are drawn
+        as separate markers on a ring of this radius (image pixels) around
+        it, in anchor order, so that no label hides another. None draws them
+        all at the centre.
 
     An image has hundreds of negatives and thousands of ignored anchors, so
     only positives are drawn as boxes (green); negatives are red dots at
@@ -121,17 +137,14 @@ def plot_samples(image, anchors, samples, gt_boxes=None, hard=None, ax=None, *,
     """
     anchors_np = to_numpy(anchors, np.float64)
     check_boxes('anchors', anchors_np, batched=False)
-    labels = to_numpy(samples)
-    if labels.shape != anchors_np.shape[:1]:
-        raise ValueError('samples must have shape ({},) to match anchors {}, got {}'.format(
-            anchors_np.shape[0], anchors_np.shape, labels.shape))
-    unknown = ~np.isin(labels, (POSITIVE, NEGATIVE, IGNORE))
-    if unknown.any():
-        raise ValueError('samples must hold only 1, -1 and 0, got {!r}'.format(
-            labels[unknown][0]))
+    labels = _check_labels('samples', samples, anchors_np)
     if ignored_iou is not None:
         ignored_iou = check_thresh('ignored_iou', ignored_iou)
     image_alpha = check_ratio('image_alpha', image_alpha, low_open=True)
+    if reference is not None:
+        reference = _check_labels('reference', reference, anchors_np)
+    if spread is not None:
+        spread = check_positive('spread', spread, zero_ok=True)
     gt, hard_flags = _check_gt(gt_boxes, hard)
     if gt is not None:
         shown = np.isfinite(gt).all(axis=1)
@@ -151,18 +164,26 @@ def plot_samples(image, anchors, samples, gt_boxes=None, hard=None, ax=None, *,
     if gt is not None and len(gt) and ignored_iou is not None and finite.any():
         near_gt[finite] = (box_iou(anchors_np[finite], gt) >= ignored_iou).any(axis=1)
     counts = {value: int((labels == value).sum()) for value in LABEL_STYLES}
+    at = _marker_positions(anchors_np, finite, spread)
 
+    if reference is not None:
+        changed = finite & (labels != reference)
+        _changed(ax, patches, anchors_np, at, changed, reference, labels)
     style = LABEL_STYLES[IGNORE]
     chosen = (labels == IGNORE) & finite & near_gt
-    _centres(ax, anchors_np[chosen], style, 2, 'o', '{} ({}, {} near objects: rings)'.format(
-        style['name'], counts[IGNORE], int(chosen.sum())), filled=False)
+    small = spread is not None  # markers shrink so that a cell's ring of anchors stays apart
+    _centres(ax, at[chosen], style, 2, 'o', '{} ({}, {} near objects: rings)'.format(
+        style['name'], counts[IGNORE], int(chosen.sum())), filled=False, small=small)
     style = LABEL_STYLES[NEGATIVE]
-    _centres(ax, anchors_np[(labels == NEGATIVE) & finite], style, 3, 'o',
-             '{} ({}, dots)'.format(style['name'], counts[NEGATIVE]))
+    _centres(ax, at[(labels == NEGATIVE) & finite], style, 3, 'o',
+             '{} ({}, dots)'.format(style['name'], counts[NEGATIVE]), small=small)
 
     style = LABEL_STYLES[POSITIVE]
-    _boxes(ax, patches, anchors_np[(labels == POSITIVE) & finite], style, 4,
+    positive = (labels == POSITIVE) & finite
+    _boxes(ax, patches, anchors_np[positive], style, 4,
            '{} ({})'.format(style['name'], counts[POSITIVE]))
+    if spread is not None:
+        _centres(ax, at[positive], style, 4, 's', '_positive markers', small=small)
 
     if gt is not None:
         _boxes(ax, patches, gt[~hard_flags], _GT_STYLE, 5, 'ground truth', always=False)
@@ -172,16 +193,21 @@ def plot_samples(image, anchors, samples, gt_boxes=None, hard=None, ax=None, *,
     return ax
 
 
-def plot_proposals(image, proposals, gt_boxes=None, hard=None, ax=None):
+def plot_proposals(image, proposals, gt_boxes=None, hard=None, ax=None, *, hard_iou=None):
     """Draw proposals (yellow) over the image with the ground truth, and return the axes.
 
     ``image``, ``gt_boxes``, ``hard`` and ``ax`` as in :func:`plot_samples`;
     ``proposals`` (K, 4) corner boxes, numpy or NDArray. Ground truth is cyan,
     hard ground truth dashed magenta; boxes with a non-finite coordinate are
-    skipped.
+    skipped. ``hard_iou`` (keyword only, default None): proposals with IoU
+    >= ``hard_iou`` with a hard box (false alarms, for a rule that should not
+    propose hard objects) are drawn thick orange-red and counted apart in the
+    legend, ``on hard objects (n)``.
     """
     boxes = to_numpy(proposals, np.float64)
     check_boxes('proposals', boxes, batched=False)
+    if hard_iou is not None:
+        hard_iou = check_thresh('hard_iou', hard_iou)
     gt, hard_flags = _check_gt(gt_boxes, hard)
     picture = None if image is None else _displayable(image)
     patches = _matplotlib()
@@ -191,9 +217,17 @@ def plot_proposals(image, proposals, gt_boxes=None, hard=None, ax=None):
     if picture is not None:
         ax.imshow(picture, cmap='gray' if picture.ndim == 2 else None, interpolation='nearest')
     boxes = boxes[np.isfinite(boxes).all(axis=1)]
-    _boxes(ax, patches, boxes, _PROPOSAL_STYLE, 4, 'proposals ({})'.format(len(boxes)))
     if gt is not None:
         gt, hard_flags = gt[np.isfinite(gt).all(axis=1)], hard_flags[np.isfinite(gt).all(axis=1)]
+    on_hard = np.zeros(len(boxes), dtype=bool)
+    if hard_iou is not None and gt is not None and hard_flags.any() and len(boxes):
+        on_hard = (box_iou(boxes, gt[hard_flags]) >= hard_iou).any(axis=1)
+    _boxes(ax, patches, boxes[~on_hard], _PROPOSAL_STYLE, 4,
+           'proposals ({})'.format(int((~on_hard).sum())))
+    if hard_iou is not None:
+        _boxes(ax, patches, boxes[on_hard], _ON_HARD_STYLE, 4.5,
+               'on hard objects ({})'.format(int(on_hard.sum())))
+    if gt is not None:
         _boxes(ax, patches, gt[~hard_flags], _GT_STYLE, 5, 'ground truth', always=False)
         _boxes(ax, patches, gt[hard_flags], _HARD_STYLE, 5, 'hard ground truth', always=False)
     _set_limits(ax, picture, boxes.reshape(-1, 4), gt)
@@ -201,16 +235,73 @@ def plot_proposals(image, proposals, gt_boxes=None, hard=None, ax=None):
     return ax
 
 
-def _centres(ax, boxes, style, zorder, marker, legend, filled=True):
-    """One marker at the centre of each box (anchors sharing a centre share a marker).
+def _check_labels(name, values, anchors):
+    """(N,) numpy labels holding only 1, -1 and 0, one per anchor."""
+    labels = to_numpy(values)
+    if labels.shape != anchors.shape[:1]:
+        raise ValueError('{} must have shape ({},) to match anchors {}, got {}'.format(
+            name, anchors.shape[0], anchors.shape, labels.shape))
+    unknown = ~np.isin(labels, (POSITIVE, NEGATIVE, IGNORE))
+    if unknown.any():
+        raise ValueError('{} must hold only 1, -1 and 0, got {!r}'.format(
+            name, labels[unknown][0]))
+    return labels
 
-    Filled markers get a black edge; rings are drawn over a wider black ring.
+
+def _marker_positions(anchors, finite, spread):
+    """(N, 2) where each anchor's marker goes: its centre, or with ``spread`` a point on a ring.
+
+    Anchors sharing a centre are placed in anchor order on a circle of radius
+    ``spread`` around it, starting at the top and going clockwise on screen.
     """
-    cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
-    if not filled:
+    at = np.full((len(anchors), 2), np.nan)
+    at[finite] = (anchors[finite, :2] + anchors[finite, 2:]) / 2
+    if not spread or not finite.any():
+        return at
+    index = np.flatnonzero(finite)
+    _, group = np.unique(np.round(at[index], 6), axis=0, return_inverse=True)
+    group = group.reshape(-1)
+    order = np.argsort(group, kind='stable')
+    sizes = np.bincount(group)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    rank = np.empty(len(index), dtype=np.int64)
+    rank[order] = np.arange(len(index)) - starts[group[order]]
+    angle = 2 * np.pi * rank / sizes[group]
+    shared = sizes[group] > 1
+    at[index[shared], 0] += spread * np.sin(angle[shared])
+    at[index[shared], 1] -= spread * np.cos(angle[shared])
+    return at
+
+
+def _changed(ax, patches, anchors, at, changed, reference, labels):
+    """Thick blue rings on the anchors whose label differs from ``reference``, counted."""
+    pairs = {}
+    for old, new in zip(reference[changed], labels[changed]):
+        key = '{} {}'.format(_SHORT[old], _SHORT[new])
+        pairs[key] = pairs.get(key, 0) + 1
+    legend = '{} ({}{})'.format(CHANGED_STYLE['name'], int(changed.sum()), ''.join(
+        ', {} {}'.format(n, k.replace(' ', '→')) for k, n in sorted(pairs.items())))
+    ax.plot(at[changed, 0], at[changed, 1], linestyle='none', marker='o', markersize=8,
+            markerfacecolor='none', markeredgecolor=CHANGED_STYLE['color'],
+            markeredgewidth=CHANGED_STYLE['linewidth'], zorder=1.5, label=legend)
+    was_positive = changed & (reference == POSITIVE)
+    _boxes(ax, patches, anchors[was_positive], CHANGED_STYLE, 4,
+           'was positive ({}, dashed box)'.format(int(was_positive.sum())), always=False)
+
+
+def _centres(ax, at, style, zorder, marker, legend, filled=True, small=False):
+    """One marker per (x, y) row of ``at`` (anchors at one point share a marker).
+
+    Filled markers get a black edge; rings are drawn over a wider black ring,
+    or, ``small``, thinner and without it (faint beside the filled ones).
+    """
+    cx, cy = at[:, 0], at[:, 1]
+    if not filled and not small:
         ax.plot(cx, cy, linestyle='none', marker=marker, markersize=7, markerfacecolor='none',
                 markeredgecolor='black', markeredgewidth=2.6, alpha=0.8, zorder=zorder)
-    ax.plot(cx, cy, linestyle='none', marker=marker, markersize=4 if filled else 7,
+    ax.plot(cx, cy, linestyle='none', marker=marker,
+            markersize=(3.5 if filled else 4.5) if small else (4 if filled else 7),
+            alpha=0.75 if small and not filled else None,
             color=style['color'], markerfacecolor=style['color'] if filled else 'none',
             markeredgewidth=0.6 if filled else 1.3,
             markeredgecolor='black' if filled else style['color'], zorder=zorder, label=legend)

@@ -113,3 +113,21 @@ def rectangle_mask(polys, size):
         (x1, y1), (x2, y2) = poly.min(axis=0).astype(int), np.ceil(poly.max(axis=0)).astype(int)
         mask[y1:y2, x1:x2] = 1
     return mask
+
+
+def overlapping_tick_labels(fig):
+    """Pairs of tick labels of one axis that overlap once ``fig`` is drawn, as text pairs.
+
+    Measured with the figure's renderer (the drawn extents, in pixels).
+    """
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    pairs = []
+    for ax in fig.axes:
+        for labels in (ax.get_xticklabels(), ax.get_yticklabels()):
+            shown = [t for t in labels if t.get_visible() and t.get_text()]
+            boxes = [t.get_window_extent(renderer) for t in shown]
+            pairs += [(shown[i].get_text(), shown[j].get_text())
+                      for i in range(len(shown)) for j in range(i + 1, len(shown))
+                      if boxes[i].overlaps(boxes[j])]
+    return pairs

@@ -116,3 +116,81 @@ def test_plot_samples_fades_the_image_on_request():
     assert ax.images[0].get_alpha() == 0.5
     with pytest.raises(ValueError, match='image_alpha'):
         plot_samples(None, [[0, 0, 4, 4]], [1], ax=ax, image_alpha=0)
+
+
+def _sample_figure(tmp_path):
+    val_set = data.make_dataset(128, seed=1)
+    _, label = val_set[demo.example_index(val_set)]
+    anchors = data.make_anchors()
+    labelled = [(demo.SAMPLE_TITLES[arm], demo.rule_labels(arm, label, anchors))
+                for arm in demo.SAMPLE_ARMS]
+    image = val_set[demo.example_index(val_set)][0]
+    fig = demo.save_samples_png(str(tmp_path / 'samples.png'), image, label, anchors, labelled)
+    near = demo.on_hard(label, anchors)
+    return fig, [(labels[near] != labelled[0][1][near]).sum() for _, labels in labelled]
+
+
+def test_samples_picture_rings_and_counts_the_anchors_each_rule_changes(tmp_path):
+    fig, changed = _sample_figure(tmp_path)
+    assert len(fig.axes) == len(demo.SAMPLE_ARMS)
+    assert changed == [0, 1, 47]  # as docs/study.md says
+    for ax, n in zip(fig.axes[1:], changed[1:]):
+        assert '{} anchor{} changed'.format(n, 's' * (n != 1)) in ax.get_title()
+        ring, = [ln for ln in ax.get_lines() if ln.get_label().startswith('changed')]
+        assert len(ring.get_xdata()) == n
+    assert not any(ln.get_label().startswith('changed') for ln in fig.axes[0].get_lines())
+
+
+def test_samples_picture_draws_each_anchor_as_its_own_marker(tmp_path):
+    # the anchors of a cell share a centre; spread apart, no marker hides another
+    fig, _ = _sample_figure(tmp_path)
+    for ax in fig.axes:
+        points = [xy for ln in ax.get_lines() if not ln.get_label().startswith('changed')
+                  for xy in zip(ln.get_xdata(), ln.get_ydata())]
+        assert len(points) == len(set(points)) > 50
+
+
+def test_hard_hits_counts_proposals_on_a_hard_box_at_iou_half():
+    label = np.array([[0, 0, 20, 20, 0, 1], [50, 50, 70, 70, 0, 0]], np.float32)
+    props = np.array([[0, 0, 20, 20], [2, 2, 20, 20], [0, 0, 10, 10], [50, 50, 70, 70]],
+                     np.float32)
+    assert demo.hard_hits(props, label) == 2
+    assert demo.hard_hits(props[:0], label) == 0
+    assert demo.hard_hits(props, label[1:]) == 0
+
+
+def _proposal_case():
+    """Four validation images with one hard box each, and two arms' top proposals on them."""
+    hard_box = np.array([[10, 10, 40, 40, 0, 1], [80, 80, 120, 120, 0, 0]], np.float32)
+    val_set = [(np.zeros((128, 128, 3), np.uint8), hard_box.copy()) for _ in range(4)]
+    on, off = [10, 10, 40, 40], [80, 80, 120, 120]
+    base = [np.array([on] * k + [off] * (10 - k), np.float32) for k in (1, 4, 2, 0)]
+    hard = [np.array([on] * k + [off] * (10 - k), np.float32) for k in (1, 0, 2, 0)]
+    return val_set, {'gluoncv': base, 'hard': hard}
+
+
+def test_pick_image_takes_the_largest_gap_between_the_two_arms():
+    val_set, proposals = _proposal_case()
+    assert demo.pick_image(val_set, proposals, ['gluoncv', 'hard']) == 1
+    assert demo.pick_image(val_set, proposals, ['hard']) == 2
+
+
+def test_shown_arms_are_the_baseline_and_plain_hard_flags():
+    assert demo.shown_arms(list(arms.DEFAULT_ARMS)) == ['gluoncv', 'hard']
+    assert demo.shown_arms(['ours', 'hard+iof']) == ['ours', 'hard+iof']
+    assert demo.shown_arms(['hard']) == ['hard']
+
+
+def test_proposals_picture_shows_hard_false_alarms_per_arm_and_on_one_image(tmp_path):
+    from helpers import overlapping_tick_labels
+    val_set, proposals = _proposal_case()
+    results = [dict(arm=arm, seed=s, **{key: 0.1 * s + 0.2 * (arm == 'gluoncv')
+                                        for key in model.METRICS})
+               for s in range(3) for arm in ('gluoncv', 'hard')]
+    fig = demo.save_proposals_png(str(tmp_path / 'p.png'), results, val_set, proposals)
+    chart, left, right = fig.axes
+    assert [t.get_text() for t in chart.get_yticklabels()] == ['gluoncv', 'hard']
+    assert left.get_title().startswith('gluoncv: 4 of its top-10 proposals')
+    assert right.get_title().startswith('hard: 0 of its top-10 proposals')
+    assert 'validation image 1 ' in fig._suptitle.get_text()
+    assert overlapping_tick_labels(fig) == []

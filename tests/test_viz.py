@@ -11,7 +11,8 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import to_hex  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from samplers.viz import LABEL_STYLES, plot_samples, samples_from_cls_target  # noqa: E402
+from samplers.viz import (CHANGED_STYLE, LABEL_STYLES, plot_proposals, plot_samples,  # noqa: E402
+                          samples_from_cls_target)
 from conftest import requires_gpu  # noqa: E402
 
 ANCHORS = np.array([[0, 0, 10, 10],     # positive
@@ -173,6 +174,86 @@ def test_renders_headless_to_png():
     buf = io.BytesIO()
     ax.figure.savefig(buf, format='png')
     assert buf.getvalue()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def changed_ring(ax):
+    """The line that rings changed anchors, or None."""
+    found = [ln for ln in ax.get_lines() if ln.get_label().startswith('changed')]
+    return found[0] if found else None
+
+
+def legend_texts(ax):
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_reference_rings_each_anchor_whose_label_changed_and_counts_them():
+    # SAMPLES ignores anchors 2 and 3; the reference made them positive and negative
+    reference = np.array([1, -1, 1, -1], np.float32)
+    ax = plot_samples(IMAGE, ANCHORS, SAMPLES, gt_boxes=GT, reference=reference)
+    ring = changed_ring(ax)
+    assert sorted(zip(ring.get_xdata(), ring.get_ydata())) == [(45, 45), (85, 85)]
+    assert to_hex(ring.get_markeredgecolor()) == CHANGED_STYLE['color']
+    assert 'changed (2, 1 neg→ign, 1 pos→ign)' in legend_texts(ax)
+
+
+def test_reference_draws_the_box_of_a_former_positive_dashed_blue():
+    reference = np.array([1, -1, 1, 0], np.float32)
+    ax = plot_samples(IMAGE, ANCHORS, SAMPLES, gt_boxes=GT, reference=reference)
+    assert rects(ax, CHANGED_STYLE['color']) == [tuple(ANCHORS[2])]
+    assert 'was positive (1, dashed box)' in legend_texts(ax)
+
+
+def test_without_reference_nothing_is_ringed_as_changed():
+    ax = plot_samples(IMAGE, ANCHORS, SAMPLES, gt_boxes=GT)
+    assert changed_ring(ax) is None
+    assert rects(ax, CHANGED_STYLE['color']) == []
+
+
+def test_the_same_labels_as_the_reference_change_nothing():
+    ax = plot_samples(IMAGE, ANCHORS, SAMPLES, gt_boxes=GT, reference=SAMPLES)
+    assert len(changed_ring(ax).get_xdata()) == 0
+    assert 'changed (0)' in legend_texts(ax)
+
+
+def test_spread_draws_anchors_sharing_a_centre_apart_on_a_ring():
+    anchors = np.array([[40, 40, 50, 50], [35, 35, 55, 55], [42, 30, 48, 60]], np.float32)
+    labels = np.array([-1, -1, -1], np.float32)
+    together = centres(plot_samples(None, anchors, labels), 'negative')
+    assert together == [(45, 45)] * 3
+    apart = centres(plot_samples(None, anchors, labels, spread=3), 'negative')
+    assert len(set(apart)) == 3
+    np.testing.assert_allclose([np.hypot(x - 45, y - 45) for x, y in apart], 3)
+
+
+def test_spread_leaves_an_anchor_alone_at_its_centre():
+    ax = plot_samples(None, ANCHORS, SAMPLES, spread=3)
+    assert centres(ax, 'negative') == [(25, 25)]
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(reference=np.array([1, -1, 0])), r'reference must have shape \(4,\).*got \(3,\)'),
+    (dict(reference=np.array([1, -1, 0, 5])), 'reference must hold only 1, -1 and 0, got 5'),
+    (dict(spread=-1), 'spread must be a number >= 0, got -1'),
+])
+def test_rejects_a_bad_reference_or_spread(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        plot_samples(IMAGE, ANCHORS, SAMPLES, **kwargs)
+
+
+def test_proposals_on_hard_objects_are_drawn_apart_and_counted():
+    proposals = np.array([[38, 38, 52, 52], [39, 39, 52, 52], [0, 0, 12, 12], [70, 70, 90, 90]],
+                         np.float32)
+    ax = plot_proposals(IMAGE, proposals, gt_boxes=GT, hard=[0, 1], hard_iou=0.5)
+    assert sorted(legend_texts(ax)) == ['ground truth', 'hard ground truth',
+                                        'on hard objects (2)', 'proposals (2)']
+    thick = [p for p in ax.patches if p.get_zorder() == 4.5]
+    assert len(thick) == 2 and all(p.get_linewidth() > 2 for p in thick)
+
+
+def test_proposals_without_hard_iou_are_all_alike():
+    ax = plot_proposals(IMAGE, GT, gt_boxes=GT, hard=[0, 1])
+    assert 'proposals (2)' in legend_texts(ax)
+    assert not any(t.startswith('on hard') for t in legend_texts(ax))
 
 
 @pytest.mark.parametrize('samples, match', [

@@ -8,9 +8,13 @@ sd per arm, paired differences against GluonCV's generator with 95 %
 t-intervals) and writes to ``--out`` (default ``samplers-demo``):
 
 * ``samples.png``: one validation image cropped on a faint object flagged
-  hard, with the anchors labelled by GluonCV's generator, ours with hard
-  flags and ours with ``hard_iof_thresh``;
-* ``proposals.png``: the top-10 proposals of each arm (first seed) on it;
+  hard, its anchors labelled by GluonCV's generator, ours with hard flags
+  and ours with ``hard_iof_thresh``; the anchors whose label differs from
+  GluonCV's are ringed blue and counted in each panel's title;
+* ``proposals.png``: every arm's top-10 proposals on hard objects per hard
+  box over the seeds, and GluonCV's and the hard-flag arm's top-10 (first
+  seed) on the validation image where they differ most, those on a hard
+  object drawn thick and counted;
 * ``loss_curves.png`` and ``differences.png``, as the study draws them;
 * ``study.json``, the per-run numbers.
 
@@ -30,12 +34,17 @@ from tools.study.model import top_proposals
 from tools.study.plots import figure
 from tools.study.train import load, run_study
 
-__all__ = ['main', 'example_index', 'save_samples_png', 'save_proposals_png']
+__all__ = ['main', 'example_index', 'save_samples_png', 'save_proposals_png', 'hard_hits',
+           'pick_image', 'shown_arms']
 
 SEEDS = 3
 STEPS = 200
 #: Arms whose labels ``samples.png`` shows, left to right.
 SAMPLE_ARMS = ('gluoncv', 'hard', 'hard+iof')
+SAMPLE_TITLES = {'gluoncv': 'GluonCV, stock (the reference)',
+                 'ours': 'samplers, no hard flags',
+                 'hard': 'samplers + hard flags',
+                 'hard+iof': 'samplers + hard flags + hard_iof_thresh={}'.format(arms.HARD_IOF)}
 
 
 def example_index(dataset, min_side=28):
@@ -103,52 +112,142 @@ def _crop(label, margin=16):
 
 
 def save_samples_png(path, image, label, anchors, labelled):
-    """One panel per arm: the anchors on the hard object as that arm labels them, cropped there.
+    """The anchors on the hard object as each rule labels them, the same crop side by side.
 
-    ``labelled``: (title, labels (N,) in the package convention) per panel.
-    Only the anchors of :func:`on_hard` are drawn, over the faded image.
+    ``labelled``: (title, labels (N,) in the package convention) per panel;
+    the first is the reference (GluonCV's rule), and every later panel rings
+    the anchors whose label differs from it (thick blue) and counts them in
+    its title. Only the anchors of :func:`on_hard` are drawn, each as its own
+    marker (the 15 anchors of a cell on a small ring round its centre), over
+    the faded image. Returns the figure.
     """
     from samplers.viz import plot_samples  # pylint: disable=import-outside-toplevel
-    fig = figure(4.4 * len(labelled), 6.2)
+    fig = figure(4.6 * len(labelled), 6.4)
     x1, y1, x2, y2 = _crop(label)
     near = on_hard(label, anchors)
+    reference = labelled[0][1][near]
     for i, (title, samples) in enumerate(labelled):
         ax = fig.add_subplot(1, len(labelled), i + 1)
         plot_samples(image, anchors[near], samples[near], gt_boxes=label[:, :4],
-                     hard=label[:, 5], ax=ax, ignored_iou=0.0, image_alpha=0.55)
+                     hard=label[:, 5], ax=ax, ignored_iou=0.0, image_alpha=0.45,
+                     reference=None if i == 0 else reference, spread=2.6)
         ax.set_xlim(x1 - 0.5, x2 - 0.5)
         ax.set_ylim(y2 - 0.5, y1 - 0.5)
-        ax.set_title(title, fontsize=10)
+        changed = int((samples[near] != reference).sum())
+        ax.set_title('{}\n{}'.format(title, '' if i == 0 else
+                                      '{} anchor{} changed (blue rings)'.format(
+                                          changed, 's' * (changed != 1))),
+                     fontsize=10, color='black' if i == 0 else '#1040ff')
         ax.set_xticks([])
         ax.set_yticks([])
         ax.legend(loc='upper center', bbox_to_anchor=(0.5, -0.01), fontsize='x-small', ncol=2,
                   framealpha=1)
-    fig.suptitle('Look at the anchors on the faint object flagged hard (dashed magenta). GluonCV '
-                 'teaches it as an object (green boxes: positives)\nand the small anchors inside '
-                 'it as background (red dots: negatives). Hard flags: no positive (amber rings: '
-                 'ignored).\n+ hard_iof_thresh: the small anchors inside it are ignored too. '
-                 'Drawn: anchors with IoU >= 0.3 with the hard box or lying half inside it,\n'
-                 'labelled before random subsampling; a crop of a faded validation image; '
-                 'legends count what is drawn.', fontsize=9)
+    fig.suptitle('The same crop round a faint object flagged hard (dashed magenta), labelled by '
+                 'three rules. GluonCV makes an anchor on it positive (green box)\nand the small '
+                 'anchors inside it negatives (red dots). Hard flags make that positive ignored '
+                 '(amber ring); hard_iof_thresh also ignores\nthe small anchors inside. Each '
+                 'anchor with IoU >= 0.3 with the hard box or lying half inside it is one marker '
+                 '(a cell\'s 15 anchors ring its centre),\nlabelled before random '
+                 'subsampling; blue rings: label differs from GluonCV\'s.', fontsize=9)
     fig.subplots_adjust(left=0.02, right=0.98, top=0.80, bottom=0.15, wspace=0.08)
     fig.savefig(path)
+    return fig
 
 
-def save_proposals_png(path, image, label, proposals, top_k=10):
-    """The top ``top_k`` proposals of each arm on one validation image."""
+def hard_hits(proposals, label, iou=0.5):
+    """How many of ``proposals`` (K, 4) overlap a hard box of ``label`` at IoU >= ``iou``.
+
+    The false alarms that ``hard FA@10`` counts (:func:`tools.study.model.evaluate`).
+    """
+    hard = label[label[:, 5] > 0, :4]
+    if not len(hard) or not len(proposals):
+        return 0
+    return int((box_iou(np.asarray(proposals), hard) >= iou).any(axis=1).sum())
+
+
+def shown_arms(arms_run):
+    """The arms ``proposals.png`` draws on an image: the baseline and the plain hard-flag arm.
+
+    ``hard`` when it was run (else the second arm); one arm when only one was run.
+    """
+    base = arms_run[0]
+    others = [a for a in arms_run if a != base]
+    if not others:
+        return [base]
+    return [base, 'hard' if 'hard' in others else others[0]]
+
+
+def pick_image(val_set, proposals, shown):
+    """The validation image where ``shown[0]`` puts most more proposals on hard boxes than
+    ``shown[1]`` (ties: most such proposals in all); with one arm, where it puts most."""
+    hits = [[hard_hits(props, label) for props, (_, label) in zip(proposals[arm], val_set)]
+            for arm in shown]
+    gap = np.subtract(hits[0], hits[-1]) if len(shown) > 1 else np.zeros(len(val_set))
+    return int(np.lexsort((-np.sum(hits, axis=0), -gap))[0])
+
+
+def _hard_fa_panel(ax, results, confidence=0.95):
+    """Per arm over the seeds: hard FA@10 for each seed (dots) and its mean with a t-interval."""
+    from tools.study.stats import summarize, t_quantile  # pylint: disable=import-outside-toplevel
+    seeds, arms_run, stats = summarize(results)
+    for y, arm in enumerate(arms_run):
+        values = stats[arm]['hard_fa10']['values']
+        ax.plot(values, [y] * len(values), 'o', color='0.55', markersize=4, zorder=2)
+        err = None
+        if len(values) > 1:
+            err = t_quantile(confidence, len(values) - 1) * np.std(values, ddof=1) / np.sqrt(
+                len(values))
+        ax.errorbar([np.mean(values)], [y], xerr=err, fmt='D', color='#c02000', capsize=4,
+                    markersize=6, zorder=3)
+    ax.set_yticks(range(len(arms_run)))
+    ax.set_yticklabels(arms_run, fontsize=9)
+    ax.set_ylim(len(arms_run) - 0.5, -0.5)
+    ax.set_xlabel('top-10 proposals on a hard box (IoU >= 0.5), per hard box', fontsize=8)
+    ax.set_title('hard FA@10 over {} seed{} (lower is better)\ndiamond: mean, bar: {:.0f} % '
+                 't-interval, grey: seeds'.format(len(seeds), 's' * (len(seeds) != 1),
+                                                   100 * confidence), fontsize=9)
+    ax.tick_params(labelsize=8)
+
+
+def save_proposals_png(path, results, val_set, proposals, top_k=10):
+    """Top-``top_k`` proposals on hard objects: per arm over the seeds, and on one image.
+
+    Left: every arm's ``hard FA@10`` over the seeds (``results``). Right: the
+    top-``top_k`` proposals of the arms of :func:`shown_arms` (first seed;
+    ``proposals``: arm -> per-image (K, 4) boxes of ``val_set``) on the image
+    of :func:`pick_image`, those on a hard box thick orange-red and counted in
+    the panel's title. Returns the figure.
+    """
     from samplers.viz import plot_proposals  # pylint: disable=import-outside-toplevel
-    fig = figure(3.6 * len(proposals), 4.2)
-    for i, (name, boxes) in enumerate(proposals):
-        ax = fig.add_subplot(1, len(proposals), i + 1)
-        plot_proposals(image, boxes[:top_k], gt_boxes=label[:, :4], hard=label[:, 5], ax=ax)
-        ax.set_title('{}: top-{} proposals'.format(name, min(top_k, len(boxes))), fontsize=9)
+    shown = shown_arms([arm for arm in dict.fromkeys(r['arm'] for r in results)
+                        if arm in proposals])
+    index = pick_image(val_set, proposals, shown)
+    image, label = val_set[index]
+    fig = figure(4.6 + 3.9 * len(shown), 4.9)
+    grid = fig.add_gridspec(1, 1 + len(shown), width_ratios=[1.2] + [1] * len(shown))
+    _hard_fa_panel(fig.add_subplot(grid[0, 0]), results)
+    for i, arm in enumerate(shown):
+        ax = fig.add_subplot(grid[0, i + 1])
+        boxes = proposals[arm][index][:top_k]
+        plot_proposals(image, boxes, gt_boxes=label[:, :4], hard=label[:, 5], ax=ax,
+                       hard_iou=0.5)
+        hits = hard_hits(boxes, label)
+        ax.set_title('{}: {} of its top-{} proposals\non a hard object'.format(
+            arm, hits, len(boxes)), fontsize=10, color='#c02000' if hits else 'black')
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.get_legend().remove()
-    fig.suptitle('yellow: proposals; cyan: ground truth; dashed magenta: hard ground truth '
-                 '(first seed)', fontsize=9)
-    fig.tight_layout()
+        ax.legend(loc='upper center', bbox_to_anchor=(0.5, -0.01), fontsize='x-small', ncol=2,
+                  framealpha=1)
+    fig.suptitle('Proposals on hard objects (dashed magenta) are false alarms; hard flags aim '
+                 'to cut them. Left: how many per hard box, every arm, every seed. Right: {} and '
+                 '{}\non validation image {} of the first seed, picked as the one where {}\'s '
+                 'top-{} has the most more on hard objects than {}\'s: the largest gap, not a '
+                 'typical image.\nOrange-red: proposals on a hard object (IoU >= 0.5); yellow: '
+                 'the others; cyan: normal objects.'.format(
+                     shown[0], shown[-1], index, shown[0], top_k, shown[-1]), fontsize=9)
+    fig.subplots_adjust(left=0.08, right=0.99, top=0.76, bottom=0.2, wspace=0.12)
     fig.savefig(path)
+    return fig
 
 
 def main(argv=None):
@@ -162,11 +261,11 @@ def main(argv=None):
     val_set = data.make_dataset(args.val_images, seed=args.first_seed + 1)
     example = example_index(val_set)
     image, label = val_set[example]
-    proposals = []
+    proposals = {}
 
     def keep(seed, arm, net, _):
         if seed == args.first_seed:
-            proposals.append((arm, top_proposals(net, [image], anchors, 10)[0]))
+            proposals[arm] = top_proposals(net, [img for img, _ in val_set], anchors, 10)
 
     if args.report:
         results, histories = load(path)
@@ -183,12 +282,13 @@ def main(argv=None):
     print()
     names = report(results, histories, args.out)
     if names:  # matplotlib is there
-        labelled = [('{} labels'.format(arm), rule_labels(arm, label, anchors))
+        labelled = [(SAMPLE_TITLES[arm], rule_labels(arm, label, anchors))
                     for arm in SAMPLE_ARMS if arm != 'gluoncv' or arms.gluoncv_targets()]
         save_samples_png(os.path.join(args.out, 'samples.png'), image, label, anchors, labelled)
         names.append('samples.png')
         if proposals:
-            save_proposals_png(os.path.join(args.out, 'proposals.png'), image, label, proposals)
+            save_proposals_png(os.path.join(args.out, 'proposals.png'), results, val_set,
+                               proposals)
             names.append('proposals.png')
     print('wrote {} to {} ({:.0f} s in all)'.format(', '.join(['study.json'] + names), args.out,
                                                     time.time() - started))
