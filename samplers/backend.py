@@ -775,6 +775,7 @@ def _group_share_numpy(mask, group, depth, share, keys):
     else:
         ids = np.repeat(np.arange(num_rows, dtype=np.int32) * np.int32(depth),
                         np.count_nonzero(cand, axis=1)) + np.asarray(group)[cand].astype(np.int32)
+    at = ids.astype(np.intp)  # for look-ups per id: indexing by intp is 3x np.take's speed
     counts = np.bincount(ids, minlength=num_ids)
     present = (counts.reshape(num_rows, depth) > 0).sum(axis=1).astype(np.float32)[:, None]
     quota = np.repeat(np.broadcast_to(share(present), (num_rows, 1))[:, 0], depth)  # per id
@@ -787,15 +788,15 @@ def _group_share_numpy(mask, group, depth, share, keys):
     limit = np.where(quota > 0, first[1:], first[:-1])
     if cut.any():  # the q-th value of each cut group: a partial sort around those ranks
         limit[cut] = _kth_values(packed, kc, ids, counts, quota, cut)
-    own = limit.take(ids)
+    own = limit[at]
     chosen = packed < own
     # The highest picked key of each group: a group that keeps all has it anywhere, a cut
     # group among its picks equal to its q-th value (they beat every other pick's leading bits).
     whole = (quota > 0) & ~cut
     top = np.zeros(num_ids, np.float32)
     if whole.any():
-        at = np.flatnonzero(whole.take(ids))
-        top = _group_max(kc[at], ids[at], num_ids)
+        keep_all = np.flatnonzero(whole[at])
+        top = _group_max(kc[keep_all], ids[keep_all], num_ids)
     if cut.any():
         tied = np.flatnonzero(packed == own)  # in row-major (column) order
         tied = tied[cut.take(ids[tied])]
@@ -811,7 +812,7 @@ def _group_share_numpy(mask, group, depth, share, keys):
             chosen[tied] = True
             np.maximum(top, _group_max(kc[tied], ids[tied], num_ids), out=top)
     picked[flat] = chosen
-    t = top.take(ids)
+    t = top[at]
     rest = np.zeros(cand.size, np.float32)
     rest[flat] = (kc - t) / (1 - t)
     return picked.reshape(cand.shape), rest.reshape(cand.shape)

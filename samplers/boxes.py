@@ -427,7 +427,7 @@ def scan_rows(a):
         arg = block.argmax(axis=1)
         row_arg[start:start + r] = arg
         np.add(arg, offsets[:r], out=flat_at[:r])
-        np.take(block.reshape(-1), flat_at[:r], out=row_max[start:start + r])
+        row_max[start:start + r] = block.reshape(-1)[flat_at[:r]]  # indexing beats np.take
         if r % fold == 0:
             np.maximum(col, block.reshape(-1, fold * m).max(axis=0).reshape(fold, m).max(axis=0),
                        out=col)
