@@ -9,8 +9,8 @@ What each function takes is in its docstring; in short:
 * box formats, IoU/IoF, encodings, :func:`best_match` and
   :func:`match_anchors` take numpy arrays or NDArrays (on any context) and
   return the input's kind;
-* :func:`col_max`, :func:`row_max` and :func:`finite_rows` are numpy-only
-  speed helpers;
+* :func:`col_max`, :func:`row_max`, :func:`scan_rows` and :func:`finite_rows` are
+  numpy-only speed helpers;
 * :func:`box_iof_F` takes Gluon's ``F`` (``mx.nd`` or ``mx.sym``), for use
   inside ``hybrid_forward``.
 """
@@ -29,6 +29,7 @@ __all__ = [
     'best_match', 'match_anchors', 'INVALID_IOU', 'best_anchor_mask', 'near_best', 'col_max', 'EPS',
     'encode_boxes', 'cls_target_from_labels', 'labels_from_cls_target',
     'CLS_POSITIVE', 'CLS_NEGATIVE', 'CLS_IGNORE', 'row_max', 'finite_rows', 'too_small',
+    'scan_rows', 'RowScan',
 ]
 
 _FMTS = ('corner', 'center')
@@ -218,7 +219,7 @@ def near_best(ious, bar, eps=EPS):
     return (ious > 0) * (ious + eps > bar)
 
 
-def match_anchors(ious, valid_gt=None, eps=EPS):
+def match_anchors(ious, valid_gt=None, eps=EPS, scan=None):
     """Each anchor's best box, and whether the anchor is the best one of some box.
 
     Parameters
@@ -226,6 +227,7 @@ def match_anchors(ious, valid_gt=None, eps=EPS):
     ious : (N, M) numpy array, or (..., N, M) NDArray, finite
     valid_gt : (M,) / (..., M) 0/1, optional: only these boxes take part (e.g. non-hard)
     eps : tie tolerance (default :data:`EPS`, GluonCV's)
+    scan : numpy only, optional: :func:`scan_rows` of ``ious`` if the caller has it
 
     Returns
     -------
@@ -238,8 +240,8 @@ def match_anchors(ious, valid_gt=None, eps=EPS):
     nothing (GluonCV then marks every zero-IoU anchor). A row of negative IoUs
     (an invalid anchor) is never best and sets no bar.
     """
-    max_iou, match = best_match(ious, valid_gt)
     if not use_numpy(ious):
+        max_iou, match = best_match(ious, valid_gt)
         bar = mx.nd.max(ious, axis=-2, keepdims=True)
         if valid_gt is not None:
             bar = backend.ND.where(backend.ND.expand(valid_gt > 0, -2), bar,
@@ -248,13 +250,20 @@ def match_anchors(ious, valid_gt=None, eps=EPS):
     # numpy: only rows whose best comes within eps of the lowest bar can hold a best anchor.
     arr = to_numpy(ious)
     n, m = arr.shape
+    valid = None if valid_gt is None else to_numpy(valid_gt).astype(bool)
+    if scan is None and n and m and arr.dtype.kind == 'f' and arr.flags['C_CONTIGUOUS']:
+        scan = scan_rows(arr)
+    if scan is not None and (valid is None or valid.all()):
+        max_iou, match = like(scan.row_max, ious), like(scan.row_arg, ious)
+    else:
+        max_iou, match = best_match(ious, valid_gt)
     best = np.zeros(n, dtype=bool)
     if n == 0 or m == 0:
         return max_iou, match, best
-    bar = col_max(arr)
+    bar = col_max(arr) if scan is None else scan.col_max
     live = bar > 0
-    if valid_gt is not None:
-        live &= to_numpy(valid_gt).astype(bool)
+    if valid is not None:
+        live &= valid
     if not live.any():
         return max_iou, match, best
     bar = np.where(live, bar, np.inf).astype(arr.dtype)
@@ -334,10 +343,12 @@ _SMALL_FINITE = 4096
 def finite_rows(a):
     """Whether each row (last axis) of ``a`` is all finite, shape ``a.shape[:-1]``.
 
-    numpy (boolean result): one BLAS sum per row finds the rows that may hold
+    numpy (boolean result): one sum per row finds the rows that may hold
     NaN/inf (a non-finite sum); only those are checked element by element,
     since a sum of finite values can overflow too; much faster than
-    ``np.isfinite(a).all(-1)`` for a short last axis. NDArray on the mx.nd
+    ``np.isfinite(a).all(-1)`` for a short last axis. The sums are numpy's own
+    (``einsum``), not BLAS: BLAS threads wait for each other on a busy machine.
+    NDArray on the mx.nd
     backend (0/1 result, on its context): ``a - a`` is NaN exactly at NaN/inf.
     """
     if not use_numpy(a):
@@ -349,7 +360,7 @@ def finite_rows(a):
     if rows.size <= _SMALL_FINITE:  # the element test is cheaper than the sum's setup
         return np.isfinite(rows).all(axis=1).reshape(a.shape[:-1])
     with np.errstate(over='ignore', invalid='ignore'):
-        ok = np.isfinite(rows @ np.ones(rows.shape[1], rows.dtype))
+        ok = np.isfinite(np.einsum('ij->i', rows))
     maybe_bad = np.flatnonzero(~ok)
     ok[maybe_bad] = np.isfinite(rows[maybe_bad]).all(axis=1)
     return ok.reshape(a.shape[:-1])
@@ -386,6 +397,57 @@ def col_max(a):
     if r < n:
         np.maximum(out, a[r:].max(axis=0), out=out)
     return out
+
+
+#: Elements per block of :func:`scan_rows`: about 1 MB of float32, which stays in cache while
+#: every statistic is read from it (the matrix itself is read from memory once).
+_SCAN_BLOCK = 2 ** 18
+
+
+class RowScan:
+    """What :func:`scan_rows` reads from an (N, M) matrix: ``row_max`` (N,), ``row_arg`` (N,)
+    int64 (first index of the maximum), ``col_max`` (M,) and ``low`` (the smallest entry).
+    NaN wins every maximum and the minimum, as in numpy's reductions."""
+    __slots__ = ('row_max', 'row_arg', 'col_max', 'low')
+
+    def __init__(self, row_max, row_arg, col_max, low):
+        self.row_max, self.row_arg, self.col_max, self.low = row_max, row_arg, col_max, low
+
+    def finite(self):
+        """Whether every entry of the matrix is finite (no NaN, no +-inf)."""
+        return bool(np.isfinite(self.low) and np.isfinite(self.col_max).all())
+
+
+def scan_rows(a):
+    """:class:`RowScan` of a C-contiguous (N, M) float numpy array (N, M >= 1) in one pass.
+
+    The same values as ``a.max(1)``, ``a.argmax(1)``, ``a.max(0)`` and ``a.min()``. Each
+    block of rows is read from memory once, and all four are taken while it is in cache:
+    on a matrix larger than the cache, four separate passes cost about twice as much.
+    """
+    n, m = a.shape
+    fold = max(1, 4096 // m)  # col_max's folding, within each block
+    rows = max(fold, _SCAN_BLOCK // m // fold * fold)
+    row_max = np.empty(n, a.dtype)
+    row_arg = np.empty(n, np.int64)
+    col = np.full(m, -np.inf, a.dtype)
+    low = a.dtype.type(np.inf)
+    offsets = np.arange(0, min(rows, n) * m, m, dtype=np.int64)  # each row's start in a block
+    flat_at = np.empty(min(rows, n), np.int64)
+    for start in range(0, n, rows):
+        block = a[start:start + rows]
+        r = block.shape[0]
+        arg = block.argmax(axis=1)
+        row_arg[start:start + r] = arg
+        np.add(arg, offsets[:r], out=flat_at[:r])
+        row_max[start:start + r] = block.reshape(-1)[flat_at[:r]]  # indexing beats np.take
+        if r % fold == 0:
+            np.maximum(col, block.reshape(-1, fold * m).max(axis=0).reshape(fold, m).max(axis=0),
+                       out=col)
+        else:
+            np.maximum(col, block.max(axis=0), out=col)
+        low = np.minimum(low, block.min())  # NaN wins, as in a.min()
+    return RowScan(row_max, row_arg, col, a.dtype.type(low))
 
 
 def row_max(a):

@@ -52,7 +52,7 @@ from .checks import (check_bool, check_boxes, check_dtype, check_int, check_min_
                      check_positive,
                      check_ratio, check_stds, check_thresh, hard_flags, hard_on_device)
 from .boxes import (INVALID_IOU, best_match, box_iof, box_iou, cls_target_from_labels,
-                    encode_boxes, finite_rows, match_anchors, too_small)
+                    encode_boxes, finite_rows, match_anchors, scan_rows, too_small)
 from .draws import keep_random, negative_quota, positive_quota
 
 __all__ = ['RPNTargetSampler', 'RPNTargetGenerator']
@@ -160,18 +160,20 @@ def _ignore_nonfinite_rows(ious):
     return be.where(be.expand(bad, -1), INVALID_IOU, ious), None
 
 
-def _dense_facts(ious, normal, valid, pos_t, neg_t):
+def _dense_facts(ious, normal, valid, pos_t, neg_t, scan=None):
     """:class:`_Facts` from a dense IoU matrix, numpy (N, M) or NDArray (..., N, M).
 
     ``ious`` finite, rows of invalid anchors negative (numpy: C-contiguous);
     ``normal`` (..., M) 0/1 non-hard boxes, or None for all; ``valid``
-    (..., N) 0/1 or None: anchors that may be labelled at all.
+    (..., N) 0/1 or None: anchors that may be labelled at all; ``scan``
+    (numpy, optional) :func:`samplers.boxes.scan_rows` of ``ious``.
     """
     be = backend.of(ious)
-    max_n, match, best = match_anchors(ious, normal)
+    max_n, match, best = match_anchors(ious, normal, scan=scan)
     max_all = max_n
     if normal is not None:
-        max_all = be.maximum(max_n, best_match(ious, 1 - normal)[0])
+        max_all = scan.row_max if scan is not None else \
+            be.maximum(max_n, best_match(ious, 1 - normal)[0])
     present = max_all >= 0
     valid = present if valid is None else valid * present
     return _Facts(valid, max_n >= pos_t, best, max_n < neg_t, max_all < neg_t, match=match,
@@ -284,14 +286,14 @@ class RPNTargetSampler(SamplerBlock, gluon.Block):
         """``(samples, matches)`` of one (N, M) numpy image; ``hard`` (M,) bool or None."""
         ious = np.ascontiguousarray(ious)
         normal = None if hard is None or not hard.any() else ~hard
-        facts = _dense_facts(ious, normal, None, self._pos_t, self._neg_t)
-        # NaN and +inf reach each anchor's best IoU (facts.iou); -inf shows in the minimum.
-        # Cheaper than a finiteness pass before the facts, and such rows are rare.
-        if ious.size and not (np.isfinite(facts.iou).all() and np.isfinite(ious.min())):
+        # One pass gives the facts' maxima and the minimum, which with them shows NaN and inf.
+        scan = scan_rows(ious) if ious.size else None
+        if scan is not None and not scan.finite():
             ious, num_bad = _ignore_nonfinite_rows(ious)
             warn_once(self, 'nonfinite', '{}: {} anchor(s) with a NaN/inf IoU were ignored '
                       '(logged once)'.format(type(self).__name__, num_bad))
-            facts = _dense_facts(ious, normal, None, self._pos_t, self._neg_t)
+            scan = scan_rows(ious)
+        facts = _dense_facts(ious, normal, None, self._pos_t, self._neg_t, scan)
         if self._strategies.neg_sampler == 'uniform':
             facts.iou = None  # only the IoU-balanced draw reads it; the sampling peak is lower
         return self._sample(facts, ious.shape[1]).astype(np.float32, copy=False), facts.match

@@ -232,7 +232,7 @@ def _baseline_case(spec, index, package, settings):
         except Exception as err:  # pylint: disable=broad-except
             return [_baseline_row(spec.name, None, note='{} side failed to build: {}: {}'.format(
                 side, type(err).__name__, err))]
-    paths = [p for p in built['now'] if p in built['base']]
+    paths = [p for p in built['now'] if p in built['base'] and callable(built['now'][p])]
     runners = {'{}:{}'.format(side, p): built[side][p] for p in paths for side in ('now', 'base')}
     timings = time_alternating(runners, settings['repeat'], settings['warmup'], keep=True)
     return [_baseline_row(spec.name, p, timings) for p in paths]

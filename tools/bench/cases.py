@@ -296,6 +296,8 @@ def _ssd_loss_case(bench, sizes, rng):
         reference=lambda i: theirs(*args),
         others={'one log-softmax pass': lambda i: mx.nd.log_softmax(args[0], axis=-1)},
         agree=(lambda: flat(ours(*args)), lambda: flat(theirs(*args))))
+    if bench.collect:  # --baseline: only the paths, nothing timed yet
+        return row
     # A second goal: ours within 1.5x of one log-softmax pass over the logits.
     softmax_ms = row['timings_ms'].get('one log-softmax pass')
     if row['ours_ms'] is not None and softmax_ms:
