@@ -19,7 +19,7 @@ endif
 PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.samplers-installed
 
-.PHONY: setup test demo bench study wheel supported clean
+.PHONY: setup test lint demo bench study wheel supported clean
 
 $(STAMP): pyproject.toml setup.py constraints.txt
 	$(if $(filter $(PY_VERSION),$(SUPPORTED)),,$(error samplers runs on Python $(firstword $(SUPPORTED)) to $(lastword $(SUPPORTED)) (the versions its pins are tested on), but $(PYTHON) is $(or $(PY_VERSION),not found); pick one of those: make test PYTHON=python3.11))
@@ -34,6 +34,10 @@ test: setup
 
 demo: setup
 	$(PY) -m tools.demo
+
+# The linter, configured in pyproject.toml ([tool.ruff]); .ci/run runs it.
+lint: setup
+	$(VENV)/bin/ruff check .
 
 bench: setup
 	$(PY) -m tools.bench

@@ -27,14 +27,14 @@ from . import _compat  # noqa: F401
 
 __version__ = '0.1.0'
 
-from .backend import POSITIVE, NEGATIVE, IGNORE, force_ndarray_backend  # noqa: F401
-from .boxes import box_iou, box_iof  # noqa: F401
-from .naive import NaiveSampler  # noqa: F401
-from .ohem import OHEMSampler  # noqa: F401
-from .quota import QuotaSampler  # noqa: F401
-from .rcnn import RCNNTargetSampler  # noqa: F401
-from .rpn import RPNTargetGenerator, RPNTargetSampler  # noqa: F401
-from .ssd import SSDMultiBoxLoss, SSDTargetGenerator  # noqa: F401
+from .backend import POSITIVE, NEGATIVE, IGNORE, force_ndarray_backend
+from .boxes import box_iou, box_iof
+from .naive import NaiveSampler
+from .ohem import OHEMSampler
+from .quota import QuotaSampler
+from .rcnn import RCNNTargetSampler
+from .rpn import RPNTargetGenerator, RPNTargetSampler
+from .ssd import SSDMultiBoxLoss, SSDTargetGenerator
 
 __all__ = ['POSITIVE', 'NEGATIVE', 'IGNORE', 'box_iou', 'box_iof', 'force_ndarray_backend',
            'NaiveSampler', 'OHEMSampler', 'QuotaSampler', 'RCNNTargetSampler',

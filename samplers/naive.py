@@ -21,6 +21,6 @@ class NaiveSampler(SamplerBlock, gluon.HybridBlock):
     HybridBlock.
     """
 
-    def hybrid_forward(self, F, x):  # pylint: disable=arguments-differ
+    def hybrid_forward(self, F, x):
         ones = F.ones_like(x)
         return F.where(x >= 0, ones * POSITIVE, ones * NEGATIVE)

@@ -191,7 +191,6 @@ class OHEMSampler(SamplerBlock, gluon.HybridBlock):
         return dict(ratio=self._ratio, min_samples=self._min_samples, thresh=self._thresh,
                     nms_thresh=self._nms_thresh)
 
-    # pylint: disable=arguments-differ
     def forward(self, x: Array, logits: Array | None, ious: Array, scores: Array | None = None,
                 boxes: Array | None = None) -> Array:
         args = (x, logits, ious, scores, boxes)

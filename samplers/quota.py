@@ -18,8 +18,8 @@ from mxnet import gluon
 from . import backend, boxes, draws
 from .balanced import Strategies
 from ._blocks import SamplerBlock, strategy_settings
-from .backend import (Array, Backend, host_view, is_ndarray, like, ndarray_backend_forced, use_numpy,
-                      warn_once)
+from .backend import (Array, Backend, host_view, is_ndarray, like, ndarray_backend_forced,
+                      use_numpy, warn_once)
 from .checks import (check_bool, check_dtype, check_int, check_one_context, check_ratio,
                      check_same_kind, check_thresh, hard_flags)
 
@@ -320,7 +320,6 @@ class QuotaSampler(SamplerBlock, gluon.HybridBlock):
                     pos_ratio=rule.pos_ratio, neg_ratio=rule.neg_ratio,
                     fill_negative=rule.fill_negative, **strategy_settings(rule.strategies))
 
-    # pylint: disable=arguments-differ
     def forward(self, matches: Array, ious: Array, hard: Array | None = None) -> Array:
         """Check the inputs, then label: numpy directly, NDArray/Symbol through the op."""
         if isinstance(matches, mx.sym.Symbol):
@@ -334,7 +333,7 @@ class QuotaSampler(SamplerBlock, gluon.HybridBlock):
             return self._label_zero_size(matches, ious)
         return super().forward(matches, ious, hard)
 
-    def hybrid_forward(self, F, matches, ious, hard=None):  # pylint: disable=arguments-differ
+    def hybrid_forward(self, F, matches, ious, hard=None):
         keys = F.random.uniform_like(F.zeros_like(matches).astype('float32'))
         inputs = (matches, ious, keys) if hard is None else (matches, ious, hard, keys)
         return F.Custom(*inputs, op_type=OP_TYPE, has_hard=str(hard is not None),

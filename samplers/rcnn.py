@@ -114,7 +114,6 @@ class RCNNTargetSampler(SamplerBlock, gluon.HybridBlock):
                     **strategy_settings(self._rule.strategies),
                     crowd_iof_thresh=self._crowd_iof_thresh)
 
-    # pylint: disable=arguments-differ
     def forward(self, rois: Array, scores: Array, gt_boxes: Array, hard: Array | None = None,
                 crowd: Array | None = None) -> tuple[Array, Array, Array]:
         """Check NDArray inputs and bring them to one dtype (Symbols pass), then run
@@ -137,7 +136,6 @@ class RCNNTargetSampler(SamplerBlock, gluon.HybridBlock):
             return out
         return tuple(o.astype(rois.dtype) for o in out)
 
-    # pylint: disable=arguments-differ
     def hybrid_forward(self, F, rois, scores, gt_boxes, hard=None, crowd=None):
         with autograd.pause():
             # GluonCV's rule for padding rows of gt_boxes (all -1): score sign(sum + 1) = -1.

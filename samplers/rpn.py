@@ -243,7 +243,6 @@ class RPNTargetSampler(SamplerBlock, gluon.Block):
                     allow_low_quality_matches=self._allow_low_quality,
                     **strategy_settings(self._strategies))
 
-    # pylint: disable=arguments-differ
     def forward(self, ious: Array, hard: Array | None = None) -> tuple[Array, Array]:
         """Label the anchors; see the class docstring."""
         if not is_ndarray(ious):
@@ -394,7 +393,6 @@ class RPNTargetGenerator(SamplerBlock, gluon.Block):
         """Boxes with a shorter side below this are hard (None: no size rule)."""
         return self._hard_min_size
 
-    # pylint: disable=arguments-differ
     def forward(self, bbox: Array, anchor: Array, width: float, height: float,
                 hard: Array | None = None,
                 crowd: Array | None = None) -> tuple[Array, Array, Array]:

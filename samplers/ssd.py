@@ -155,7 +155,6 @@ class SSDTargetGenerator(SamplerBlock, gluon.Block):
         """Boxes with a shorter side below this are hard (None: no size rule)."""
         return self._hard_min_size
 
-    # pylint: disable=arguments-differ
     def forward(self, anchors: Array, cls_preds: Array | None, gt_boxes: Array, gt_ids: Array,
                 hard: Array | None = None) -> tuple[Array, Array, Array]:
         """``(cls_targets, box_targets, box_masks)``; see the class docstring."""
@@ -294,7 +293,6 @@ class SSDMultiBoxLoss(SamplerBlock, gluon.Block):
         return dict(negative_mining_ratio=self._ratio, rho=self._rho, lambd=self._lambd,
                     min_hard_negatives=self._min_hard)
 
-    # pylint: disable=arguments-differ
     def forward(self, cls_pred: Array | list, box_pred: Array | list, cls_target: Array | list,
                 box_target: Array | list) -> tuple[list, list, list]:
         """``(sum_losses, cls_losses, box_losses)``; see the class docstring."""

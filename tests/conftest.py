@@ -3,7 +3,7 @@ import os
 
 # First, before mxnet: on Python 3.12 (numpy 1.26) mxnet needs the numpy aliases that
 # samplers/_compat.py restores, and test modules import mxnet and gluoncv before samplers.
-import samplers  # noqa: F401  pylint: disable=unused-import
+import samplers  # noqa: F401
 
 import mxnet as mx
 import numpy as np
@@ -44,5 +44,5 @@ def uninstall_gluoncv():
     ``pytestmark = [..., pytest.mark.usefixtures('uninstall_gluoncv')]``.
     """
     yield
-    import samplers.gluoncv  # pylint: disable=import-outside-toplevel  (needs the extra)
+    import samplers.gluoncv
     samplers.gluoncv.uninstall()

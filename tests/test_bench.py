@@ -388,7 +388,7 @@ def test_count_differences_allows_float_rounding_only():
 
 def test_rss_probe_measures_our_sampler_in_a_subprocess():
     pytest.importorskip('samplers.rpn')
-    peak, why = cases._rss_peak(20000, 10, 0)  # pylint: disable=protected-access
+    peak, why = cases._rss_peak(20000, 10, 0)
     assert why is None and peak >= 0
 
 
@@ -430,12 +430,12 @@ def test_bad_settings_are_rejected_naming_the_argument(kwargs, name):
 
 
 def test_quick_means_tiny_sizes_few_repeats_and_no_subprocess():
-    _, args = cli._parse(['--quick'])  # pylint: disable=protected-access
+    _, args = cli._parse(['--quick'])
     assert (args.scale, args.repeat, args.rss) == (harness.QUICK_SCALE, 3, False)
 
 
 def test_defaults_are_full_size_seven_repeats_and_rss_check():
-    _, args = cli._parse([])  # pylint: disable=protected-access
+    _, args = cli._parse([])
     assert (args.scale, args.repeat, args.rss, args.cases) == (1.0, 7, True, list(harness.CASES))
 
 
@@ -480,7 +480,7 @@ def test_write_table_flag_rewrites_the_file(tmp_path, monkeypatch, capsys, quick
 
 
 def test_write_table_defaults_to_docs_bench_md_of_the_checkout():
-    _, args = cli._parse(['--write-table'])  # pylint: disable=protected-access
+    _, args = cli._parse(['--write-table'])
     assert args.write_table == os.path.join(cases.ROOT, 'docs', 'bench.md')
     with open(args.write_table, encoding='utf-8') as f:
         report.check_markers(f.read(), args.write_table)  # the page can take the table
@@ -588,7 +588,7 @@ def test_baseline_copy_registers_its_op_under_a_suffixed_name(checkout):
 
 def test_our_quota_sampler_still_runs_our_op_after_the_baseline_import(checkout):
     baseline.load_baseline('HEAD')
-    owners = baseline._quota_op_modules()  # pylint: disable=protected-access
+    owners = baseline._quota_op_modules()
     assert owners and set(owners) == {'samplers.quota'}
 
 

@@ -971,7 +971,7 @@ def test_pixel_table_gives_to_tensor_and_normalize_values_for_every_uint8(monkey
                        np.roll(np.arange(256, dtype=np.uint8), 7).reshape(16, 16)], axis=2)
     theirs = mx.nd.image.normalize(mx.nd.image.to_tensor(mx.nd.array(pixels, dtype='uint8')),
                                    mean=mean, std=std)
-    table = sg_transforms._pixel_table(mean, std)  # pylint: disable=protected-access
+    table = sg_transforms._pixel_table(mean, std)
     np.testing.assert_array_equal(bits(sg_transforms._image_tensor(pixels, table, False)),
                                   bits(theirs))
     monkeypatch.setattr(sg_transforms, '_cv2', None)

@@ -299,7 +299,7 @@ def test_lst_to_lst_detection_to_patched_transform_to_network(net, voc_dir, voc_
     finally:
         hook.detach()
     assert len(seen) == 2
-    for (rois, samples, matches), label in zip(seen, labels):
+    for (_rois, samples, matches), label in zip(seen, labels):
         hard = label[:, 5] == 1
         positive = samples > 0
         assert not hard[matches[positive].astype(int)].any()

@@ -302,8 +302,8 @@ def test_install_gives_gluoncv_transforms_the_size_and_pickles_it(c4_net):
 
 
 def test_mask_rcnn_transform_applies_the_rule():
-    from helpers import rectangle_mask  # pylint: disable=import-outside-toplevel
-    from gluoncv.data.transforms import mask as tmask  # pylint: disable=import-outside-toplevel
+    from helpers import rectangle_mask
+    from gluoncv.data.transforms import mask as tmask
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(tmask, 'to_mask', rectangle_mask)
         net = get_model('mask_rcnn_resnet18_v1b_coco', pretrained=False, pretrained_base=False)

@@ -26,7 +26,10 @@ gluoncv_sampler = pytest.importorskip('gluoncv.nn.sampler')
 
 
 # --------------------------------------------------------------------------- helpers
-def nd(*arrays, ctx=mx.cpu()):
+CPU = mx.cpu()
+
+
+def nd(*arrays, ctx=CPU):
     return [None if a is None else mx.nd.array(a, ctx=ctx, dtype=a.dtype) for a in arrays]
 
 
@@ -389,7 +392,7 @@ class _Head(mx.gluon.HybridBlock):
         with self.name_scope():
             self.sampler = OHEMSampler(3, min_samples=2)
 
-    def hybrid_forward(self, F, x, logits, ious):  # pylint: disable=arguments-differ
+    def hybrid_forward(self, F, x, logits, ious):
         return self.sampler(x, logits * 1, ious)
 
 
@@ -444,16 +447,16 @@ def _good():
 
 
 @pytest.mark.parametrize('change, name', [
-    (lambda x, l, i: (x[0], l, i), 'x'),
-    (lambda x, l, i: (x, l[:, :3], i), 'logits'),
-    (lambda x, l, i: (x, l[..., :1], i), 'logits'),
-    (lambda x, l, i: (x, l[..., 0], i), 'logits'),
-    (lambda x, l, i: (x, l, i[:, :3]), 'ious'),
-    (lambda x, l, i: (x, l, i[..., None]), 'ious'),
-    (lambda x, l, i: (x, l.astype(np.int32), i), 'logits'),
-    (lambda x, l, i: (x, l, i.astype(np.int64)), 'ious'),
-    (lambda x, l, i: (x, None, i), 'logits'),
-    (lambda x, l, i: (x, mx.nd.array(l), i), 'NDArrays'),
+    (lambda x, lg, i: (x[0], lg, i), 'x'),
+    (lambda x, lg, i: (x, lg[:, :3], i), 'logits'),
+    (lambda x, lg, i: (x, lg[..., :1], i), 'logits'),
+    (lambda x, lg, i: (x, lg[..., 0], i), 'logits'),
+    (lambda x, lg, i: (x, lg, i[:, :3]), 'ious'),
+    (lambda x, lg, i: (x, lg, i[..., None]), 'ious'),
+    (lambda x, lg, i: (x, lg.astype(np.int32), i), 'logits'),
+    (lambda x, lg, i: (x, lg, i.astype(np.int64)), 'ious'),
+    (lambda x, lg, i: (x, None, i), 'logits'),
+    (lambda x, lg, i: (x, mx.nd.array(lg), i), 'NDArrays'),
 ])
 def test_bad_inputs_raise_value_error_naming_them(change, name):
     with pytest.raises(ValueError, match=name):

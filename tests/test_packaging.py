@@ -64,7 +64,7 @@ def test_aliases_that_exist_are_left_alone_and_a_second_call_adds_nothing():
 def test_importing_samplers_restores_exactly_the_aliases_this_numpy_lacks():
     removed = version(np.__version__.split('rc')[0])[:2] >= (1, 24)
     assert _compat.ADDED == (_compat.REMOVED_ALIASES if removed else ())
-    assert samplers._compat is _compat  # pylint: disable=protected-access
+    assert samplers._compat is _compat
 
 
 def test_numpy_aliases_work_after_import_as_gluoncv_uses_them():
@@ -222,7 +222,7 @@ def test_readme_is_the_long_description_and_license_is_a_license_file(egg_info):
     body = meta.get_payload() or meta['Description']
     assert lines(body) == lines(read('README.md'))
     assert meta['Description-Content-Type'] == 'text/markdown'
-    import setuptools  # pylint: disable=import-outside-toplevel
+    import setuptools
     if version(setuptools.__version__.split('.post')[0])[:2] >= (58, 0):
         # setuptools 56 (Python 3.8's venv) does not write the field; `make wheel` builds with
         # a current one and checks the field in the wheel.

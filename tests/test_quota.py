@@ -33,7 +33,10 @@ def one_image(ious, matches=None, hard=None):
     return (matches, ious) if hard is None else (matches, ious, np.asarray(hard)[None])
 
 
-def run(sampler, backend, *inputs, ctx=mx.cpu()):
+CPU = mx.cpu()
+
+
+def run(sampler, backend, *inputs, ctx=CPU):
     """The sampler's labels as numpy, through one of BACKENDS."""
     if backend == 'numpy input':
         return sampler(*inputs)

@@ -666,7 +666,7 @@ def test_uninstall_restores_gluoncv_ssd_objects(anchors):
     sg.uninstall()
     assert gluoncv.loss.SSDMultiBoxLoss is GLUONCV_LOSS
     assert ssd_target.SSDTargetGenerator is GLUONCV_GENERATOR
-    original_call = sg.transforms._GLUONCV_SSD_CALL  # pylint: disable=protected-access
+    original_call = sg.transforms._GLUONCV_SSD_CALL
     assert vars(GluonCVTransform)['__call__'] is original_call
     same(apply(transform, hard), want)
 

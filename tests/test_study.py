@@ -178,7 +178,7 @@ def test_every_arm_builds_targets_of_gluoncvs_form(name):
 
 
 def _labels_without_subsampling(name, label, anchors):
-    from tools import demo  # pylint: disable=import-outside-toplevel
+    from tools import demo
     return demo.rule_labels(name, label, anchors)
 
 

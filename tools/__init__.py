@@ -5,4 +5,4 @@
 """
 # First, before any tool imports mxnet: on Python 3.12 (numpy 1.26) mxnet needs the numpy
 # aliases that importing samplers restores (see samplers/_compat.py).
-import samplers  # noqa: F401  pylint: disable=unused-import
+import samplers  # noqa: F401

@@ -96,8 +96,8 @@ def write_coco(root, train=TRAIN, val=VAL):
     (see :data:`TRAIN`). Categories are COCO's 80 (ids 1 to 80, GluonCV's names); images
     are SIZE x SIZE noise with each object filled in its own grey.
     """
-    from gluoncv.data import COCODetection  # pylint: disable=import-outside-toplevel
-    from PIL import Image  # pylint: disable=import-outside-toplevel
+    from gluoncv.data import COCODetection
+    from PIL import Image
     os.makedirs(os.path.join(root, 'annotations'), exist_ok=True)
     categories = [{'id': i + 1, 'name': name, 'supercategory': 'thing'}
                   for i, name in enumerate(COCODetection.CLASSES)]
@@ -140,7 +140,7 @@ def object_boxes(objects):
 
 def count_inside(boxes, regions, thresh=IOF):
     """How many of ``boxes`` (N, 4) lie at least ``thresh`` inside one of ``regions`` (K, 4)."""
-    from samplers import box_iof  # pylint: disable=import-outside-toplevel
+    from samplers import box_iof
     if not len(boxes) or not len(regions):
         return 0
     return int((box_iof(np.asarray(boxes, np.float32), regions) >= thresh).any(axis=1).sum())
@@ -217,14 +217,14 @@ class _Counter:
 def child(script, arm, root, gluoncv_dir, out):
     """Run one script (``faster`` / ``mask``) in this process, stock or with the install lines,
     and write the counts to ``out`` (JSON)."""
-    import runpy  # pylint: disable=import-outside-toplevel
+    import runpy
     home = tempfile.mkdtemp(prefix='crowd-home-')
     os.makedirs(os.path.join(home, '.mxnet', 'datasets'))
     os.symlink(os.path.abspath(root), os.path.join(home, '.mxnet', 'datasets', 'coco'))
     os.environ['HOME'] = home
-    import mxnet as mx  # pylint: disable=import-outside-toplevel
-    import gluoncv.model_zoo  # pylint: disable=import-outside-toplevel
-    from gluoncv.utils import parallel  # pylint: disable=import-outside-toplevel
+    import mxnet as mx
+    import gluoncv.model_zoo
+    from gluoncv.utils import parallel
 
     # Outputs: (rois, samples, anchors) positions; batches: (data, label[, masks], rpn targets)
     counter = _Counter(*((3, 4, 8, 3) if script == 'mask' else (2, 3, 7, 2)))

@@ -81,8 +81,8 @@ def rule_labels(arm, label, anchors):
     The arm's generator with ``num_sample`` = N, so no candidate is dropped at
     random and the picture shows the rule itself.
     """
-    from samplers import RPNTargetGenerator  # pylint: disable=import-outside-toplevel
-    from samplers.viz import samples_from_cls_target  # pylint: disable=import-outside-toplevel
+    from samplers import RPNTargetGenerator
+    from samplers.viz import samples_from_cls_target
     n = len(anchors)
     if arm == 'gluoncv':
         from gluoncv.model_zoo.rcnn.rpn.rpn_target import RPNTargetGenerator as Reference
@@ -121,7 +121,7 @@ def save_samples_png(path, image, label, anchors, labelled):
     marker (the 15 anchors of a cell on a small ring round its centre), over
     the faded image. Returns the figure.
     """
-    from samplers.viz import plot_samples  # pylint: disable=import-outside-toplevel
+    from samplers.viz import plot_samples
     fig = figure(4.6 * len(labelled), 6.4)
     x1, y1, x2, y2 = _crop(label)
     near = on_hard(label, anchors)
@@ -188,7 +188,7 @@ def pick_image(val_set, proposals, shown):
 
 def _hard_fa_panel(ax, results, confidence=0.95):
     """Per arm over the seeds: hard FA@10 for each seed (dots) and its mean with a t-interval."""
-    from tools.study.stats import summarize, t_quantile  # pylint: disable=import-outside-toplevel
+    from tools.study.stats import summarize, t_quantile
     seeds, arms_run, stats = summarize(results)
     for y, arm in enumerate(arms_run):
         values = stats[arm]['hard_fa10']['values']
@@ -218,7 +218,7 @@ def save_proposals_png(path, results, val_set, proposals, top_k=10):
     of :func:`pick_image`, those on a hard box thick orange-red and counted in
     the panel's title. Returns the figure.
     """
-    from samplers.viz import plot_proposals  # pylint: disable=import-outside-toplevel
+    from samplers.viz import plot_proposals
     shown = shown_arms([arm for arm in dict.fromkeys(r['arm'] for r in results)
                         if arm in proposals])
     index = pick_image(val_set, proposals, shown)

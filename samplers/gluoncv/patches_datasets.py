@@ -49,7 +49,7 @@ class _WithoutCrowd:
     def __init__(self, coco):
         self._coco = coco
 
-    def getAnnIds(self, *args, **kwargs):  # pylint: disable=invalid-name
+    def getAnnIds(self, *args, **kwargs):
         ids = self._coco.getAnnIds(*args, **kwargs)
         return [i for i in ids if not _is_crowd(self._coco.anns[i])]
 
@@ -91,7 +91,7 @@ def _crowd_rows(dataset, coco, entry, area_ok, corners):
 def _with_crowd(dataset):
     """Whether ``dataset``, being built now, gets crowd rows: install()'s option is on and it
     is a training set (``skip_empty=True``)."""
-    return INSTALLED.coco_crowd and dataset._skip_empty  # pylint: disable=protected-access
+    return INSTALLED.coco_crowd and dataset._skip_empty
 
 
 def _detection_boxes(self, coco, entry):
@@ -102,7 +102,7 @@ def _detection_boxes(self, coco, entry):
     rows = _GLUONCV['detection'](self, _WithoutCrowd(coco), entry)
     if not rows:
         return rows
-    minimum = self._min_object_area  # pylint: disable=protected-access
+    minimum = self._min_object_area
     crowd = _crowd_rows(self, coco, entry, lambda area: area >= minimum, _detection_corners)
     return [list(row) + [0] for row in rows] + crowd
 
@@ -113,7 +113,7 @@ def _instance_boxes(self, coco, entry):
     label, segm = _GLUONCV['instance'](self, coco, entry)
     if label is None or not _with_crowd(self):
         return label, segm
-    minimum = self._min_object_area  # pylint: disable=protected-access
+    minimum = self._min_object_area
     crowd = _crowd_rows(self, coco, entry, lambda area: area > minimum, _instance_corners)
     label = np.concatenate([label, np.zeros((len(label), 1), label.dtype)], axis=1)
     if crowd:

@@ -144,12 +144,12 @@ class _FeatureShapes:
 
 
 def _cache_feature_shapes(transform):
-    feat = transform._feat_sym  # pylint: disable=protected-access
+    feat = transform._feat_sym
     if isinstance(feat, (_FeatureShapes, list)):
         return
     # One feature level (C4) is one symbol; FPN's is a group of several, one per level.
     outputs = feat.list_outputs()
-    transform._feat_sym = (  # pylint: disable=protected-access
+    transform._feat_sym = (
         [_FeatureShapes(feat[i]) for i in range(len(outputs))] if transform._multi_stage
         else _FeatureShapes(feat))
 
@@ -162,7 +162,6 @@ def _level_anchors(transform, image_height, image_width):
     cache = transform.__dict__.setdefault(ANCHOR_CACHE, {})
     found = cache.get((image_height, image_width))
     if found is None:
-        # pylint: disable=protected-access
         pairs = (zip(transform._anchors, transform._feat_sym) if transform._multi_stage
                  else [(transform._anchors, transform._feat_sym)])
         found = []
@@ -175,7 +174,6 @@ def _level_anchors(transform, image_height, image_width):
 
 
 def _fast_path(transform, src):
-    # pylint: disable=protected-access
     return (transform._anchors is not None and isinstance(src, mx.nd.NDArray)
             and src.dtype == np.uint8 and src.ndim == 3 and src.shape[2] == 3)
 
@@ -186,7 +184,6 @@ def _resize_and_flip(transform, src, label, flip_p, segm):
     Returns the resized image (not flipped yet: the flip is done with the
     look-up), the resized and flipped label and polygons (None without), and the flip.
     """
-    # pylint: disable=protected-access
     short = transform._short
     if transform._random_resize:
         short = random.randint(short[0], short[1])
@@ -215,7 +212,7 @@ def _rpn_targets(transform, bbox, height, width):
     """
     levels = _level_anchors(transform, height, width)
     anchors = levels[0][1] if len(levels) == 1 else np.concatenate([a for _, a in levels])
-    targets = transform._target_generator(  # pylint: disable=protected-access
+    targets = transform._target_generator(
         bbox[:, :4].astype(np.float32), anchors, width, height)
     per_level = ([], [], [])
     start = 0
@@ -244,7 +241,6 @@ def _train_outputs(transform, src, label, flip_p, segm=None):
     if segm is not None:
         masks = mx.nd.stack(*[mx.nd.array(_tmask.to_mask(polys, (width, height)))
                               for polys in segm], axis=0)
-    # pylint: disable=protected-access
     img = _image_tensor(img.asnumpy(), _pixel_table(transform._mean, transform._std), flip_x)
     with bound(PENDING, 'hard', hard), bound(PENDING, 'crowd', crowd):
         targets = _rpn_targets(transform, bbox, height, width)
@@ -260,7 +256,7 @@ def _mark_small(transform, outputs):
     columns; a label with fewer is left alone): 1 for a too-small box whose flag is 0, other
     values kept. Without a size rule or a hard column, ``outputs`` unchanged.
     """
-    generator = transform._target_generator  # pylint: disable=protected-access
+    generator = transform._target_generator
     size = getattr(generator, 'hard_min_size', None)
     column = hard_column_of(transform)
     label = outputs[1]
@@ -497,7 +493,7 @@ def ssd_call(self, src, label):
         return _GLUONCV_SSD_CALL(self, src, label)
     view = object.__new__(type(self))  # a copy without anchors: GluonCV returns the label
     view.__dict__.update(self.__dict__)
-    view._anchors = None  # pylint: disable=protected-access
+    view._anchors = None
     img, bbox = _GLUONCV_SSD_CALL(view, src, label)
     gt_boxes = mx.nd.array(bbox[np.newaxis, :, :4])
     gt_ids = mx.nd.array(bbox[np.newaxis, :, 4:5])

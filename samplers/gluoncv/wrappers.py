@@ -41,7 +41,6 @@ class RPNTargetGenerator(_RPNTargetGenerator):
     a transform).
     """
 
-    # pylint: disable=arguments-differ
     def forward(self, bbox, anchor, width, height, hard=None, crowd=None):
         if hard is None:
             hard = getattr(PENDING, 'hard', None)
@@ -95,7 +94,6 @@ class RCNNTargetSampler(_GluonCVRCNNTargetSampler):
                          max_num_gt)
         self.sampler = sampler
 
-    # pylint: disable=arguments-differ
     def forward(self, rois, scores, gt_boxes, hard=None, crowd=None):
         if hard is None:
             hard = getattr(NETWORK, 'hard', None)
@@ -107,7 +105,6 @@ class RCNNTargetSampler(_GluonCVRCNNTargetSampler):
             hard = crowd * 0 if isinstance(crowd, mx.sym.Symbol) else mx.nd.zeros_like(crowd)
         return super().forward(rois, scores, gt_boxes, hard, crowd)
 
-    # pylint: disable=arguments-differ
     def hybrid_forward(self, F, rois, scores, gt_boxes, hard=None, crowd=None):
         return self.sampler(rois, scores, gt_boxes, hard, crowd)
 
@@ -120,7 +117,6 @@ def use_hard_sampler(net: gluon.HybridBlock, **hard_options: Any) -> gluon.Hybri
     """
     old = net.sampler
     if not isinstance(old, RCNNTargetSampler):
-        # pylint: disable=protected-access
         net.sampler = RCNNTargetSampler(
             num_image=old._num_image, num_proposal=old._num_proposal,
             num_sample=old._num_sample, pos_iou_thresh=old._pos_iou_thresh,
@@ -141,7 +137,6 @@ class SSDTargetGenerator(_ssd.SSDTargetGenerator):
     flags of the label the calling transform is working on (none outside one).
     """
 
-    # pylint: disable=arguments-differ
     def forward(self, anchors, cls_preds, gt_boxes, gt_ids, hard=None):
         if hard is None:
             hard = getattr(PENDING, 'hard', None)

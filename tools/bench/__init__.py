@@ -82,6 +82,6 @@ of the per-round ratios now / REV with a bootstrap 95% interval; two separate
 runs differ by 10-20% from process to process, one paired run by a few percent.
 """
 from . import cases  # noqa: F401  registers the cases
-from .harness import CASES, GOALS, run  # noqa: F401
+from .harness import CASES, GOALS, run
 
 __all__ = ['CASES', 'GOALS', 'run']

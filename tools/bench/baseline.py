@@ -229,7 +229,7 @@ def _baseline_case(spec, index, package, settings):
                       settings['seed'], False, False, collect=True)
         try:
             built[side] = build(bench, sizes, np.random.RandomState(settings['seed'] + index))
-        except Exception as err:  # pylint: disable=broad-except
+        except Exception as err:
             return [_baseline_row(spec.name, None, note='{} side failed to build: {}: {}'.format(
                 side, type(err).__name__, err))]
     paths = [p for p in built['now'] if p in built['base'] and callable(built['now'][p])]

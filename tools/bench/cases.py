@@ -433,7 +433,7 @@ def _memory_case(bench, sizes, rng):
         row['gluoncv_peak_bytes'] = _traced_peak(theirs, ious)
         row['notes'].append('GluonCV {:.2f}x matrix'.format(row['gluoncv_peak_bytes'] /
                                                              ious.nbytes))
-    except Exception as err:  # pylint: disable=broad-except
+    except Exception as err:
         row['notes'].append('gluoncv: {}: {}'.format(type(err).__name__, err))
     if bench.rss:
         rss, why = _rss_peak(num, m, bench.seed)
@@ -549,7 +549,7 @@ def _transform_targets(out):
                  'boxes': s.count(3, 1)})
 def _rcnn_transform_case(bench, sizes, rng):
     # Needs gluoncv; without it the case shows n/a.
-    from samplers.gluoncv import FasterRCNNTrainTransform  # pylint: disable=import-outside-toplevel
+    from samplers.gluoncv import FasterRCNNTrainTransform
     net = gluoncv('model_zoo', 'get_model')('faster_rcnn_resnet50_v1b_voc', pretrained=False,
                                            pretrained_base=False)
     net.initialize()
@@ -593,7 +593,7 @@ def _coco_items(rng, sizes, runs):
 @case('rcnn-transform-crowd', ('faster', 2.0), CASES['rcnn-transform'].sizes)
 def _rcnn_transform_crowd_case(bench, sizes, rng):
     # Needs gluoncv; without it the case shows n/a.
-    from samplers.gluoncv import FasterRCNNTrainTransform  # pylint: disable=import-outside-toplevel
+    from samplers.gluoncv import FasterRCNNTrainTransform
     net = gluoncv('model_zoo', 'get_model')('faster_rcnn_resnet50_v1b_voc', pretrained=False,
                                            pretrained_base=False)
     net.initialize()

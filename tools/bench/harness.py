@@ -103,7 +103,7 @@ def check_agreement(row, ours_fn, theirs_fn, compare=count_differences):
     """
     try:
         diff = compare(ours_fn(), theirs_fn())
-    except Exception as err:  # pylint: disable=broad-except
+    except Exception as err:
         row['notes'].append('agreement check failed: {}: {}'.format(type(err).__name__, err))
         return
     row['same_as_gluoncv'] = diff == 0
@@ -147,7 +147,7 @@ def time_alternating(runners, repeat, warmup=1, clock=time.perf_counter, keep=Fa
                 sync(runners[label](i))
                 mx.nd.waitall()
                 took = clock() - start
-            except Exception as err:  # pylint: disable=broad-except
+            except Exception as err:
                 errors[label] = '{}: {}'.format(type(err).__name__, err)
                 continue
             if i >= warmup:
@@ -325,9 +325,9 @@ class Bench:
 # --------------------------------------------------------------------------- machine
 def _version(dist):
     try:
-        from importlib import metadata  # pylint: disable=import-outside-toplevel
+        from importlib import metadata
         return metadata.version(dist)
-    except Exception:  # pylint: disable=broad-except
+    except Exception:
         return None
 
 
@@ -410,7 +410,7 @@ def run(cases=None, repeat=7, warmup=1, scale=1.0, seed=0, rss=True, check=True)
         bench = Bench(name, repeat, warmup, scale, seed, check, rss)
         try:
             rows.append(spec.build(bench, sizes[name], np.random.RandomState(seed + index)))
-        except Exception as err:  # pylint: disable=broad-except
+        except Exception as err:
             rows.append(empty_row(name, name, 'n/a', 'case failed: {}: {}'.format(
                 type(err).__name__, err)))
     return {'machine': machine_info(),

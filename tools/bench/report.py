@@ -174,9 +174,9 @@ def format_baseline_table(report):
 
 def plot(report, path):
     """Bar chart of ``report`` to ``path``: times (log scale) and the memory multiple."""
-    import matplotlib  # pylint: disable=import-outside-toplevel
+    import matplotlib
     matplotlib.use('Agg')
-    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+    import matplotlib.pyplot as plt
 
     timed = [r for r in report['cases'] if r['goal']['kind'] != 'memory']
     memory = [r for r in report['cases'] if r['goal']['kind'] == 'memory']

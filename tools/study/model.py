@@ -11,6 +11,7 @@ from .data import ANCHOR_RATIOS, ANCHOR_SIZES, IMAGE_SIZE, _inside, _to_tensor
 from samplers.nms import greedy_nms_first
 
 NMS_THRESH = 0.7  # proposals are de-duplicated at this IoU, as in Faster R-CNN
+NUM_ANCHORS = len(ANCHOR_SIZES) * len(ANCHOR_RATIOS)  # anchors per feature-map cell
 
 
 class TinyRPN(gluon.HybridBlock):
@@ -20,7 +21,7 @@ class TinyRPN(gluon.HybridBlock):
     the anchor order of :func:`make_anchors`.
     """
 
-    def __init__(self, num_anchors=len(ANCHOR_SIZES) * len(ANCHOR_RATIOS), **kwargs):
+    def __init__(self, num_anchors=NUM_ANCHORS, **kwargs):
         super().__init__(**kwargs)
         with self.name_scope():
             self.body = nn.HybridSequential()
@@ -31,7 +32,7 @@ class TinyRPN(gluon.HybridBlock):
             self.score = nn.Conv2D(num_anchors, 1)
             self.loc = nn.Conv2D(num_anchors * 4, 1, weight_initializer=mx.init.Normal(0.001))
 
-    def hybrid_forward(self, F, x):  # pylint: disable=arguments-differ
+    def hybrid_forward(self, F, x):
         feat = self.head(self.body(x))
         scores = self.score(feat).transpose((0, 2, 3, 1)).reshape((0, -1))
         deltas = self.loc(feat).transpose((0, 2, 3, 1)).reshape((0, -1, 4))
