@@ -1,0 +1,1 @@
+"""The detector study: does flagging hard objects move a real detector's mAP? (python -m tools.detector)"""
