@@ -34,9 +34,10 @@ def test_every_seed_detector_and_arm_has_a_finite_score(study):
                 for arm in arms.ARMS[d]}
     assert set(runs) == expected
     for r in runs.values():
-        for key in ('map50', 'map75', 'hard_fa', 'hard_hit'):
+        for key in ('map50', 'map75', 'hard_fa', 'hard_hit', 'hard_score'):
             assert math.isfinite(r[key])
         assert 0 <= r['map50'] <= 1 and 0 <= r['map75'] <= 1 and 0 <= r['hard_hit'] <= 1
+        assert 0 <= r['hard_score'] <= 1
         assert r['hard_fa'] >= 0 and r['seconds'] > 0
         assert r['steps'] == (3 if r['detector'] == 'rcnn' else 2)
 
@@ -125,6 +126,8 @@ def test_false_alarms_count_confident_detections_claiming_a_hard_box():
                      np.float32)
     scores = np.array([0.9, 0.6, 0.2, 0.9])  # the third is below 0.3: no claim
     assert evaluate.hard_claims(boxes, scores, gt).tolist() == [2, 0]
+    # The top score per hard box counts detections below the threshold too.
+    assert evaluate.hard_top_scores(boxes, scores, gt).tolist() == pytest.approx([0.9, 0.2])
 
 
 def test_paired_differences_against_both_baselines():
@@ -138,3 +141,13 @@ def test_paired_differences_against_both_baselines():
     assert diff == pytest.approx(0.1) and low == pytest.approx(0.1) and high == pytest.approx(0.1)
     assert table['flag']['map50']['vs_exclude'][0] == pytest.approx(0.2)
     assert 'vs_include' not in table['include']['map50']
+
+
+def test_merge_combines_runs_of_separate_outputs(study, tmp_path):
+    out, body = study
+    merged = str(tmp_path / 'merged')
+    path = os.path.join(out, 'results.json')
+    assert cli.main(['--merge', path, path, '--out', merged]) == 0  # duplicates counted once
+    with open(os.path.join(merged, 'results.json')) as f:
+        assert len(json.load(f)['results']) == len(body['results'])
+    assert os.path.exists(os.path.join(merged, 'tables.md'))

@@ -9,7 +9,11 @@ Metrics (per run):
   whose best-overlapping ground-truth box (IoU >= 0.5) is a hard one, per
   hard box in the validation split (any class; lower means the detector fires
   less on what the annotator could not be sure of);
-* ``hard_hit``: the share of hard boxes with at least one such detection.
+* ``hard_hit``: the share of hard boxes with at least one such detection;
+* ``hard_score``: per hard box, the highest score of any detection whose
+  best-overlapping ground-truth box (IoU >= 0.5) it is (0 if none), averaged
+  over hard boxes: how strongly the detector claims hard objects, below the
+  0.3 threshold too.
 """
 from __future__ import annotations
 
@@ -27,7 +31,8 @@ SCORE_THRESH = 0.3  # a detection at or above it counts as a claim that an objec
 HARD_IOU = 0.5
 
 METRICS = {'map50': 'mAP@0.5', 'map75': 'mAP@0.75', 'hard_fa': 'false alarms / hard box',
-           'hard_hit': 'hard boxes hit', 'seconds': 'train s'}
+           'hard_hit': 'hard boxes hit', 'hard_score': 'top score on hard box',
+           'seconds': 'train s'}
 
 
 def _iou(a, b):
@@ -39,24 +44,34 @@ def _iou(a, b):
     return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-12)
 
 
+def _claimed(boxes, gt):
+    """Per detection, the row of ``gt`` it overlaps most if that IoU is >= 0.5, else -1."""
+    if not len(boxes) or not len(gt):
+        return -np.ones(len(boxes), np.int64)
+    ious = _iou(boxes, gt[:, :4])
+    best = ious.argmax(axis=1)
+    return np.where(ious[np.arange(len(best)), best] >= HARD_IOU, best, -1)
+
+
 def hard_claims(boxes, scores, gt):
     """Per hard box of ``gt`` (M, 6), how many detections (score >= SCORE_THRESH) claim it.
 
     A detection claims the ground-truth box it overlaps most, if that IoU is >= 0.5.
     """
     hard = gt[:, 5] == 1
-    counts = np.zeros(int(hard.sum()), np.int64)
     keep = scores >= SCORE_THRESH
-    if not hard.any() or not keep.any():
-        return counts
-    ious = _iou(boxes[keep], gt[:, :4])
-    best = ious.argmax(axis=1)
-    claims = best[ious[np.arange(len(best)), best] >= HARD_IOU]
-    hard_index = -np.ones(len(gt), np.int64)
-    hard_index[hard] = np.arange(int(hard.sum()))
-    claims = hard_index[claims]
+    claims = _claimed(boxes[keep], gt)
+    counts = np.zeros(len(gt), np.int64)
     np.add.at(counts, claims[claims >= 0], 1)
-    return counts
+    return counts[hard]
+
+
+def hard_top_scores(boxes, scores, gt):
+    """Per hard box of ``gt`` (M, 6), the highest score of a detection claiming it (0 if none)."""
+    claims = _claimed(boxes, gt)
+    top = np.zeros(len(gt))
+    np.maximum.at(top, claims[claims >= 0], scores[claims >= 0])
+    return top[gt[:, 5] == 1]
 
 
 def predictions(net, detector, dataset, ctx, short=256, max_size=320):
@@ -99,13 +114,14 @@ def evaluate(net, detector, dataset, ctx, keep_image=None):
     classes = list(dataset.classes)
     metrics = {0.5: VOC07MApMetric(iou_thresh=0.5, class_names=classes),
                0.75: VOC07MApMetric(iou_thresh=0.75, class_names=classes)}
-    claims, example = [], None
+    claims, tops, example = [], [], None
     for index, boxes, ids, scores, gt in predictions(net, detector, dataset, ctx):
         for metric in metrics.values():
             metric.update(mx.nd.array(boxes[None]), mx.nd.array(ids[None]),
                           mx.nd.array(scores[None]), mx.nd.array(gt[None, :, :4]),
                           mx.nd.array(gt[None, :, 4:5]), mx.nd.array(gt[None, :, 5:6]))
         claims.append(hard_claims(boxes, scores, gt))
+        tops.append(hard_top_scores(boxes, scores, gt))
         if index == keep_image:
             shown = scores >= SCORE_THRESH
             example = dict(index=index, boxes=boxes[shown].tolist(), ids=ids[shown].tolist(),
@@ -120,6 +136,8 @@ def evaluate(net, detector, dataset, ctx, keep_image=None):
     out['hard_boxes'] = int(claims.size)
     out['hard_fa'] = float(claims.mean()) if claims.size else 0.0
     out['hard_hit'] = float((claims > 0).mean()) if claims.size else 0.0
+    tops = np.concatenate(tops) if tops else np.zeros(0)
+    out['hard_score'] = float(tops.mean()) if tops.size else 0.0
     out['example'] = example
     return out
 

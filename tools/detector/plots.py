@@ -63,7 +63,7 @@ def save_detections_png(path, results, seed, images, classes):
 
 
 def save_metrics_png(path, results):
-    """Per detector: mAP@0.5 and false alarms per hard box for each arm.
+    """Per detector: mAP@0.5 and the mean top detection score on hard boxes, per arm.
 
     Grey: one line per seed through the arms (the pairing); black: mean and
     95 % t interval over seeds.
@@ -72,7 +72,7 @@ def save_metrics_png(path, results):
     detectors = [d for d in DETECTOR_NAMES if any(r['detector'] == d for r in results)]
     if not detectors:
         return None
-    keys = (('map50', 'mAP@0.5 (VOC07)'), ('hard_fa', 'false alarms per hard box'))
+    keys = (('map50', 'mAP@0.5 (VOC07)'), ('hard_score', 'top detection score on hard boxes'))
     fig, axes = plt.subplots(len(detectors), 2, figsize=(9, 3.1 * len(detectors)),
                              squeeze=False)
     for detector, line in zip(detectors, axes):
