@@ -17,7 +17,7 @@ import numpy as np
 from . import arms as arms_mod
 from . import data, model, plots, run, stats
 
-QUICK = dict(seeds=2, train_images=48, val_images=24, rcnn_steps=40, ssd_steps=12, ssd_batch=4)
+QUICK = dict(seeds=1, train_images=24, val_images=12, rcnn_steps=20, ssd_steps=8, ssd_batch=4)
 
 
 def parser():
@@ -138,7 +138,9 @@ def example_images(settings, results, out):
         return None, {}
     seed = seeds[0]
     _, val_set = run.datasets(settings, seed, out)
-    img = val_set[settings.example_image][0].asnumpy()
+    runs = [r for r in results if r['seed'] == seed and r.get('example')]
+    index = runs[0]['example']['index'] if runs else run.example_index(settings, val_set)
+    img = val_set[index][0].asnumpy()
     images = {}
     for detector in {r['detector'] for r in results}:
         if detector == 'ssd':  # GluonCV's SSD validation transform resizes to the input shape

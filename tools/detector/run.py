@@ -37,7 +37,7 @@ class Settings:
     year: int = data.YEAR
     gpus: tuple = ()
     workers: int = 0
-    example_image: int = 0
+    example_image: int = None  # None: the first validation image with a hard box
 
     def context(self):
         return [mx.gpu(int(g)) for g in self.gpus] if self.gpus else [mx.cpu()]
@@ -63,6 +63,18 @@ def datasets(settings, seed, out):
     return train_set, data.voc_dataset(root, settings.val_split, classes, year)
 
 
+def example_index(settings, val_set):
+    """The validation image the pictures show: ``settings.example_image``, or the first one
+    with a hard box and a normal box (0 if there is none)."""
+    if settings.example_image is not None:
+        return settings.example_image
+    for i in range(len(val_set)):
+        label = data.label_of(val_set, i)
+        if (label[:, 5] == 1).any() and (label[:, 5] == 0).any():
+            return i
+    return 0
+
+
 def run_arm(settings, arm, seed, train_set, val_set, init_path):
     """Train ``arm`` from the seed's initial weights and score it; one result dict."""
     ctx = settings.context()
@@ -82,7 +94,8 @@ def run_arm(settings, arm, seed, train_set, val_set, init_path):
                                   batch_size=settings.ssd_batch, workers=settings.workers)
     net.hybridize(static_alloc=True)  # a new graph for inference (training's has more inputs)
     start = time.time()
-    scores = evaluate.evaluate(net, arm.detector, val_set, ctx, keep_image=settings.example_image)
+    scores = evaluate.evaluate(net, arm.detector, val_set, ctx,
+                               keep_image=example_index(settings, val_set))
     return dict(detector=arm.detector, arm=arm.name, seed=seed, init_checksum=checksum,
                 order_checksum=zlib.crc32(order.astype('int64').tobytes()),
                 train_images=len(train_set), val_images=len(val_set),
