@@ -1,1 +1,1 @@
-"""The detector study: does flagging hard objects move a real detector's mAP? (python -m tools.detector)"""
+"""The detector study (python -m tools.detector): do hard flags move a real detector's mAP?"""

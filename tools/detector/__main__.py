@@ -21,7 +21,8 @@ QUICK = dict(seeds=1, train_images=24, val_images=12, rcnn_steps=20, ssd_steps=8
 
 
 def parser():
-    p = argparse.ArgumentParser(prog='python -m tools.detector', description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(prog='python -m tools.detector',
+                                description=__doc__.split('\n')[0])
     p.add_argument('--seeds', type=int, default=3, help='number of seeds (default 3)')
     p.add_argument('--first-seed', type=int, default=0)
     p.add_argument('--quick', action='store_true',
@@ -49,7 +50,8 @@ def parser():
                         'synthetic set, written per seed under OUT/data')
     p.add_argument('--classes', default=None,
                    help='comma list of class names, in label order (needed with --voc-root)')
-    p.add_argument('--year', type=int, default=data.YEAR, help='VOC<year> folder (with --voc-root)')
+    p.add_argument('--year', type=int, default=data.YEAR,
+                   help='VOC<year> folder (with --voc-root)')
     p.add_argument('--train-split', default='train')
     p.add_argument('--val-split', default='val')
     p.add_argument('--gpus', default='', help="comma list of GPU ids, e.g. '0,1' (default: CPU)")

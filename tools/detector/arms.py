@@ -122,11 +122,12 @@ def select(detector, names=None):
         return ARMS[detector]
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise ValueError('arms {} unknown for {}; its arms are {}'.format(unknown, detector, known))
+        raise ValueError('arms {} unknown for {}; its arms are {}'.format(unknown, detector,
+                                                                          known))
     return tuple(arm for arm in ARMS[detector] if arm.name in names)
 
 
 def has_normal_box(label):
-    """Whether a (M, 6) label has a box that is not difficult (every arm trains on those images)."""
+    """Whether a (M, 6) label has a box that is not difficult (the images every arm trains on)."""
     label = np.asarray(label).reshape(-1, 6)
     return bool((label[:, HARD_COLUMN] == 0).any())

@@ -1,4 +1,4 @@
-"""The two detectors of the study: GluonCV's own ``FasterRCNN`` and ``SSD`` classes, small backbones.
+"""The study's two detectors: GluonCV's own ``FasterRCNN`` and ``SSD`` classes, small backbones.
 
 Both are GluonCV's model-zoo classes, unchanged; only the backbone is ours, five
 convolutions small enough to train on a 2-core CPU in a minute or two at about

@@ -103,7 +103,7 @@ def run_arm(settings, arm, seed, train_set, val_set, init_path):
 
 
 def run(settings, out, results=None, log=print):
-    """Run every (seed, detector, arm) not yet in ``results``; saves ``out/results.json`` after each.
+    """Run each (seed, detector, arm) not yet in ``results``; save ``out/results.json`` after each.
 
     Returns the list of result dicts (``results`` plus the new ones).
     """

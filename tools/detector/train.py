@@ -94,7 +94,7 @@ def _lr_at(step, steps, base_lr, warmup):
 
 
 def _shards(batch, ctx):
-    """One batch from the loader as per-device inputs: ``[(part0, part1, ...), ...]`` per device."""
+    """One loader batch as per-device inputs: a tuple ``(part0, part1, ...)`` per device."""
     parts = []
     for part in batch:
         if isinstance(part, (list, tuple)):  # GluonCV's R-CNN batchify: one entry per device
@@ -113,7 +113,7 @@ def _trainer(params, optimizer, lr, wd):
 
 def train_rcnn(net, arm, dataset, order, seed, ctx, optimizer='adam', lr=1e-3, warmup=50,
                workers=0):
-    """Train ``net`` (built and loaded inside ``arm.context()``) on ``len(order) / len(ctx)`` steps.
+    """Train ``net`` (built and loaded in ``arm.context()``) for ``len(order) // len(ctx)`` steps.
 
     One image per device per step, as GluonCV's R-CNN training; the step is
     GluonCV's ``ForwardBackwardTask`` with GluonCV's four losses. Returns a dict
