@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip('gluoncv')
 pytest.importorskip('matplotlib')
-from tools.detector import __main__ as cli  # noqa: E402
-from tools.detector import arms, data, evaluate, stats  # noqa: E402
+from tools.detector import __main__ as cli
+from tools.detector import arms, data, evaluate, stats
 
 pytestmark = pytest.mark.filterwarnings('ignore::UserWarning')
 

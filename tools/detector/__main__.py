@@ -198,8 +198,8 @@ def merge(p, paths, out):
                                     seeds=sorted({r['seed'] for r in results})))
     timing = None
     if walls:
-        timing = dict(wall_seconds=max(walls), load_start=[l[0] for l in loads],
-                      load_end=[l[1] for l in loads], parts=len(walls))
+        timing = dict(wall_seconds=max(walls), load_start=[ld[0] for ld in loads],
+                      load_end=[ld[1] for ld in loads], parts=len(walls))
     run.save(os.path.join(out, 'results.json'), settings, results, timing)
     print(report(settings, results, out, timing))
     return 0

@@ -1,7 +1,7 @@
 """Summaries over seeds: mean ± sd per arm, and paired differences with 95 % t intervals.
 
 The t interval and the paired difference are the RPN study's
-(:func:`samplers.study.paired_interval`): with ``d = a - b`` over n seeds,
+(:func:`tools.study.stats.paired_interval`): with ``d = a - b`` over n seeds,
 ``mean(d) ± t_{0.975, n-1} · sd(d) / sqrt(n)``.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from samplers.study import paired_interval, t_quantile
+from tools.study.stats import paired_interval, t_quantile
 
 from .evaluate import METRICS
 

@@ -188,8 +188,8 @@ def train_ssd(net, arm, dataset, order, seed, ctx, batch_size=8, optimizer='adam
             total, cls_loss, box_loss = loss_fn(cls_preds, box_preds, cls_targets, box_targets)
             autograd.backward(total)
         trainer.step(1)
-        history.append([float(sum(l.mean().asscalar() for l in cls_loss) / len(ctx)),
-                        float(sum(l.mean().asscalar() for l in box_loss) / len(ctx))])
+        history.append([float(sum(part.mean().asscalar() for part in cls_loss) / len(ctx)),
+                        float(sum(part.mean().asscalar() for part in box_loss) / len(ctx))])
         if PROGRESS.every and (step + 1) % PROGRESS.every == 0:
             PROGRESS.log('ssd step {} losses {}'.format(step + 1, np.round(history[-1], 3)))
     mx.nd.waitall()
