@@ -99,7 +99,8 @@ def _check_hard(hard, batch, num_box):
     arr = to_numpy(hard).astype(np.float32)
     _check_hard_shape(arr.shape, batch, num_box)
     check_flags('hard', np.maximum(arr, 0), hint=' (-1 marks a padding row)')
-    return np.broadcast_to(np.maximum(arr, 0).reshape(-1, 1, num_box), (batch, 1, num_box))
+    return np.broadcast_to(np.maximum(arr, 0).reshape(arr.shape[:-1] + (1, num_box)),
+                           (batch, 1, num_box))
 
 
 def _hard_on_device(hard, batch, num_box, ctx):
