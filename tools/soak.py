@@ -152,11 +152,12 @@ def ssd_steps(images):
 MODELS = {'faster_rcnn': faster_rcnn_steps, 'ssd': ssd_steps}
 
 
-def soak(model, iterations, sample_every, seed=0, log=None):
-    """Run one model; a dict of what happened (see the module docstring)."""
+def soak(model, iterations, sample_every, seed=0, log=None, kinds=None):
+    """Run one model (on the image ``kinds``, default all); a dict of what happened."""
     mx.random.seed(seed)
     np.random.seed(seed)
-    images = soak_set(np.random.RandomState(seed))
+    images = [image for image in soak_set(np.random.RandomState(seed))
+              if kinds is None or image[0] in kinds]
     report = {'model': model, 'iterations': 0, 'nan': 0, 'nan_known_defect': 0,
               'nan_kinds': {}, 'rss_mb': [], 'error': None}
     start = time.time()
@@ -220,6 +221,11 @@ def main(argv=None):
     parser.add_argument('--max-slope', type=float, default=2.0,
                         help='MB per 100 iterations allowed after warm-up')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--kinds', default='normal,all_hard,empty,covered',
+                        help='comma-separated image kinds to cycle through')
+    parser.add_argument('--no-install', action='store_true',
+                        help="GluonCV's own pieces (no samplers.gluoncv.install()), for comparison; "
+                             "GluonCV's SSD transform cannot take an image without objects")
     parser.add_argument('--json', help='also write the reports here')
     args = parser.parse_args(argv)
     models = [m for m in args.models.split(',') if m]
@@ -228,12 +234,17 @@ def main(argv=None):
             parser.error('--models: unknown model {!r}; choose from {}'.format(m, ', '.join(MODELS)))
     if args.iterations < 1 or args.sample_every < 1:
         parser.error('--iterations and --sample-every must be >= 1')
-    import samplers.gluoncv as sg
-    sg.install(rcnn_hard_iof_thresh=0.5)
+    kinds = [k for k in args.kinds.split(',') if k]
+    known = [name for name, _, _ in soak_set(np.random.RandomState(0))]
+    if not kinds or any(k not in known for k in kinds):
+        parser.error('--kinds: choose from {}'.format(', '.join(known)))
+    if not args.no_install:
+        import samplers.gluoncv as sg
+        sg.install(rcnn_hard_iof_thresh=0.5)
     reports = []
     for m in models:
         reports.append(soak(m, args.iterations, args.sample_every, args.seed,
-                            log=lambda msg: print(msg, file=sys.stderr, flush=True)))
+                            log=lambda msg: print(msg, file=sys.stderr, flush=True), kinds=kinds))
         print(describe(reports[-1], args.max_slope), flush=True)
     if args.json:
         with open(args.json, 'w') as f:
