@@ -18,13 +18,13 @@ transform, batchify and (patched) ``ForwardBackwardTask``, second-stage ``hard_i
 ``ssd_300_mobilenet0.25_voc`` (no pretrained base), hybridized, 128 x 128, GluonCV's (patched)
 ``SSDDefaultTrainTransform`` and ``SSDMultiBoxLoss``.
 
-Each model's process RSS (``/proc/self/statm``) is sampled every ``--sample-every`` iterations; a
-least-squares line through the samples after the first third (warm-up) gives the growth in MB
-per 100 iterations, which must stay below ``--max-slope``. A non-finite loss skips that update and
-is counted. A Faster R-CNN NaN on an iteration whose second-stage class targets are all -1 (every
-candidate ignored) is the known 0/0 of GluonCV's second-stage loss (issue 20, item 9): it is
-reported on its own line, never hidden, and still fails the run. Exit status 0 when every model
-passes.
+Each model's process RSS (``/proc/self/statm``) is sampled every ``--sample-every`` iterations;
+a least-squares line through the samples after the first third (warm-up) gives the growth in MB
+per 100 iterations, which must stay below ``--max-slope`` (default per model: ``MAX_SLOPE``). A
+non-finite loss skips that update and is counted. A Faster R-CNN NaN on an iteration whose
+second-stage class targets are all -1 (every candidate ignored) is the known 0/0 of GluonCV's
+second-stage loss (issue 20, item 9): it is reported on its own line, never hidden, and still
+fails the run. Exit status 0 when every model passes.
 """
 import argparse
 import json
@@ -150,6 +150,10 @@ def ssd_steps(images):
 
 
 MODELS = {'faster_rcnn': faster_rcnn_steps, 'ssd': ssd_steps}
+# RSS growth allowed after warm-up, MB per 100 iterations. SSD's is higher: GluonCV's SSD
+# pipeline alone (--no-install) grows about 3 MB per 100 iterations here, ours about 2
+# (docs/distributed.md); the limit catches a leak per call of our pieces, not that drift.
+MAX_SLOPE = {'faster_rcnn': 2.0, 'ssd': 4.0}
 
 
 def soak(model, iterations, sample_every, seed=0, log=None, kinds=None):
@@ -218,8 +222,9 @@ def main(argv=None):
     parser.add_argument('--models', default='faster_rcnn,ssd',
                         help='comma-separated, from: ' + ', '.join(MODELS))
     parser.add_argument('--sample-every', type=int, default=10, help='iterations between RSS samples')
-    parser.add_argument('--max-slope', type=float, default=2.0,
-                        help='MB per 100 iterations allowed after warm-up')
+    parser.add_argument('--max-slope', type=float, default=None,
+                        help='MB per 100 iterations allowed after warm-up (default: per model, '
+                             + ', '.join('{} {}'.format(*kv) for kv in MAX_SLOPE.items()) + ')')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--kinds', default='normal,all_hard,empty,covered',
                         help='comma-separated image kinds to cycle through')
@@ -245,11 +250,11 @@ def main(argv=None):
     for m in models:
         reports.append(soak(m, args.iterations, args.sample_every, args.seed,
                             log=lambda msg: print(msg, file=sys.stderr, flush=True), kinds=kinds))
-        print(describe(reports[-1], args.max_slope), flush=True)
+        print(describe(reports[-1], args.max_slope or MAX_SLOPE[m]), flush=True)
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(reports, f, indent=1)
-    return 1 if any(verdict(r, args.max_slope) for r in reports) else 0
+    return 1 if any(verdict(r, args.max_slope or MAX_SLOPE[r['model']]) for r in reports) else 0
 
 
 if __name__ == '__main__':
