@@ -1,8 +1,8 @@
 """Several contexts in one process: GluonCV's data-parallel threads with our second-stage sampler.
 
-GluonCV's scripts put one ``Parallelizable`` step per context into ``gluoncv.utils.parallel.Parallel``,
-which runs them in Python threads. Here two CPU contexts (``mx.cpu(0)``, ``mx.cpu(1)``) stand in
-for two GPUs, with ``samplers.gluoncv.install()`` in effect, and GluonCV's own ``FasterRCNN`` and
+GluonCV's scripts put one ``Parallelizable`` step per context into
+``gluoncv.utils.parallel.Parallel``, which runs them in Python threads. Here two CPU contexts
+(``mx.cpu(0)``, ``mx.cpu(1)``) stand in for two GPUs, with ``samplers.gluoncv.install()`` in effect, and GluonCV's own ``FasterRCNN`` and
 ``MaskRCNN`` classes on a tiny backbone, hybridized, on 128 x 160 images with hard boxes.
 
 The first call of a hybridized Gluon block builds its graph (and finishes deferred parameter
@@ -212,7 +212,7 @@ def test_parallel_serial_init_is_the_same_workaround():
 
 
 def test_gluoncv_task_in_threads_passes_each_threads_own_flags():
-    """GluonCV's (patched) ForwardBackwardTask in Parallel threads, as train_faster_rcnn.py runs it."""
+    """GluonCV's (patched) ForwardBackwardTask in Parallel threads, as train_faster_rcnn.py does."""
     net = tiny_network(mask=False)
     net.hybridize()
     trainer = gluon.Trainer(net.collect_train_params(), 'sgd', {'learning_rate': 1e-3})
@@ -238,7 +238,7 @@ def test_gluoncv_task_in_threads_passes_each_threads_own_flags():
 
 
 def main(argv=None):
-    """Unguarded first calls from two threads at once; prints what happened (a repro, not a test)."""
+    """Unguarded first calls from two threads at once; prints what happened (a repro)."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument('--install', action='store_true', help='samplers.gluoncv.install() first')
     parser.add_argument('--mask', action='store_true', help='Mask R-CNN instead of Faster R-CNN')
@@ -264,7 +264,8 @@ def main(argv=None):
         thread.join(args.timeout)
     hung = sum(thread.is_alive() for thread in threads)
     for result in results:
-        print('error' if isinstance(result, Exception) else 'ok', ' '.join(repr(result).split())[:200])
+        print('error' if isinstance(result, Exception) else 'ok',
+              ' '.join(repr(result).split())[:200])
     print('{} of {} first calls returned, {} still running after {} s'.format(
         len(results), len(threads), hung, args.timeout))
     return 1 if hung or any(isinstance(r, Exception) for r in results) else 0

@@ -62,8 +62,9 @@ def test_ssd_targets_for_an_image_without_objects_with_hard_flags():
     from samplers.gluoncv import SSDTargetGenerator
     anchors = mx.nd.array(np.random.RandomState(0).uniform(0, 1, (1, 20, 4))).sort(axis=-1)
     # As the SSD training transform calls it: no class predictions, flags as a numpy array.
-    cls_t, box_t, box_m = SSDTargetGenerator(negative_mining_ratio=-1)(anchors, None, mx.nd.array(np.zeros((1, 0, 4))),
-                                               mx.nd.array(np.zeros((1, 0, 1))), np.zeros((0,)))
+    generator = SSDTargetGenerator(negative_mining_ratio=-1)
+    cls_t, box_t, box_m = generator(anchors, None, mx.nd.array(np.zeros((1, 0, 4))),
+                                    mx.nd.array(np.zeros((1, 0, 1))), np.zeros((0,)))
     assert cls_t.shape == (1, 20) and not (cls_t.asnumpy() > 0).any()
     assert not box_m.asnumpy().any()
 

@@ -217,11 +217,13 @@ def describe(report, max_slope):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog='python -m tools.soak', description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(prog='python -m tools.soak',
+                                     description=__doc__.split('\n')[0])
     parser.add_argument('--iterations', type=int, default=300)
     parser.add_argument('--models', default='faster_rcnn,ssd',
                         help='comma-separated, from: ' + ', '.join(MODELS))
-    parser.add_argument('--sample-every', type=int, default=10, help='iterations between RSS samples')
+    parser.add_argument('--sample-every', type=int, default=10,
+                        help='iterations between RSS samples')
     parser.add_argument('--max-slope', type=float, default=None,
                         help='MB per 100 iterations allowed after warm-up (default: per model, '
                              + ', '.join('{} {}'.format(*kv) for kv in MAX_SLOPE.items()) + ')')
@@ -229,14 +231,16 @@ def main(argv=None):
     parser.add_argument('--kinds', default='normal,all_hard,empty,covered',
                         help='comma-separated image kinds to cycle through')
     parser.add_argument('--no-install', action='store_true',
-                        help="GluonCV's own pieces (no samplers.gluoncv.install()), for comparison; "
+                        help="GluonCV's own pieces (no samplers.gluoncv.install()), "
+                             "for comparison; "
                              "GluonCV's SSD transform cannot take an image without objects")
     parser.add_argument('--json', help='also write the reports here')
     args = parser.parse_args(argv)
     models = [m for m in args.models.split(',') if m]
     for m in models:
         if m not in MODELS:
-            parser.error('--models: unknown model {!r}; choose from {}'.format(m, ', '.join(MODELS)))
+            parser.error('--models: unknown model {!r}; choose from {}'.format(
+                m, ', '.join(MODELS)))
     if args.iterations < 1 or args.sample_every < 1:
         parser.error('--iterations and --sample-every must be >= 1')
     kinds = [k for k in args.kinds.split(',') if k]

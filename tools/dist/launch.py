@@ -43,7 +43,8 @@ def write_voc(root):
         names = []
         # VOC2007 trainval holds the first two images, VOC2012 trainval the other two: four
         # training iterations per worker in all (the test split, never evaluated here, all four).
-        chosen = {(2007, 'trainval'): (0, 1), (2012, 'trainval'): (2, 3)}.get((year, split), range(4))
+        chosen = {(2007, 'trainval'): (0, 1), (2012, 'trainval'): (2, 3)}.get((year, split),
+                                                                             range(4))
         for i, objects in enumerate(IMAGES):
             if i not in chosen:
                 continue
