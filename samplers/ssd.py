@@ -86,7 +86,8 @@ def _flags(hard, batch, num_box, gt_shape, numpy_path, ctx):
                        numpy_path=numpy_path or not num_box, ctx=ctx)
     if numpy_path or not num_box:  # MXNet's operators reject zero-size arrays
         flags = np.zeros((batch, 1, num_box), np.float32) if flags is None else \
-            np.broadcast_to(flags.reshape(-1, 1, num_box), (batch, 1, num_box)).astype(np.float32)
+            np.broadcast_to(flags.reshape(flags.shape[:-1] + (1, num_box)),
+                            (batch, 1, num_box)).astype(np.float32)
         return flags if numpy_path else mx.nd.array(flags, ctx=ctx)
     flags = hard_on_device(flags, num_box, ctx).reshape((-1, 1, num_box))
     return mx.nd.broadcast_to(flags, shape=(batch, 1, num_box))
