@@ -3,7 +3,8 @@
 GluonCV's scripts put one ``Parallelizable`` step per context into
 ``gluoncv.utils.parallel.Parallel``, which runs them in Python threads. Here two CPU contexts
 (``mx.cpu(0)``, ``mx.cpu(1)``) stand in for two GPUs, with ``samplers.gluoncv.install()`` in
-effect, and GluonCV's own ``FasterRCNN`` and ``MaskRCNN`` classes on a tiny backbone, hybridized, on 128 x 160 images with hard boxes.
+effect, and GluonCV's own ``FasterRCNN`` and ``MaskRCNN`` classes on a tiny backbone,
+hybridized, on 128 x 160 images with hard boxes.
 
 The first call of a hybridized Gluon block builds its graph (and finishes deferred parameter
 initialisation). MXNet 1.9.1 does not guard that against threads: two first calls at once fail
