@@ -57,7 +57,7 @@ def save_detections_png(path, results, seed, images, classes):
                  'detections with score >= 0.3 coloured'.format(rows[0][1][0]['example']['index'],
                                                                 seed), fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=70)
     plt.close(fig)
     return path
 
@@ -93,6 +93,6 @@ def save_metrics_png(path, results):
                          fontsize=9)
             ax.grid(axis='y', alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=70)
     plt.close(fig)
     return path
