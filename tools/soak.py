@@ -10,7 +10,7 @@ Trains two small detectors with ``samplers.gluoncv.install()`` in effect, each f
 * ``empty``: no object at all: a label with no rows for the transforms; Faster R-CNN's network
   then gets one padding row of -1 (what GluonCV's batchify gives such an image in a batch with
   others; MXNet rejects a zero-size input, with or without samplers);
-* ``covered``: a grid of hard boxes covering nearly the whole image.
+* ``covered``: a grid of hard boxes tiling the image, and one hard box over nearly all of it.
 
 ``faster_rcnn``: GluonCV's ``FasterRCNN`` class on a tiny backbone, hybridized, GluonCV's
 transform, batchify and (patched) ``ForwardBackwardTask``, second-stage ``hard_iof_thresh`` 0.5
@@ -50,7 +50,7 @@ def soak_set(rng):
         ('normal', [(10, 10, 80, 90, 0, 0), (90, 30, 150, 120, 1, 1), (40, 70, 120, 126, 2, 0)]),
         ('all_hard', [(20, 20, 100, 110, 1, 1), (5, 60, 60, 125, 0, 1)]),
         ('empty', np.zeros((0, 6))),
-        ('covered', grid),
+        ('covered', grid + [(2, 2, WIDTH - 2, HEIGHT - 2, 0, 1)]),
     ]
     return [(name, rng.randint(0, 255, (HEIGHT, WIDTH, 3)).astype(np.uint8),
              np.array(boxes, np.float32).reshape(-1, 6)) for name, boxes in kinds]
