@@ -9,7 +9,7 @@ Two backends do the work:
 
 * numpy, for numpy input and for NDArrays on a CPU context (PyPI's mxnet is a
   CPU build without AVX, so numpy is the faster CPU engine; measured in
-  ``python -m samplers.bench``);
+  ``python -m tools.bench``);
 * ``mx.nd`` operators on the input's context, for every other context (GPU).
   This path never copies to the host. Tests exercise it on CPU with
   :func:`force_ndarray_backend`.
