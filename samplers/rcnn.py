@@ -145,10 +145,10 @@ class RCNNTargetSampler(SamplerBlock, gluon.HybridBlock):
             ious = F.stack(*[F.contrib.box_iou(self._image(F, all_rois, i),
                                                self._image(F, gt_boxes, i), format='corner')
                              for i in range(self._num_image)], axis=0)          # (B, K, M)
-            # box_iou gives some rows with a NaN or inf coordinate 0, not NaN: make the whole
-            # row NaN (x - x is NaN exactly there), so that the quota rule ignores it.
-            ious = F.broadcast_add(ious, F.sum(all_rois - all_rois, axis=-1, keepdims=True))
-            not_negative = all_scores < 0
+            # box_iou gives some rows with a NaN or inf coordinate 0, not NaN (never a positive's
+            # IoU): such a row is never a negative either (x - x is 0 exactly at finite x).
+            finite_row = F.sum(all_rois - all_rois, axis=-1) == 0               # (B, K)
+            not_negative = F.maximum(all_scores < 0, 1 - finite_row)
             inputs = [F.ones_like(all_scores) * -1, ious]  # matches: none, IoU decides
             attrs = dict(has_hard='False', has_not_negative='True')
             if hard is not None:
