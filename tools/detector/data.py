@@ -27,23 +27,13 @@ from gluoncv.data import VOCDetection
 from mxnet import gluon
 from PIL import Image
 
+from tools.study.data import _shape_mask  # the same three shapes as the RPN study
+
 CLASSES = ('rectangle', 'ellipse', 'triangle')
 #: Each class has its shape and its hue (jittered per object): red, green, blue.
 CLASS_COLOURS = np.array([[220, 40, 40], [40, 200, 60], [40, 80, 230]], np.float64)
 HARD_SHARE = 0.32  # chance that an object after the first is hard (half small, half faint)
 YEAR = 2007
-
-
-def _shape_mask(kind, x1, y1, x2, y2, yy, xx):
-    """Boolean (H, W) mask of a rectangle (0), ellipse (1) or triangle (2) filling the box."""
-    inside = (xx >= x1) & (xx < x2) & (yy >= y1) & (yy < y2)
-    if kind == 0:
-        return inside
-    cx, cy, rx, ry = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) / 2, (y2 - y1) / 2
-    if kind == 1:
-        return ((xx + 0.5 - cx) / rx) ** 2 + ((yy + 0.5 - cy) / ry) ** 2 <= 1
-    half_width = rx * (yy + 0.5 - y1) / (y2 - y1)  # apex at the top centre
-    return inside & (np.abs(xx + 0.5 - cx) <= half_width)
 
 
 def _clutter(rng, img, yy, xx):
