@@ -131,3 +131,24 @@ def overlapping_tick_labels(fig):
                       for i in range(len(shown)) for j in range(i + 1, len(shown))
                       if boxes[i].overlaps(boxes[j])]
     return pairs
+
+
+def training_task(net, mask=False):
+    """``(task, trainer)``: GluonCV's ``ForwardBackwardTask`` (Faster or Mask R-CNN) over ``net``
+    and its trainer, set up as GluonCV's scripts do: only the training parameters get gradients,
+    SGD with gradient clipping (an untrained network blows up without it), GluonCV's four losses
+    (five for Mask R-CNN)."""
+    from mxnet import gluon
+    from gluoncv.model_zoo.rcnn.faster_rcnn.data_parallel import ForwardBackwardTask as Faster
+    from gluoncv.model_zoo.rcnn.mask_rcnn.data_parallel import ForwardBackwardTask as Mask
+    net.collect_params().setattr('grad_req', 'null')
+    net.collect_train_params().setattr('grad_req', 'write')
+    trainer = gluon.Trainer(net.collect_train_params(), 'sgd',
+                            {'learning_rate': 1e-4, 'momentum': 0.9, 'clip_gradient': 5})
+    losses = [gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=False),
+              gluon.loss.HuberLoss(rho=1 / 9.), gluon.loss.SoftmaxCrossEntropyLoss(),
+              gluon.loss.HuberLoss()]
+    if mask:
+        return Mask(net, trainer, *losses, gluon.loss.SigmoidBinaryCrossEntropyLoss(),
+                    amp_enabled=False), trainer
+    return Faster(net, trainer, *losses, mix_ratio=1.0, amp_enabled=False), trainer

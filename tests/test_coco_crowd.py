@@ -16,19 +16,15 @@ from gluoncv.data.batchify import FasterRCNNTrainBatchify, MaskRCNNTrainBatchify
 from gluoncv.data.mixup.detection import MixupDetection  # noqa: E402
 from gluoncv.data.transforms.presets import rcnn as presets  # noqa: E402
 from gluoncv.model_zoo import get_model  # noqa: E402
-from gluoncv.model_zoo.rcnn.faster_rcnn.data_parallel import \
-    ForwardBackwardTask as FasterTask  # noqa: E402
 from gluoncv.model_zoo.rcnn.faster_rcnn.rcnn_target import \
     RCNNTargetSampler as GluonCVRCNNTargetSampler  # noqa: E402
 from gluoncv.model_zoo.rcnn.faster_rcnn.rcnn_target import RCNNTargetGenerator  # noqa: E402
-from gluoncv.model_zoo.rcnn.mask_rcnn.data_parallel import \
-    ForwardBackwardTask as MaskTask  # noqa: E402
 
 import samplers.gluoncv as sg  # noqa: E402
 from samplers import RCNNTargetSampler, RPNTargetGenerator, box_iof  # noqa: E402
 from samplers.gluoncv import _common, patches_datasets  # noqa: E402
 from samplers.gluoncv import transforms as sg_transforms  # noqa: E402
-from helpers import gluon_anchors  # noqa: E402
+from helpers import gluon_anchors, training_task  # noqa: E402
 from tools.crowd_check import (TRAIN, count_inside, crowd_boxes,  # noqa: E402
                                regions_in_network_coordinates, write_coco)
 
@@ -263,18 +259,7 @@ def train_and_count(net, data, mask):
     """GluonCV's ForwardBackwardTask steps on hybridized ``net``; per step the negatives
     (RPN anchors, second-stage proposals) at least 0.7 inside a crowd region, their totals,
     and the losses."""
-    net.collect_params().setattr('grad_req', 'null')
-    net.collect_train_params().setattr('grad_req', 'write')
-    trainer = gluon.Trainer(net.collect_train_params(), 'sgd',
-                            {'learning_rate': 1e-4, 'momentum': 0.9, 'clip_gradient': 5})
-    losses = [gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=False),
-              gluon.loss.HuberLoss(rho=1 / 9.), gluon.loss.SoftmaxCrossEntropyLoss(),
-              gluon.loss.HuberLoss()]
-    if mask:
-        task = MaskTask(net, trainer, *losses, gluon.loss.SigmoidBinaryCrossEntropyLoss(),
-                        amp_enabled=False)
-    else:
-        task = FasterTask(net, trainer, *losses, mix_ratio=1.0, amp_enabled=False)
+    task, trainer = training_task(net, mask)
     seen = []
 
     def watch(*args):  # the network's training outputs, hybridized or not

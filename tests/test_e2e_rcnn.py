@@ -16,14 +16,10 @@ from gluoncv.data.batchify import FasterRCNNTrainBatchify, MaskRCNNTrainBatchify
 from gluoncv.data.transforms import mask as tmask  # noqa: E402
 from gluoncv.data.transforms.presets import rcnn as presets  # noqa: E402
 from gluoncv.model_zoo import get_model  # noqa: E402
-from gluoncv.model_zoo.rcnn.faster_rcnn.data_parallel import \
-    ForwardBackwardTask as FasterTask  # noqa: E402
 from gluoncv.model_zoo.rcnn.faster_rcnn.rcnn_target import RCNNTargetGenerator  # noqa: E402
-from gluoncv.model_zoo.rcnn.mask_rcnn.data_parallel import \
-    ForwardBackwardTask as MaskTask  # noqa: E402
 
 import samplers.gluoncv as sg  # noqa: E402
-from helpers import rectangle_mask, write_voc  # noqa: E402
+from helpers import rectangle_mask, training_task, write_voc  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings('ignore::UserWarning')
 HEIGHT, WIDTH = 192, 256
@@ -121,19 +117,7 @@ def loader(net, dataset, mask, num_workers):
 
 def train(net, batches, mask, hybridize):
     """A few steps as GluonCV's scripts take them; what the sampler saw, per step, and losses."""
-    net.collect_params().setattr('grad_req', 'null')
-    net.collect_train_params().setattr('grad_req', 'write')
-    # Gradient clipping as in GluonCV's scripts: an untrained network blows up without it.
-    trainer = gluon.Trainer(net.collect_train_params(), 'sgd',
-                            {'learning_rate': 1e-4, 'momentum': 0.9, 'clip_gradient': 5})
-    losses = [gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=False),
-              gluon.loss.HuberLoss(rho=1 / 9.), gluon.loss.SoftmaxCrossEntropyLoss(),
-              gluon.loss.HuberLoss()]
-    if mask:
-        task = MaskTask(net, trainer, *losses, gluon.loss.SigmoidBinaryCrossEntropyLoss(),
-                        amp_enabled=False)
-    else:
-        task = FasterTask(net, trainer, *losses, mix_ratio=1.0, amp_enabled=False)
+    task, trainer = training_task(net, mask)
     seen = []
     if hybridize:
         net.hybridize(static_alloc=True)

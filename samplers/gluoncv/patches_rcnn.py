@@ -25,7 +25,6 @@ to ``hybrid_forward``, which hands it to the network's sampler the same way
 from __future__ import annotations
 
 import mxnet as mx
-from gluoncv.data.transforms.presets import rcnn as _presets
 from gluoncv.model_zoo.rcnn.faster_rcnn import data_parallel as _faster_task
 from gluoncv.model_zoo.rcnn.faster_rcnn import faster_rcnn as _faster
 from gluoncv.model_zoo.rcnn.faster_rcnn import rcnn_target as _faster_target
@@ -38,12 +37,10 @@ from mxnet import autograd, gluon
 
 from ._common import (CROWD, HARD, INSTALLED, NETWORK, bound, hard_column_of, keep_settings,
                       keeping_settings, pickle_state, rebuild, settings_of)
-from .transforms import (FasterRCNNTrainTransform, MaskRCNNTrainTransform, faster_call,
-                         mask_call, rcnn_target_generator)
+from .transforms import (FasterRCNNTrainTransform, MaskRCNNTrainTransform, _FasterTransform,
+                         _MaskTransform, faster_call, mask_call, rcnn_target_generator)
 from .wrappers import RCNNTargetSampler, RPNTargetGenerator, RPNTargetSampler, use_hard_sampler
 
-_FasterTransform = _presets.FasterRCNNDefaultTrainTransform
-_MaskTransform = _presets.MaskRCNNDefaultTrainTransform
 _FasterRCNN = _faster.FasterRCNN
 _MaskRCNN = _mask.MaskRCNN
 _MaskTargetGenerator = _mask_target.MaskTargetGenerator
