@@ -78,7 +78,7 @@ CASES = {
                      lambda s, i: s(i['matches'], i['logits'], i['ious'], boxes=i['rois'])),
     'rpn_sampler': Case(lambda k: RPNTargetSampler(k, 0.7, 0.3, 0.5),
                         lambda s, i: s(i['ious'], i['hard'])),
-    # Issue 14: the balanced draws, as options of the quota samplers.
+    # The balanced draws, as options of the quota samplers.
     'quota_balanced': Case(lambda k: QuotaSampler(k, 0.5, 0.3, pos_ratio=0.25, **BALANCED),
                            lambda s, i: s(i['matches'], i['ious'], i['hard'])),
     'rpn_sampler_balanced': Case(lambda k: RPNTargetSampler(k, 0.7, 0.3, 0.5, **BALANCED),
