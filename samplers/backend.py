@@ -24,7 +24,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Union
 
 import numpy as np
@@ -34,7 +36,7 @@ from mxnet.base import _LIB, check_call
 __all__ = [
     'POSITIVE', 'NEGATIVE', 'IGNORE',
     'is_ndarray', 'use_numpy', 'force_ndarray_backend', 'ndarray_backend_forced', 'to_numpy',
-    'like', 'host_view',
+    'like', 'host_view', 'host_threads', 'map_blocks',
     'finite_F', 'neg_inf_like_F',
     'warn_once',
     'Array', 'Backend', 'NUMPY', 'ND', 'SYM', 'of', 'of_kind', 'for_F',
@@ -144,6 +146,71 @@ def host_view(x):
     return view
 
 
+# --------------------------------------------------------------------------- host threads
+#: At most this many threads share a numpy pass (:func:`map_blocks`).
+MAX_HOST_THREADS = 8
+_POOL = {'pid': None, 'pool': None, 'size': 0}
+_POOL_LOCK = threading.Lock()
+
+
+def host_threads():
+    """Threads for a numpy pass over a large array: ``OMP_NUM_THREADS`` if set
+    (the variable that also caps MXNet's CPU operators), else the CPUs this
+    process may run on; at most :data:`MAX_HOST_THREADS`, at least 1."""
+    wanted = os.environ.get('OMP_NUM_THREADS', '').strip()
+    try:
+        count = int(wanted) if wanted else len(os.sched_getaffinity(0))
+    except (ValueError, AttributeError):  # a malformed variable, or no sched_getaffinity
+        count = os.cpu_count() or 1
+    return max(1, min(count, MAX_HOST_THREADS))
+
+
+def map_blocks(fn, parts, threads=None):
+    """``fn(part)`` for every item of ``parts``, shared out over ``threads``
+    threads (default :func:`host_threads`), every ``threads``-th part to the
+    same thread, the calling thread taking one share; returns None.
+
+    For numpy work that releases the GIL and writes disjoint outputs; ``fn``
+    must not call :func:`map_blocks` itself. One thread, or one part, runs
+    inline. The pool is made per process, so a forked DataLoader worker
+    builds its own; an exception in ``fn`` is raised here.
+    """
+    threads = host_threads() if threads is None else int(threads)
+    if threads < 1:
+        raise ValueError('threads must be >= 1, got {}'.format(threads))
+    parts = list(parts)
+    threads = min(threads, len(parts))
+    if threads <= 1:
+        for part in parts:
+            fn(part)
+        return
+    runs = [parts[i::threads] for i in range(threads)]
+    futures = [_pool(threads).submit(_each, fn, run) for run in runs[1:]]
+    try:
+        _each(fn, runs[0])  # this thread takes one share itself
+    finally:
+        for future in futures:
+            future.result()
+
+
+def _each(fn, parts):
+    for part in parts:
+        fn(part)
+
+
+def _pool(size):
+    """This process's thread pool with at least ``size - 1`` workers."""
+    with _POOL_LOCK:
+        if _POOL['pid'] != os.getpid():  # a forked child: the parent's threads are not here
+            _POOL.update(pid=os.getpid(), size=0, pool=None)
+        if _POOL['size'] < size - 1:
+            if _POOL['pool'] is not None:
+                _POOL['pool'].shutdown(wait=False)
+            _POOL.update(size=size - 1, pool=ThreadPoolExecutor(
+                size - 1, thread_name_prefix='samplers'))
+        return _POOL['pool']
+
+
 # --------------------------------------------------------------------------- warn once
 _LOG = logging.getLogger('samplers')
 
@@ -250,12 +317,20 @@ def _np_lowest_positions(keys, take, spread=False):
     the tie rule, otherwise every key below the take-th lowest ``t`` is kept, then keys equal
     to ``t`` in order.
 
-    ``spread``: the keys are about uniform on [0, 1) (random keys), so the ``take`` lowest
-    lie among the few below a cut-off that about ``2 * take + 64`` of them pass, and the
-    selection runs on those. Whenever at least ``take`` pass, every key up to the take-th
-    lowest is among them (in order), so the answer is the same for any keys."""
-    if spread and keys.size > 8 * take + 256:
-        few = np.flatnonzero(keys < (2 * take + 64) / keys.size)
+    When ``take`` is small beside the size, the ``take`` lowest lie among the few keys below
+    a cut-off that about ``2 * take + 64`` of them pass, and the selection runs on those.
+    ``spread``: the keys are about uniform on [0, 1) (random keys), and the cut-off is that
+    fraction of 1; otherwise it is taken from every 8th key. Whenever at least ``take`` pass,
+    every key up to the take-th lowest is among them (in order), so the answer is the same
+    for any keys; when fewer pass, the whole row is searched."""
+    if keys.size > 8 * take + 256:
+        if spread:
+            cut = (2 * take + 64) / keys.size
+        else:
+            sample = keys[::8]
+            rank = min((2 * take + 64) // 8, sample.size - 1)
+            cut = np.partition(sample, rank)[rank]  # NaN (no key passes) if the rank is NaN
+        few = np.flatnonzero(keys < cut)
         if few.size == take:
             return few
         if take < few.size < keys.size // 2:

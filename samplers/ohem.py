@@ -59,7 +59,7 @@ def background_loss_F(F, logits):
     return loss, finite
 
 
-def background_loss(logits, block_rows=8192):
+def background_loss(logits, block_rows=8192, threads=None):
     """numpy twin of :func:`background_loss_F`: ``(loss, finite)`` of shape (...).
 
     ``finite`` is boolean. The same loss (to a few ulps) by a cheaper road,
@@ -73,20 +73,45 @@ def background_loss(logits, block_rows=8192):
     infinity fails the check). Any other block is redone with
     ``log1p(sum_{c>=1} exp(l_c - l_0))`` and row checks, its overflowing
     rows max-shifted. Computed in float32 (float64 for float64 input).
+
+    Blocks are shared out over ``threads`` threads (default
+    :func:`samplers.backend.host_threads`; numpy releases the GIL in these
+    loops); each block is computed alike whatever the thread count, so the
+    result is the same bit for bit.
     """
     logits = np.asarray(logits)
     dtype = np.result_type(logits.dtype, np.float32)
     shape, num_class = logits.shape[:-1], logits.shape[-1]
     flat = logits.reshape(-1, num_class)
-    limit = np.log(np.finfo(dtype).max) - np.log(num_class) - 1
-    high = np.exp(np.array(limit, dtype))  # exp(l) < high for every l < limit
     total = flat.shape[0]
     tail = np.empty(total, dtype)
     finite = np.ones(total, bool)
-    buf = np.empty((min(block_rows, total), num_class), dtype)
+    starts = range(0, total, block_rows)
     with np.errstate(over='ignore', invalid='ignore', divide='ignore'):
-        for start in range(0, total, block_rows):
-            block = flat[start:start + block_rows].astype(dtype, copy=False)
+        backend.map_blocks(lambda part: _background_tails(flat[part], tail[part], finite[part],
+                                                          dtype, block_rows),
+                           [slice(s, s + block_rows) for s in starts], threads)
+        loss = np.log1p(tail)
+        overflow = np.flatnonzero(finite & ~(tail < np.inf))
+        if overflow.size:
+            rows = flat[overflow].astype(dtype)
+            top = rows.max(axis=1, keepdims=True)
+            loss[overflow] = (np.log(np.exp(rows - top).sum(axis=1))
+                              + (top[:, 0] - rows[:, 0]))
+    return loss.reshape(shape), finite.reshape(shape)
+
+
+def _background_tails(rows, tail, finite, dtype, block_rows):
+    """:func:`background_loss`'s pass over consecutive ``rows`` (R, C): writes
+    ``S / exp(l_0)`` to ``tail`` (R,) and clears ``finite`` (R,) of rows with
+    a non-finite logit, one block of ``block_rows`` at a time."""
+    num_class = rows.shape[1]
+    limit = np.log(np.finfo(dtype).max) - np.log(num_class) - 1
+    high = np.exp(np.array(limit, dtype))  # exp(l) < high for every l < limit
+    buf = np.empty((min(block_rows, rows.shape[0]), num_class), dtype)
+    with np.errstate(over='ignore', invalid='ignore', divide='ignore'):
+        for start in range(0, rows.shape[0], block_rows):
+            block = rows[start:start + block_rows].astype(dtype, copy=False)
             part = slice(start, start + block.shape[0])
             exp = buf[:block.shape[0]]
             fast = -limit < block.min()  # False on NaN
@@ -101,14 +126,6 @@ def background_loss(logits, block_rows=8192):
                 np.exp(exp, out=exp)
                 np.einsum('ij->i', exp[:, 1:], out=tail[part])
                 finite[part] = np.isfinite(block).all(axis=1)
-        loss = np.log1p(tail)
-        overflow = np.flatnonzero(finite & ~(tail < np.inf))
-        if overflow.size:
-            rows = flat[overflow].astype(dtype)
-            top = rows.max(axis=1, keepdims=True)
-            loss[overflow] = (np.log(np.exp(rows - top).sum(axis=1))
-                              + (top[:, 0] - rows[:, 0]))
-    return loss.reshape(shape), finite.reshape(shape)
 
 
 # --------------------------------------------------------------------------- the selection

@@ -159,3 +159,35 @@ def test_take_rows_and_compact_mask_mean_the_same_on_every_backend(kind):
     out = _on(kind, 'compact_mask', np.array([[0, 1, 1]], np.float32))
     assert out.dtype == np.uint8
     np.testing.assert_array_equal(out, [[0, 1, 1]])
+
+
+# ----------------------------------------------------------------------------- lowest positions
+def stable_lowest(keys, take):
+    """The oracle: a stable sort's first ``take`` positions (ties to the lower position)."""
+    return np.sort(np.argsort(keys, kind='stable')[:take])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(300, 4000), st.integers(1, 60), st.sampled_from(['normal', 'few_values',
+                                                                    'sorted', 'uniform']),
+       st.integers(0, 2 ** 31 - 1), st.booleans())
+def test_lowest_positions_equal_a_stable_sort_whatever_the_cut_off(size, take, shape, seed,
+                                                                   spread):
+    # Rows large beside take go through the cut-off (from every 8th key, or a fraction of 1
+    # when spread); ties, sorted rows and keys not uniform at all must not change the answer.
+    rng = np.random.RandomState(seed)
+    keys = {'normal': lambda: rng.randn(size),
+            'few_values': lambda: rng.randint(0, 3, size).astype(float),
+            'sorted': lambda: np.sort(rng.randn(size))[::rng.choice([1, -1])],
+            'uniform': lambda: rng.uniform(0, 1, size)}[shape]().astype(np.float32)
+    got = np.sort(backend._np_lowest_positions(keys, take, spread=spread))
+    np.testing.assert_array_equal(got, stable_lowest(keys, take))
+
+
+def test_lowest_positions_with_infinite_keys_equal_a_stable_sort():
+    keys = np.random.RandomState(0).randn(2000).astype(np.float32)
+    keys[::7] = -np.inf
+    keys[3::11] = np.inf
+    for take in (1, 5, 40, 286, 287, 300):
+        np.testing.assert_array_equal(np.sort(backend._np_lowest_positions(keys, take)),
+                                      stable_lowest(keys, take))

@@ -293,6 +293,19 @@ def test_background_loss_fast_and_checked_blocks_agree_with_float64(dtype):
     np.testing.assert_allclose(loss[finite], alone, rtol=1e-6)
 
 
+@pytest.mark.parametrize('threads', [2, 3, 7])
+def test_background_loss_is_the_same_bit_for_bit_on_any_number_of_threads(threads):
+    rng = np.random.RandomState(3)
+    logits = (rng.randn(50, 6) * 10).astype(np.float32)
+    logits[4] = [0, 1e4, 0, 0, 0, 0]
+    logits[17, 3] = np.nan
+    logits[33, 0] = -np.inf
+    one = background_loss(logits, block_rows=4, threads=1)
+    many = background_loss(logits, block_rows=4, threads=threads)
+    for a, b in zip(one, many):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_background_loss_reads_a_cpu_ndarray_in_place():
     logits = mx.nd.array(np.random.RandomState(2).randn(2, 5, 3))
     view = host_view(logits)

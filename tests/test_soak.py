@@ -2,11 +2,20 @@
 
 ``pytest -m slow tests/test_soak.py`` runs the soak; ``make test`` deselects it (pytest.ini).
 """
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import mxnet as mx
 import numpy as np
 import pytest
 
 from tools import soak
+
+ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.filterwarnings('ignore::UserWarning')
 SLOW_ITERATIONS = 300
@@ -69,21 +78,61 @@ def test_ssd_targets_for_an_image_without_objects_with_hard_flags():
     assert not box_m.asnumpy().any()
 
 
+def test_the_ssd_limit_allows_mxnets_mkldnn_concat_growth_only_with_mkldnn_on(monkeypatch):
+    monkeypatch.setenv('MXNET_MKLDNN_ENABLED', '0')
+    assert not soak.mkldnn_on() and soak.max_slope('ssd') == soak.MAX_SLOPE['ssd']
+    monkeypatch.setenv('MXNET_MKLDNN_ENABLED', '1')
+    built_with = mx.runtime.Features().is_enabled('MKLDNN')
+    assert soak.max_slope('ssd') == (soak.MKLDNN_SSD_SLOPE if built_with else soak.MAX_SLOPE['ssd'])
+    assert soak.max_slope('faster_rcnn') == soak.MAX_SLOPE['faster_rcnn']
+
+
+def run_tool(*args, mkldnn=True):
+    """``python -m tools.soak ARGS`` in a fresh process (MKLDNN is chosen when MXNet starts)."""
+    env = dict(os.environ, MXNET_MKLDNN_ENABLED='1' if mkldnn else '0')
+    return subprocess.run([sys.executable, '-m', 'tools.soak'] + list(args), env=env,
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize('model', sorted(soak.MODELS))
-def test_soak(model):
+def test_soak_faster_rcnn():
     import samplers.gluoncv as sg
     sg.install(rcnn_hard_iof_thresh=0.5)
     try:
-        result = soak.soak(model, SLOW_ITERATIONS, sample_every=10)
+        result = soak.soak('faster_rcnn', SLOW_ITERATIONS, sample_every=10)
     finally:
         sg.uninstall()
-    limit = soak.MAX_SLOPE[model]
+    limit = soak.max_slope('faster_rcnn')
     print(soak.describe(result, limit))
     assert result['error'] is None, result['error']
     assert result['iterations'] == SLOW_ITERATIONS
-    assert result['nan'] == result['nan_known_defect'], result['nan_kinds']
+    assert result['nan'] == 0, result['nan_kinds']
     assert result['slope_mb_per_100'] < limit, result['rss_mb']
-    if result['nan_known_defect']:
-        pytest.xfail('{} NaN iterations from the known {}'.format(result['nan_known_defect'],
-                                                                 soak.KNOWN_DEFECT))
+
+
+@pytest.mark.slow
+def test_soak_ssd_without_mkldnn_is_flat(tmp_path):
+    # MKLDNN off: MXNet's own concat-backward growth is out of the way, so the strict limit
+    # (1 MB per 100 iterations) holds our pieces and GluonCV's pipeline to flat memory.
+    out = tmp_path / 'soak.json'
+    done = run_tool('--models', 'ssd', '--iterations', str(SLOW_ITERATIONS), '--json', str(out),
+                    mkldnn=False)
+    print(done.stdout)
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    (result,) = json.loads(out.read_text())
+    assert result['error'] is None and result['nan'] == 0
+    assert result['slope_mb_per_100'] < soak.MAX_SLOPE['ssd']
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not mx.runtime.Features().is_enabled('MKLDNN'), reason='MXNet without MKLDNN')
+def test_mxnet_concat_backward_grows_with_mkldnn_and_not_without():
+    """MXNet's behaviour, not ours: why the SSD soak's default limit is higher with MKLDNN on."""
+    def slope(mkldnn):
+        done = run_tool('--probe', 'concat', mkldnn=mkldnn)
+        assert done.returncode == 0, done.stderr[-2000:]
+        print(done.stdout)
+        return float(re.search(r'slope after warm-up (-?[\d.]+)', done.stdout).group(1))
+
+    assert slope(mkldnn=True) > 0.3
+    assert slope(mkldnn=False) < 0.05

@@ -225,6 +225,38 @@ def test_a_row_with_a_non_finite_logit_is_never_mined(bad, backend):
         assert not grad[b, rows[b]].any()  # never mined: no loss, no gradient
 
 
+@pytest.mark.parametrize('num_pos', [17, 21, 37])
+def test_a_non_finite_first_anchor_spoils_no_gradient_through_the_padding(num_pos, backend):
+    # The CPU path gathers a bucketed number of rows, padded with anchor 0: NaN logits and
+    # box predictions there (not positive, so never chosen) must leave every gradient finite.
+    rng = np.random.RandomState(num_pos)
+    num, classes = 400, 5
+    target = np.zeros((1, num), np.float32)
+    target[0, 1 + rng.choice(num - 1, num_pos, replace=False)] = rng.randint(1, classes,
+                                                                             num_pos)
+    cls_pred = rng.normal(0, 1, (1, num, classes)).astype(np.float32)
+    box_pred = rng.normal(0, 1, (1, num * 4)).astype(np.float32)
+    cls_pred[0, 0], box_pred[0, :4] = np.nan, np.nan
+    cp, bp = mx.nd.array(cls_pred), mx.nd.array(box_pred)
+    cp.attach_grad()
+    bp.attach_grad()
+    with backend(), mx.autograd.record():
+        total = SSDMultiBoxLoss(3)(cp, bp, mx.nd.array(target),
+                                   mx.nd.array(rng.normal(0, 1, (1, num, 4))))[0]
+    mx.autograd.backward(total)
+    assert all(np.isfinite(x.asnumpy()).all() for x in total)
+    assert np.isfinite(cp.grad.asnumpy()).all() and np.isfinite(bp.grad.asnumpy()).all()
+    assert not cp.grad.asnumpy()[0, 0].any() and not bp.grad.asnumpy()[0, :4].any()
+
+
+def test_gathered_lengths_are_bucketed_to_few_shapes():
+    from samplers.ssd import _bucket
+    sizes = [_bucket(n) for n in range(0, 5001)]
+    assert sizes[:17] == [1] + list(range(1, 17))
+    assert all(n <= b <= max(1, 1.125 * n) for n, b in enumerate(sizes))
+    assert sizes == sorted(sizes) and len(set(sizes)) <= 16 + 8 * 9
+
+
 def test_differs_from_gluoncv_no_positive_gives_per_image_zeros_without_a_host_read(
         monkeypatch):
     cls_pred, box_pred, target, box_target = loss_inputs(np.random.RandomState(8),
