@@ -84,15 +84,18 @@ def background_loss(logits, block_rows=8192, threads=None):
     shape, num_class = logits.shape[:-1], logits.shape[-1]
     flat = logits.reshape(-1, num_class)
     total = flat.shape[0]
-    tail = np.empty(total, dtype)
+    loss = np.empty(total, dtype)
     finite = np.ones(total, bool)
-    starts = range(0, total, block_rows)
+    # One run of whole blocks per thread: the blocks (and so each row's road) are those of a
+    # single thread, and each run reuses one buffer.
+    blocks = -(-total // block_rows)
+    threads = min(backend.host_threads() if threads is None else threads, max(blocks, 1))
+    edges = [block_rows * (blocks * i // threads) for i in range(threads)] + [total]
     with np.errstate(over='ignore', invalid='ignore', divide='ignore'):
-        backend.map_blocks(lambda part: _background_tails(flat[part], tail[part], finite[part],
+        backend.map_blocks(lambda part: _background_tails(flat[part], loss[part], finite[part],
                                                           dtype, block_rows),
-                           [slice(s, s + block_rows) for s in starts], threads)
-        loss = np.log1p(tail)
-        overflow = np.flatnonzero(finite & ~(tail < np.inf))
+                           [slice(a, b) for a, b in zip(edges, edges[1:])], threads)
+        overflow = np.flatnonzero(finite & ~(loss < np.inf))
         if overflow.size:
             rows = flat[overflow].astype(dtype)
             top = rows.max(axis=1, keepdims=True)
@@ -101,10 +104,11 @@ def background_loss(logits, block_rows=8192, threads=None):
     return loss.reshape(shape), finite.reshape(shape)
 
 
-def _background_tails(rows, tail, finite, dtype, block_rows):
+def _background_tails(rows, loss, finite, dtype, block_rows):
     """:func:`background_loss`'s pass over consecutive ``rows`` (R, C): writes
-    ``S / exp(l_0)`` to ``tail`` (R,) and clears ``finite`` (R,) of rows with
-    a non-finite logit, one block of ``block_rows`` at a time."""
+    ``log1p(S / exp(l_0))`` to ``loss`` (R,) (infinite where the sum
+    overflowed) and clears ``finite`` (R,) of rows with a non-finite logit,
+    one block of ``block_rows`` at a time."""
     num_class = rows.shape[1]
     limit = np.log(np.finfo(dtype).max) - np.log(num_class) - 1
     high = np.exp(np.array(limit, dtype))  # exp(l) < high for every l < limit
@@ -120,12 +124,13 @@ def _background_tails(rows, tail, finite, dtype, block_rows):
                 fg_sum, bg_exp = np.einsum('ij->i', exp[:, 1:]), exp[:, 0]
                 fast = (fg_sum < high).all() and (bg_exp < high).all()  # every l_c < limit
             if fast:
-                np.divide(fg_sum, bg_exp, out=tail[part])
+                np.divide(fg_sum, bg_exp, out=loss[part])
             else:
                 np.subtract(block, block[:, :1], out=exp)
                 np.exp(exp, out=exp)
-                np.einsum('ij->i', exp[:, 1:], out=tail[part])
+                np.einsum('ij->i', exp[:, 1:], out=loss[part])
                 finite[part] = np.isfinite(block).all(axis=1)
+            np.log1p(loss[part], out=loss[part])
 
 
 # --------------------------------------------------------------------------- the selection
