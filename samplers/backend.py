@@ -204,8 +204,8 @@ def _pool(size):
         if _POOL['pid'] != os.getpid():  # a forked child: the parent's threads are not here
             _POOL.update(pid=os.getpid(), size=0, pool=None)
         if _POOL['size'] < size - 1:
-            if _POOL['pool'] is not None:
-                _POOL['pool'].shutdown(wait=False)
+            # A smaller pool is dropped, not shut down: a call in another thread may still
+            # be submitting to it (its idle threads end when it is collected).
             _POOL.update(size=size - 1, pool=ThreadPoolExecutor(
                 size - 1, thread_name_prefix='samplers'))
         return _POOL['pool']

@@ -82,3 +82,11 @@ def test_a_forked_child_builds_its_own_pool():
             os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         os.close(read)
+
+
+def test_growing_the_pool_leaves_the_smaller_one_usable():
+    # Another thread may have fetched the smaller pool and not yet submitted to it.
+    small = backend._pool(2)
+    backend._pool(backend._POOL['size'] + 3)
+    assert backend._POOL['pool'] is not small
+    assert small.submit(lambda: 7).result(timeout=30) == 7
