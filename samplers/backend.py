@@ -343,11 +343,16 @@ def _np_lowest_positions(keys, take, spread=False):
     return np.concatenate([below, np.flatnonzero(keys == t)[:take - below.size]])
 
 
-def _np_keep(mask, k, row_keys, spread=False):
+def _np_keep(mask, k, row_keys, spread=False, full_keys=None):
     """float32 0/1 (B, N): per row of ``mask`` the ``floor(min(k, count))`` candidates of
     lowest ``row_keys(r, idx)`` (the keys of row ``r``'s candidates ``idx``), ties to the
     lower index. ``row_keys`` is called only for rows that must drop candidates and keep at
-    least one, in row order; ``spread`` as in :func:`_np_lowest_positions`."""
+    least one, in row order; ``spread`` as in :func:`_np_lowest_positions`.
+
+    ``full_keys(rows, cand)``, if given, returns the keys of whole rows at once (``cand``
+    their boolean candidates), +inf off the candidates: rows mostly made of candidates are
+    ranked on those, without gathering each row's candidates first. A row whose pick holds
+    an infinite key (a candidate's key may be +inf too) is ranked again on its candidates."""
     cand = np.asarray(mask) > 0
     out = np.zeros(cand.shape, np.float32)
     if cand.size == 0:
@@ -360,11 +365,19 @@ def _np_keep(mask, k, row_keys, spread=False):
     if not crowded.all():  # rows with room keep every candidate
         rows = np.flatnonzero(~crowded)
         out[rows] = cand[rows]
-    for r in np.flatnonzero(crowded).tolist():
-        t = int(take[r])
-        if t >= 1:
-            idx = np.flatnonzero(cand[r])
-            out[r, idx[_np_lowest_positions(row_keys(r, idx), t, spread)]] = 1
+    ranked = crowded & (take >= 1)
+    whole = ranked & (2 * counts >= cand.shape[-1]) if full_keys else np.zeros_like(ranked)
+    if whole.any():
+        rows = np.flatnonzero(whole)
+        for r, keys in zip(rows.tolist(), full_keys(rows, cand[rows])):
+            picked = _np_lowest_positions(keys, int(take[r]), spread)
+            if keys[picked].max() < np.inf:
+                out[r, picked] = 1
+            else:
+                whole[r] = False
+    for r in np.flatnonzero(ranked & ~whole).tolist():
+        idx = np.flatnonzero(cand[r])
+        out[r, idx[_np_lowest_positions(row_keys(r, idx), int(take[r]), spread)]] = 1
     return out
 
 
@@ -530,7 +543,8 @@ class _Numpy(Backend):
         """:meth:`Backend.keep_top` (``k`` may also be a number). Only rows with more
         candidates than ``k`` are ranked, by a partial selection."""
         scores = np.asarray(scores)
-        return _np_keep(mask, k, lambda r, idx: -scores[r, idx])
+        return _np_keep(mask, k, lambda r, idx: -scores[r, idx],
+                        full_keys=lambda rows, cand: np.where(cand, -scores[rows], np.inf))
 
     def keep_lowest(self, keys, mask, k):
         """:meth:`Backend.keep_lowest`, ranking the keys themselves (no negated copy)."""

@@ -191,3 +191,32 @@ def test_lowest_positions_with_infinite_keys_equal_a_stable_sort():
     for take in (1, 5, 40, 286, 287, 300):
         np.testing.assert_array_equal(np.sort(backend._np_lowest_positions(keys, take)),
                                       stable_lowest(keys, take))
+
+
+def keep_top_oracle(scores, mask, k):
+    """Per row, the k highest scores among the candidates; ties to the lower index."""
+    out = np.zeros(mask.shape, np.float32)
+    for r in range(mask.shape[0]):
+        idx = np.flatnonzero(mask[r])
+        order = idx[np.argsort(-scores[r, idx], kind='stable')]
+        out[r, order[:int(min(k[r], idx.size))]] = 1
+    return out
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 4), st.integers(300, 3000), st.floats(0.5, 1.0), st.integers(1, 80),
+       st.sampled_from(['normal', 'ties', 'minus_inf']), st.integers(0, 2 ** 31 - 1))
+def test_keep_top_of_mostly_candidate_rows_equals_a_stable_sort(rows, size, density, k, shape,
+                                                                 seed):
+    # Rows mostly made of candidates are ranked on whole rows (+inf off the candidates); a
+    # candidate scoring -inf (key +inf) sends its row back to ranking its candidates alone.
+    rng = np.random.RandomState(seed)
+    mask = rng.uniform(size=(rows, size)) < density
+    scores = {'normal': lambda: rng.randn(rows, size),
+              'ties': lambda: rng.randint(0, 3, (rows, size)).astype(float),
+              'minus_inf': lambda: np.where(rng.uniform(size=(rows, size)) < 0.97, -np.inf,
+                                            rng.randn(rows, size))}[shape]().astype(np.float32)
+    scores[~mask] = np.nan  # never read off the candidates
+    ks = np.full((rows, 1), k)
+    got = backend.NUMPY.keep_top(scores, mask.astype(np.float32), ks)
+    np.testing.assert_array_equal(got, keep_top_oracle(scores, mask, ks[:, 0]))
