@@ -516,8 +516,11 @@ def test_ssd_loss_case_times_ours_gluoncv_and_one_log_softmax_pass():
     row = harness.run(['ssd-loss'], repeat=1, scale=harness.QUICK_SCALE)['cases'][0]
     assert row['ours_ms'] > 0 and row['ref_ms'] > 0 and row['path'] == 'NDArray in'
     assert any(note.startswith('one log-softmax pass ') for note in row['notes'])
-    assert any(note.startswith('second goal, ours <= 1.5x one log-softmax pass: ') and
+    assert any(note.startswith('second goal, ours <= 1.5x one log-softmax pass (median of the '
+                               'per-round ratio): ') and
                note.endswith(', not judged below scale 1') for note in row['notes'])
+    assert set(row['paired']) == {'one log-softmax pass'} and row['paired'][
+        'one log-softmax pass'] > 0
     assert row['same_as_gluoncv'] is True
 
 
@@ -654,3 +657,25 @@ def test_write_table_refuses_a_subset_of_cases(tmp_path, capsys):
         cli.main(['--quick', '--cases', 'quota', '--write-table', str(path)])
     assert 'whole table' in capsys.readouterr().err
     assert path.read_text() == text
+
+
+def test_a_paired_multiple_is_the_median_of_the_per_round_ratios(registry, monkeypatch):
+    # Round by round, ours / other: 2/1, 4/1, 3/3 -> median 2; the medians' ratio would be 3.
+    rounds = {'ours:numpy in': [2.0, 4.0, 3.0], 'GluonCV': [5.0, 5.0, 5.0],
+              'other': [1.0, 1.0, 3.0]}
+
+    def fake_time_alternating(runners, repeat, warmup=1, keep=False):
+        assert keep and list(runners) == list(rounds)
+        return {label: {'median': float(np.median(s)), 'min': min(s), 'runs': len(s),
+                        'seconds': s} for label, s in rounds.items()}
+
+    monkeypatch.setattr(harness, 'time_alternating', fake_time_alternating)
+
+    @harness.case('toy', ('faster', 2.0), lambda s: {'n': 1})
+    def toy(b, sizes, rng):
+        return b.compare('toy', ours={'numpy in': lambda i: None}, reference=lambda i: None,
+                         others={'other': lambda i: None}, paired=('other',))
+
+    row = harness.run(['toy'], repeat=3, scale=harness.QUICK_SCALE, check=False)['cases'][0]
+    assert row['paired'] == {'other': pytest.approx(2.0)}
+    assert row['ours_ms'] / row['timings_ms']['other'] == pytest.approx(3.0)

@@ -296,7 +296,7 @@ class Bench:
         self.seed, self.check, self.rss, self.collect = seed, check, rss, collect
 
     def compare(self, what, ours, reference, reference_name='GluonCV', others=None,
-                agree=None, notes=()):
+                agree=None, notes=(), paired=()):
         """Time ``ours`` against ``reference`` and return the case's row.
 
         ``ours`` maps a path label (such as ``'NDArray in'``) to ``fn(i)``; the
@@ -306,16 +306,24 @@ class Bench:
         ``i`` is the run index, for cases with inputs per run. ``agree``, when
         given, is ``(ours(), theirs())`` or ``(ours(), theirs(), compare)``:
         zero-argument calls with subsampling off whose results must match
-        (skipped by ``--no-check``). ``notes`` are added as they are.
+        (skipped by ``--no-check``). ``notes`` are added as they are. For each
+        label of ``others`` in ``paired``, ``row['paired'][label]`` is the
+        median over rounds of our first path's time / that label's time in the
+        same round (the two run back to back, so drift of the machine's speed
+        between rounds cancels).
         """
         if self.collect:
             return dict(ours)
         runners = {'ours:' + label: fn for label, fn in ours.items()}
         runners[reference_name] = reference
         runners.update(others or {})
-        timings = time_alternating(runners, self.repeat, self.warmup)
+        timings = time_alternating(runners, self.repeat, self.warmup, keep=bool(paired))
         row = make_row(self.name, what, reference_name, timings, list(runners)[:len(ours)],
                        reference_name, list(others or ()), goal_applies(self.scale))
+        first = timings[list(runners)[0]]
+        row['paired'] = {label: statistics.median(a / b for a, b in zip(
+            first['seconds'], timings[label]['seconds']))
+            for label in paired if 'seconds' in first and 'seconds' in timings[label]}
         row['notes'].extend(notes)
         if agree is not None and self.check:
             check_agreement(row, *agree)
