@@ -365,17 +365,17 @@ def _np_keep(mask, k, row_keys, spread=False, full_keys=None):
     if not crowded.all():  # rows with room keep every candidate
         rows = np.flatnonzero(~crowded)
         out[rows] = cand[rows]
-    ranked = crowded & (take >= 1)
-    whole = ranked & (2 * counts >= cand.shape[-1]) if full_keys else np.zeros_like(ranked)
-    if whole.any():
-        rows = np.flatnonzero(whole)
-        for r, keys in zip(rows.tolist(), full_keys(rows, cand[rows])):
+    rows = np.flatnonzero(crowded & (take >= 1))
+    if full_keys and rows.size:
+        whole = rows[2 * counts[rows] >= cand.shape[-1]]
+        done = []
+        for r, keys in zip(whole.tolist(), full_keys(whole, cand[whole]) if whole.size else ()):
             picked = _np_lowest_positions(keys, int(take[r]), spread)
             if keys[picked].max() < np.inf:
                 out[r, picked] = 1
-            else:
-                whole[r] = False
-    for r in np.flatnonzero(ranked & ~whole).tolist():
+                done.append(r)
+        rows = np.setdiff1d(rows, done, assume_unique=True)
+    for r in rows.tolist():
         idx = np.flatnonzero(cand[r])
         out[r, idx[_np_lowest_positions(row_keys(r, idx), int(take[r]), spread)]] = 1
     return out
