@@ -31,6 +31,8 @@ case                      what is timed (sizes at ``--scale 1``)          goal
 ``ssd-loss``              SSDMultiBoxLoss (mining with OHEM's selection)  >= 2x faster; and
                           on ohem's inputs: 32 x 8732 anchors x 21        <= 1.5x one
                           classes, ratio 3                                log-softmax pass
+                                                                          (median per-round
+                                                                          ratio)
 ``rpn-sampler-memory``    peak memory of RPNTargetSampler at 1,000,000    < 3x the IoU matrix
                           anchors x 10 boxes, as a multiple of the IoU
                           matrix (numpy allocations, via tracemalloc;
