@@ -43,11 +43,15 @@ def test_keep_random_is_uniform_over_candidates():
     assert hits[[1, 3, 5, 7]].min() > 850  # 1000 expected each; 850 is > 5 sigma away
 
 def test_keep_random_ndarray_is_uniform_over_candidates():
-    mask = mx.nd.array([[0, 1, 0, 1, 0, 1, 0, 1]])
+    # 2000 rows, each its own draw (quotas are per row), and a second call for fresh keys.
+    mask = mx.nd.array(np.tile([[0, 1, 0, 1, 0, 1, 0, 1]], (2000, 1)))
     with backend.force_ndarray_backend():
-        hits = sum(draws.keep_random(mask, 1).asnumpy()[0] for _ in range(2000))
+        first, second = (draws.keep_random(mask, 1).asnumpy() for _ in range(2))
+    hits = first.sum(axis=0)
+    assert (first.sum(axis=1) == 1).all()
     assert hits[[1, 3, 5, 7]].min() > 400  # 500 expected each
     assert hits[[0, 2, 4, 6]].max() == 0
+    assert (first != second).any()  # the RNG moves on between calls
 
 def test_keep_random_reproduces_under_seed():
     mask = np.random.rand(200) > 0.5

@@ -218,10 +218,14 @@ def test_each_image_has_its_own_quota(backend):
 @pytest.mark.parametrize('backend', BACKENDS)
 def test_kept_subset_is_uniform(backend):
     sampler = QuotaSampler(4, 0.5, 0.5, pos_ratio=0.5, neg_ratio=0.0, fill_negative=False)
-    inputs = one_image([[0.75]] * 4)
-    hits = sum(run(sampler, backend, *inputs)[0] == 1 for _ in range(400))
+    # 400 images in one call (each its own quota and draw), and a second call for fresh keys.
+    inputs = [np.repeat(x, 400, axis=0) for x in one_image([[0.75]] * 4)]
+    first, second = (run(sampler, backend, *inputs) == 1 for _ in range(2))
+    assert (first.sum(axis=1) == 2).all()
+    hits = first.sum(axis=0)
     # Each of the 4 candidates is kept with probability 1/2: 200 +- 5 sigma (sigma = 10).
     assert np.all(np.abs(hits - 200) < 50), hits
+    assert (first != second).any()
 
 
 # ----------------------------------------------------------------------------- no boxes
