@@ -152,3 +152,41 @@ def training_task(net, mask=False):
         return Mask(net, trainer, *losses, gluon.loss.SigmoidBinaryCrossEntropyLoss(),
                     amp_enabled=False), trainer
     return Faster(net, trainer, *losses, mix_ratio=1.0, amp_enabled=False), trainer
+
+
+def zoo_net(name, num_sample=None, installed=False, **sampler_options):
+    """An untrained, initialized model-zoo R-CNN ``name``.
+
+    ``installed``: built while ``samplers.gluoncv.install()`` is in effect (then undone), so
+    it carries the sampler install() gives. ``num_sample``: the second stage draws that many
+    samples per image (the zoo's 128 or 512 make the heads slow) through our
+    ``RCNNTargetSampler`` (``sampler_options`` go to it), with the target generator agreeing
+    on ``_max_pos`` as GluonCV's own ``reset_class()`` arranges.
+    """
+    import samplers.gluoncv as sg
+    from gluoncv.model_zoo import get_model
+    from gluoncv.model_zoo.rcnn.faster_rcnn.rcnn_target import RCNNTargetGenerator
+    if installed:
+        sg.install()
+    try:
+        net = get_model(name, pretrained=False, pretrained_base=False)
+    finally:
+        if installed:
+            sg.uninstall()
+    net.initialize()
+    if num_sample is not None:
+        net._num_sample = num_sample
+        net.sampler = sg.RCNNTargetSampler(1, net.sampler._num_proposal, num_sample,
+                                           max_num_gt=net.sampler._max_num_gt, **sampler_options)
+        net._target_generator = lambda: RCNNTargetGenerator(net.num_class,
+                                                            net.sampler._max_pos, 1)
+    return net
+
+
+def iou(a, b):
+    """(N, 4) x (M, 4) IoU of corner boxes, GluonCV's +1-free convention (a plain oracle)."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)
+    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=-1)  # noqa: E731
+    return inter / (area(a)[:, None] + area(b)[None, :] - inter)

@@ -18,13 +18,12 @@ from gluoncv.data.transforms.presets import rcnn as presets  # noqa: E402
 from gluoncv.model_zoo import get_model  # noqa: E402
 from gluoncv.model_zoo.rcnn.faster_rcnn.rcnn_target import \
     RCNNTargetSampler as GluonCVRCNNTargetSampler  # noqa: E402
-from gluoncv.model_zoo.rcnn.faster_rcnn.rcnn_target import RCNNTargetGenerator  # noqa: E402
 
 import samplers.gluoncv as sg  # noqa: E402
 from samplers import RCNNTargetSampler, RPNTargetGenerator, box_iof  # noqa: E402
 from samplers.gluoncv import _common, patches_datasets  # noqa: E402
 from samplers.gluoncv import transforms as sg_transforms  # noqa: E402
-from helpers import gluon_anchors, training_task  # noqa: E402
+from helpers import gluon_anchors, training_task, zoo_net  # noqa: E402
 from tools.crowd_check import (TRAIN, count_inside, crowd_boxes,  # noqa: E402
                                regions_in_network_coordinates, write_coco)
 
@@ -221,13 +220,7 @@ def test_differs_from_gluoncv_rpn_negatives_inside_crowd_regions(root):
 # ----------------------------------------------------------------------------- end to end
 def build(name):
     """A model-zoo network, untrained, drawing NUM_SAMPLE second-stage samples per image."""
-    net = get_model(name, pretrained=False, pretrained_base=False)
-    net.initialize()
-    net._num_sample = NUM_SAMPLE
-    net.sampler = sg.RCNNTargetSampler(1, net.sampler._num_proposal, NUM_SAMPLE,
-                                       max_num_gt=net.sampler._max_num_gt)
-    net._target_generator = lambda: RCNNTargetGenerator(net.num_class, net.sampler._max_pos, 1)
-    return net
+    return zoo_net(name, NUM_SAMPLE)
 
 
 @pytest.fixture(scope='module')

@@ -15,11 +15,9 @@ from gluoncv.data import VOCDetection  # noqa: E402
 from gluoncv.data.batchify import FasterRCNNTrainBatchify, MaskRCNNTrainBatchify  # noqa: E402
 from gluoncv.data.transforms import mask as tmask  # noqa: E402
 from gluoncv.data.transforms.presets import rcnn as presets  # noqa: E402
-from gluoncv.model_zoo import get_model  # noqa: E402
-from gluoncv.model_zoo.rcnn.faster_rcnn.rcnn_target import RCNNTargetGenerator  # noqa: E402
 
 import samplers.gluoncv as sg  # noqa: E402
-from helpers import rectangle_mask, training_task, write_voc  # noqa: E402
+from helpers import iou, rectangle_mask, training_task, write_voc, zoo_net  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings('ignore::UserWarning')
 HEIGHT, WIDTH = 192, 256
@@ -70,15 +68,7 @@ NUM_SAMPLE = 32  # second-stage samples per image (the zoo's 128 or 512 make the
 
 def build(name):
     """A model-zoo network, untrained, drawing NUM_SAMPLE second-stage samples per image."""
-    net = get_model(name, pretrained=False, pretrained_base=False)
-    net.initialize()
-    # As GluonCV's own reset_class() does: the sampler and the target generator agree on _max_pos.
-    net._num_sample = NUM_SAMPLE
-    net.sampler = sg.RCNNTargetSampler(1, net.sampler._num_proposal, NUM_SAMPLE,
-                                       max_num_gt=net.sampler._max_num_gt,
-                                       hard_iou_thresh=HARD_IOU)
-    net._target_generator = lambda: RCNNTargetGenerator(net.num_class, net.sampler._max_pos, 1)
-    return net
+    return zoo_net(name, NUM_SAMPLE, hard_iou_thresh=HARD_IOU)
 
 
 @pytest.fixture(scope='module')
@@ -140,15 +130,6 @@ def train(net, batches, mask, hybridize):
 def one_device(part):
     """What GluonCV's ``split_and_load`` gives the only device: shards come as a list or tuple."""
     return (part[0] if isinstance(part, (list, tuple)) else part).as_in_context(mx.cpu())
-
-
-def iou(a, b):
-    """(N, 4) x (M, 4) IoU, GluonCV's +1-free corner convention."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)
-    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=-1)  # noqa: E731
-    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
 
 
 def check_second_stage(rois, samples, matches, label):

@@ -34,7 +34,7 @@ import samplers.gluoncv._common as sg_common  # noqa: E402
 import samplers.gluoncv.patches_rcnn as sg_patches  # noqa: E402
 import samplers.gluoncv.transforms as sg_transforms  # noqa: E402
 from conftest import CPU_CONTEXTS, requires_gpu  # noqa: E402
-from helpers import grid_anchors, rectangle_mask  # noqa: E402
+from helpers import grid_anchors, rectangle_mask, zoo_net  # noqa: E402
 
 # GluonCV's FPN network warns while tracing its features symbol; not ours to fix.
 pytestmark = [pytest.mark.filterwarnings('ignore:Cannot decide type:UserWarning'),
@@ -642,13 +642,7 @@ def second_stage(net, *inputs, seed=0):
 @pytest.fixture(scope='module')
 def installed_net():
     """A C4 network built while install() is in effect: it has our second-stage sampler."""
-    sg.install()
-    try:
-        net = get_model('faster_rcnn_resnet50_v1b_voc', pretrained=False, pretrained_base=False)
-    finally:
-        sg.uninstall()
-    net.initialize()
-    return net
+    return zoo_net('faster_rcnn_resnet50_v1b_voc', installed=True)
 
 
 def test_network_built_after_install_has_our_sampler_with_gluoncv_type(installed_net):

@@ -18,13 +18,10 @@ gluoncv = pytest.importorskip('gluoncv')
 from gluoncv.data import LstDetection, RecordFileDetection, VOCDetection  # noqa: E402
 from gluoncv.data.batchify import FasterRCNNTrainBatchify  # noqa: E402
 from gluoncv.data.transforms.presets import rcnn as presets  # noqa: E402
-from gluoncv.model_zoo import get_model  # noqa: E402
-from gluoncv.model_zoo.rcnn.faster_rcnn.data_parallel import ForwardBackwardTask  # noqa: E402
-from gluoncv.model_zoo.rcnn.faster_rcnn.rcnn_target import RCNNTargetGenerator  # noqa: E402
 
 import samplers.gluoncv as sg  # noqa: E402
 from samplers.gluoncv import lst  # noqa: E402
-from helpers import write_voc  # noqa: E402
+from helpers import training_task, write_voc, zoo_net  # noqa: E402
 
 pytestmark = [pytest.mark.filterwarnings('ignore::UserWarning'),
               pytest.mark.usefixtures('uninstall_gluoncv')]
@@ -227,17 +224,7 @@ NUM_SAMPLE = 32  # second-stage samples per image
 @pytest.fixture(scope='module')
 def net():
     """A C4 Faster R-CNN built under install() (our second-stage sampler), few samples."""
-    sg.install()
-    try:
-        net = get_model('faster_rcnn_resnet50_v1b_voc', pretrained=False, pretrained_base=False)
-    finally:
-        sg.uninstall()
-    net.initialize()
-    net._num_sample = NUM_SAMPLE
-    net.sampler = sg.RCNNTargetSampler(1, net.sampler._num_proposal, NUM_SAMPLE,
-                                       max_num_gt=net.sampler._max_num_gt)
-    net._target_generator = lambda: RCNNTargetGenerator(net.num_class, net.sampler._max_pos, 1)
-    return net
+    return zoo_net('faster_rcnn_resnet50_v1b_voc', NUM_SAMPLE, installed=True)
 
 
 def first_batches(net, dataset, count):
@@ -257,14 +244,6 @@ def first_batches(net, dataset, count):
     return out
 
 
-def iou(a, b):
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)
-    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=-1)  # noqa: E731
-    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
-
-
 def test_lst_to_lst_detection_to_patched_transform_to_network(net, voc_dir, voc_lst, voc_rec):
     sg.install()
     data = first_batches(net, LstDetection(voc_lst, root=voc_dir), 2)
@@ -279,14 +258,7 @@ def test_lst_to_lst_detection_to_patched_transform_to_network(net, voc_dir, voc_
         np.testing.assert_array_equal(a[2].asnumpy(), b[2].asnumpy())
         np.testing.assert_allclose(a[1].asnumpy(), b[1].asnumpy(), atol=1e-3)
     # One forward/backward each, as GluonCV's script takes it: no positive proposal on a hard box.
-    net.collect_params().setattr('grad_req', 'null')
-    net.collect_train_params().setattr('grad_req', 'write')
-    trainer = gluon.Trainer(net.collect_train_params(), 'sgd',
-                            {'learning_rate': 1e-4, 'clip_gradient': 5})
-    task = ForwardBackwardTask(
-        net, trainer, gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=False),
-        gluon.loss.HuberLoss(rho=1 / 9.), gluon.loss.SoftmaxCrossEntropyLoss(),
-        gluon.loss.HuberLoss(), mix_ratio=1.0, amp_enabled=False)
+    task, trainer = training_task(net)
     seen = []
     net.hybridize(False)
     hook = net.sampler.register_forward_hook(
