@@ -10,9 +10,8 @@ The selection is written once, for numpy arrays, NDArrays and symbols alike
 :func:`ohem_quota` (how many negatives per image) and :func:`hard_negatives`
 (which ones). :mod:`samplers.ssd` mines its loss with the same two.
 
-Also here, because mining needs it: :func:`background_loss_F` /
-:func:`background_loss`, ``-log softmax(logits)[..., 0]`` computed without
-overflow for any finite logits. The de-duplication's NMS is :mod:`samplers.nms`.
+The background loss it ranks by is :mod:`samplers.background`; the
+de-duplication's NMS is :mod:`samplers.nms`.
 """
 from __future__ import annotations
 
@@ -23,114 +22,17 @@ import mxnet as mx
 from mxnet import gluon
 
 from . import backend, nms
+from .background import BackgroundRanking, background_loss, background_loss_F
 from ._blocks import Array, SamplerBlock, traced
 from .backend import Backend, finite_F, host_view, like, to_numpy, use_numpy, warn_once
 from .boxes import finite_rows, row_max
 from .checks import (check_boxes, check_dtype, check_int, check_one_context, check_ratio,
                      check_same_kind)
 
-__all__ = ['OHEMSampler', 'background_loss', 'background_loss_F', 'hard_negatives',
-           'ohem_quota']
+__all__ = ['OHEMSampler', 'hard_negatives', 'ohem_quota']
 
 _INF = float('inf')
 _FLOAT32S = ('float32',) * 3
-
-
-# --------------------------------------------------------------------------- background loss
-def background_loss_F(F, logits):
-    """Background cross-entropy ``-log softmax(logits)[..., 0]`` and a finiteness flag.
-
-    ``logits`` (..., C) with C >= 2, class 0 background, an ``F`` array.
-    With ``m`` the row's largest logit and ``S = sum_{c>=1} exp(l_c - m)``,
-    the loss is ``(m - l_0) + log1p(expm1(l_0 - m) + S)``: every exponent is
-    <= 0, so any finite logits (even +-1e4) give a finite, correctly ordered
-    loss, and a confident background (``m = l_0``) keeps the precision of
-    ``log1p(S)``. Returns ``(loss, finite)``, both (...): ``finite`` is 1
-    where every logit of the row is finite, 0 elsewhere (``loss`` is
-    meaningless there).
-    """
-    l0 = F.slice_axis(logits, axis=-1, begin=0, end=1)
-    top = F.max(logits, axis=-1, keepdims=True)
-    fg = F.slice_axis(logits, axis=-1, begin=1, end=None)
-    tail = F.sum(F.exp(F.broadcast_sub(fg, top)), axis=-1)
-    gap = F.squeeze(top - l0, axis=-1)
-    loss = gap + F.log1p(F.expm1(-gap) + tail)
-    finite = F.min(finite_F(F, logits), axis=-1)
-    return loss, finite
-
-
-def background_loss(logits, block_rows=8192, threads=None):
-    """numpy twin of :func:`background_loss_F`: ``(loss, finite)`` of shape (...).
-
-    ``finite`` is boolean. The same loss (to a few ulps) by a cheaper road,
-    ``block_rows`` anchors at a time so the exponentials stay in cache:
-    ``log1p(S / exp(l_0))`` with ``S = sum_{c>=1} exp(l_c)``: one ``exp`` of
-    the block, row sums by ``einsum`` (no shifted copy, no BLAS threads).
-    That road is taken for a block whose logits all lie within
-    ``+-(log(max float) - log(C) - 1)`` (about +-85 in float32), where every
-    exponential is a normal float: checked by the block's minimum and by
-    ``S`` and ``exp(l_0)`` staying below ``exp`` of that bound (a NaN or an
-    infinity fails the check). Any other block is redone with
-    ``log1p(sum_{c>=1} exp(l_c - l_0))`` and row checks, its overflowing
-    rows max-shifted. Computed in float32 (float64 for float64 input).
-
-    Blocks are shared out over ``threads`` threads (default
-    :func:`samplers.backend.host_threads`; numpy releases the GIL in these
-    loops); each block is computed alike whatever the thread count, so the
-    result is the same bit for bit.
-    """
-    logits = np.asarray(logits)
-    dtype = np.result_type(logits.dtype, np.float32)
-    shape, num_class = logits.shape[:-1], logits.shape[-1]
-    flat = logits.reshape(-1, num_class)
-    total = flat.shape[0]
-    loss = np.empty(total, dtype)
-    finite = np.ones(total, bool)
-    # One run of whole blocks per thread: the blocks (and so each row's road) are those of a
-    # single thread, and each run reuses one buffer.
-    blocks = -(-total // block_rows)
-    threads = min(backend.host_threads() if threads is None else threads, max(blocks, 1))
-    edges = [block_rows * (blocks * i // threads) for i in range(threads)] + [total]
-    with np.errstate(over='ignore', invalid='ignore', divide='ignore'):
-        backend.map_blocks(lambda part: _background_tails(flat[part], loss[part], finite[part],
-                                                          dtype, block_rows),
-                           [slice(a, b) for a, b in zip(edges, edges[1:])], threads)
-        overflow = np.flatnonzero(finite & ~(loss < np.inf))
-        if overflow.size:
-            rows = flat[overflow].astype(dtype)
-            top = rows.max(axis=1, keepdims=True)
-            loss[overflow] = (np.log(np.exp(rows - top).sum(axis=1))
-                              + (top[:, 0] - rows[:, 0]))
-    return loss.reshape(shape), finite.reshape(shape)
-
-
-def _background_tails(rows, loss, finite, dtype, block_rows):
-    """:func:`background_loss`'s pass over consecutive ``rows`` (R, C): writes
-    ``log1p(S / exp(l_0))`` to ``loss`` (R,) (infinite where the sum
-    overflowed) and clears ``finite`` (R,) of rows with a non-finite logit,
-    one block of ``block_rows`` at a time."""
-    num_class = rows.shape[1]
-    limit = np.log(np.finfo(dtype).max) - np.log(num_class) - 1
-    high = np.exp(np.array(limit, dtype))  # exp(l) < high for every l < limit
-    buf = np.empty((min(block_rows, rows.shape[0]), num_class), dtype)
-    with np.errstate(over='ignore', invalid='ignore', divide='ignore'):
-        for start in range(0, rows.shape[0], block_rows):
-            block = rows[start:start + block_rows].astype(dtype, copy=False)
-            part = slice(start, start + block.shape[0])
-            exp = buf[:block.shape[0]]
-            fast = -limit < block.min()  # False on NaN
-            if fast:
-                np.exp(block, out=exp)
-                fg_sum, bg_exp = np.einsum('ij->i', exp[:, 1:]), exp[:, 0]
-                fast = (fg_sum < high).all() and (bg_exp < high).all()  # every l_c < limit
-            if fast:
-                np.divide(fg_sum, bg_exp, out=loss[part])
-            else:
-                np.subtract(block, block[:, :1], out=exp)
-                np.exp(exp, out=exp)
-                np.einsum('ij->i', exp[:, 1:], out=loss[part])
-                finite[part] = np.isfinite(block).all(axis=1)
-            np.log1p(loss[part], out=loss[part])
 
 
 # --------------------------------------------------------------------------- the selection
@@ -227,8 +129,13 @@ class OHEMSampler(SamplerBlock, gluon.HybridBlock):
             args = (x, logits, ious, scores, boxes)
         if use_numpy(x):
             with np.errstate(invalid='ignore'):  # a NaN match compares false both ways: ignored
-                dedup = functools.partial(nms.dedup_np, thresh=self._nms_thresh)
-                return like(self._labels(backend.NUMPY, *_inputs_np(self, *args), dedup=dedup), x)
+                x_, best, ious_ok, loss, finite, boxes = _inputs_np(self, *args)
+                if isinstance(loss, BackgroundRanking):
+                    mine = loss.hardest
+                else:
+                    mine = _miner(backend.NUMPY, loss, boxes, functools.partial(
+                        nms.dedup_np, thresh=self._nms_thresh))
+                return like(self._labels(backend.NUMPY, x_, best, ious_ok, finite, mine), x)
         if self._active:  # one graph per pattern of None inputs and float widths
             widths = _widths(*args[1:4])
             return self._keyed_graph(tuple(a is None for a in args) + widths, args, widths)
@@ -236,28 +143,34 @@ class OHEMSampler(SamplerBlock, gluon.HybridBlock):
             return self.hybrid_forward(mx.nd, *args)
 
     # ----------------------------------------------------------------------- the rule
-    def _labels(self, be, x, best, ious_ok, loss, finite, boxes, dedup=None):
+    def _labels(self, be, x, best, ious_ok, finite, mine):
         """The labels from per-anchor inputs, written once for every backend ``be``.
 
         ``x`` (B, N) matches; ``best`` (B, N) best IoU; ``ious_ok``,
         ``finite`` (B, N) 0/1: the IoUs and the ranking loss are finite;
-        ``loss`` (B, N); ``boxes`` (B, N, 4) or None; ``dedup(loss, candidate,
-        quota, boxes)`` the de-duplicated choice, needed with ``boxes``. See the
-        class docstring.
+        ``mine(candidate, quota)`` the negatives chosen among the 0/1
+        ``candidate`` (B, N), ``quota`` (B, 1) per image (:func:`_miner`). See
+        the class docstring.
         """
         positive = be.mask(x >= 0)
         candidate = be.mask(x < 0) * be.mask(best < self._thresh) * ious_ok * finite
         quota = ohem_quota(be, be.count(positive), self._ratio, self._min_samples)
-        if boxes is None:
-            negative = hard_negatives(be, loss, candidate, quota)
-        else:
-            negative = dedup(loss, candidate * be.finite_rows(boxes), quota, boxes)
-        return be.labels(positive, negative)
+        return be.labels(positive, mine(candidate, quota))
 
     def hybrid_forward(self, F, x, logits, ious, scores=None, boxes=None):
         """Labels from F operators only; see the class docstring for the rule."""
-        return self._labels(backend.for_F(F), *_inputs_F(F, x, logits, ious, scores, boxes),
-                            dedup=functools.partial(_dedup_graph, F, self._nms_thresh))
+        be = backend.for_F(F)
+        x, best, ious_ok, loss, finite, boxes = _inputs_F(F, x, logits, ious, scores, boxes)
+        mine = _miner(be, loss, boxes, functools.partial(_dedup_graph, F, self._nms_thresh))
+        return self._labels(be, x, best, ious_ok, finite, mine)
+
+
+def _miner(be, loss, boxes, dedup):
+    """``mine(candidate, quota)`` for ``OHEMSampler._labels``: the hardest by ``loss``, or
+    with ``boxes`` the de-duplicated choice ``dedup(loss, candidate, quota, boxes)``."""
+    if boxes is None:
+        return functools.partial(hard_negatives, be, loss)
+    return lambda candidate, quota: dedup(loss, candidate * be.finite_rows(boxes), quota, boxes)
 
 
 def _dedup_graph(F, thresh, loss, candidate, quota, boxes):
@@ -267,9 +180,10 @@ def _dedup_graph(F, thresh, loss, candidate, quota, boxes):
 
 # --------------------------------------------------------------------------- per-anchor inputs
 def _inputs_np(sampler, x, logits, ious, scores, boxes):
-    """The inputs of ``OHEMSampler._labels`` as numpy arrays, by numpy's fastest roads.
-
-    Non-finite values are logged once per ``sampler``.
+    """``(x, best, ious_ok, loss, finite, boxes)`` as numpy arrays, by numpy's fastest
+    roads: ``loss`` is a :class:`samplers.background.BackgroundRanking` of the logits when
+    neither ``scores`` nor ``boxes`` is given. Non-finite values are logged once per
+    ``sampler``.
     """
     x = to_numpy(x)
     ious = to_numpy(ious)
@@ -280,13 +194,17 @@ def _inputs_np(sampler, x, logits, ious, scores, boxes):
         best = row_max(ious)
     else:
         ious_ok, best = np.isfinite(ious), ious
-    if scores is None:
-        loss, finite = background_loss(host_view(logits))
-        name = 'logits'
-    else:
+    if scores is not None:
         loss = to_numpy(scores)
         finite = np.isfinite(loss)
         name = 'scores'
+    elif boxes is None:  # the plain selection: few losses are computed
+        loss = BackgroundRanking(host_view(logits))
+        finite = loss.finite
+        name = 'logits'
+    else:
+        loss, finite = background_loss(host_view(logits))
+        name = 'logits'
     for bad, what in ((not finite.all(), name), (not ious_ok.all(), 'ious'),
                       (x.dtype.kind == 'f' and np.isnan(x).any(), 'x')):
         if bad:
@@ -294,7 +212,7 @@ def _inputs_np(sampler, x, logits, ious, scores, boxes):
                       'ignored (label 0)'.format(what))
     if not ious_ok.all():
         best = np.where(ious_ok, best, 0)  # the anchor is out through ious_ok
-    if not finite.all():
+    if not finite.all() and not isinstance(loss, BackgroundRanking):
         loss = np.where(finite, loss, 0)
     if boxes is not None:
         boxes = to_numpy(boxes).astype(np.float64)
@@ -302,7 +220,7 @@ def _inputs_np(sampler, x, logits, ious, scores, boxes):
 
 
 def _inputs_F(F, x, logits, ious, scores, boxes):
-    """The inputs of ``OHEMSampler._labels`` as F arrays.
+    """``(x, best, ious_ok, loss, finite, boxes)`` as F arrays.
 
     Each float input is computed in float32, or in float64 if it is
     float64: read from the NDArrays themselves, or, while a graph is

@@ -15,6 +15,8 @@ GluonCV) are in the README's SSD section.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import mxnet as mx
 from mxnet import autograd, gluon
@@ -25,7 +27,8 @@ from .backend import Array, Backend, finite_F, host_view, is_ndarray, like, to_n
 from .boxes import box_iou, center_to_corner, encode_boxes, too_small
 from .checks import (check_dtype, check_int, check_min_size, check_ratio, check_stds, hard_flags,
                      hard_on_device)
-from .ohem import OHEMSampler, background_loss, hard_negatives
+from .background import BackgroundRanking
+from .ohem import OHEMSampler, hard_negatives
 
 __all__ = ['SSDTargetGenerator', 'SSDMultiBoxLoss', 'ssd_matches']
 
@@ -338,17 +341,18 @@ class SSDMultiBoxLoss(SamplerBlock, gluon.Block):
         """
         if use_numpy(cls_target):
             target, loss, finite = (to_numpy(a) for a in (cls_target, loss, finite))
-            with np.errstate(over='ignore'):  # a huge ratio: an infinite quota, capped later
-                return like(self._chosen(backend.NUMPY, target, loss, finite), cls_target)
-        return self._chosen(backend.ND, cls_target, loss, finite)
+            return like(self._chosen(backend.NUMPY, target, finite,
+                                     _ranked_by(backend.NUMPY, loss, finite)), cls_target)
+        return self._chosen(backend.ND, cls_target, finite,
+                            _ranked_by(backend.ND, loss, finite))
 
-    def _chosen(self, be, target, loss, finite):
-        """:meth:`cls_loss_mask` on arrays of backend ``be``."""
-        finite = be.mask(finite > 0)
+    def _chosen(self, be, target, finite, mine):
+        """:meth:`cls_loss_mask` on arrays of backend ``be``; ``mine(candidate, quota)``
+        the hardest ``quota`` (B, 1) of each image's 0/1 ``candidate``."""
         positive = be.mask(target > 0)
-        candidate = be.mask(target == 0) * finite
-        loss = be.where(finite > 0, loss, 0.0)
-        return positive + hard_negatives(be, loss, candidate, self._quota(be, positive))
+        candidate = be.mask(target == 0) * be.mask(finite > 0)
+        with np.errstate(over='ignore'):  # a huge ratio: an infinite quota, capped later
+            return positive + mine(candidate, self._quota(be, positive))
 
     def _quota(self, be, positive):
         """Negatives wanted per image, (B, 1) float64, as GluonCV counts them.
@@ -362,9 +366,9 @@ class SSDMultiBoxLoss(SamplerBlock, gluon.Block):
         return be.maximum(wanted, float(self._min_hard))
 
     def _smooth_l1(self, diff):
-        diff = mx.nd.abs(diff)
-        return mx.nd.where(diff > self._rho, diff - 0.5 * self._rho,
-                           (0.5 / self._rho) * mx.nd.square(diff))
+        """``|d| - rho / 2`` where ``|d| > rho``, else ``d**2 / (2 rho)`` (MXNet's
+        ``smooth_l1`` with ``sigma**2 = 1 / rho``)."""
+        return mx.nd.smooth_l1(diff, scalar=self._rho ** -0.5)
 
     def _losses_dense(self, cp, bp, ct, bt):
         """Per-image (B,) sums, every anchor computed: the device path (no host copy).
@@ -395,10 +399,10 @@ class SSDMultiBoxLoss(SamplerBlock, gluon.Block):
         """``(sum_loss, cls_loss, box_loss)``, (B,) each, times ``scale``: the CPU path.
 
         ``target`` is the class target as a numpy array. The choice is made on
-        the host from numpy's background loss of a view of the logits
-        (:func:`samplers.backend.host_view`, no copy;
-        :func:`samplers.ohem.background_loss`); only the chosen rows (a few per
-        positive) go through ``log_softmax``, and only the positive rows
+        the host from a view of the logits (:func:`samplers.backend.host_view`,
+        no copy) by :class:`samplers.background.BackgroundRanking`, which
+        computes the background loss only of anchors that may be chosen; only
+        the chosen rows (a few per positive) go through ``log_softmax``, and only the positive rows
         through the box loss, gathered with ``take`` so autograd sees them.
         Each image's values are then gathered into a row of its own (padded
         with a zero) and summed, so a non-finite value stays in its image: a
@@ -406,39 +410,50 @@ class SSDMultiBoxLoss(SamplerBlock, gluon.Block):
         """
         batch, num, num_class = cp.shape
         with autograd.pause():
-            loss, finite = background_loss(host_view(cp))
-            chosen = self.cls_loss_mask(target, loss, finite)
+            ranking = BackgroundRanking(host_view(cp))
+            chosen = self._chosen(backend.NUMPY, target, ranking.finite, ranking.hardest)
         flat_target = target.reshape(-1)
         rows = np.flatnonzero(chosen.reshape(-1) > 0)
         pos = np.flatnonzero(flat_target > 0)
         # The gathered arrays have a bucketed length (_bucket): a few shapes recur, so MXNet's
-        # per-shape MKLDNN primitives stop growing in number. Row 0 pads them (and stands in
-        # when there is no row, zeroed): padding is in no image's sum.
+        # per-shape MKLDNN primitives stop growing in number. The padding repeats anchor 0
+        # and is in no image's sum; its gradient is 0 as long as anchor 0's logits and boxes
+        # are finite, and otherwise the padded rows are zeroed (a selection, so no NaN of
+        # anchor 0 reaches a gradient).
         k, p = _bucket(rows.size), _bucket(pos.size)
+        zeroed = not _first_anchor_finite(cp, bp, bt)
         some_rows, some_pos = _padded(rows, k), _padded(pos, p)
-        index = mx.nd.array(np.concatenate([some_rows, np.maximum(flat_target[some_rows], 0),
-                                            some_pos]), ctx=cp.context, dtype='int64')
-        # Padding rows are zeroed (a selection, so no NaN of row 0 reaches a gradient).
-        logits = _real_rows(mx.nd.take(cp.reshape((-1, num_class)), index[:k], axis=0),
-                            rows.size)
-        log_p = mx.nd.pick(mx.nd.log_softmax(logits, axis=-1), index[k:2 * k], axis=-1)
-        diff = _real_rows(mx.nd.take(bp.reshape((-1, 4)), index[2 * k:], axis=0)
-                          - mx.nd.take(bt.reshape((-1, 4)), index[2 * k:], axis=0).astype(
-                              bp.dtype, copy=False), pos.size)
-        box = self._smooth_l1(diff).reshape((-1,)).astype(log_p.dtype, copy=False)
-        values = mx.nd.concat(log_p, box, mx.nd.zeros((1,), ctx=cp.context, dtype=log_p.dtype),
-                              dim=0)
-        # (2, B, W) positions in values: image b's -log_p terms, then its box terms; the
-        # padding points at the trailing zero.
+        # (2, B, W) positions in the values below: image b's -log_p terms, then its box
+        # terms; the padding points at the trailing zero.
         width = _bucket(max(1, _most_per_image(rows // num, batch),
                             4 * _most_per_image(pos // num, batch)))
         where = np.full((2, batch, width), k + 4 * p, np.int64)
         _fill_rows(where[0], rows // num, np.arange(rows.size))
         _fill_rows(where[1], np.repeat(pos // num, 4), k + np.arange(4 * pos.size))
-        sums = mx.nd.sum(mx.nd.take(values, mx.nd.array(where, ctx=cp.context, dtype='int64')),
-                         axis=2)
+        index = mx.nd.array(np.concatenate([some_rows, np.maximum(flat_target[some_rows], 0),
+                                            some_pos, where.reshape(-1)]),
+                            ctx=cp.context, dtype='int64')  # one copy; the parts are views
+        logits = mx.nd.take(cp.reshape((-1, num_class)), index[:k], axis=0)
+        if zeroed:
+            logits = _real_rows(logits, rows.size)
+        log_p = mx.nd.pick(mx.nd.log_softmax(logits, axis=-1), index[k:2 * k], axis=-1)
+        diff = (mx.nd.take(bp.reshape((-1, 4)), index[2 * k:2 * k + p], axis=0)
+                - mx.nd.take(bt.reshape((-1, 4)), index[2 * k:2 * k + p], axis=0).astype(
+                    bp.dtype, copy=False))
+        if zeroed:
+            diff = _real_rows(diff, pos.size)
+        box = self._smooth_l1(diff).reshape((-1,)).astype(log_p.dtype, copy=False)
+        values = mx.nd.concat(log_p, box, mx.nd.zeros((1,), ctx=cp.context, dtype=log_p.dtype),
+                              dim=0)
+        sums = mx.nd.sum(mx.nd.take(values, index[2 * k + p:].reshape(where.shape)), axis=2)
         cls_loss, box_loss = sums[0] * -scale, sums[1] * scale
         return cls_loss + self._lambd * box_loss, cls_loss, box_loss
+
+
+def _ranked_by(be, loss, finite):
+    """``mine(candidate, quota)`` for :meth:`SSDMultiBoxLoss._chosen`: the selection by
+    ``loss`` (where ``finite``)."""
+    return functools.partial(hard_negatives, be, be.where(be.mask(finite > 0), loss, 0.0))
 
 
 def _bucket(n):
@@ -457,6 +472,13 @@ def _real_rows(x, count):
         return mx.nd.zeros_like(x)
     real = mx.nd.array(np.arange(x.shape[0]) < count, ctx=x.context, dtype=x.dtype)
     return mx.nd.where(real, x, mx.nd.zeros_like(x))
+
+
+def _first_anchor_finite(cp, bp, bt):
+    """Whether anchor 0's logits, box prediction and box target are all finite (read in
+    place on the host)."""
+    return all(np.isfinite(host_view(x).reshape(-1)[:size]).all()
+               for x, size in ((cp, cp.shape[-1]), (bp, 4), (bt, 4)))
 
 
 def _padded(positions, length):

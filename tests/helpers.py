@@ -183,6 +183,14 @@ def zoo_net(name, num_sample=None, installed=False, **sampler_options):
     return net
 
 
+def reference_background_loss(logits):
+    """-log softmax(logits)[..., 0] in float64, the textbook way (numpy or NDArray logits)."""
+    z = (logits.asnumpy() if isinstance(logits, mx.nd.NDArray) else np.asarray(logits))
+    z = z.astype(np.float64)
+    top = z.max(axis=-1, keepdims=True)
+    return np.log(np.exp(z - top).sum(axis=-1)) + top[..., 0] - z[..., 0]
+
+
 def iou(a, b):
     """(N, 4) x (M, 4) IoU of corner boxes, GluonCV's +1-free convention (a plain oracle)."""
     lt = np.maximum(a[:, None, :2], b[None, :, :2])

@@ -20,7 +20,10 @@ from hypothesis.extra import numpy as hnp
 from samplers.backend import force_ndarray_backend, host_view
 from samplers.boxes import box_iou
 from samplers.nms import greedy_nms_first
-from samplers.ohem import OHEMSampler, background_loss, background_loss_F
+from samplers.background import background_loss
+from samplers.ohem import OHEMSampler
+
+from helpers import reference_background_loss
 
 gluoncv_sampler = pytest.importorskip('gluoncv.nn.sampler')
 
@@ -42,13 +45,6 @@ def mine(request):
         with force_ndarray_backend():
             return sampler(*nd(x, logits, ious, scores, boxes)).asnumpy()
     return call
-
-
-def reference_loss(logits):
-    """-log softmax(logits)[..., 0] in float64, the textbook way."""
-    z = np.asarray(logits, np.float64)
-    top = z.max(axis=-1, keepdims=True)
-    return np.log(np.exp(z - top).sum(axis=-1)) + top[..., 0] - z[..., 0]
 
 
 def gluoncv(ratio, x, logits, ious, min_samples=0, thresh=0.5):
@@ -86,7 +82,7 @@ def well_posed(rng, batch, num, num_class, num_gt, ratio, min_samples=0, thresh=
     ious[ignored, 0] = rng.uniform(thresh, 1, ignored.sum())
     ious[x >= 0, 0] = rng.uniform(thresh, 1, (x >= 0).sum())
     logits = (rng.randn(batch, num, num_class) * 3).astype(np.float32)
-    loss = np.sort(reference_loss(logits), axis=1)
+    loss = np.sort(reference_background_loss(logits), axis=1)
     assert (np.diff(loss, axis=1) > 2e-5).all(), 'regenerate: near-tied losses'
     quota = np.maximum(min_samples, np.floor(ratio * (x >= 0).sum(1)))
     assert (quota <= ((x < 0) & (ious.max(-1) < thresh)).sum(1)).all(), 'not enough candidates'
@@ -251,61 +247,7 @@ def test_large_logits_rank_correctly_and_give_no_nan(mine):
     np.testing.assert_array_equal(out[0], [1, 0, -1, -1, 0])
 
 
-# --------------------------------------------------------------------------- the building blocks
-@pytest.mark.parametrize('dtype', [np.float16, np.float32, np.float64])
-def test_background_loss_is_finite_and_exact_for_extreme_logits(dtype):
-    big = float(np.finfo(dtype).max) / 4
-    logits = np.array([[0, 1, 2], [big, 0, -big], [-big, big, 0], [-3, -3, -3]], dtype)
-    loss, finite = background_loss(logits)
-    want = reference_loss(logits.astype(np.float64))
-    assert finite.all() and np.isfinite(loss).all()
-    np.testing.assert_allclose(loss, want, rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parametrize('dtype', ['float16', 'float32', 'float64'])
-def test_background_loss_F_equals_numpy_twin(dtype):
-    rng = np.random.RandomState(0)
-    logits = (rng.randn(3, 7, 5) * 30).astype(dtype)
-    logits[0, 0] = [np.finfo(dtype).max / 4, 0, 0, 0, -np.finfo(dtype).max / 4]
-    logits[0, 1, 2] = np.nan
-    want, want_finite = background_loss(logits)
-    arr = mx.nd.array(logits, dtype=dtype).astype('float64' if dtype == 'float64' else 'float32')
-    got, finite = background_loss_F(mx.nd, arr)
-    np.testing.assert_array_equal(finite.asnumpy() > 0, want_finite)
-    np.testing.assert_allclose(got.asnumpy()[want_finite], want[want_finite], rtol=1e-5)
-
-
-@pytest.mark.parametrize('dtype', [np.float32, np.float64])
-def test_background_loss_fast_and_checked_blocks_agree_with_float64(dtype):
-    # Blocks of 2 rows: clean blocks take the one-exp road, blocks holding an extreme,
-    # NaN or infinite logit the shifted one; each row's loss and flag are the same either way.
-    rng = np.random.RandomState(1)
-    logits = (rng.randn(12, 4) * 8).astype(dtype)
-    logits[3] = [0, 1e4, 0, 0]     # overflows exp: its block is redone shifted
-    logits[5] = [-200, -201, -199, -200]  # underflows exp
-    logits[7, 2] = -np.inf
-    logits[9, 0] = np.nan
-    logits[10, 1] = np.inf
-    loss, finite = background_loss(logits, block_rows=2)
-    np.testing.assert_array_equal(finite, np.isfinite(logits).all(axis=1))
-    np.testing.assert_allclose(loss[finite], reference_loss(logits[finite]), rtol=1e-5)
-    alone = np.concatenate([background_loss(row[None])[0] for row in logits[finite]])
-    np.testing.assert_allclose(loss[finite], alone, rtol=1e-6)
-
-
-@pytest.mark.parametrize('threads', [2, 3, 7])
-def test_background_loss_is_the_same_bit_for_bit_on_any_number_of_threads(threads):
-    rng = np.random.RandomState(3)
-    logits = (rng.randn(50, 6) * 10).astype(np.float32)
-    logits[4] = [0, 1e4, 0, 0, 0, 0]
-    logits[17, 3] = np.nan
-    logits[33, 0] = -np.inf
-    one = background_loss(logits, block_rows=4, threads=1)
-    many = background_loss(logits, block_rows=4, threads=threads)
-    for a, b in zip(one, many):
-        np.testing.assert_array_equal(a, b)
-
-
+# --------------------------------------------------------------------------- host views
 def test_background_loss_reads_a_cpu_ndarray_in_place():
     logits = mx.nd.array(np.random.RandomState(2).randn(2, 5, 3))
     view = host_view(logits)
@@ -329,12 +271,6 @@ def test_host_view_keeps_its_ndarray_alive():
     mx.nd.waitall()
     mx.nd.ones((100, 100)).wait_to_read()  # would reuse a freed buffer
     np.testing.assert_array_equal(view, np.arange(6.0).reshape(2, 3) * 2)
-
-
-def test_small_losses_keep_their_order():
-    logits = np.array([[0, -30], [0, -31], [0, -29]], np.float32)
-    loss, _ = background_loss(logits)
-    assert loss[2] > loss[0] > loss[1] > 0
 
 
 # --------------------------------------------------------------------------- dtypes, contexts
@@ -669,7 +605,7 @@ def test_property_positives_untouched_count_formula_thresh_and_hardest(case):
     # Only candidates (unmatched, max IoU < thresh) are ever negative.
     assert not ((out == -1) & ~candidates).any()
     # The chosen are the hardest candidates.
-    loss = reference_loss(case[1])
+    loss = reference_background_loss(case[1])
     for row_out, row_loss, row_cand in zip(out, loss, candidates):
         chosen, passed = row_loss[row_out == -1], row_loss[row_cand & (row_out != -1)]
         if chosen.size and passed.size:
@@ -693,7 +629,7 @@ def test_property_mx_path_equals_numpy_path(case):
             *nd(x, logits, ious)).asnumpy()
     np.testing.assert_array_equal(got == 1, want == 1)
     np.testing.assert_array_equal((got == -1).sum(axis=1), (want == -1).sum(axis=1))
-    loss = reference_loss(logits)
+    loss = reference_background_loss(logits)
     for row_got, row_want, row_loss in zip(got, want, loss):
         differ = (row_got == -1) != (row_want == -1)
         if differ.any():

@@ -251,7 +251,7 @@ def test_every_case_runs_after_a_stale_errno(name, forced):
 def test_background_loss_after_an_overflowing_numpy_call():
     # The probe's sequence: the numpy twin overflows on +-max/4 logits, then the mx.nd form runs
     # on float64 input in the same thread.
-    from samplers.ohem import background_loss, background_loss_F
+    from samplers.background import background_loss, background_loss_F
     big = np.finfo(np.float64).max / 4
     logits = np.array([[big, 0.0, -big], [0.5, 1.0, 2.0]])
     background_loss(logits)

@@ -31,6 +31,7 @@ from gluoncv.model_zoo.ssd import target as ssd_target  # noqa: E402
 import samplers.gluoncv as sg  # noqa: E402
 from samplers.backend import force_ndarray_backend  # noqa: E402
 from samplers.ssd import SSDMultiBoxLoss, SSDTargetGenerator  # noqa: E402
+from helpers import reference_background_loss  # noqa: E402
 
 pytestmark = [pytest.mark.filterwarnings('ignore:Cannot decide type:UserWarning'),
               pytest.mark.usefixtures('uninstall_gluoncv')]
@@ -73,14 +74,8 @@ def as_numpy(losses):
     return [[x.asnumpy() for x in part] for part in losses]
 
 
-def background_loss(cls_pred):
-    z = cls_pred.asnumpy().astype(np.float64)
-    top = z.max(-1, keepdims=True)
-    return (np.log(np.exp(z - top).sum(-1)) + top[..., 0] - z[..., 0])
-
-
 def cls_loss_mask(loss, cls_pred, cls_target):
-    return loss.cls_loss_mask(cls_target, mx.nd.array(background_loss(cls_pred)),
+    return loss.cls_loss_mask(cls_target, mx.nd.array(reference_background_loss(cls_pred)),
                               mx.nd.ones(cls_target.shape)).asnumpy()
 
 
@@ -146,7 +141,7 @@ def test_mined_negatives_are_the_hardest_background_anchors(backend):
     cls_pred, _, target, _ = loss_inputs(np.random.RandomState(3), ignored=0.3)
     with backend():
         got = cls_loss_mask(SSDMultiBoxLoss(3), cls_pred, target)
-    tgt, loss = target.asnumpy(), background_loss(cls_pred)
+    tgt, loss = target.asnumpy(), reference_background_loss(cls_pred)
     for b in range(tgt.shape[0]):
         background = np.flatnonzero(tgt[b] == 0)
         want = background[np.argsort(-loss[b, background])[:3 * int((tgt[b] > 0).sum())]]
@@ -157,7 +152,7 @@ def test_mined_negatives_are_the_hardest_background_anchors(backend):
 def test_ignored_anchors_are_never_mined_and_carry_no_classification_loss(backend):
     cls_pred, box_pred, target, box_target = loss_inputs(np.random.RandomState(4))
     tgt = target.asnumpy()
-    loss = background_loss(cls_pred)
+    loss = reference_background_loss(cls_pred)
     hardest = np.argsort(-np.where(tgt == 0, loss, -np.inf), axis=1)[:, :20]
     np.put_along_axis(tgt, hardest, -1, axis=1)  # the hardest background anchors: ignored
     target = mx.nd.array(tgt)
@@ -175,7 +170,8 @@ def test_ignored_anchors_are_never_mined_and_carry_no_classification_loss(backen
 def test_differs_from_gluoncv_ignored_anchors_are_mined_there():
     cls_pred, box_pred, target, box_target = loss_inputs(np.random.RandomState(4))
     tgt = target.asnumpy()
-    hardest = np.argsort(-np.where(tgt == 0, background_loss(cls_pred), -np.inf), axis=1)[:, :20]
+    loss = np.where(tgt == 0, reference_background_loss(cls_pred), -np.inf)
+    hardest = np.argsort(-loss, axis=1)[:, :20]
     np.put_along_axis(tgt, hardest, -1, axis=1)
     args = (cls_pred, box_pred, mx.nd.array(tgt), box_target)
     theirs = GLUONCV_LOSS()(*args)[1][0].asnumpy()
@@ -199,7 +195,7 @@ def test_large_logits_give_finite_losses_and_the_right_choice(backend):
     with backend():
         losses = SSDMultiBoxLoss(3)(big, box_pred, target, box_target)
         got = SSDMultiBoxLoss(3).cls_loss_mask(
-            target, mx.nd.array(background_loss(big)), mx.nd.ones(target.shape)).asnumpy()
+            target, mx.nd.array(reference_background_loss(big)), mx.nd.ones(target.shape)).asnumpy()
     assert all(np.isfinite(x.asnumpy()).all() for part in losses for x in part)
     np.testing.assert_array_equal(got, cls_loss_mask(SSDMultiBoxLoss(3), big, target))
 
@@ -209,7 +205,8 @@ def test_a_row_with_a_non_finite_logit_is_never_mined(bad, backend):
     cls_pred, box_pred, target, box_target = loss_inputs(np.random.RandomState(7))
     tgt = target.asnumpy()
     pred = cls_pred.asnumpy()
-    rows = np.argsort(-np.where(tgt == 0, background_loss(cls_pred), -np.inf), axis=1)[:, :3]
+    loss = np.where(tgt == 0, reference_background_loss(cls_pred), -np.inf)
+    rows = np.argsort(-loss, axis=1)[:, :3]
     for b in range(pred.shape[0]):
         pred[b, rows[b], 2] = bad  # the hardest background rows turn non-finite
     cls_pred = mx.nd.array(pred)
@@ -388,7 +385,7 @@ def test_negative_counts_equal_gluoncv_for_fractional_ratios(backend):
         want, target, pred = _gluoncv_mined_counts(ratio, num_pos, num)
         loss = SSDMultiBoxLoss(ratio)
         with backend():
-            got = loss.cls_loss_mask(mx.nd.array(target), mx.nd.array(background_loss(
+            got = loss.cls_loss_mask(mx.nd.array(target), mx.nd.array(reference_background_loss(
                 mx.nd.array(pred))), mx.nd.ones(target.shape)).asnumpy()
         np.testing.assert_array_equal(((got > 0) & (target == 0)).sum(1), want,
                                       err_msg='ratio {}'.format(ratio))
