@@ -246,6 +246,34 @@ def test_a_non_finite_first_anchor_spoils_no_gradient_through_the_padding(num_po
     assert not cp.grad.asnumpy()[0, 0].any() and not bp.grad.asnumpy()[0, :4].any()
 
 
+@pytest.mark.parametrize('num_pos', [17, 21, 37])
+def test_padding_with_a_finite_first_anchor_changes_no_gradient(num_pos):
+    # The padding repeats anchor 0 (finite, never chosen): the losses and every gradient are
+    # the device path's, which computes every row and pads nothing.
+    rng = np.random.RandomState(num_pos)
+    num, classes = 400, 5
+    target = np.zeros((1, num), np.float32)
+    target[0, 1 + rng.choice(num - 1, num_pos, replace=False)] = rng.randint(1, classes,
+                                                                             num_pos)
+    cls_pred = rng.normal(0, 1, (1, num, classes)).astype(np.float32)
+    cls_pred[0, 0, 0] = 30  # a confident background: never mined
+    inputs = [mx.nd.array(a) for a in (cls_pred, rng.normal(0, 1, (1, num * 4)), target,
+                                       rng.normal(0, 1, (1, num, 4)))]
+    results = []
+    for path in (contextlib.nullcontext, force_ndarray_backend):
+        cp, bp = inputs[0].copy(), inputs[1].copy()
+        cp.attach_grad()
+        bp.attach_grad()
+        with path(), mx.autograd.record():
+            total = SSDMultiBoxLoss(3)(cp, bp, inputs[2], inputs[3])[0][0]
+        total.backward()
+        results.append((total.asnumpy(), cp.grad.asnumpy(), bp.grad.asnumpy()))
+    (loss, cls_grad, box_grad), device = results
+    assert not cls_grad[0, 0].any() and not box_grad[0, :4].any()
+    for got, want in zip(results[0], device):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
 def test_gathered_lengths_are_bucketed_to_few_shapes():
     from samplers.ssd import _bucket
     sizes = [_bucket(n) for n in range(0, 5001)]
