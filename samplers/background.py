@@ -124,10 +124,11 @@ def _exact_rows(rows, loss, finite, dtype, block_rows):
 #: The first pass's exponential: the float32 whose bits are ``int(x * _SCALE + _ONE)``,
 #: 2**floor(t) * (1 + frac(t)) for t = x / log(2). That lies between exp(x) and 1.0615
 #: exp(x) (a chord of the convex 2**f on [0, 1]), within 3e-5 more for rounding, while
-#: x * _SCALE + _ONE stays in [2**23, 2**31): x in about (-87.3, 88.7).
+#: x * _SCALE + _ONE stays in [2**23, 255 * 2**23), the bits of the finite normal floats:
+#: x in about (-87.3, 88.7).
 _SCALE = np.float32(2 ** 23 / np.log(2))
 _ONE = np.float32(127 * 2 ** 23)
-_LOWEST_BITS, _END = 2 ** 23, np.float32(2 ** 31)
+_LOWEST_BITS, _END = 2 ** 23, np.float32(255 * 2 ** 23)
 #: A ratio of two sums of such exponentials lies within a factor _SLACK of the exact ratio.
 _SLACK = np.float32(1.0625)
 #: Rows estimated at or above this get their exact loss at once (bounds must stay finite).
@@ -190,7 +191,7 @@ class BackgroundRanking:
             at = slice(part.start + start, part.start + start + n)
             np.multiply(block, _SCALE, out=scaled[:n], dtype=np.float32)
             np.add(scaled[:n], _ONE, out=scaled[:n])
-            if not scaled[:n].max() < _END:  # NaN too; checked before the cast
+            if not scaled[:n].max() < _END:  # NaN too; checked before the (then safe) cast
                 self._pin(at, block)
                 continue
             np.copyto(bits[:n], scaled[:n], casting='unsafe')

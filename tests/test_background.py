@@ -38,7 +38,7 @@ def random_case(seed):
     logits = logits.astype(rng.choice([np.float32, np.float16, np.float64]))
     for _ in range(rng.randint(0, 3)):
         logits[rng.randint(batch), rng.randint(num), rng.randint(classes)] = rng.choice(
-            [np.nan, np.inf, -np.inf, 1e4, -100, 88])
+            [np.nan, np.inf, -np.inf, 1e4, -100, 88, 88.72, 88.8, -87.4])
     candidate = (rng.rand(batch, num) < rng.rand()).astype(np.float32)
     k = rng.randint(0, num + 2, batch).astype(np.float64)
     if rng.rand() < 0.5:
@@ -177,6 +177,22 @@ def test_anchors_beyond_the_estimate_are_ranked_exactly(dtype):
     chosen = ranking.hardest(np.ones((2, 6)), [2, 1])
     np.testing.assert_array_equal(chosen, full_ranking(logits, np.ones((2, 6)), [2, 1]))
     assert chosen[0, 3] == 0 and chosen[1, 5] == 0
+
+
+@pytest.mark.parametrize('edge', [88.7, 88.72, 88.72283935546875, 88.8, 89.5, -87.3, -87.4])
+def test_logits_at_the_edge_of_the_estimate_range(edge):
+    # Past about 88.72 the estimate's bits would be an infinity (at 88.7228394) or a NaN,
+    # below about -87.34 a subnormal: such rows get their exact loss. Here they are the
+    # hardest rows, among confident backgrounds.
+    rng = np.random.RandomState(4)
+    logits = rng.randn(2, 500, 4).astype(np.float32)
+    logits[:, :, 0] = 5
+    logits[0, ::7, :2] = [edge, edge - 0.5]  # as the background logit, the denominator
+    logits[1, ::7, :3] = [edge - 50, -50, edge]  # as a foreground one
+    candidate = np.ones((2, 500))
+    for k in (1, 30, 100):
+        np.testing.assert_array_equal(BackgroundRanking(logits).hardest(candidate, [k, k]),
+                                      full_ranking(logits, candidate, [k, k]))
 
 
 def test_ranking_is_the_same_on_any_number_of_threads():
