@@ -222,10 +222,10 @@ def test_a_row_with_a_non_finite_logit_is_never_mined(bad, backend):
         assert not grad[b, rows[b]].any()  # never mined: no loss, no gradient
 
 
-@pytest.mark.parametrize('num_pos', [17, 21, 37])
-def test_a_non_finite_first_anchor_spoils_no_gradient_through_the_padding(num_pos, backend):
-    # The CPU path gathers a bucketed number of rows, padded with anchor 0: NaN logits and
-    # box predictions there (not positive, so never chosen) must leave every gradient finite.
+def padded_case(num_pos, first_anchor):
+    """One image of 400 anchors x 5 classes with ``num_pos`` positives (anchor 0 never one),
+    anchor 0's logits and box prediction set by ``first_anchor(cls_pred, box_pred)``: the
+    loss's four inputs as NDArrays."""
     rng = np.random.RandomState(num_pos)
     num, classes = 400, 5
     target = np.zeros((1, num), np.float32)
@@ -233,44 +233,49 @@ def test_a_non_finite_first_anchor_spoils_no_gradient_through_the_padding(num_po
                                                                              num_pos)
     cls_pred = rng.normal(0, 1, (1, num, classes)).astype(np.float32)
     box_pred = rng.normal(0, 1, (1, num * 4)).astype(np.float32)
-    cls_pred[0, 0], box_pred[0, :4] = np.nan, np.nan
-    cp, bp = mx.nd.array(cls_pred), mx.nd.array(box_pred)
+    first_anchor(cls_pred, box_pred)
+    return [mx.nd.array(a) for a in (cls_pred, box_pred, target, rng.normal(0, 1, (1, num, 4)))]
+
+
+def loss_and_gradients(inputs, path):
+    """The first image's total loss and the gradients of the logits and box predictions."""
+    cp, bp = inputs[0].copy(), inputs[1].copy()
     cp.attach_grad()
     bp.attach_grad()
-    with backend(), mx.autograd.record():
-        total = SSDMultiBoxLoss(3)(cp, bp, mx.nd.array(target),
-                                   mx.nd.array(rng.normal(0, 1, (1, num, 4))))[0]
-    mx.autograd.backward(total)
-    assert all(np.isfinite(x.asnumpy()).all() for x in total)
-    assert np.isfinite(cp.grad.asnumpy()).all() and np.isfinite(bp.grad.asnumpy()).all()
-    assert not cp.grad.asnumpy()[0, 0].any() and not bp.grad.asnumpy()[0, :4].any()
+    with path(), mx.autograd.record():
+        total = SSDMultiBoxLoss(3)(cp, bp, inputs[2], inputs[3])[0][0]
+    total.backward()
+    return total.asnumpy(), cp.grad.asnumpy(), bp.grad.asnumpy()
+
+
+def nan_first_anchor(cls_pred, box_pred):
+    cls_pred[0, 0], box_pred[0, :4] = np.nan, np.nan
+
+
+def confident_first_anchor(cls_pred, _):
+    cls_pred[0, 0, 0] = 30  # a confident background: never mined
+
+
+@pytest.mark.parametrize('num_pos', [17, 21, 37])
+def test_a_non_finite_first_anchor_spoils_no_gradient_through_the_padding(num_pos, backend):
+    # The CPU path gathers a bucketed number of rows, padded with anchor 0: NaN logits and
+    # box predictions there (not positive, so never chosen) must leave every gradient finite.
+    total, cls_grad, box_grad = loss_and_gradients(padded_case(num_pos, nan_first_anchor),
+                                                   backend)
+    assert np.isfinite(total).all()
+    assert np.isfinite(cls_grad).all() and np.isfinite(box_grad).all()
+    assert not cls_grad[0, 0].any() and not box_grad[0, :4].any()
 
 
 @pytest.mark.parametrize('num_pos', [17, 21, 37])
 def test_padding_with_a_finite_first_anchor_changes_no_gradient(num_pos):
     # The padding repeats anchor 0 (finite, never chosen): the losses and every gradient are
     # the device path's, which computes every row and pads nothing.
-    rng = np.random.RandomState(num_pos)
-    num, classes = 400, 5
-    target = np.zeros((1, num), np.float32)
-    target[0, 1 + rng.choice(num - 1, num_pos, replace=False)] = rng.randint(1, classes,
-                                                                             num_pos)
-    cls_pred = rng.normal(0, 1, (1, num, classes)).astype(np.float32)
-    cls_pred[0, 0, 0] = 30  # a confident background: never mined
-    inputs = [mx.nd.array(a) for a in (cls_pred, rng.normal(0, 1, (1, num * 4)), target,
-                                       rng.normal(0, 1, (1, num, 4)))]
-    results = []
-    for path in (contextlib.nullcontext, force_ndarray_backend):
-        cp, bp = inputs[0].copy(), inputs[1].copy()
-        cp.attach_grad()
-        bp.attach_grad()
-        with path(), mx.autograd.record():
-            total = SSDMultiBoxLoss(3)(cp, bp, inputs[2], inputs[3])[0][0]
-        total.backward()
-        results.append((total.asnumpy(), cp.grad.asnumpy(), bp.grad.asnumpy()))
-    (loss, cls_grad, box_grad), device = results
-    assert not cls_grad[0, 0].any() and not box_grad[0, :4].any()
-    for got, want in zip(results[0], device):
+    inputs = padded_case(num_pos, confident_first_anchor)
+    host = loss_and_gradients(inputs, contextlib.nullcontext)
+    device = loss_and_gradients(inputs, force_ndarray_backend)
+    assert not host[1][0, 0].any() and not host[2][0, :4].any()
+    for got, want in zip(host, device):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
 
 
