@@ -36,7 +36,7 @@ from mxnet.base import _LIB, check_call
 __all__ = [
     'POSITIVE', 'NEGATIVE', 'IGNORE',
     'is_ndarray', 'use_numpy', 'force_ndarray_backend', 'ndarray_backend_forced', 'to_numpy',
-    'like', 'host_view', 'host_threads', 'map_blocks',
+    'like', 'host_view', 'write_in_place', 'host_threads', 'map_blocks',
     'finite_F', 'neg_inf_like_F',
     'warn_once',
     'Array', 'Backend', 'NUMPY', 'ND', 'SYM', 'of', 'of_kind', 'for_F',
@@ -144,6 +144,17 @@ def host_view(x):
     view = np.frombuffer(buf, dtype=dtype).reshape(x.shape)
     view.flags.writeable = False
     return view
+
+
+def write_in_place(out, values):
+    """Copy numpy ``values`` into the memory of CPU NDArray ``out`` (default storage) without
+    waiting on it: for an operator's own output, which nothing else reads or writes while
+    the operator runs (a wait there would never return)."""
+    pointer = ctypes.c_void_p()
+    check_call(_LIB.MXNDArrayGetData(out.handle, ctypes.byref(pointer)))
+    dtype = np.dtype(out.dtype)
+    buf = (ctypes.c_char * (out.size * dtype.itemsize)).from_address(pointer.value)
+    np.frombuffer(buf, dtype=dtype).reshape(out.shape)[...] = values
 
 
 # --------------------------------------------------------------------------- host threads

@@ -19,7 +19,7 @@ from . import backend, boxes, draws
 from .balanced import Strategies
 from ._blocks import SamplerBlock, strategy_settings
 from .backend import (Array, Backend, host_view, is_ndarray, like, ndarray_backend_forced,
-                      use_numpy, warn_once)
+                      use_numpy, warn_once, write_in_place)
 from .checks import (check_bool, check_dtype, check_int, check_one_context, check_ratio,
                      check_same_kind, check_thresh, hard_flags)
 
@@ -193,6 +193,9 @@ class _QuotaOp(mx.operator.CustomOp):
         if self._use_numpy:  # read in place (CPU memory): no copy of the (B, N, M) IoUs
             named = {name: host_view(x) for name, x in named.items()}
         inputs = [named.get(name) for name in ('matches', 'ious', 'hard', 'not_negative', 'keys')]
+        if self._use_numpy and req[0] in ('write', 'inplace') and out.stype == 'default':
+            write_in_place(out, self._rule.label_numpy(*inputs))  # no NDArray in between
+            return
         if self._use_numpy:
             labels = mx.nd.array(self._rule.label_numpy(*inputs), ctx=out.context,
                                  dtype=out.dtype)
