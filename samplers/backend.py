@@ -263,8 +263,14 @@ class Backend:
     * shapes: ``expand``, ``concat``, ``broadcast_to``, and ``columns``,
       ``unstack`` (numpy and mx.nd: a symbol's last axis has no known length);
     * draws: :meth:`keep_top`, :meth:`keep_lowest`, :meth:`keep_random`,
-      ``lowest_per_group``, ``group_sizes``, and :meth:`labels`.
+      ``lowest_per_group``, ``group_sizes``, and :meth:`labels`;
+    * :meth:`known_empty`, so a rule may skip work a backend can see is not needed.
     """
+
+    def known_empty(self, mask):
+        """True when the 0/1 ``mask`` is known to hold no 1: numpy looks; a graph backend
+        cannot without a host read, and says False (the rule then computes the branch)."""
+        return False
 
     def keep_top(self, scores, mask, k):
         """Per row, the ``k`` highest ``scores`` among ``mask``: float32 0/1 (B, N).
@@ -492,6 +498,12 @@ class _Numpy(Backend):
         """Index of the (first) maximum over ``axis``, as float32 (MXNet's index type)."""
         return np.asarray(a).argmax(axis=axis).astype(np.float32)
 
+    def max_and_argmax(self, a):
+        """``(max(a, -1), argmax(a, -1))`` from one argmax and a gather."""
+        a = np.asarray(a)
+        index = a.argmax(axis=-1)
+        return np.take_along_axis(a, index[..., None], axis=-1)[..., 0], index.astype(np.float32)
+
     def count(self, m):
         """Per-row count of a 0/1 mask over the last axis: (..., 1) float64."""
         return _np_count(m)
@@ -573,6 +585,10 @@ class _Numpy(Backend):
         """See :meth:`_Graph.lowest_per_group`: the same statement, by a partial sort of the
         candidates' packed (group, key) values."""
         return _group_share_numpy(mask, group, depth, share, keys)
+
+    def known_empty(self, mask):
+        """:meth:`Backend.known_empty`: whether no entry of ``mask`` is nonzero."""
+        return not np.any(mask)
 
     def group_sizes(self, mask, group, depth):
         """See :meth:`_Graph.group_sizes`: one ``bincount`` over the candidates' (row, group)
@@ -681,6 +697,10 @@ class _Graph(Backend):
     def argmax(self, a, axis):
         """Index of the (first) maximum over ``axis``, as float32 (MXNet's index type)."""
         return self.F.cast(self.F.argmax(a, axis=axis), 'float32')
+
+    def max_and_argmax(self, a):
+        """``(max(a, -1), argmax(a, -1))``."""
+        return self.max(a, -1), self.argmax(a, -1)
 
     def count(self, m):
         """Per-row count of a 0/1 mask over the last axis: (..., 1) float64."""

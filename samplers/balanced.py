@@ -191,10 +191,13 @@ def instance_balanced_draw(be: Backend, mask: Array, group: Array, k: Array, key
         mask, g, num_groups + 1,
         lambda present: be.maximum(be.floor(k / be.maximum(present, 1)), 1.0), keys)
     shares = _fill(be, picked, mask, be.minimum(be.sum(mask, 1, keepdims=True), k), rest_keys)
+    crowded = be.sum(picked, 1, keepdims=True) > k
+    if be.known_empty(crowded):
+        return shares
     # More boxes than k: k of those lowest keys, by an exponential key of mean 1 per box.
     box_key = be.group_sizes(mask, g, num_groups + 1) * -be.log(1 - keys)
     one_each = be.keep_lowest(box_key, picked, k)
-    return be.where(be.sum(picked, 1, keepdims=True) > k, one_each, shares)
+    return be.where(crowded, one_each, shares)
 
 
 # --------------------------------------------------------------------------- outside a graph

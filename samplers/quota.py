@@ -89,20 +89,27 @@ class _QuotaRule:
                 **({} if self.strategies.uniform else self.strategies.attrs())}
 
     def candidates(self, be: Backend, matches, ious, hard=None, not_negative=None):
-        """The positive and negative candidates: ``(pos, neg, best, finite)``, each (B, N).
+        """The candidates: ``(pos, neg, best, finite, nearest)``, each (B, N).
 
         ``be`` the arrays' backend; ``matches`` (B, N); ``ious`` (B, N, M), or None
         when M = 0; ``hard`` (B, M) 0/1 or None; ``not_negative`` (B, N) 0/1 or None
         (1: never a negative). ``pos`` and ``neg`` are float32 0/1 masks, ``best``
         each proposal's best IoU (0 when M = 0), ``finite`` 0/1: the row of IoUs is
-        finite. See :class:`QuotaSampler` for the rule.
+        finite, ``nearest`` the box of that IoU (None when M = 0 or when no balanced
+        draw of positives needs it). See :class:`QuotaSampler` for the rule.
         """
         matched = be.mask(matches >= 0)  # a NaN match is no match
+        nearest = None
         if ious is None or not ious.shape[2]:  # M = 0: the best IoU is 0, nothing is hard
             finite, best, pos = 1.0, 0.0 * matched, matched
         else:
             finite = boxes.finite_rows_mask(ious)
-            best = be.max(ious, -1)  # NaN rows are dropped through `finite`
+            # NaN rows are dropped through `finite`. A balanced draw of positives groups them
+            # by box: the box of the best IoU comes with it (numpy: at no cost).
+            if self.strategies.pos_sampler != 'uniform' and hard is None:
+                best, nearest = be.max_and_argmax(ious)
+            else:
+                best = be.max(ious, -1)
             if hard is None:
                 pos = be.maximum(matched, be.mask(best >= self.pos_thresh))
             else:
@@ -119,14 +126,16 @@ class _QuotaRule:
             * be.mask(best < self.neg_thresh_high)
         if not_negative is not None:
             neg = neg * (1 - be.mask(not_negative > 0))
-        return pos * finite, neg, best, finite
+        return pos * finite, neg, best, finite, nearest
 
-    def draw(self, be: Backend, pos, neg, best, matches, ious, hard=None, keys=None):
+    def draw(self, be: Backend, pos, neg, best, matches, ious, hard=None, keys=None,
+             nearest=None):
         """(B, N) float32 labels 1 / -1 / 0: the quotas of :meth:`candidates`' ``pos``, ``neg``.
 
         ``keys`` (B, N) uniform numbers, or None to draw them (numpy only); each
         image keeps the candidates with the lowest keys. Positive and negative
-        candidates are disjoint, so one set of keys serves both.
+        candidates are disjoint, so one set of keys serves both. ``nearest``:
+        :meth:`candidates`' box of the best IoU, if known.
         """
         # Quotas as floats, capped at the candidate counts: a num_sample past int64 fits.
         max_pos = be.minimum(float(self.max_pos), be.sum(pos, 1, keepdims=True))
@@ -135,7 +144,7 @@ class _QuotaRule:
             keep_pos = be.keep_random(pos, max_pos, keys)
         else:
             num_box = 0 if ious is None else ious.shape[2]
-            group = _positive_box(be, matches, pos, ious, hard) if num_box else matches
+            group = _positive_box(be, matches, ious, hard, nearest) if num_box else matches
             keep_pos = how.draw_pos(be, pos, max_pos, keys, group, num_box)
         kept = be.sum(keep_pos, 1, keepdims=True)
         max_neg = be.minimum(draws.negative_quota(float(self.num_sample), kept, self.neg_ratio,
@@ -152,10 +161,10 @@ class _QuotaRule:
         """The labels of numpy arrays (``ious`` (B, N, M) may have M = 0; ``keys`` None draws
         from ``np.random``); a NaN or infinite IoU is logged once per process."""
         be = backend.NUMPY
-        pos, neg, best, finite = self.candidates(be, matches, ious, hard, not_negative)
+        pos, neg, best, finite, nearest = self.candidates(be, matches, ious, hard, not_negative)
         if np.min(finite, initial=1.0) < 1:
             warn_once(_WARNED, 'non-finite', _NONFINITE_WARNING)
-        return self.draw(be, pos, neg, best, matches, ious, hard, keys)
+        return self.draw(be, pos, neg, best, matches, ious, hard, keys, nearest)
 
     def label_nd(self, matches, ious, hard=None, not_negative=None, keys=None):
         """The labels with ``mx.nd`` operators on the inputs' context: no host copy.
@@ -164,17 +173,21 @@ class _QuotaRule:
         zero-size arrays).
         """
         be = backend.ND
-        pos, neg, best, _ = self.candidates(be, matches, ious, hard, not_negative)
-        return self.draw(be, pos, neg, best, matches, ious, hard, keys)
+        pos, neg, best, _, nearest = self.candidates(be, matches, ious, hard, not_negative)
+        return self.draw(be, pos, neg, best, matches, ious, hard, keys, nearest)
 
 
-def _positive_box(be, matches, pos, ious, hard):
-    """(B, N): each positive's box, the matched one, else the normal box of highest IoU.
+def _positive_box(be, matches, ious, hard, nearest=None):
+    """(B, N): each positive's box, the matched one, else the normal box of highest IoU
+    (``nearest``, the box of highest IoU, serves when no box is hard).
 
     Entries off the positives are arbitrary: a hard box scores 2 below any normal one.
     """
-    scored = ious if hard is None else ious - 2 * be.expand(be.mask(hard > 0), 1)
-    return be.where(be.mask(matches >= 0) > 0, be.float32(matches), be.argmax(scored, -1))
+    if hard is not None:
+        nearest = be.argmax(ious - 2 * be.expand(be.mask(hard > 0), 1), -1)
+    elif nearest is None:
+        nearest = be.argmax(ious, -1)
+    return be.where(be.mask(matches >= 0) > 0, be.float32(matches), nearest)
 
 
 # ---------------------------------------------------------------------------- the CustomOp

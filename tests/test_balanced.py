@@ -194,6 +194,23 @@ def test_more_boxes_than_k_gives_every_box_an_equal_chance(backend):
     assert _chi2(big, np.full(200, big.sum() / 200)) < _chi2_critical(199, z=SAFE_Z)
 
 
+@pytest.mark.parametrize('crowded_rows', [[], [3], [0, 1, 2, 3]])
+def test_numpy_skips_the_one_each_draw_only_when_no_row_has_more_boxes_than_k(crowded_rows):
+    # numpy sees that no row has more boxes than k and skips that branch (mx.nd computes
+    # it); the picks are the same either way, and in batches mixing both kinds of rows.
+    rows = 4
+    group = np.tile(np.repeat(np.arange(4), 6), (rows, 1))   # 4 boxes of 6 candidates
+    group[crowded_rows] = np.repeat(np.arange(12), 2)        # 12 boxes of 2: more than k
+    mask = np.ones(group.shape, np.float32)
+    keys = _keys(mask.shape, 7)
+    picks = [_call(instance_balanced, b, mask, group, 8, num_groups=12, keys=keys)
+             for b in BACKENDS]
+    np.testing.assert_array_equal(*picks)
+    assert (picks[0].sum(1) == 8).all()
+    assert backend.NUMPY.known_empty(np.zeros((2, 1))) and not backend.NUMPY.known_empty([[0], [1]])
+    assert not backend.ND.known_empty(mx.nd.zeros((2, 1)))  # no host read: it cannot tell
+
+
 @settings(max_examples=12, deadline=None)
 @given(st.lists(st.integers(1, 40), min_size=2, max_size=9), st.data())
 def test_property_more_boxes_than_k_every_box_has_the_same_expected_share(sizes, data):
