@@ -136,12 +136,7 @@ def host_view(x):
             or x.stype != 'default' or x.size == 0:
         return x.asnumpy()
     x.wait_to_read()
-    pointer = ctypes.c_void_p()
-    check_call(_LIB.MXNDArrayGetData(x.handle, ctypes.byref(pointer)))
-    dtype = np.dtype(x.dtype)
-    buf = (ctypes.c_char * (x.size * dtype.itemsize)).from_address(pointer.value)
-    buf.owner = x  # the buffer (the view's base) holds the NDArray
-    view = np.frombuffer(buf, dtype=dtype).reshape(x.shape)
+    view = _memory_of(x)
     view.flags.writeable = False
     return view
 
@@ -150,11 +145,18 @@ def write_in_place(out, values):
     """Copy numpy ``values`` into the memory of CPU NDArray ``out`` (default storage) without
     waiting on it: for an operator's own output, which nothing else reads or writes while
     the operator runs (a wait there would never return)."""
+    _memory_of(out)[...] = values
+
+
+def _memory_of(x):
+    """A numpy array over CPU NDArray ``x``'s memory (default storage), without waiting on
+    ``x``; the array keeps ``x`` alive."""
     pointer = ctypes.c_void_p()
-    check_call(_LIB.MXNDArrayGetData(out.handle, ctypes.byref(pointer)))
-    dtype = np.dtype(out.dtype)
-    buf = (ctypes.c_char * (out.size * dtype.itemsize)).from_address(pointer.value)
-    np.frombuffer(buf, dtype=dtype).reshape(out.shape)[...] = values
+    check_call(_LIB.MXNDArrayGetData(x.handle, ctypes.byref(pointer)))
+    dtype = np.dtype(x.dtype)
+    buf = (ctypes.c_char * (x.size * dtype.itemsize)).from_address(pointer.value)
+    buf.owner = x  # the buffer (the array's base) holds the NDArray
+    return np.frombuffer(buf, dtype=dtype).reshape(x.shape)
 
 
 # --------------------------------------------------------------------------- host threads

@@ -246,10 +246,9 @@ class BackgroundRanking:
             known = self._pinned[positions]
             loss[known] = self._loss[positions[known]]
             todo = ~known
-        part = loss[todo]
-        with np.errstate(over='ignore', invalid='ignore', divide='ignore'):
-            _exact_rows(self._flat[positions[todo]], part, np.ones(part.size, bool),
-                        self._dtype, self._block_rows)
+        part = loss[todo]  # a copy when some are pinned
+        _exact_rows(self._flat[positions[todo]], part, np.ones(part.size, bool), self._dtype,
+                    self._block_rows)
         loss[todo] = part
         return loss
 

@@ -130,11 +130,8 @@ class OHEMSampler(SamplerBlock, gluon.HybridBlock):
         if use_numpy(x):
             with np.errstate(invalid='ignore'):  # a NaN match compares false both ways: ignored
                 x_, best, ious_ok, loss, finite, boxes = _inputs_np(self, *args)
-                if isinstance(loss, BackgroundRanking):
-                    mine = loss.hardest
-                else:
-                    mine = _miner(backend.NUMPY, loss, boxes, functools.partial(
-                        nms.dedup_np, thresh=self._nms_thresh))
+                mine = _miner(backend.NUMPY, loss, boxes,
+                              functools.partial(nms.dedup_np, thresh=self._nms_thresh))
                 return like(self._labels(backend.NUMPY, x_, best, ious_ok, finite, mine), x)
         if self._active:  # one graph per pattern of None inputs and float widths
             widths = _widths(*args[1:4])
@@ -166,8 +163,11 @@ class OHEMSampler(SamplerBlock, gluon.HybridBlock):
 
 
 def _miner(be, loss, boxes, dedup):
-    """``mine(candidate, quota)`` for ``OHEMSampler._labels``: the hardest by ``loss``, or
-    with ``boxes`` the de-duplicated choice ``dedup(loss, candidate, quota, boxes)``."""
+    """``mine(candidate, quota)`` for ``OHEMSampler._labels``: the hardest by ``loss`` (an
+    array, or a :class:`~samplers.background.BackgroundRanking`), or with ``boxes`` the
+    de-duplicated choice ``dedup(loss, candidate, quota, boxes)``."""
+    if isinstance(loss, BackgroundRanking):
+        return loss.hardest
     if boxes is None:
         return functools.partial(hard_negatives, be, loss)
     return lambda candidate, quota: dedup(loss, candidate * be.finite_rows(boxes), quota, boxes)
