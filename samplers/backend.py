@@ -258,7 +258,7 @@ class Backend:
 
     * elementwise: ``where``, ``maximum``, ``minimum``, ``floor``, ``log``,
       ``clip``, ``divide``, ``divide_where``, ``nan_where``, ``float32``, ``float64``;
-    * reductions and picks: ``max``, ``sum``, ``argmax`` (float32 indices),
+    * reductions and picks: ``max``, ``sum``, ``argmax`` (float32 indices), ``max_and_argmax``,
       ``count`` ((..., 1) float64), ``take_rows``, ``hits``, ``finite_rows``;
     * masks: ``mask`` (float32 0/1), ``compact_mask`` (uint8 0/1),
       ``zeros_like`` (float32), ``uniform_like`` (float32 in [0, 1));

@@ -159,7 +159,7 @@ class BackgroundRanking:
         self._flat = logits.reshape(-1, logits.shape[-1])
         total = self._flat.shape[0]
         self._block_rows = block_rows
-        self._estimate = np.empty(total, np.float32)  # where not _pinned
+        self._estimate = np.empty(total, np.float32)  # meaningful where not _pinned
         self._pinned = np.zeros(total, bool)  # no estimate: the exact loss is in _loss
         self._loss = np.empty(total, self._dtype)
         self._finite = np.ones(total, bool)
@@ -179,6 +179,7 @@ class BackgroundRanking:
         loss, finite = self._loss[at], self._finite[at]  # copies for positions
         _exact_rows(rows, loss, finite, self._dtype, self._block_rows)
         self._loss[at], self._finite[at], self._pinned[at] = loss, finite, True
+        self._estimate[at] = 0  # unused, but defined
 
     def _estimate_rows(self, part):
         rows = self._flat[part]
@@ -239,17 +240,17 @@ class BackgroundRanking:
         return out
 
     def _exact(self, positions):
-        """The exact loss of the flat rows at ``positions``."""
-        loss = np.empty(positions.size, self._dtype)
-        todo = slice(None)
-        if self._some_pinned:
-            known = self._pinned[positions]
-            loss[known] = self._loss[positions[known]]
-            todo = ~known
-        part = loss[todo]  # a copy when some are pinned
-        _exact_rows(self._flat[positions[todo]], part, np.ones(part.size, bool), self._dtype,
+        """The exact loss of the flat rows at ``positions``: computed here, or the first
+        pass's for pinned rows."""
+        fresh = ~self._pinned[positions] if self._some_pinned else None
+        rows = positions if fresh is None else positions[fresh]
+        computed = np.empty(rows.size, self._dtype)
+        _exact_rows(self._flat[rows], computed, np.ones(rows.size, bool), self._dtype,
                     self._block_rows)
-        loss[todo] = part
+        if fresh is None:
+            return computed
+        loss = self._loss[positions]  # a copy, right where pinned
+        loss[fresh] = computed
         return loss
 
 
