@@ -11,6 +11,9 @@ What a hard box (label column ``hard_column``, VOC ``difficult``) does in each s
   GluonCV's ``RCNNTargetGenerator`` turns those 0 samples into class target
   -1: no classification, box or mask loss.
 
+With ``install(rpn_ohem=True)`` both tasks' steps also train the hardest labelled anchors
+(:mod:`.patches_rpn_ohem`).
+
 A crowd region (hard column value 2, from :mod:`.patches_datasets`) goes the same way as
 ``crowd`` flags, with Detectron's IoF rule instead (``crowd_iof_thresh``).
 
@@ -37,6 +40,7 @@ from mxnet import autograd, gluon
 
 from ._common import (CROWD, HARD, INSTALLED, NETWORK, bound, hard_column_of, keep_settings,
                       keeping_settings, pickle_state, rebuild, settings_of)
+from .patches_rpn_ohem import with_rpn_ohem
 from .transforms import (FasterRCNNTrainTransform, MaskRCNNTrainTransform, _FasterTransform,
                          _MaskTransform, faster_call, mask_call, rcnn_target_generator)
 from .wrappers import RCNNTargetSampler, RPNTargetGenerator, RPNTargetSampler, use_hard_sampler
@@ -268,12 +272,12 @@ _PATCHES = (
     (_faster_task.ForwardBackwardTask, '__init__',
      _with_our_faster_losses(_GLUONCV['faster_task_init'])),
     (_faster_task.ForwardBackwardTask, 'forward_backward',
-     _with_task_flags(_GLUONCV['faster_task'])),
+     with_rpn_ohem(_with_task_flags(_GLUONCV['faster_task']))),
     (_mask_task.ForwardBackwardTask, '__init__', _with_our_mask_loss(_GLUONCV['mask_task_init'])),
     (_MaskTargetGenerator, 'hybrid_forward', _with_phantom_weight(_GLUONCV['mask_targets'])),
     (_RCNNTargetGenerator, 'hybrid_forward', _with_phantom_target(_GLUONCV['rcnn_targets'])),
     (_mask_task.ForwardBackwardTask, 'forward_backward',
-     _with_task_flags(_GLUONCV['mask_task'])),
+     with_rpn_ohem(_with_task_flags(_GLUONCV['mask_task']))),
     (_metrics.RPNL1LossMetric, 'get', _metric_get),
     (_metrics.RCNNL1LossMetric, 'get', _metric_get),
 )
