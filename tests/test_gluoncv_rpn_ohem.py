@@ -132,11 +132,9 @@ def test_with_rpn_ohem_false_the_step_is_install_s():
 
 
 # ----------------------------------------------------------------------------- the step
-def ohem_step(net, batch, mask=False, num_sample=None, monkeypatch=None):
+def ohem_step(net, batch, mask=False):
     """One step of GluonCV's task under install(rpn_ohem=True), with probes on the RPN outputs;
     returns (probed network, the step's outputs)."""
-    if num_sample is not None:
-        monkeypatch.setattr(patches_rpn_ohem, 'NUM_SAMPLE', num_sample)
     task, _ = training_task(net, mask)
     net.hybridize()
     # Faster R-CNN's outputs: rpn_score 5, rpn_box 6; Mask R-CNN's: 6 and 7.
@@ -157,44 +155,43 @@ def check_gradient_only_at_chosen(probed, batch, num_sample):
     assert (box_grad[trained_pos] != 0).any() or not trained_pos.any()
 
 
-def test_gradient_reaches_exactly_the_chosen_anchors_faster(monkeypatch):
+def test_gradient_reaches_exactly_the_chosen_anchors_faster():
     sg.install(rpn_ohem=True)
     net = faster_net()
-    batch = faster_batch(net)
-    probed, _ = ohem_step(net, batch, num_sample=40, monkeypatch=monkeypatch)
+    batch = faster_batch(net, num_sample=40)  # the transform's num_sample: the task's too
+    probed, _ = ohem_step(net, batch)
     check_gradient_only_at_chosen(probed, batch, 40)
 
 
-def test_the_chosen_anchors_include_positives_when_they_are_hardest(monkeypatch):
+def test_the_chosen_anchors_include_positives_when_they_are_hardest():
     sg.install(rpn_ohem=True)
     net = faster_net()
-    batch = faster_batch(net)
-    labelled = int((batch[-3].asnumpy() >= 0).sum())
-    probed, outputs = ohem_step(net, batch, num_sample=labelled - 1, monkeypatch=monkeypatch)
+    labelled = int((faster_batch(net)[-3].asnumpy() >= 0).sum())
+    batch = faster_batch(net, num_sample=labelled - 1)
+    probed, outputs = ohem_step(net, batch)
     check_gradient_only_at_chosen(probed, batch, labelled - 1)
     assert outputs[5][0][1].asnumpy().sum() > 0  # the L1 metric sees trained positives
 
 
-def test_the_losses_keep_gluoncv_s_scale_when_every_labelled_anchor_is_chosen(monkeypatch):
+def test_the_losses_keep_gluoncv_s_scale_when_every_labelled_anchor_is_chosen():
     sg.install(rpn_ohem=True)
     net = faster_net()
-    batch = faster_batch(net)
+    batch = faster_batch(net, num_sample=10 ** 6)
     sg.install()
     task, _ = training_task(net)
     net.hybridize()
     plain = [o.asnumpy() for o in task.forward_backward(batch)[:2]]  # GluonCV's losses
-    monkeypatch.setattr(patches_rpn_ohem, 'NUM_SAMPLE', 10 ** 6)
     sg.install(rpn_ohem=True)  # a task built now does OHEM
     task, _ = training_task(net)
     hard = [o.asnumpy() for o in task.forward_backward(batch)[:2]]
     np.testing.assert_allclose(hard, plain, rtol=1e-6)
 
 
-def test_the_class_loss_is_the_mean_loss_of_the_chosen_anchors(monkeypatch):
+def test_the_class_loss_is_the_mean_loss_of_the_chosen_anchors():
     sg.install(rpn_ohem=True)
     net = faster_net()
-    batch = faster_batch(net)
-    probed, outputs = ohem_step(net, batch, num_sample=50, monkeypatch=monkeypatch)
+    batch = faster_batch(net, num_sample=50)
+    probed, outputs = ohem_step(net, batch)
     chosen, loss = reference_chosen(probed.outputs[5].asnumpy()[..., 0], batch[-3].asnumpy(), 50)
     np.testing.assert_allclose(outputs[0].asscalar(), loss[chosen].mean(), rtol=1e-5)
     assert outputs[4][0][1].asnumpy().sum() == 50  # the accuracy metric counts the chosen
@@ -214,6 +211,15 @@ def test_the_step_reads_nothing_back_on_the_device_path(monkeypatch):
         mx.nd.waitall()
 
 
+def test_a_network_without_a_recorded_transform_trains_num_sample_anchors():
+    sg.install()
+    net = faster_net()
+    batch = faster_batch(net, transform_class=sg.FasterRCNNTrainTransform, subsample=False)
+    sg.install(rpn_ohem=True)
+    _, outputs = ohem_step(net, batch)
+    assert outputs[4][0][1].asnumpy().sum() == patches_rpn_ohem.NUM_SAMPLE
+
+
 def test_seeds_reproduce_a_step():
     sg.install(rpn_ohem=True)
     runs = []
@@ -229,7 +235,7 @@ def test_seeds_reproduce_a_step():
         np.testing.assert_array_equal(a, b)
 
 
-def test_every_object_hard_trains_no_positive_anchor(monkeypatch):
+def test_every_object_hard_trains_no_positive_anchor():
     sg.install(rpn_ohem=True)
     net = faster_net()
     label = LABEL.copy()
@@ -237,8 +243,9 @@ def test_every_object_hard_trains_no_positive_anchor(monkeypatch):
     batch = faster_batch(net, label)
     assert (batch[-3].asnumpy() >= 0).sum() > 256
     assert not (batch[-3].asnumpy() > 0).any()
-    _, outputs = ohem_step(net, batch, num_sample=256, monkeypatch=monkeypatch)
+    _, outputs = ohem_step(net, batch)
     assert outputs[1].asscalar() == 0
+    assert outputs[4][0][1].asnumpy().sum() == 256  # GluonCV's num_sample by default
 
 
 # ----------------------------------------------------------------------------- Mask R-CNN
@@ -246,12 +253,13 @@ def test_gradient_reaches_exactly_the_chosen_anchors_mask(monkeypatch):
     monkeypatch.setattr(tmask, 'to_mask', rectangle_mask)
     sg.install(rpn_ohem=True)
     net = zoo_net('mask_rcnn_resnet18_v1b_coco', 16)
-    transform = presets.MaskRCNNDefaultTrainTransform(HEIGHT, WIDTH, net, ashape=net.ashape)
+    transform = presets.MaskRCNNDefaultTrainTransform(HEIGHT, WIDTH, net, ashape=net.ashape,
+                                                      num_sample=64)
     label = LABEL[:, :5]
     segm = [[np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], np.float64)]
             for x1, y1, x2, y2 in label[:, :4]]
     parts = MaskRCNNTrainBatchify(net, 1)([transform(image(), label, segm)])
     batch = [(p[0] if isinstance(p, (list, tuple)) else p).as_in_context(mx.cpu()) for p in parts]
-    probed, outputs = ohem_step(net, batch, mask=True, num_sample=64, monkeypatch=monkeypatch)
+    probed, outputs = ohem_step(net, batch, mask=True)
     check_gradient_only_at_chosen(probed, batch, 64)
     assert outputs[5][0][1].asnumpy().sum() == 64

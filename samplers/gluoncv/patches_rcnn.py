@@ -40,7 +40,7 @@ from mxnet import autograd, gluon
 
 from ._common import (CROWD, HARD, INSTALLED, NETWORK, bound, hard_column_of, keep_settings,
                       keeping_settings, pickle_state, rebuild, settings_of)
-from .patches_rpn_ohem import with_rpn_ohem
+from .patches_rpn_ohem import recording_num_sample, with_rpn_ohem
 from .transforms import (FasterRCNNTrainTransform, MaskRCNNTrainTransform, _FasterTransform,
                          _MaskTransform, faster_call, mask_call, rcnn_target_generator)
 from .wrappers import RCNNTargetSampler, RPNTargetGenerator, RPNTargetSampler, use_hard_sampler
@@ -255,11 +255,13 @@ def _metric_get(self):
 
 # --------------------------------------------------------------------------- what install() patches
 _PATCHES = (
-    (_FasterTransform, '__init__', keeping_settings(_GLUONCV['faster_transform_init'])),
+    (_FasterTransform, '__init__',
+     recording_num_sample(keeping_settings(_GLUONCV['faster_transform_init']))),
     (_FasterTransform, '__call__', faster_call),
     (_FasterTransform, '_target_generator', property(rcnn_target_generator)),
     (_FasterTransform, '__reduce_ex__', _reduce_gluoncv_transform),
-    (_MaskTransform, '__init__', keeping_settings(_GLUONCV['mask_transform_init'])),
+    (_MaskTransform, '__init__',
+     recording_num_sample(keeping_settings(_GLUONCV['mask_transform_init']))),
     (_MaskTransform, '__call__', mask_call),
     (_MaskTransform, '_target_generator', property(rcnn_target_generator)),
     (_MaskTransform, '__reduce_ex__', _reduce_gluoncv_transform),

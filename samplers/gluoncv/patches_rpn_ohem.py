@@ -6,7 +6,9 @@
   ``subsample=False``): positives 1, negatives 0, the rest -1 (GluonCV's code).
 * **Selection:** each step ranks the labelled anchors of each image by the task's own RPN
   classification loss, computed without gradient from the network's RPN score, and keeps
-  the :data:`NUM_SAMPLE` hardest (:func:`samplers.rpn_ohem.hardest_anchors`).
+  the ``num_sample`` hardest (:func:`samplers.rpn_ohem.hardest_anchors`): the
+  ``num_sample`` of the network's training transform (256 by default,
+  :func:`recording_num_sample`).
 * **Training:** the classification loss is on the chosen anchors, the box loss on the
   positives among them. GluonCV's step scales each RPN loss by ``size / #labelled``; the
   wrapped losses multiply by ``#labelled / #chosen``, so the factor is GluonCV's with the
@@ -32,12 +34,14 @@ from .. import backend
 from ..rpn_ohem import hardest_anchors
 from ._common import bound, settings_of
 
-__all__ = ['NUM_SAMPLE', 'rpn_hard_targets', 'with_rpn_ohem', 'HardAnchorClassLoss',
-           'HardAnchorBoxLoss']
+__all__ = ['NUM_SAMPLE', 'rpn_hard_targets', 'with_rpn_ohem', 'recording_num_sample',
+           'HardAnchorClassLoss', 'HardAnchorBoxLoss']
 
-#: Anchors trained per image: the ``num_sample`` of GluonCV's transforms and of
-#: :class:`samplers.rpn.RPNTargetGenerator` (256).
+#: Anchors trained per image when the network's training transform did not say: the
+#: ``num_sample`` default of GluonCV's transforms and of :class:`samplers.rpn.RPNTargetGenerator`.
 NUM_SAMPLE = 256
+# On a network: the num_sample of the last training transform built for it under rpn_ohem.
+_NUM_SAMPLE_OF_NET = '_samplers_rpn_num_sample'
 _IGNORED = -1.0  # GluonCV's RPN class target of an ignored anchor
 
 # The selection of the step in flight, for that step and that thread only.
@@ -154,6 +158,25 @@ def _trained_metrics(outputs, cls_targets, box_masks, chosen):
     return type(outputs)(on_chosen(item) for item in outputs)
 
 
+def recording_num_sample(transform_init):
+    """A patched GluonCV R-CNN transform's ``__init__`` that, under ``install(rpn_ohem=True)``,
+    leaves its ``num_sample`` on its network: the task trains that many anchors per image."""
+    def __init__(self, *args, **kwargs):
+        """GluonCV's set-up; under rpn_ohem its ``num_sample`` is recorded on ``net``."""
+        transform_init(self, *args, **kwargs)
+        # GluonCV's R-CNN training transforms take (short, max_size, net, ...).
+        net = kwargs['net'] if 'net' in kwargs else args[2] if len(args) > 2 else None
+        if net is not None and getattr(settings_of(self), 'rpn_ohem', False):
+            net.__dict__[_NUM_SAMPLE_OF_NET] = int(self._num_sample)
+    return __init__
+
+
+def num_sample_of(net):
+    """Anchors a task over ``net`` trains per image under rpn_ohem: its training transform's
+    ``num_sample`` (:func:`recording_num_sample`), else :data:`NUM_SAMPLE`."""
+    return getattr(net, _NUM_SAMPLE_OF_NET, None) or NUM_SAMPLE
+
+
 def with_rpn_ohem(forward_backward):
     """``forward_backward`` (a task's step) training the hardest anchors when the task was built
     under ``install(rpn_ohem=True)``; GluonCV's step otherwise."""
@@ -163,7 +186,7 @@ def with_rpn_ohem(forward_backward):
             return forward_backward(self, x)
         _wrap_losses(self)
         # Both tasks take (..., rpn_cls_targets, rpn_box_targets, rpn_box_masks).
-        current = _Step(NUM_SAMPLE)
+        current = _Step(num_sample_of(self.net))
         with bound(_STEP, 'step', current):
             outputs = forward_backward(self, x)
         if current.chosen is None:
