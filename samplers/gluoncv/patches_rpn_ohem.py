@@ -13,8 +13,10 @@
   positives among them. GluonCV's step scales each RPN loss by ``size / #labelled``; the
   wrapped losses multiply by ``#labelled / #chosen``, so the factor is GluonCV's with the
   chosen anchors as the labelled ones (the scale of GluonCV's task with ``num_sample``
-  labelled anchors per image). The step's RPN accuracy and L1 metrics count the chosen
-  anchors, as GluonCV's count its sampled ones.
+  labelled anchors per image).
+* **Metrics:** the step's RPN accuracy and L1 metrics stay GluonCV's, over its targets: every
+  labelled anchor (the accuracy of the hardest anchors alone would be near 0 by
+  construction).
 
 How: :func:`with_rpn_ohem` wraps the patched ``forward_backward``; during a step of a task
 built under ``install(rpn_ohem=True)`` it gives the task's ``rpn_cls_loss`` and
@@ -140,24 +142,6 @@ def _wrap_losses(task):
         task.rpn_box_loss = HardAnchorBoxLoss(task.rpn_box_loss)
 
 
-def _trained_metrics(outputs, cls_targets, box_masks, chosen):
-    """The step's outputs with the RPN accuracy and L1 metric inputs on the chosen anchors.
-
-    GluonCV returns them as ``[[cls_targets, weight], [score]]`` and
-    ``[[box_targets, box_masks], [box]]``, holding the step's own target arrays.
-    """
-    def on_chosen(item):
-        if isinstance(item, list) and len(item) == 2 and isinstance(item[0], list) \
-                and len(item[0]) == 2:
-            (targets, weight), preds = item
-            if targets is cls_targets:
-                return [[targets, chosen], preds]
-            if weight is box_masks:
-                return [[targets, weight * chosen.expand_dims(-1)], preds]
-        return item
-    return type(outputs)(on_chosen(item) for item in outputs)
-
-
 def recording_num_sample(transform_init):
     """A patched GluonCV R-CNN transform's ``__init__`` that, under ``install(rpn_ohem=True)``,
     leaves its ``num_sample`` on its network: the task trains that many anchors per image."""
@@ -185,11 +169,6 @@ def with_rpn_ohem(forward_backward):
         if not getattr(settings_of(self), 'rpn_ohem', False):
             return forward_backward(self, x)
         _wrap_losses(self)
-        # Both tasks take (..., rpn_cls_targets, rpn_box_targets, rpn_box_masks).
-        current = _Step(num_sample_of(self.net))
-        with bound(_STEP, 'step', current):
-            outputs = forward_backward(self, x)
-        if current.chosen is None:
-            return outputs
-        return _trained_metrics(outputs, x[-3], x[-1], current.chosen)
+        with bound(_STEP, 'step', _Step(num_sample_of(self.net))):
+            return forward_backward(self, x)
     return step
