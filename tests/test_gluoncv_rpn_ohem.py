@@ -278,3 +278,16 @@ def test_gradient_reaches_exactly_the_chosen_anchors_mask(monkeypatch):
     probed, _ = ohem_step(net, batch, mask=True)
     check_gradient_only_at_chosen(probed, batch, 64)
     assert chosen_of(probed, batch).sum() == 64
+
+
+# ----------------------------------------------------------------------------- own loops
+def test_rpn_hard_targets_keep_only_the_chosen_anchors():
+    rng = np.random.RandomState(0)
+    score = mx.nd.array(rng.normal(size=(2, 300)))
+    cls_targets = mx.nd.array(rng.choice([-1, 0, 1], size=(2, 300)).astype(np.float32))
+    box_masks = mx.nd.broadcast_to((cls_targets > 0).expand_dims(-1), shape=(2, 300, 4))
+    targets, masks = patches_rpn_ohem.rpn_hard_targets(score, cls_targets, box_masks, 50)
+    chosen, _ = reference_chosen(score.asnumpy(), cls_targets.asnumpy(), 50)
+    np.testing.assert_array_equal(targets.asnumpy() >= 0, chosen)
+    np.testing.assert_array_equal(targets.asnumpy()[chosen], cls_targets.asnumpy()[chosen])
+    np.testing.assert_array_equal(masks.asnumpy().sum(-1) > 0, chosen & (cls_targets.asnumpy() > 0))
