@@ -291,3 +291,14 @@ def test_rpn_hard_targets_keep_only_the_chosen_anchors():
     np.testing.assert_array_equal(targets.asnumpy() >= 0, chosen)
     np.testing.assert_array_equal(targets.asnumpy()[chosen], cls_targets.asnumpy()[chosen])
     np.testing.assert_array_equal(masks.asnumpy().sum(-1) > 0, chosen & (cls_targets.asnumpy() > 0))
+
+
+# ----------------------------------------------------------------------------- the launcher
+def test_the_launcher_adds_only_the_install_lines(tmp_path):
+    from tools.gluoncv_script import script_source
+    script = tmp_path / 'train.py'
+    script.write_text('import os\nfrom x.data_parallel import ForwardBackwardTask\nmain()\n')
+    assert script_source(str(script), 'rpn_ohem=True') == (
+        'import os\nfrom x.data_parallel import ForwardBackwardTask\n'
+        'import samplers.gluoncv\nsamplers.gluoncv.install(rpn_ohem=True)\nmain()\n')
+    assert script_source(str(script), None) == script.read_text()

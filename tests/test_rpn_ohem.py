@@ -137,13 +137,13 @@ def test_without_subsample_the_sampler_labels_every_candidate(forced):
 
 @pytest.mark.parametrize('forced', [False, True], ids=['numpy', 'nd'])
 def test_without_subsample_the_generator_labels_every_candidate_hard_flags_included(forced):
-    anchors = grid_anchors(64, 4, (8, 16))  # the anchor grid's path on numpy
-    bbox = np.array([[4, 4, 30, 30], [34, 30, 60, 60], [0, 40, 20, 62]], np.float32)
+    anchors = grid_anchors(128, 2, (8, 16))  # 8,192 anchors: the anchor grid's path on numpy
+    bbox = np.array([[8, 8, 60, 60], [68, 60, 120, 120], [0, 80, 40, 124]], np.float32)
     flags = dict(hard=np.array([0, 1, 0], np.float32), crowd=np.array([0, 0, 1], np.float32))
     anc = mx.nd.array(anchors)
     with force_ndarray_backend() if forced else _nothing():
-        got = RPNTargetGenerator(num_sample=8, subsample=False)(bbox, anc, 64, 64, **flags)
-        want = every_candidate(RPNTargetGenerator)(bbox, anc, 64, 64, **flags)
+        got = RPNTargetGenerator(num_sample=8, subsample=False)(bbox, anc, 128, 128, **flags)
+        want = every_candidate(RPNTargetGenerator)(bbox, anc, 128, 128, **flags)
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g.asnumpy(), w.asnumpy())
     assert (got[0].asnumpy() >= 0).sum() > 8
