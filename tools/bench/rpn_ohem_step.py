@@ -3,12 +3,15 @@
 Run from the checkout::
 
     python -m tools.bench.rpn_ohem_step [--network tiny|resnet50] [--repeat 7]
+    python -m tools.bench.rpn_ohem_step --selection     # the selection alone
 
 Both arms run GluonCV's ``ForwardBackwardTask.forward_backward`` (hybridized network, random
 weights, CPU) on the same image, alternating, after one warm-up each: ``install()`` with
 GluonCV's 256 sampled anchors, and ``install(rpn_ohem=True)`` with every anchor labelled and
 the 256 hardest trained. The transform is not timed. Prints each arm's median step time
-and the median of the per-round ratios OHEM / plain.
+and the median of the per-round ratios OHEM / plain. ``--selection`` times only what OHEM adds
+to a step, the per-anchor loss and the choice (``mx.nd``), for the anchors of one C4 (600 x
+1000) and one FPN (800 x 1333) image.
 """
 from __future__ import annotations
 
@@ -71,11 +74,33 @@ def _arm(name, rpn_ohem, height, width):
     return step, labelled
 
 
+def selection(repeat):
+    """Median time of :func:`samplers.gluoncv.patches_rpn_ohem.chosen_anchors` per size."""
+    from mxnet import gluon
+    from samplers.gluoncv.patches_rpn_ohem import chosen_anchors
+    loss = gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=False)
+    for name, n in (('C4 600x1000', 34410), ('FPN 800x1333', 265845)):
+        score = mx.nd.random.normal(shape=(1, n))
+        targets = mx.nd.round(mx.nd.random.uniform(-1, 1, shape=(1, n)))
+        chosen_anchors(loss, score, targets).wait_to_read()
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            chosen_anchors(loss, score, targets).wait_to_read()
+            times.append(time.perf_counter() - start)
+        print('{} ({} anchors): selection median {:.1f} ms'.format(
+            name, n, 1000 * statistics.median(times)))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--network', choices=sorted(NETWORKS), default='tiny')
     parser.add_argument('--repeat', type=int, default=7)
+    parser.add_argument('--selection', action='store_true', help='time the selection alone')
     args = parser.parse_args(argv)
+    if args.selection:
+        selection(args.repeat)
+        return
     height, width = NETWORKS[args.network]
     arms = {}
     for rpn_ohem in (False, True):
