@@ -20,7 +20,7 @@ from gluoncv.data.batchify import FasterRCNNTrainBatchify  # noqa: E402
 from gluoncv.data.transforms.presets import rcnn as presets  # noqa: E402
 
 import samplers.gluoncv as sg  # noqa: E402
-from samplers.gluoncv import lst  # noqa: E402
+from samplers.gluoncv import _common, lst  # noqa: E402
 from helpers import training_task, write_voc, zoo_net  # noqa: E402
 
 pytestmark = [pytest.mark.filterwarnings('ignore::UserWarning'),
@@ -129,7 +129,12 @@ def test_coco_lst_takes_iscrowd_as_the_flag_and_sorted_category_ids_as_classes(c
     np.testing.assert_array_equal(labels[0][:4], [4, 6, 50, 40])
     np.testing.assert_allclose(labels[0][4:], [1, 5 / 50, 5 / 40, 15 / 50, 15 / 40, 0])
     np.testing.assert_allclose(labels[1][4:].reshape(-1, 6),
-                               [[0, 0.05, 0.2, 0.2, 0.6, 0], [2, 0.25, 0, 0.75, 0.6, 1]])
+                               [[0, 0.05, 0.2, 0.2, 0.6, 0], [2, 0.25, 0, 0.75, 0.6, 2]])
+
+
+def test_lst_hard_column_values_are_those_install_reads():
+    # lst.py needs only the standard library, so it writes its own copy of the values.
+    assert (lst.HARD, lst.CROWD) == (_common.HARD, _common.CROWD)
 
 
 def test_coco_lst_classes_pick_and_order_categories(coco_json, tmp_path):
@@ -137,7 +142,7 @@ def test_coco_lst_classes_pick_and_order_categories(coco_json, tmp_path):
     assert lst.coco_to_lst(coco_json, path, classes=['dog'], normalized=False) == 1
     with open(path) as f:
         values = np.array(f.read().split('\t')[1:-1], float)
-    np.testing.assert_array_equal(values, [4, 6, 200, 100, 0, 50, 0, 150, 60, 1])
+    np.testing.assert_array_equal(values, [4, 6, 200, 100, 0, 50, 0, 150, 60, 2])
 
 
 def test_cli_writes_what_the_functions_write(voc_dir, voc_lst, coco_json, tmp_path):
@@ -283,3 +288,41 @@ def test_lst_to_lst_detection_to_patched_transform_to_network(net, voc_dir, voc_
     sg.uninstall()
     stock = first_batches(net, LstDetection(voc_lst, root=voc_dir), 2)
     assert (stock[1][2].asnumpy() > 0).any()
+
+
+def test_coco_lst_crowd_regions_give_the_rpn_labels_of_coco_detection(tmp_path):
+    # COCO JSON -> coco_to_lst -> LstDetection, and COCODetection, each through GluonCV's
+    # transform under install(): the crowd regions (hard column 2, the IoF rule) give the same
+    # RPN labels, with the anchors inside them ignored, not negative. The .lst's corners are
+    # COCO's x + w, COCODetection's x + w - 1: its boxes are moved to the .lst's first.
+    pytest.importorskip('pycocotools')
+    from gluoncv.data import COCODetection
+    from samplers.gluoncv.transforms import _level_anchors
+    from tools.crowd_check import TRAIN, count_inside, write_coco
+    root = write_coco(str(tmp_path / 'coco'))
+    path = str(tmp_path / 'coco.lst')
+    assert lst.coco_to_lst(os.path.join(root, 'annotations', 'instances_train2017.json'), path,
+                           image_dir='train2017') == len(TRAIN)
+    net = gluoncv.model_zoo.get_model('faster_rcnn_resnet50_v1b_coco', pretrained=False,
+                                      pretrained_base=False)
+    net.initialize()
+    sg.install()
+    files = LstDetection(path, root=root)
+    coco = COCODetection(root=root, splits='instances_train2017', use_crowd=False)
+    transform = presets.FasterRCNNDefaultTrainTransform(256, 256, net, flip_p=0.0,
+                                                        num_sample=10 ** 6)
+    inside = 0
+    for (img_f, label_f), (img_c, label_c) in zip(files, coco):
+        label_c = label_c + np.array([0, 0, 1, 1, 0, 0], label_c.dtype)
+        np.testing.assert_allclose(label_f, label_c, atol=1e-4)
+        np.testing.assert_array_equal(label_f[:, 4:], label_c[:, 4:])  # hard column 0 or 2
+        out_f, out_c = transform(img_f, label_f), transform(img_c, label_c)
+        cls_f, cls_c = (np.asarray(out[2]).reshape(-1) for out in (out_f, out_c))
+        np.testing.assert_array_equal(cls_f, cls_c)
+        height, width = out_f[0].shape[1:]
+        anchors = np.concatenate([a for _, a in _level_anchors(transform, height, width)])
+        resized = out_f[1]
+        crowd = resized[resized[:, 5] == _common.CROWD, :4]
+        assert count_inside(anchors, crowd) > 0
+        inside += count_inside(anchors[cls_f == 0], crowd)
+    assert inside == 0

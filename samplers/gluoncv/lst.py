@@ -7,7 +7,10 @@ One line per image, tab-separated::
 The first four label numbers are the header: its length (4), the width of
 one object (6), and the image's width and height. Each object is its class
 index, its corners (divided by the image's width and height unless
-``normalized=False``) and its hard flag: VOC ``difficult``, COCO ``iscrowd``.
+``normalized=False``) and its hard-column value: :data:`HARD` (1) for a VOC
+``difficult`` box, :data:`CROWD` (2) for a COCO ``iscrowd`` region, 0 otherwise,
+the values :func:`samplers.gluoncv.install` reads (1 by the IoU rule, 2 by the
+IoF rule of crowd regions).
 GluonCV's ``LstDetection`` reads such a file (and ``RecordFileDetection`` the
 ``.rec`` that im2rec packs from it) into labels ``[x1, y1, x2, y2, class,
 hard]``: the flag lands in column 5, where :func:`samplers.gluoncv.install`
@@ -29,8 +32,8 @@ import os
 import xml.etree.ElementTree as ET
 from typing import Iterable, Sequence
 
-__all__ = ['VOC_CLASSES', 'HEADER_LENGTH', 'OBJECT_WIDTH', 'lst_line', 'write_lst',
-           'voc_to_lst', 'coco_to_lst', 'main']
+__all__ = ['VOC_CLASSES', 'HEADER_LENGTH', 'OBJECT_WIDTH', 'HARD', 'CROWD', 'lst_line',
+           'write_lst', 'voc_to_lst', 'coco_to_lst', 'main']
 
 #: The 20 Pascal VOC class names, in the order of their class indices.
 VOC_CLASSES = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair',
@@ -40,6 +43,10 @@ VOC_CLASSES = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', '
 HEADER_LENGTH = 4
 #: Numbers per object: class, x1, y1, x2, y2, hard.
 OBJECT_WIDTH = 6
+#: Hard-column values: a hard box (VOC ``difficult``) and a crowd region (COCO ``iscrowd``).
+#: The same values as ``samplers.gluoncv._common``'s, written here so that this module needs
+#: only the standard library (a test holds the two equal).
+HARD, CROWD = 1, 2
 
 
 def _number(value):
@@ -131,8 +138,9 @@ def coco_to_lst(annotation_file: str, lst_path: str, image_dir: str = '',
     Image paths are ``image_dir/file_name``. Class indices are positions in ``classes``
     (category names; default: every category, by increasing id, as GluonCV's
     ``COCODetection``); annotations of other categories are left out. Corners are COCO's
-    ``[x, y, x + w, y + h]``; boxes with no width or height are left out. The hard flag is
-    ``iscrowd``. Returns the number of images written.
+    ``[x, y, x + w, y + h]``; boxes with no width or height are left out. The hard column is
+    :data:`CROWD` (2) for ``iscrowd=1``, a crowd region, and 0 otherwise, as install() gives
+    ``COCODetection``'s crowd regions. Returns the number of images written.
     """
     with open(annotation_file) as f:
         data = json.load(f)
@@ -150,7 +158,7 @@ def coco_to_lst(annotation_file: str, lst_path: str, image_dir: str = '',
             raise ValueError('annotation {}: iscrowd must be 0 or 1, got {}'
                              .format(ann.get('id'), crowd))
         objects.setdefault(ann['image_id'], []).append(
-            (classes.index(name), x, y, x + w, y + h, crowd))
+            (classes.index(name), x, y, x + w, y + h, CROWD if crowd else 0))
     images = sorted(data.get('images', []), key=lambda im: im['id'])
     return write_lst(lst_path, ((os.path.join(image_dir, im['file_name']), im['width'],
                               im['height'], objects.get(im['id'], [])) for im in images),
@@ -167,12 +175,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument('--pixels', action='store_true',
                         help='write pixel corners (readers then need coord_normalized=False)')
     sub = parser.add_subparsers(dest='source', required=True)
-    voc = sub.add_parser('voc', help='VOC: hard = difficult')
+    voc = sub.add_parser('voc', help='VOC: hard = 1 for difficult=1')
     voc.add_argument('voc_dir', help="one year's folder, e.g. VOCdevkit/VOC2007")
     voc.add_argument('lst', help='the .lst file to write')
     voc.add_argument('--split', default='trainval', help='ImageSets/Main/<split>.txt')
     voc.add_argument('--classes', help='comma-separated class names (default: VOC\'s 20)')
-    coco = sub.add_parser('coco', help='COCO: hard = iscrowd')
+    coco = sub.add_parser('coco', help='COCO: hard = 2 (a crowd region) for iscrowd=1')
     coco.add_argument('annotations', help='instances_*.json')
     coco.add_argument('lst', help='the .lst file to write')
     coco.add_argument('--image-dir', default='', help='prefix of every image path')
