@@ -171,10 +171,89 @@ def test_bad_sources_raise_value_error(voc_dir, tmp_path):
         json.dump(bad, f)
     with pytest.raises(ValueError, match='iscrowd must be 0 or 1'):
         lst.coco_to_lst(path, str(tmp_path / 'x.lst'))
-    with pytest.raises(ValueError, match='width and height must be > 0'):
+    with pytest.raises(ValueError, match='width and height must be finite and > 0'):
         lst.lst_line(0, 'a.jpg', 0, 10, [(0, 1, 1, 2, 2, 0)])
     with pytest.raises(ValueError, match='path'):
         lst.lst_line(0, 'a\tb.jpg', 10, 10, [(0, 1, 1, 2, 2, 0)])
+
+
+# (class, xmin, ymin, xmax, ymax, difficult) in VOC's 1-based pixels, as the XML holds them.
+KEPT = [('dog', 17, 17, 113, 113, 0), ('person', 129, 41, 241, 177, 1),
+        (' Dog ', 30, 30, 90, 90, 0),                 # VOCDetection strips and lower-cases
+        ('bird', 30, 30, 90, 90, '1.9'),              # VOCDetection's int() fails: 0
+        ('bird', 1, 1, WIDTH + 1, HEIGHT + 1, 0)]     # the whole image: 0-based [0, 256]
+DROPPED = [('cat', 100, 10, 50, 60, 0),               # x2 < x1
+           ('cat', 50, 10, 50, 60, 1),                # no width
+           ('car', 1000, 1000, 1200, 1100, 0),        # outside the image
+           ('car', 0, 10, 50, 60, 0),                 # x1 = -1 in 0-based pixels
+           ('car', 'nan', 10, 50, 60, 0), ('car', 10, 10, 'inf', 60, 0)]
+
+
+@pytest.mark.parametrize('normalized', [True, False])
+def test_voc_lst_keeps_the_boxes_and_flags_voc_detection_keeps(tmp_path, normalized):
+    root = str(tmp_path)
+    write_voc(root, [KEPT + DROPPED, DROPPED], WIDTH, HEIGHT, split='trainval')
+    voc_dir = os.path.join(root, 'VOC2007')
+    path = str(tmp_path / 'train.lst')
+    assert lst.voc_to_lst(voc_dir, path, split='trainval', normalized=normalized) == 1
+    want = voc_labels(voc_dir)
+    assert len(want) == 1 and len(want[0]) == len(KEPT)
+    got = LstDetection(path, root=voc_dir, coord_normalized=normalized)[0][1]
+    np.testing.assert_allclose(got, want[0], atol=1e-4 if normalized else 0)
+    np.testing.assert_array_equal(got[:, 4:], want[0][:, 4:])
+
+
+@pytest.mark.parametrize('field, text', [('width', 'inf'), ('width', 'nan'), ('height', '0'),
+                                         ('width', '')])
+def test_voc_lst_refuses_an_image_size_that_is_not_finite_and_positive(tmp_path, field, text):
+    # VOCDetection keeps every box of a <width>inf</width>; the .lst has no finite width to
+    # divide the corners by, so refuse the file.
+    root = str(tmp_path)
+    write_voc(root, [KEPT[:1]], WIDTH, HEIGHT, split='trainval')
+    xml = os.path.join(root, 'VOC2007', 'Annotations', '000000.xml')
+    with open(xml) as f:
+        text_xml = f.read()
+    old = '<{0}>{1}</{0}>'.format(field, WIDTH if field == 'width' else HEIGHT)
+    with open(xml, 'w') as f:
+        f.write(text_xml.replace(old, '<{0}>{1}</{0}>'.format(field, text)))
+    with pytest.raises(ValueError, match=r'000000\.xml: <{}>'.format(field)):
+        lst.voc_to_lst(os.path.join(root, 'VOC2007'), str(tmp_path / 'x.lst'), 'trainval')
+
+
+@pytest.mark.parametrize('difficult', ['true', 'inf', 'nan', '2'])
+def test_voc_lst_refuses_a_difficult_that_is_not_a_0_or_1_number(tmp_path, difficult):
+    # VOCDetection reads any text int() refuses as 0; a word or an infinity is not a number
+    # there to round, so the .lst writer refuses it rather than guess.
+    root = str(tmp_path)
+    write_voc(root, [[('dog', 17, 17, 113, 113, difficult)]], WIDTH, HEIGHT, split='trainval')
+    with pytest.raises(ValueError, match=r'000000\.xml: <difficult> must be'):
+        lst.voc_to_lst(os.path.join(root, 'VOC2007'), str(tmp_path / 'x.lst'), 'trainval')
+
+
+def write_coco_json(tmp_path, annotations):
+    path = str(tmp_path / 'instances.json')
+    with open(path, 'w') as f:
+        json.dump(dict(COCO, annotations=annotations), f)
+    return path
+
+
+def test_coco_lst_leaves_out_nan_boxes_as_coco_detection(tmp_path):
+    good = COCO['annotations'][0]
+    path = write_coco_json(tmp_path, [good] + [dict(good, id=10 + i, bbox=bbox) for i, bbox in
+                                               enumerate([[float('nan'), 20, 30, 40],
+                                                          [10, 20, float('nan'), 40]])])
+    out = str(tmp_path / 'coco.lst')
+    assert lst.coco_to_lst(path, out, normalized=False) == 1
+    with open(out) as f:
+        values = np.array(f.read().split('\t')[1:-1], float)
+    np.testing.assert_array_equal(values, [4, 6, 200, 100, 0, 10, 20, 40, 60, 0])
+
+
+@pytest.mark.parametrize('value', [float('inf'), -float('inf')])
+def test_coco_lst_refuses_an_infinite_bbox_value(tmp_path, value):
+    path = write_coco_json(tmp_path, [dict(COCO['annotations'][0], bbox=[10, 20, value, 40])])
+    with pytest.raises(ValueError, match=r'instances\.json annotation 1: bbox must be finite'):
+        lst.coco_to_lst(path, str(tmp_path / 'x.lst'))
 
 
 # ----------------------------------------------------------------------------- the .rec file
