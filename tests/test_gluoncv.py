@@ -34,6 +34,7 @@ import samplers.gluoncv._common as sg_common  # noqa: E402
 import samplers.gluoncv.patches_rcnn as sg_patches  # noqa: E402
 import samplers.gluoncv.transforms as sg_transforms  # noqa: E402
 from conftest import CPU_CONTEXTS, requires_gpu  # noqa: E402
+from samplers import force_ndarray_backend  # noqa: E402
 from helpers import grid_anchors, rectangle_mask, zoo_net  # noqa: E402
 
 # GluonCV's FPN network warns while tracing its features symbol; not ours to fix.
@@ -674,6 +675,33 @@ def test_without_flags_a_training_forward_equals_all_zero_flags(installed_net):
     zeros = second_stage(installed_net, x, box, cls, mx.nd.zeros_like(hard))
     for a, b in zip(none, zeros):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize('bad', [0.5, 3, np.nan])
+def test_network_refuses_gt_hard_values_other_than_the_hard_column_values(installed_net, bad):
+    sg.install()
+    x, box, cls, _ = net_inputs()
+    with pytest.raises(ValueError, match=r'gt_hard must hold 0/1 flags'):
+        second_stage(installed_net, x, box, cls, mx.nd.array([[[0], [bad], [-1]]]))
+
+
+def test_network_refuses_bad_flags_a_task_passes(installed_net):
+    sg.install()
+    x, box, cls, _ = net_inputs()
+    with sg_common.bound(sg_common.NETWORK, 'task', mx.nd.array([[[0], [0.5], [-1]]])):
+        with pytest.raises(ValueError, match='gt_hard'):
+            second_stage(installed_net, x, box, cls)
+
+
+def test_network_reads_no_gt_hard_on_the_device_path(installed_net, no_host_copies):
+    # On a GPU context the flags are not copied to the host to be checked: any value > 0 is
+    # hard there (docs/rules.md). force_ndarray_backend runs that path on CPU.
+    sg.install()
+    x, box, cls, _ = net_inputs()
+    with force_ndarray_backend(), autograd.record():
+        out = installed_net(x, box, cls, mx.nd.array([[[0], [0.5], [-1]]]))
+        mx.nd.waitall()
+    assert len(out) > 4
 
 
 def test_network_built_before_install_refuses_flags(c4_net):

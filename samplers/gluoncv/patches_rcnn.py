@@ -35,8 +35,9 @@ from gluoncv.model_zoo.rcnn.rpn import rpn_target as _rpn_target
 from gluoncv.utils.metrics import rcnn as _metrics
 from mxnet import autograd, gluon
 
-from ._common import (CROWD, HARD, INSTALLED, NETWORK, bound, hard_column_of, keep_settings,
-                      keeping_settings, pickle_state, rebuild, settings_of)
+from ..backend import host_view, use_numpy
+from ._common import (CROWD, HARD, INSTALLED, NETWORK, bound, check_hard_values, hard_column_of,
+                      keep_settings, keeping_settings, pickle_state, rebuild, settings_of)
 from .transforms import (FasterRCNNTrainTransform, MaskRCNNTrainTransform, _FasterTransform,
                          _MaskTransform, faster_call, mask_call, rcnn_target_generator)
 from .wrappers import RCNNTargetSampler, RPNTargetGenerator, RPNTargetSampler, use_hard_sampler
@@ -88,14 +89,17 @@ def _network_forward(self, x, *args):
     """``net(x, gt_box, gt_label, gt_hard=None)``: GluonCV's forward with an optional 4th input.
 
     ``gt_hard`` (B, M, 1) or (B, M): 1 marks a hard box (the IoU rule), 2 a
-    crowd region (the IoF rule); anything else, such as the -1 of padding
-    rows, is a normal box. In a training forward with
+    crowd region (the IoF rule), 0 a normal box, -1 a padding row; another
+    value raises ``ValueError`` where the flags are on a CPU context (read in
+    place there), and is not read on other contexts (GPU). In a training forward with
     ``gt_box`` and ``gt_label`` and our sampler, missing flags are the ones a
     patched ``ForwardBackwardTask`` is passing, or zeros (GluonCV's result):
     the graph then always has the same four inputs, hybridized or not.
     """
     if autograd.is_training() and len(args) in (2, 3) and isinstance(args[1], mx.nd.NDArray):
         hard = args[2] if len(args) == 3 else getattr(NETWORK, 'task', None)
+        if hard is not None and use_numpy(hard):  # on the host: reading it copies nothing
+            check_hard_values('gt_hard', host_view(hard))
         if not isinstance(self.sampler, RCNNTargetSampler):
             if hard is not None:
                 raise ValueError(
