@@ -256,6 +256,37 @@ def test_coco_lst_refuses_an_infinite_bbox_value(tmp_path, value):
         lst.coco_to_lst(path, str(tmp_path / 'x.lst'))
 
 
+def test_a_failed_write_leaves_the_previous_lst_file_as_it_was(voc_dir, voc_lst, tmp_path):
+    path = str(tmp_path / 'train.lst')
+    with open(voc_lst) as src, open(path, 'w') as out:
+        out.write(src.read())
+    before = sorted(os.listdir(str(tmp_path)))
+
+    def images():
+        yield 'a.jpg', 10, 10, [(0, 1, 1, 5, 5, 0)]
+        raise ValueError('a bad annotation')
+    with pytest.raises(ValueError, match='a bad annotation'):
+        lst.write_lst(path, images())
+    with open(path) as now, open(voc_lst) as was:
+        assert now.read() == was.read()
+    assert sorted(os.listdir(str(tmp_path))) == before  # no temporary file left behind
+
+
+def test_write_lst_writes_through_a_temporary_file_in_the_same_folder(tmp_path, monkeypatch):
+    # os.replace is atomic only within one file system: the temporary file sits beside the
+    # .lst, and the .lst appears only once complete.
+    path = str(tmp_path / 'out.lst')
+    seen = []
+    replace = os.replace
+    monkeypatch.setattr(lst.os, 'replace', lambda a, b: (seen.append((a, b, os.path.exists(b))),
+                                                         replace(a, b)))
+    assert lst.write_lst(path, [('a.jpg', 10, 10, [(0, 1, 1, 5, 5, 0)])]) == 1
+    (src, dst, existed), = seen
+    assert dst == path and os.path.dirname(src) == str(tmp_path) and not existed
+    with open(path) as f:
+        assert f.read().startswith('0\t4\t6\t10\t10\t0\t0.1')
+
+
 # ----------------------------------------------------------------------------- the .rec file
 def write_rec(lst_path, root, prefix):
     """Pack ``lst_path``'s images (their JPEG bytes as they are) and labels into a .rec/.idx."""

@@ -31,6 +31,7 @@ import json
 import logging
 import math
 import os
+import uuid
 import xml.etree.ElementTree as ET
 from typing import Iterable, Sequence
 
@@ -79,16 +80,29 @@ def lst_line(index: int, path: str, width: float, height: float,
 
 def write_lst(lst_path: str, images: Iterable[tuple], normalized: bool = True) -> int:
     """Write ``images`` (``(path, width, height, objects)`` each, as :func:`lst_line` takes
-    them) to ``lst_path``, indexed from 0; images without objects are left out. Returns the
-    number of lines written.
+    them) to ``lst_path``, indexed from 0; images without objects are left out.
+    Returns the number of lines written.
+
+    The lines go to a temporary file in ``lst_path``'s folder, renamed to ``lst_path`` once
+    every image is written: an error on the way (a bad annotation) leaves a previous
+    ``lst_path`` as it was, and no partial file.
     """
-    count = 0
-    with open(lst_path, 'w') as out:
-        for path, width, height, objects in images:
-            objects = list(objects)
-            if objects:
-                out.write(lst_line(count, path, width, height, objects, normalized) + '\n')
-                count += 1
+    folder, name = os.path.split(os.path.abspath(lst_path))
+    tmp_path = os.path.join(folder, '.{}.{}.{}.tmp'.format(name, os.getpid(), uuid.uuid4().hex))
+    # O_EXCL: a new file of our own; mode 0o666 less the umask, as open(path, 'w') gives.
+    fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        count = 0
+        with os.fdopen(fd, 'w') as out:
+            for path, width, height, objects in images:
+                objects = list(objects)
+                if objects:
+                    out.write(lst_line(count, path, width, height, objects, normalized) + '\n')
+                    count += 1
+        os.replace(tmp_path, lst_path)
+    except BaseException:
+        os.unlink(tmp_path)
+        raise
     return count
 
 
