@@ -230,6 +230,33 @@ def test_voc_lst_refuses_a_difficult_that_is_not_a_0_or_1_number(tmp_path, diffi
         lst.voc_to_lst(os.path.join(root, 'VOC2007'), str(tmp_path / 'x.lst'), 'trainval')
 
 
+def one_voc_xml(tmp_path, edit):
+    """A one-image VOC set whose XML text went through ``edit``; its folder."""
+    root = str(tmp_path)
+    write_voc(root, [KEPT[:1]], WIDTH, HEIGHT, split='trainval')
+    xml = os.path.join(root, 'VOC2007', 'Annotations', '000000.xml')
+    with open(xml) as f:
+        text = f.read()
+    with open(xml, 'w') as f:
+        f.write(edit(text))
+    return os.path.join(root, 'VOC2007')
+
+
+@pytest.mark.parametrize('edit, message', [
+    (lambda t: t.replace('<bndbox>', '<box>').replace('</bndbox>', '</box>'),
+     'an <object> has no <bndbox>'),
+    (lambda t: t.replace('<xmin>17</xmin>', ''), r'<bndbox><xmin> must be a number, got None'),
+    (lambda t: t.replace('<ymax>113</ymax>', '<ymax>x</ymax>'),
+     r"<bndbox><ymax> must be a number, got 'x'"),
+    (lambda t: t.replace('<size>', '').replace('</size>', ''), 'has no <size>'),
+    (lambda t: t.replace('</annotation>', ''), 'is not well-formed XML'),
+])
+def test_voc_lst_names_the_file_and_field_of_a_broken_annotation(tmp_path, edit, message):
+    voc_dir = one_voc_xml(tmp_path, edit)
+    with pytest.raises(ValueError, match=r'000000\.xml:? .*' + message):
+        lst.voc_to_lst(voc_dir, str(tmp_path / 'x.lst'), 'trainval')
+
+
 def write_coco_json(tmp_path, annotations):
     path = str(tmp_path / 'instances.json')
     with open(path, 'w') as f:
@@ -285,6 +312,49 @@ def test_write_lst_writes_through_a_temporary_file_in_the_same_folder(tmp_path, 
     assert dst == path and os.path.dirname(src) == str(tmp_path) and not existed
     with open(path) as f:
         assert f.read().startswith('0\t4\t6\t10\t10\t0\t0.1')
+
+
+@pytest.mark.parametrize('change, message', [
+    (dict(bbox=None), r'annotation 1: bbox must be \[x, y, width, height\], got None'),
+    (dict(bbox=[1, 2, 3]), r'annotation 1: bbox must be \[x, y, width, height\]'),
+    (dict(bbox=[1, 2, 'a', 4]), r"annotation 1: bbox must be a number, got 'a'"),
+    (dict(iscrowd=None), r'annotation 1: iscrowd must be 0 or 1, got None'),
+    (dict(iscrowd='1'), r"annotation 1: iscrowd must be 0 or 1, got '1'"),
+])
+def test_coco_lst_names_the_file_annotation_and_field_of_a_broken_annotation(tmp_path, change,
+                                                                             message):
+    ann = dict(COCO['annotations'][0], **change)
+    if change.get('bbox', 0) is None:
+        del ann['bbox']
+    path = write_coco_json(tmp_path, [ann])
+    with pytest.raises(ValueError, match=r'instances\.json ' + message):
+        lst.coco_to_lst(path, str(tmp_path / 'x.lst'))
+
+
+@pytest.mark.parametrize('field, value, message', [
+    ('width', None, r'image 7: width must be a number'),
+    ('height', 'ten', "image 7: height must be a number, got 'ten'"),
+    ('width', float('inf'), 'image 7: width must be finite and > 0'),
+    ('file_name', None, 'image 7: file_name must be a string'),
+])
+def test_coco_lst_names_the_file_image_and_field_of_a_broken_image(tmp_path, field, value,
+                                                                   message):
+    image = dict(COCO['images'][0], **{field: value})
+    if value is None:
+        del image[field]
+    path = str(tmp_path / 'instances.json')
+    with open(path, 'w') as f:
+        json.dump(dict(COCO, images=[image] + COCO['images'][1:]), f)
+    with pytest.raises(ValueError, match=r'instances\.json ' + message):
+        lst.coco_to_lst(path, str(tmp_path / 'x.lst'))
+
+
+def test_coco_lst_names_a_file_that_is_not_json(tmp_path):
+    path = str(tmp_path / 'instances.json')
+    with open(path, 'w') as f:
+        f.write('{"images": [')
+    with pytest.raises(ValueError, match=r'instances\.json is not JSON'):
+        lst.coco_to_lst(path, str(tmp_path / 'x.lst'))
 
 
 # ----------------------------------------------------------------------------- the .rec file

@@ -165,7 +165,10 @@ def _voc_keeps(x1, y1, x2, y2, width, height):
 def _voc_image(voc_dir, name, classes):
     """``(path, width, height, objects)`` of one VOC annotation: the boxes VOCDetection keeps."""
     xml_path = os.path.join(voc_dir, 'Annotations', name + '.xml')
-    root = ET.parse(xml_path).getroot()
+    try:
+        root = ET.parse(xml_path).getroot()
+    except ET.ParseError as error:
+        raise ValueError('{} is not well-formed XML: {}'.format(xml_path, error)) from None
     width, height = _voc_size(xml_path, root)
     filename = root.findtext('filename') or name + '.jpg'
     objects = []
@@ -195,8 +198,8 @@ def voc_to_lst(voc_dir: str, lst_path: str, split: str = 'trainval',
     is ``difficult``, read as ``VOCDetection`` reads it. The boxes ``VOCDetection`` leaves out
     are left out, with a logged warning: not ``0 <= x1 < x2 <= width`` (or the same for y),
     a NaN corner. A missing or non-numeric field raises ``ValueError`` naming the file and
-    the field, as do a size that is not finite and > 0 and a ``difficult`` that is no number
-    or not 0/1. Returns the number of images written.
+    the field, as do a size that is not finite and > 0, a ``difficult`` that is no number
+    or not 0/1, and a file that is not well-formed XML. Returns the number of images written.
     """
     classes = list(classes)
     with open(os.path.join(voc_dir, 'ImageSets', 'Main', split + '.txt')) as f:
@@ -222,6 +225,26 @@ def _coco_crowd(where, ann):
     if crowd not in (0, 1):
         raise ValueError('{}: iscrowd must be 0 or 1, got {!r}'.format(where, crowd))
     return CROWD if crowd else 0
+
+
+def _first(item):
+    return item[0]
+
+
+def _coco_image(annotation_file, image, image_dir):
+    """``(id, path, width, height)`` of a COCO ``images`` entry; a missing or bad field raises
+    ``ValueError`` naming the file, the image and the field."""
+    where = '{} image {}'.format(annotation_file, image.get('id'))
+    if 'id' not in image:
+        raise ValueError('{}: an image has no id'.format(annotation_file))
+    name = image.get('file_name')
+    if not isinstance(name, str):
+        raise ValueError('{}: file_name must be a string, got {!r}'.format(where, name))
+    size = [_number(where, field, image.get(field)) for field in ('width', 'height')]
+    for field, value in zip(('width', 'height'), size):
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError('{}: {} must be finite and > 0, got {}'.format(where, field, value))
+    return (image['id'], os.path.join(image_dir, name)) + tuple(size)
 
 
 def _coco_objects(annotation_file, annotations, names, classes):
@@ -250,19 +273,23 @@ def coco_to_lst(annotation_file: str, lst_path: str, image_dir: str = '',
     ``COCODetection`` leaves them out. The hard column is :data:`CROWD` (2) for ``iscrowd=1``,
     a crowd region, and 0 otherwise, as install() gives ``COCODetection``'s crowd regions. A
     missing or non-numeric ``bbox``, an infinite value in it, and an ``iscrowd`` other than
-    0/1 raise ``ValueError`` naming the file, the annotation and the field. Returns the number
-    of images written.
+    0/1 raise ``ValueError`` naming the file, the annotation and the field, as do an image's
+    missing or bad ``file_name``, ``width`` or ``height`` (naming the image) and a file that
+    is not JSON. Returns the number of images written.
     """
     with open(annotation_file) as f:
-        data = json.load(f)
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as error:
+            raise ValueError('{} is not JSON: {}'.format(annotation_file, error)) from None
     categories = sorted(data.get('categories', []), key=lambda c: c['id'])
     names = {c['id']: c['name'] for c in categories}
     classes = [c['name'] for c in categories] if classes is None else list(classes)
     objects = _coco_objects(annotation_file, data.get('annotations', []), names, classes)
-    images = sorted(data.get('images', []), key=lambda im: im['id'])
-    return write_lst(lst_path, ((os.path.join(image_dir, im['file_name']), im['width'],
-                              im['height'], objects.get(im['id'], [])) for im in images),
-                  normalized)
+    images = [_coco_image(annotation_file, im, image_dir) for im in data.get('images', [])]
+    return write_lst(lst_path, ((path, width, height, objects.get(image_id, []))
+                                for image_id, path, width, height in sorted(images, key=_first)),
+                     normalized)
 
 
 # --------------------------------------------------------------------------- CLI
