@@ -357,6 +357,23 @@ def test_coco_lst_names_a_file_that_is_not_json(tmp_path):
         lst.coco_to_lst(path, str(tmp_path / 'x.lst'))
 
 
+def test_lst_files_are_utf_8_whatever_the_locale(tmp_path):
+    # COCO JSON is UTF-8; the .lst is written in UTF-8 too, under an ASCII locale as well.
+    coco = dict(COCO, images=[dict(COCO['images'][0], file_name='café ü.jpg')])
+    source = str(tmp_path / 'instances.json')
+    with open(source, 'w', encoding='utf-8') as f:
+        json.dump(coco, f, ensure_ascii=False)
+    out = str(tmp_path / 'coco.lst')
+    code = 'import sys; from samplers.gluoncv import lst; lst.coco_to_lst(sys.argv[1], sys.argv[2])'
+    env = dict(os.environ, PYTHONPATH=REPO, LC_ALL='C', LANG='C', PYTHONUTF8='0',
+               PYTHONCOERCECLOCALE='0')
+    run = subprocess.run([sys.executable, '-c', code, source, out], env=env,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    with open(out, encoding='utf-8') as f:
+        assert f.read().rstrip('\n').split('\t')[-1] == 'café ü.jpg'
+
+
 # ----------------------------------------------------------------------------- the .rec file
 def write_rec(lst_path, root, prefix):
     """Pack ``lst_path``'s images (their JPEG bytes as they are) and labels into a .rec/.idx."""

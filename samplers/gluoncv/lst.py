@@ -80,7 +80,7 @@ def lst_line(index: int, path: str, width: float, height: float,
 
 def write_lst(lst_path: str, images: Iterable[tuple], normalized: bool = True) -> int:
     """Write ``images`` (``(path, width, height, objects)`` each, as :func:`lst_line` takes
-    them) to ``lst_path``, indexed from 0; images without objects are left out.
+    them) to ``lst_path``, indexed from 0, in UTF-8; images without objects are left out.
     Returns the number of lines written.
 
     The lines go to a temporary file in ``lst_path``'s folder, renamed to ``lst_path`` once
@@ -93,7 +93,7 @@ def write_lst(lst_path: str, images: Iterable[tuple], normalized: bool = True) -
     fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         count = 0
-        with os.fdopen(fd, 'w') as out:
+        with os.fdopen(fd, 'w', encoding='utf-8', newline='\n') as out:
             for path, width, height, objects in images:
                 objects = list(objects)
                 if objects:
@@ -202,7 +202,7 @@ def voc_to_lst(voc_dir: str, lst_path: str, split: str = 'trainval',
     or not 0/1, and a file that is not well-formed XML. Returns the number of images written.
     """
     classes = list(classes)
-    with open(os.path.join(voc_dir, 'ImageSets', 'Main', split + '.txt')) as f:
+    with open(os.path.join(voc_dir, 'ImageSets', 'Main', split + '.txt'), encoding='utf-8') as f:
         names = [line.split()[0] for line in f if line.strip()]
     return write_lst(lst_path, (_voc_image(voc_dir, name, classes) for name in names), normalized)
 
@@ -277,7 +277,7 @@ def coco_to_lst(annotation_file: str, lst_path: str, image_dir: str = '',
     missing or bad ``file_name``, ``width`` or ``height`` (naming the image) and a file that
     is not JSON. Returns the number of images written.
     """
-    with open(annotation_file) as f:
+    with open(annotation_file, encoding='utf-8') as f:
         try:
             data = json.load(f)
         except json.JSONDecodeError as error:
