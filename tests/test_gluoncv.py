@@ -704,6 +704,35 @@ def test_network_reads_no_gt_hard_on_the_device_path(installed_net, no_host_copi
     assert len(out) > 4
 
 
+def test_a_network_hybridized_under_install_trains_after_uninstall():
+    # Its cached graph took the fourth input, gt_hard; GluonCV's forward passes three.
+    net = zoo_net('faster_rcnn_resnet50_v1b_voc', 16, installed=True)
+    x, box, cls, _ = net_inputs()
+    sg.install()
+    net.hybridize()
+    try:
+        second_stage(net, x, box, cls)
+        sg.uninstall()
+        samples, matches = second_stage(net, x, box, cls)
+    finally:
+        net.hybridize(False)
+    assert (samples > 0).any() and set(matches[samples > 0].astype(int)) <= {0, 1}
+
+
+def test_a_network_hybridized_before_install_trains_under_install():
+    # Its cached graph took GluonCV's three inputs; under install() the training forward has four.
+    net = zoo_net('faster_rcnn_resnet50_v1b_voc', 16, installed=True)
+    x, box, cls, hard = net_inputs()
+    net.hybridize()
+    try:
+        second_stage(net, x, box, cls)
+        sg.install()
+        samples, matches = second_stage(net, x, box, cls, hard)
+    finally:
+        net.hybridize(False)
+    assert (samples > 0).any() and not (matches[samples > 0] == 1).any()  # box 1 is hard
+
+
 def test_network_built_before_install_refuses_flags(c4_net):
     sg.install()
     with pytest.raises(ValueError, match=r"RCNNTargetSampler .*use_hard_sampler\(net\)"):

@@ -24,6 +24,9 @@ to ``hybrid_forward``, which hands it to the network's sampler the same way
 """
 from __future__ import annotations
 
+import threading
+import weakref
+
 import mxnet as mx
 from gluoncv.model_zoo.rcnn.faster_rcnn import data_parallel as _faster_task
 from gluoncv.model_zoo.rcnn.faster_rcnn import faster_rcnn as _faster
@@ -109,7 +112,35 @@ def _network_forward(self, x, *args):
                     .format(type(self.sampler).__name__))
         else:
             args = args[:2] + (mx.nd.zeros_like(args[1]) if hard is None else hard,)
+            _four_input_graph(self)
     return gluon.HybridBlock.forward(self, x, *args)
+
+
+# Hybridized networks whose cached graph takes gt_hard: uninstall() clears their graphs, since
+# GluonCV's training forward passes three inputs (Gluon refuses a call that does not fit it).
+_FOUR_INPUT_GRAPHS = weakref.WeakSet()
+_GRAPHS_LOCK = threading.Lock()
+
+
+def _four_input_graph(net):
+    """Before a training call of ``net`` with ``gt_hard``: if hybridized, a cached graph of
+    GluonCV's three inputs (built before install()) is cleared, and ``net`` is remembered for
+    :func:`clear_four_input_graphs`. Gluon builds the graph again on the call."""
+    if not net._active:
+        return
+    if net._cached_op is not None and len(net._in_format or ()) == 3:
+        net._clear_cached_op()
+    with _GRAPHS_LOCK:
+        _FOUR_INPUT_GRAPHS.add(net)
+
+
+def clear_four_input_graphs():
+    """Clear the cached graph of every hybridized network a training call gave ``gt_hard``
+    (uninstall() calls it); the next call builds GluonCV's graph again."""
+    with _GRAPHS_LOCK:
+        for net in list(_FOUR_INPUT_GRAPHS):
+            net._clear_cached_op()
+        _FOUR_INPUT_GRAPHS.clear()
 
 
 def _with_hard_input(gluoncv_forward):
