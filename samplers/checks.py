@@ -185,7 +185,11 @@ def check_one_context(named):
 
 
 def check_dtype(name, x, kinds='f'):
-    """``ValueError`` unless ``x``'s dtype kind is in ``kinds``: 'f' float, 'iuf' numeric."""
+    """``ValueError`` unless ``x`` is an array (numpy or NDArray, not a list) whose dtype kind
+    is in ``kinds``: 'f' float, 'iuf' numeric."""
+    if not hasattr(x, 'dtype'):
+        raise ValueError('{} must be a numpy array or an NDArray, got {}'.format(
+            name, type(x).__name__))
     dtype = np.dtype(x.dtype)
     if dtype.kind not in kinds:
         raise ValueError('{} must have a {} dtype, got {}'.format(

@@ -3,7 +3,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from samplers import RPNTargetGenerator, SSDTargetGenerator, checks
+from samplers import OHEMSampler, RPNTargetGenerator, SSDTargetGenerator, checks
 from samplers.backend import force_ndarray_backend
 
 
@@ -112,6 +112,17 @@ def test_check_dtype_says_float_or_numeric():
 
 
 # ----------------------------------------------------------------------------- hard flags
+def test_check_dtype_refuses_a_list_naming_the_argument():
+    with pytest.raises(ValueError, match='ious must be a numpy array or an NDArray, got list'):
+        checks.check_dtype('ious', [[0.5]])
+
+
+def test_ohem_sampler_given_lists_names_the_argument():
+    x, logits, ious = [[1, 0, 0]], [[[0.1, 0.2], [0.3, 0.1], [0.2, 0.2]]], [[0.6, 0.1, 0.0]]
+    with pytest.raises(ValueError, match='x must be a numpy array or an NDArray, got list'):
+        OHEMSampler(3)(x, logits, ious)
+
+
 def test_check_flags_accepts_zero_one_and_bool_and_rejects_others():
     np.testing.assert_array_equal(checks.check_flags('hard', np.array([0, 1.0])), [False, True])
     np.testing.assert_array_equal(checks.check_flags('hard', np.array([True, False])),

@@ -323,6 +323,19 @@ def test_rejects_bad_settings_when_constructed(c4_net, kwargs, match):
         make(sg.FasterRCNNTrainTransform, c4_net, **kwargs)
 
 
+@pytest.mark.parametrize('build', [
+    lambda net: make(sg.FasterRCNNTrainTransform, net, box_norm='x'),
+    lambda net: make(sg.MaskRCNNTrainTransform, net, box_norm=(1, 1, 0, 1)),
+    lambda net: sg.SSDTrainTransform(64, 64, box_norm='x'),
+    lambda net: (sg.install(), GluonCVTransform(SHORT, SHORT, net, box_norm='x'))[1]
+    ._target_generator], ids=['faster', 'mask', 'ssd', 'installed'])
+def test_a_bad_box_norm_is_named_box_norm(c4_net, build):
+    # The transforms pass box_norm to their target generator as stds: the error names the
+    # transform's argument.
+    with pytest.raises(ValueError, match='box_norm must be 4 positive numbers'):
+        build(c4_net)
+
+
 def test_passes_generator_options_through(c4_net):
     # A huge allowed_border keeps anchors across the image border, which GluonCV always drops.
     lab = label(BOX + [3, 0])
