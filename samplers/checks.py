@@ -45,14 +45,25 @@ def check_int(name, value, minimum=None):
     return value
 
 
+def _real(name, value, want='a number'):
+    """``float(value)`` for a real number (not a bool), else ``ValueError`` naming ``name``:
+    "``name`` must be ``want``". An integer is read as the float it equals (``10**30`` as
+    ``1e30``, which numpy's ``isnan`` would refuse as an integer); one beyond float64 raises."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError('{} must be {}, got {!r}'.format(name, want, value))
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError('{} must be {}, got an integer of {} digits, beyond float64'.format(
+            name, want, len(str(abs(int(value)))))) from None
+
+
 def check_ratio(name, value, low=0.0, high=1.0, low_open=False, high_open=False):
     """``float(value)``, or ``ValueError`` naming ``name`` if outside [low, high].
 
     ``low_open`` / ``high_open`` exclude the ends. The result is :func:`parse_safe`.
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError('{} must be a number, got {!r}'.format(name, value))
-    value = float(value)
+    value = _real(name, value)
     too_low = value <= low if low_open else value < low
     too_high = value >= high if high_open else value > high
     if np.isnan(value) or too_low or too_high:
@@ -63,7 +74,7 @@ def check_ratio(name, value, low=0.0, high=1.0, low_open=False, high_open=False)
 
 def check_thresh(name, value):
     """An IoU threshold (any real but NaN; IoUs live in [0, 1]), as a :func:`parse_safe` float."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or np.isnan(value):
+    if np.isnan(_real(name, value)):
         raise ValueError('{} must be a number, got {!r}'.format(name, value))
     return parse_safe(value)
 
@@ -72,17 +83,17 @@ def check_positive(name, value, *, zero_ok=False, inf_ok=False):
     """``float(value)`` for a real > 0 (>= 0 with ``zero_ok``, +inf with ``inf_ok``), else
     ``ValueError`` naming ``name``."""
     bound = '>= 0' if zero_ok else '> 0'
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-            or not (value >= 0 if zero_ok else value > 0) or (value == np.inf and not inf_ok):
+    value = _real(name, value, 'a number ' + bound)
+    if not (value >= 0 if zero_ok else value > 0) or (value == np.inf and not inf_ok):
         raise ValueError('{} must be a number {}, got {!r}'.format(name, bound, value))
-    return float(value)
+    return value
 
 
 def check_stds(name, stds):
     """A tuple of 4 positive finite floats (box-encoding divisors), else ``ValueError``."""
     try:
         values = tuple(float(v) for v in stds)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError('{} must be 4 positive numbers, got {!r}'.format(name, stds)) from None
     if len(values) != 4 or not all(np.isfinite(v) and v > 0 for v in values):
         raise ValueError('{} must be 4 positive numbers, got {!r}'.format(name, stds))
@@ -94,10 +105,9 @@ def check_min_size(name, value):
     ``ValueError`` naming ``name``."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-            or not np.isfinite(value) or not value > 0:
-        raise ValueError('{} must be a positive finite number or None, got {!r}'
-                         .format(name, value))
+    want = 'a positive finite number or None'
+    if not (np.isfinite(_real(name, value, want)) and value > 0):
+        raise ValueError('{} must be {}, got {!r}'.format(name, want, value))
     return parse_safe(value)
 
 
@@ -175,7 +185,11 @@ def check_one_context(named):
 
 
 def check_dtype(name, x, kinds='f'):
-    """``ValueError`` unless ``x``'s dtype kind is in ``kinds``: 'f' float, 'iuf' numeric."""
+    """``ValueError`` unless ``x`` is an array (numpy or NDArray, not a list) whose dtype kind
+    is in ``kinds``: 'f' float, 'iuf' numeric."""
+    if not hasattr(x, 'dtype'):
+        raise ValueError('{} must be a numpy array or an NDArray, got {}'.format(
+            name, type(x).__name__))
     dtype = np.dtype(x.dtype)
     if dtype.kind not in kinds:
         raise ValueError('{} must have a {} dtype, got {}'.format(

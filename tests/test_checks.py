@@ -3,7 +3,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from samplers import checks
+from samplers import OHEMSampler, RPNTargetGenerator, SSDTargetGenerator, checks
 from samplers.backend import force_ndarray_backend
 
 
@@ -30,6 +30,46 @@ def test_check_positive_rejects_with_name(value, kwargs):
 def test_check_positive_accepts_zero_and_inf_only_when_asked():
     assert checks.check_positive('b', 0, zero_ok=True) == 0.0
     assert checks.check_positive('b', np.inf, zero_ok=True, inf_ok=True) == np.inf
+
+
+# An integer beyond int64 is read as the float it equals (numpy refuses it in isnan and
+# isfinite), and one beyond float64 is refused naming the argument.
+@pytest.mark.parametrize('check, args', [
+    (checks.check_thresh, ()), (checks.check_min_size, ()), (checks.check_positive, ()),
+    (checks.check_ratio, (0, 10.0 ** 40))], ids=['thresh', 'min_size', 'positive', 'ratio'])
+def test_real_checks_read_an_integer_beyond_int64_as_its_float(check, args):
+    assert check('arg', 10 ** 30, *args) == 1e30
+
+
+@pytest.mark.parametrize('check, args', [
+    (checks.check_thresh, ()), (checks.check_min_size, ()), (checks.check_positive, ()),
+    (checks.check_ratio, ()), (checks.check_ratio, (0, 10.0 ** 40))],
+    ids=['thresh', 'min_size', 'positive', 'ratio', 'wide_ratio'])
+@pytest.mark.parametrize('value', [10 ** 400, -10 ** 400], ids=['1e400', '-1e400'])
+def test_real_checks_refuse_an_integer_beyond_float_naming_the_argument(check, args, value):
+    with pytest.raises(ValueError, match='arg must be .*got an integer of 401 digits'):
+        check('arg', value, *args)
+
+
+@pytest.mark.parametrize('make, name', [
+    (lambda v: RPNTargetGenerator(pos_iou_thresh=v)._sampler, 'pos_iou_thresh'),
+    (lambda v: SSDTargetGenerator(hard_min_size=v), 'hard_min_size')],
+    ids=['rpn_thresh', 'ssd_min_size'])
+def test_constructors_take_an_integer_beyond_int64_as_its_float(make, name):
+    assert repr(make(10 ** 30)) == repr(make(1e30))
+    assert '=1e+30' in repr(make(10 ** 30))
+    with pytest.raises(ValueError, match=name):
+        make(10 ** 400)
+
+
+def test_check_ratio_refuses_an_integer_beyond_int64_outside_its_range_naming_it():
+    with pytest.raises(ValueError, match=r'pos_ratio must be in \[0.0, 1.0\], got 1e\+30'):
+        checks.check_ratio('pos_ratio', 10 ** 30)
+
+
+def test_check_stds_refuses_an_integer_beyond_float_naming_the_argument():
+    with pytest.raises(ValueError, match='stds must be 4 positive numbers'):
+        checks.check_stds('stds', (1, 1, 10 ** 400, 1))
 
 
 @pytest.mark.parametrize('stds', [(1, 1, 1), (1, 1, 0, 1), (1, 1, np.inf, 1), 'abcd', None])
@@ -72,6 +112,17 @@ def test_check_dtype_says_float_or_numeric():
 
 
 # ----------------------------------------------------------------------------- hard flags
+def test_check_dtype_refuses_a_list_naming_the_argument():
+    with pytest.raises(ValueError, match='ious must be a numpy array or an NDArray, got list'):
+        checks.check_dtype('ious', [[0.5]])
+
+
+def test_ohem_sampler_given_lists_names_the_argument():
+    x, logits, ious = [[1, 0, 0]], [[[0.1, 0.2], [0.3, 0.1], [0.2, 0.2]]], [[0.6, 0.1, 0.0]]
+    with pytest.raises(ValueError, match='x must be a numpy array or an NDArray, got list'):
+        OHEMSampler(3)(x, logits, ious)
+
+
 def test_check_flags_accepts_zero_one_and_bool_and_rejects_others():
     np.testing.assert_array_equal(checks.check_flags('hard', np.array([0, 1.0])), [False, True])
     np.testing.assert_array_equal(checks.check_flags('hard', np.array([True, False])),

@@ -4,6 +4,9 @@ both stages, Mask R-CNN's crowd rows, mixup, and end-to-end training steps.
 The tiny COCO-format set is :func:`tools.crowd_check.write_coco` (4 training images of
 256 x 256 with crowd regions, RLE and polygon; 2 validation images).
 """
+import json
+import os
+
 import mxnet as mx
 import numpy as np
 import pytest
@@ -61,6 +64,29 @@ def test_install_gives_crowd_regions_as_hard_column_2_and_other_boxes_0(root):
         assert set(label[:, 5]) <= {0, 2}
         # COCODetection's corners: x + w - 1, y + h - 1
         np.testing.assert_allclose(crowd[:, :4], crowd_boxes(objects) - [0, 0, 1, 1])
+
+
+def test_string_image_ids_give_each_image_its_own_crowd_regions(tmp_path):
+    # pycocotools iterates a bare string id's characters: image "12" would get the crowd
+    # regions of images "1" and "2" and lose its own.
+    root = write_coco(str(tmp_path))
+    path = os.path.join(root, 'annotations', 'instances_train2017.json')
+    with open(path) as f:
+        data = json.load(f)
+    ids = {1: '1', 2: '2', 3: '12', 4: '4'}
+    for entry in data['images']:
+        entry['id'] = ids[entry['id']]
+    for ann in data['annotations']:
+        ann['image_id'] = ids[ann['image_id']]
+    with open(path, 'w') as f:
+        json.dump(data, f)
+    sg.install()
+    dataset = detection(root)
+    assert len(dataset) == len(TRAIN)
+    for item, (_, label) in zip(dataset._items, dataset):
+        objects = TRAIN[int(os.path.basename(item).split('.')[0]) - 1]
+        crowd = label[label[:, 5] == 2, :4]
+        np.testing.assert_allclose(crowd, crowd_boxes(objects) - [0, 0, 1, 1])
 
 
 def test_use_crowd_true_training_set_gives_crowd_regions_as_hard_not_positive(root):

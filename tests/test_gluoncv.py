@@ -34,6 +34,7 @@ import samplers.gluoncv._common as sg_common  # noqa: E402
 import samplers.gluoncv.patches_rcnn as sg_patches  # noqa: E402
 import samplers.gluoncv.transforms as sg_transforms  # noqa: E402
 from conftest import CPU_CONTEXTS, requires_gpu  # noqa: E402
+from samplers import force_ndarray_backend  # noqa: E402
 from helpers import grid_anchors, rectangle_mask, zoo_net  # noqa: E402
 
 # GluonCV's FPN network warns while tracing its features symbol; not ours to fix.
@@ -320,6 +321,19 @@ def test_rejects_a_hard_column_that_is_not_0_or_1(c4_net):
 def test_rejects_bad_settings_when_constructed(c4_net, kwargs, match):
     with pytest.raises(ValueError, match=match):
         make(sg.FasterRCNNTrainTransform, c4_net, **kwargs)
+
+
+@pytest.mark.parametrize('build', [
+    lambda net: make(sg.FasterRCNNTrainTransform, net, box_norm='x'),
+    lambda net: make(sg.MaskRCNNTrainTransform, net, box_norm=(1, 1, 0, 1)),
+    lambda net: sg.SSDTrainTransform(64, 64, box_norm='x'),
+    lambda net: (sg.install(), GluonCVTransform(SHORT, SHORT, net, box_norm='x'))[1]
+    ._target_generator], ids=['faster', 'mask', 'ssd', 'installed'])
+def test_a_bad_box_norm_is_named_box_norm(c4_net, build):
+    # The transforms pass box_norm to their target generator as stds: the error names the
+    # transform's argument.
+    with pytest.raises(ValueError, match='box_norm must be 4 positive numbers'):
+        build(c4_net)
 
 
 def test_passes_generator_options_through(c4_net):
@@ -674,6 +688,62 @@ def test_without_flags_a_training_forward_equals_all_zero_flags(installed_net):
     zeros = second_stage(installed_net, x, box, cls, mx.nd.zeros_like(hard))
     for a, b in zip(none, zeros):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize('bad', [0.5, 3, np.nan])
+def test_network_refuses_gt_hard_values_other_than_the_hard_column_values(installed_net, bad):
+    sg.install()
+    x, box, cls, _ = net_inputs()
+    with pytest.raises(ValueError, match=r'gt_hard must hold 0/1 flags'):
+        second_stage(installed_net, x, box, cls, mx.nd.array([[[0], [bad], [-1]]]))
+
+
+def test_network_refuses_bad_flags_a_task_passes(installed_net):
+    sg.install()
+    x, box, cls, _ = net_inputs()
+    with sg_common.bound(sg_common.NETWORK, 'task', mx.nd.array([[[0], [0.5], [-1]]])):
+        with pytest.raises(ValueError, match='gt_hard'):
+            second_stage(installed_net, x, box, cls)
+
+
+def test_network_reads_no_gt_hard_on_the_device_path(installed_net, no_host_copies):
+    # On a GPU context the flags are not copied to the host to be checked: any value > 0 is
+    # hard there (docs/rules.md). force_ndarray_backend runs that path on CPU.
+    sg.install()
+    x, box, cls, _ = net_inputs()
+    with force_ndarray_backend(), autograd.record():
+        out = installed_net(x, box, cls, mx.nd.array([[[0], [0.5], [-1]]]))
+        mx.nd.waitall()
+    assert len(out) > 4
+
+
+def test_a_network_hybridized_under_install_trains_after_uninstall():
+    # Its cached graph took the fourth input, gt_hard; GluonCV's forward passes three.
+    net = zoo_net('faster_rcnn_resnet50_v1b_voc', 16, installed=True)
+    x, box, cls, _ = net_inputs()
+    sg.install()
+    net.hybridize()
+    try:
+        second_stage(net, x, box, cls)
+        sg.uninstall()
+        samples, matches = second_stage(net, x, box, cls)
+    finally:
+        net.hybridize(False)
+    assert (samples > 0).any() and set(matches[samples > 0].astype(int)) <= {0, 1}
+
+
+def test_a_network_hybridized_before_install_trains_under_install():
+    # Its cached graph took GluonCV's three inputs; under install() the training forward has four.
+    net = zoo_net('faster_rcnn_resnet50_v1b_voc', 16, installed=True)
+    x, box, cls, hard = net_inputs()
+    net.hybridize()
+    try:
+        second_stage(net, x, box, cls)
+        sg.install()
+        samples, matches = second_stage(net, x, box, cls, hard)
+    finally:
+        net.hybridize(False)
+    assert (samples > 0).any() and not (matches[samples > 0] == 1).any()  # box 1 is hard
 
 
 def test_network_built_before_install_refuses_flags(c4_net):

@@ -150,7 +150,8 @@ def uninstall() -> None:
 
     Transforms keep working unchanged: ours cached its generator under its own
     attribute, so GluonCV's transform builds GluonCV's generator again.
-    Networks keep the sampler they were built with.
+    Networks keep the sampler they were built with; a hybridized network whose graph took
+    the fourth input ``gt_hard`` builds GluonCV's graph again on its next call.
     """
     with _LOCK:
         for (owner, name), original in _SAVED.items():
@@ -160,6 +161,7 @@ def uninstall() -> None:
                 setattr(owner, name, original)
         _SAVED.clear()
         INSTALLED.reset()
+        _patches_rcnn.clear_four_input_graphs()
 
 
 def is_installed() -> bool:

@@ -105,16 +105,22 @@ def _hard_column(label, hard_column):
         return None
     column = label[:, hard_column]
     name = 'label column {} (hard_column)'.format(hard_column)
-    allowed = np.isin(column, (-1, 0, HARD, CROWD))
-    if not allowed.all():
-        raise ValueError(
-            '{} must hold 0/1 flags ({} marks a crowd region, -1 a padding row), got values {}; '
-            'hard flags are 0/1 such as VOC difficult. If that column means something else '
-            '(a mixup weight on a dataset without flags), use hard_column=None'
-            .format(name, CROWD, np.unique(column[~allowed])[:8].tolist()))
+    check_hard_values(name, column, '. If that column means something else (a mixup weight on '
+                                    'a dataset without flags), use hard_column=None')
     read_hard_flags(column > 0, label.shape[0], against='label {}'.format(label.shape),
                     name=name)
     return column
+
+
+def check_hard_values(name, values, hint=''):
+    """Raise ``ValueError`` naming ``name`` unless numpy ``values`` hold only hard-column values:
+    0 normal, :data:`HARD` 1, :data:`CROWD` 2, -1 a padding row (NaN is none of them)."""
+    allowed = np.isin(values, (-1, 0, HARD, CROWD))
+    if not allowed.all():
+        raise ValueError(
+            '{} must hold 0/1 flags ({} marks a crowd region, -1 a padding row), got values {}; '
+            'hard flags are 0/1 such as VOC difficult{}'
+            .format(name, CROWD, np.unique(values[~allowed])[:8].tolist(), hint))
 
 
 def hard_flags(label, hard_column):

@@ -78,7 +78,8 @@ def _crowd_rows(dataset, coco, entry, area_ok, corners):
     ``ignore``, and its box has an area.
     """
     rows = []
-    for ann in coco.loadAnns(coco.getAnnIds(imgIds=entry['id'], iscrowd=None)):
+    # In a list: pycocotools would iterate a string id's characters ("12" as "1" and "2").
+    for ann in coco.loadAnns(coco.getAnnIds(imgIds=[entry['id']], iscrowd=None)):
         if not _is_crowd(ann) or ann.get('ignore', 0) == 1 or not area_ok(ann['area']):
             continue
         x1, y1, x2, y2 = corners(ann['bbox'], entry['width'], entry['height'])

@@ -27,6 +27,9 @@ to ``hybrid_forward``, which hands it to the network's sampler the same way
 """
 from __future__ import annotations
 
+import threading
+import weakref
+
 import mxnet as mx
 from gluoncv.model_zoo.rcnn.faster_rcnn import data_parallel as _faster_task
 from gluoncv.model_zoo.rcnn.faster_rcnn import faster_rcnn as _faster
@@ -38,8 +41,9 @@ from gluoncv.model_zoo.rcnn.rpn import rpn_target as _rpn_target
 from gluoncv.utils.metrics import rcnn as _metrics
 from mxnet import autograd, gluon
 
-from ._common import (CROWD, HARD, INSTALLED, NETWORK, bound, hard_column_of, keep_settings,
-                      keeping_settings, pickle_state, rebuild, settings_of)
+from ..backend import host_view, use_numpy
+from ._common import (CROWD, HARD, INSTALLED, NETWORK, bound, check_hard_values, hard_column_of,
+                      keep_settings, keeping_settings, pickle_state, rebuild, settings_of)
 from .patches_rpn_ohem import recording_num_sample, with_rpn_ohem
 from .transforms import (FasterRCNNTrainTransform, MaskRCNNTrainTransform, _FasterTransform,
                          _MaskTransform, faster_call, mask_call, rcnn_target_generator)
@@ -92,14 +96,17 @@ def _network_forward(self, x, *args):
     """``net(x, gt_box, gt_label, gt_hard=None)``: GluonCV's forward with an optional 4th input.
 
     ``gt_hard`` (B, M, 1) or (B, M): 1 marks a hard box (the IoU rule), 2 a
-    crowd region (the IoF rule); anything else, such as the -1 of padding
-    rows, is a normal box. In a training forward with
+    crowd region (the IoF rule), 0 a normal box, -1 a padding row; another
+    value raises ``ValueError`` where the flags are on a CPU context (read in
+    place there), and is not read on other contexts (GPU). In a training forward with
     ``gt_box`` and ``gt_label`` and our sampler, missing flags are the ones a
     patched ``ForwardBackwardTask`` is passing, or zeros (GluonCV's result):
     the graph then always has the same four inputs, hybridized or not.
     """
     if autograd.is_training() and len(args) in (2, 3) and isinstance(args[1], mx.nd.NDArray):
         hard = args[2] if len(args) == 3 else getattr(NETWORK, 'task', None)
+        if hard is not None and use_numpy(hard):  # on the host: reading it copies nothing
+            check_hard_values('gt_hard', host_view(hard))
         if not isinstance(self.sampler, RCNNTargetSampler):
             if hard is not None:
                 raise ValueError(
@@ -109,7 +116,35 @@ def _network_forward(self, x, *args):
                     .format(type(self.sampler).__name__))
         else:
             args = args[:2] + (mx.nd.zeros_like(args[1]) if hard is None else hard,)
+            _four_input_graph(self)
     return gluon.HybridBlock.forward(self, x, *args)
+
+
+# Hybridized networks whose cached graph takes gt_hard: uninstall() clears their graphs, since
+# GluonCV's training forward passes three inputs (Gluon refuses a call that does not fit it).
+_FOUR_INPUT_GRAPHS = weakref.WeakSet()
+_GRAPHS_LOCK = threading.Lock()
+
+
+def _four_input_graph(net):
+    """Before a training call of ``net`` with ``gt_hard``: if hybridized, a cached graph of
+    GluonCV's three inputs (built before install()) is cleared, and ``net`` is remembered for
+    :func:`clear_four_input_graphs`. Gluon builds the graph again on the call."""
+    if not net._active:
+        return
+    if net._cached_op is not None and len(net._in_format or ()) == 3:
+        net._clear_cached_op()
+    with _GRAPHS_LOCK:
+        _FOUR_INPUT_GRAPHS.add(net)
+
+
+def clear_four_input_graphs():
+    """Clear the cached graph of every hybridized network a training call gave ``gt_hard``
+    (uninstall() calls it); the next call builds GluonCV's graph again."""
+    with _GRAPHS_LOCK:
+        for net in list(_FOUR_INPUT_GRAPHS):
+            net._clear_cached_op()
+        _FOUR_INPUT_GRAPHS.clear()
 
 
 def _with_hard_input(gluoncv_forward):

@@ -64,7 +64,7 @@ except ImportError:  # pragma: no cover - numpy does the same look-up
     _cv2 = None
 
 from ..boxes import too_small
-from ..checks import check_min_size
+from ..checks import check_min_size, check_stds
 from ._common import (ANCHOR_CACHE, CACHE, HARD_COLUMN, PENDING, bound,
                       check_hard_column, hard_column_of, hard_flags, label_flags, pickle_state,
                       settings_of)
@@ -352,7 +352,7 @@ def rcnn_target_generator(self):
         generator = RPNTargetGenerator(
             num_sample=self._num_sample, pos_iou_thresh=self._pos_iou_thresh,
             neg_iou_thresh=self._neg_iou_thresh, pos_ratio=self._pos_ratio,
-            stds=self._box_norm, **options)
+            stds=check_stds('box_norm', self._box_norm), **options)
         generator.__dict__[_INSTALLED_OPTIONS] = installed
         setattr(self, CACHE, generator)
     return generator
@@ -385,7 +385,8 @@ def _with_min_size(kwargs, hard_min_size):
 
 def _generator_options(num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio, box_norm, kwargs):
     return dict(num_sample=num_sample, pos_iou_thresh=pos_iou_thresh,
-                neg_iou_thresh=neg_iou_thresh, pos_ratio=pos_ratio, stds=box_norm, **kwargs)
+                neg_iou_thresh=neg_iou_thresh, pos_ratio=pos_ratio,
+                stds=check_stds('box_norm', box_norm), **kwargs)
 
 
 class FasterRCNNTrainTransform(_HardFlagsTransform, _FasterTransform):
@@ -516,7 +517,8 @@ def ssd_target_generator(self):
         size = None if '_hard_column' in self.__dict__ else settings_of(self).hard_min_size
         options = {} if size is None else dict(hard_min_size=size)
         options.update(self._kwargs)
-        generator = SSDTargetGenerator(iou_thresh=self._iou_thresh, stds=self._box_norm,
+        generator = SSDTargetGenerator(iou_thresh=self._iou_thresh,
+                                       stds=check_stds('box_norm', self._box_norm),
                                        negative_mining_ratio=-1, **options)
         setattr(self, CACHE, generator)
     return generator
@@ -558,7 +560,7 @@ class SSDTrainTransform(_SSDTransform):
         hard_column = check_hard_column(hard_column)
         kwargs = _with_min_size(kwargs, hard_min_size)
         # Build the generator once now so bad settings fail here, not in a worker.
-        generator = SSDTargetGenerator(iou_thresh=iou_thresh, stds=box_norm,
+        generator = SSDTargetGenerator(iou_thresh=iou_thresh, stds=check_stds('box_norm', box_norm),
                                        negative_mining_ratio=-1, **kwargs)
         super().__init__(width, height, anchors=anchors, mean=mean, std=std,
                          iou_thresh=iou_thresh, box_norm=box_norm, **kwargs)
