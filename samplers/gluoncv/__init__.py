@@ -80,8 +80,9 @@ def install(hard_column: int | None = HARD_COLUMN, allow_low_quality_matches: bo
         inside a crowd region is ignored, never a negative.
     rpn_ohem : bool, default False
         RPN OHEM: the transforms label every anchor (no random subsample) and
-        the tasks train, per image, the 256 labelled anchors with the largest
-        RPN classification loss (:mod:`samplers.gluoncv.patches_rpn_ohem`).
+        the tasks train, per image, the transform's ``num_sample`` (256)
+        labelled anchors with the largest RPN classification loss
+        (:mod:`samplers.gluoncv.patches_rpn_ohem`).
 
     Patches, in place, what ``patches()`` of each family module lists; for
     :mod:`samplers.gluoncv.patches_rcnn`:
