@@ -205,6 +205,9 @@ class RPNTargetSampler(SamplerBlock, gluon.Block):
         :func:`samplers.balanced.iou_balanced_draw`.
     num_bins, floor_thr, floor_fraction : int 3, -1, 0.0
         The IoU-balanced options (:class:`samplers.balanced.Strategies`).
+    subsample : bool, default True
+        False labels every candidate (no quota, no random draw): for OHEM, which chooses the
+        anchors to train by their loss (:mod:`samplers.rpn_ohem`).
 
     Called as ``sampler(ious, hard=None)``: ``ious`` (N, M) or (B, N, M) float IoUs of N
     anchors with M boxes, numpy or NDArray; ``hard`` (M,) or (B, M) flags
@@ -227,8 +230,9 @@ class RPNTargetSampler(SamplerBlock, gluon.Block):
     def __init__(self, num_sample: int, pos_iou_thresh: float, neg_iou_thresh: float,
                  pos_ratio: float, allow_low_quality_matches: bool = False,
                  pos_sampler: str = 'uniform', neg_sampler: str = 'uniform', num_bins: int = 3,
-                 floor_thr: float = -1, floor_fraction: float = 0.0):
+                 floor_thr: float = -1, floor_fraction: float = 0.0, subsample: bool = True):
         super().__init__()
+        self._subsample = check_bool('subsample', subsample)
         self._num_sample, self._pos_t, self._neg_t, self._pos_ratio = _check_rule(
             num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio)
         self._max_pos = positive_quota(self._num_sample, self._pos_ratio)
@@ -241,7 +245,8 @@ class RPNTargetSampler(SamplerBlock, gluon.Block):
         return dict(num_sample=self._num_sample, pos_iou_thresh=self._pos_t,
                     neg_iou_thresh=self._neg_t, pos_ratio=self._pos_ratio,
                     allow_low_quality_matches=self._allow_low_quality,
-                    **strategy_settings(self._strategies))
+                    **strategy_settings(self._strategies),
+                    **({} if self._subsample else dict(subsample=False)))
 
     def forward(self, ious: Array, hard: Array | None = None) -> tuple[Array, Array]:
         """Label the anchors; see the class docstring."""
@@ -256,7 +261,10 @@ class RPNTargetSampler(SamplerBlock, gluon.Block):
         return self._call_nd(ious, hard)
 
     def _sample(self, facts, num_box=None):
-        """Labels (..., N) of the rule and the quotas for :class:`_Facts` of ``num_box`` boxes."""
+        """Labels (..., N) of the rule and the quotas for :class:`_Facts` of ``num_box`` boxes
+        (every candidate without ``subsample``)."""
+        if not self._subsample:
+            return facts.be.labels(*_label(facts, self._allow_low_quality))
         return _subsample(*_label(facts, self._allow_low_quality), self._num_sample,
                           self._max_pos, self._strategies, facts, num_box, self._neg_t)
 
@@ -342,8 +350,8 @@ class RPNTargetGenerator(SamplerBlock, gluon.Block):
     crowd_iof_thresh : float in (0, 1], default 0.7
         Ignore an anchor whose intersection with a crowd region covers at least this
         fraction of the anchor's area (Detectron's crowd filter).
-    pos_sampler, neg_sampler, num_bins, floor_thr, floor_fraction
-        The balanced draws, as :class:`RPNTargetSampler` (default: uniform).
+    pos_sampler, neg_sampler, num_bins, floor_thr, floor_fraction, subsample
+        The balanced draws, as :class:`RPNTargetSampler` (default: uniform), or none.
     hard_min_size : positive finite float or None, default None
         A box whose shorter side (``min(x2 - x1, y2 - y1)``, in ``bbox``'s units: pixels of
         the resized image in a training transform) is below this is hard too, whatever its
@@ -374,11 +382,12 @@ class RPNTargetGenerator(SamplerBlock, gluon.Block):
                  allow_low_quality_matches: bool = False, hard_iof_thresh: float | None = None,
                  pos_sampler: str = 'uniform', neg_sampler: str = 'uniform', num_bins: int = 3,
                  floor_thr: float = -1, floor_fraction: float = 0.0,
-                 hard_min_size: float | None = None, crowd_iof_thresh: float = 0.7):
+                 hard_min_size: float | None = None, crowd_iof_thresh: float = 0.7,
+                 subsample: bool = True):
         super().__init__()
         self._sampler = RPNTargetSampler(num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio,
                                          allow_low_quality_matches, pos_sampler, neg_sampler,
-                                         num_bins, floor_thr, floor_fraction)
+                                         num_bins, floor_thr, floor_fraction, subsample)
         self._stds = check_stds('stds', stds)
         self._border = check_positive('allowed_border', allowed_border, zero_ok=True,
                                       inf_ok=True)

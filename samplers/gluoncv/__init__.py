@@ -50,7 +50,7 @@ def install(hard_column: int | None = HARD_COLUMN, allow_low_quality_matches: bo
             hard_iof_thresh: float | None = None, rcnn_hard_iou_thresh: float | None = None,
             rcnn_hard_iof_thresh: float | None = None,
             hard_min_size: float | None = None, coco_crowd: bool = True,
-            crowd_iof_thresh: float = CROWD_IOF_THRESH) -> None:
+            crowd_iof_thresh: float = CROWD_IOF_THRESH, rpn_ohem: bool = False) -> None:
     """Make GluonCV's R-CNN (both stages) and SSD training hard-flag-aware.
 
     Parameters
@@ -78,6 +78,11 @@ def install(hard_column: int | None = HARD_COLUMN, allow_low_quality_matches: bo
     crowd_iof_thresh : float in (0, 1], default 0.7
         An anchor (RPN) or proposal (second stage) at least this share
         inside a crowd region is ignored, never a negative.
+    rpn_ohem : bool, default False
+        RPN OHEM: the transforms label every anchor (no random subsample) and
+        the tasks train, per image, the transform's ``num_sample`` (256)
+        labelled anchors with the largest RPN classification loss
+        (:mod:`samplers.gluoncv.patches_rpn_ohem`).
 
     Patches, in place, what ``patches()`` of each family module lists; for
     :mod:`samplers.gluoncv.patches_rcnn`:
@@ -113,8 +118,11 @@ def install(hard_column: int | None = HARD_COLUMN, allow_low_quality_matches: bo
     hard_column = check_hard_column(hard_column)
     hard_min_size = check_min_size('hard_min_size', hard_min_size)
     coco_crowd = check_bool('coco_crowd', coco_crowd)
+    rpn_ohem = check_bool('rpn_ohem', rpn_ohem)
     rpn_options = dict(allow_low_quality_matches=allow_low_quality_matches,
                        hard_iof_thresh=hard_iof_thresh, crowd_iof_thresh=crowd_iof_thresh)
+    if rpn_ohem:
+        rpn_options['subsample'] = False
     if hard_min_size is not None:
         rpn_options['hard_min_size'] = hard_min_size
     rcnn_options = {name: value for name, value in (('hard_iou_thresh', rcnn_hard_iou_thresh),
@@ -135,6 +143,7 @@ def install(hard_column: int | None = HARD_COLUMN, allow_low_quality_matches: bo
         INSTALLED.rcnn_options = rcnn_options
         INSTALLED.hard_min_size = hard_min_size
         INSTALLED.coco_crowd = coco_crowd
+        INSTALLED.rpn_ohem = rpn_ohem
 
 
 def uninstall() -> None:

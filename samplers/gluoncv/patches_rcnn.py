@@ -11,6 +11,9 @@ What a hard box (label column ``hard_column``, VOC ``difficult``) does in each s
   GluonCV's ``RCNNTargetGenerator`` turns those 0 samples into class target
   -1: no classification, box or mask loss.
 
+With ``install(rpn_ohem=True)`` both tasks' steps also train the hardest labelled anchors
+(:mod:`.patches_rpn_ohem`).
+
 A crowd region (hard column value 2, from :mod:`.patches_datasets`) goes the same way as
 ``crowd`` flags, with Detectron's IoF rule instead (``crowd_iof_thresh``).
 
@@ -41,6 +44,7 @@ from mxnet import autograd, gluon
 from ..backend import host_view, use_numpy
 from ._common import (CROWD, HARD, INSTALLED, NETWORK, bound, check_hard_values, hard_column_of,
                       keep_settings, keeping_settings, pickle_state, rebuild, settings_of)
+from .patches_rpn_ohem import recording_num_sample, with_rpn_ohem
 from .transforms import (FasterRCNNTrainTransform, MaskRCNNTrainTransform, _FasterTransform,
                          _MaskTransform, faster_call, mask_call, rcnn_target_generator)
 from .wrappers import RCNNTargetSampler, RPNTargetGenerator, RPNTargetSampler, use_hard_sampler
@@ -286,11 +290,13 @@ def _metric_get(self):
 
 # --------------------------------------------------------------------------- what install() patches
 _PATCHES = (
-    (_FasterTransform, '__init__', keeping_settings(_GLUONCV['faster_transform_init'])),
+    (_FasterTransform, '__init__',
+     recording_num_sample(keeping_settings(_GLUONCV['faster_transform_init']))),
     (_FasterTransform, '__call__', faster_call),
     (_FasterTransform, '_target_generator', property(rcnn_target_generator)),
     (_FasterTransform, '__reduce_ex__', _reduce_gluoncv_transform),
-    (_MaskTransform, '__init__', keeping_settings(_GLUONCV['mask_transform_init'])),
+    (_MaskTransform, '__init__',
+     recording_num_sample(keeping_settings(_GLUONCV['mask_transform_init']))),
     (_MaskTransform, '__call__', mask_call),
     (_MaskTransform, '_target_generator', property(rcnn_target_generator)),
     (_MaskTransform, '__reduce_ex__', _reduce_gluoncv_transform),
@@ -303,12 +309,12 @@ _PATCHES = (
     (_faster_task.ForwardBackwardTask, '__init__',
      _with_our_faster_losses(_GLUONCV['faster_task_init'])),
     (_faster_task.ForwardBackwardTask, 'forward_backward',
-     _with_task_flags(_GLUONCV['faster_task'])),
+     with_rpn_ohem(_with_task_flags(_GLUONCV['faster_task']))),
     (_mask_task.ForwardBackwardTask, '__init__', _with_our_mask_loss(_GLUONCV['mask_task_init'])),
     (_MaskTargetGenerator, 'hybrid_forward', _with_phantom_weight(_GLUONCV['mask_targets'])),
     (_RCNNTargetGenerator, 'hybrid_forward', _with_phantom_target(_GLUONCV['rcnn_targets'])),
     (_mask_task.ForwardBackwardTask, 'forward_backward',
-     _with_task_flags(_GLUONCV['mask_task'])),
+     with_rpn_ohem(_with_task_flags(_GLUONCV['mask_task']))),
     (_metrics.RPNL1LossMetric, 'get', _metric_get),
     (_metrics.RCNNL1LossMetric, 'get', _metric_get),
 )
