@@ -20,7 +20,7 @@ import numpy as np
 import mxnet as mx
 
 from . import backend
-from .backend import (POSITIVE, NEGATIVE, IGNORE, Array, is_ndarray, like, neg_inf_like_F, to_numpy,
+from ._arrays import (POSITIVE, NEGATIVE, IGNORE, Array, is_ndarray, like, neg_inf_like_F, to_numpy,
                       use_numpy)
 from .checks import check_boxes
 

@@ -18,8 +18,9 @@ from mxnet import gluon
 from . import backend, boxes, draws
 from .balanced import Strategies
 from ._blocks import SamplerBlock, strategy_settings
-from .backend import (Array, Backend, host_view, is_ndarray, like, ndarray_backend_forced,
-                      use_numpy, warn_once, write_in_place)
+from ._arrays import (Array, host_view, is_ndarray, like, ndarray_backend_forced, use_numpy,
+                      warn_once, write_in_place)
+from .backend import Backend
 from .checks import (check_bool, check_dtype, check_int, check_one_context, check_ratio,
                      check_same_kind, check_thresh, hard_flags)
 
@@ -141,7 +142,7 @@ class _QuotaRule:
         max_pos = be.minimum(float(self.max_pos), be.sum(pos, 1, keepdims=True))
         how = self.strategies
         if how.pos_sampler == 'uniform':
-            keep_pos = be.keep_random(pos, max_pos, keys)
+            keep_pos = draws.keep_uniform(be, pos, max_pos, keys)
         else:
             num_box = 0 if ious is None else ious.shape[2]
             group = _positive_box(be, matches, ious, hard, nearest) if num_box else matches
@@ -151,7 +152,7 @@ class _QuotaRule:
                                                   self.fill_negative),
                              be.sum(neg, 1, keepdims=True))
         if how.neg_sampler == 'uniform':
-            keep_neg = be.keep_random(neg, max_neg, keys)
+            keep_neg = draws.keep_uniform(be, neg, max_neg, keys)
         else:  # bins over the negative range [max(neg_thresh_low, 0), neg_thresh_high)
             keep_neg = how.draw_neg(be, neg, max_neg, keys, best,
                                     max(self.neg_thresh_low, 0.0), self.neg_thresh_high)

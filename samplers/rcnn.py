@@ -14,8 +14,8 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from . import boxes
-from ._blocks import Array, SamplerBlock, strategy_settings
-from .backend import is_ndarray
+from ._blocks import SamplerBlock, strategy_settings
+from ._arrays import Array, is_ndarray
 from .balanced import Strategies
 from .checks import (check_boxes, check_dtype, check_int, check_one_context, check_ratio,
                      hard_flags, hard_on_device)

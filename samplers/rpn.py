@@ -43,11 +43,12 @@ import numpy as np
 import mxnet as mx
 from mxnet import autograd, gluon
 
-from ._blocks import Array, SamplerBlock, strategy_settings
+from ._blocks import SamplerBlock, strategy_settings
 from .anchor_grid import GridCache, border_limits, grid_facts
 from .balanced import Strategies
 from . import backend
-from .backend import POSITIVE, host_view, is_ndarray, like, to_numpy, use_numpy, warn_once
+from ._arrays import (POSITIVE, Array, host_view, is_ndarray, like, to_numpy, use_numpy,
+                      warn_once)
 from .checks import (check_bool, check_boxes, check_dtype, check_int, check_min_size,
                      check_positive,
                      check_ratio, check_stds, check_thresh, hard_flags, hard_on_device)

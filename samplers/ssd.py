@@ -23,7 +23,8 @@ from mxnet import autograd, gluon
 
 from . import backend
 from ._blocks import SamplerBlock
-from .backend import Array, Backend, finite_F, host_view, is_ndarray, like, to_numpy, use_numpy
+from ._arrays import Array, finite_F, host_view, is_ndarray, like, to_numpy, use_numpy
+from .backend import Backend
 from .boxes import box_iou, center_to_corner, encode_boxes, too_small
 from .checks import (check_dtype, check_int, check_min_size, check_ratio, check_stds, hard_flags,
                      hard_on_device)
@@ -399,7 +400,7 @@ class SSDMultiBoxLoss(SamplerBlock, gluon.Block):
         """``(sum_loss, cls_loss, box_loss)``, (B,) each, times ``scale``: the CPU path.
 
         ``target`` is the class target as a numpy array. The choice is made on
-        the host from a view of the logits (:func:`samplers.backend.host_view`,
+        the host from a view of the logits (:func:`samplers._arrays.host_view`,
         no copy) by :class:`samplers.background.BackgroundRanking`, which
         computes the background loss only of anchors that may be chosen; only
         the chosen rows (a few per positive) go through ``log_softmax``, and only the positive rows

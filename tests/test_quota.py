@@ -13,7 +13,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from samplers import quota
-from samplers.backend import force_ndarray_backend
+from samplers._arrays import force_ndarray_backend
 from samplers.quota import OP_TYPE, QuotaSampler, _QuotaOpProp, _QuotaRule
 
 gluoncv_sampler = pytest.importorskip('gluoncv.nn.sampler')

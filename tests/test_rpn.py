@@ -18,7 +18,7 @@ from gluoncv.model_zoo.rcnn.rpn.rpn_target import (RPNTargetGenerator as GluonGe
                                                    RPNTargetSampler as GluonSampler)
 
 from samplers import anchor_grid
-from samplers.backend import force_ndarray_backend
+from samplers._arrays import force_ndarray_backend
 from samplers.boxes import box_iou
 from samplers.rpn import RPNTargetGenerator, RPNTargetSampler
 from helpers import fpn_anchors, gluon_anchors

@@ -29,7 +29,7 @@ from gluoncv.model_zoo import get_model  # noqa: E402
 from gluoncv.model_zoo.ssd import target as ssd_target  # noqa: E402
 
 import samplers.gluoncv as sg  # noqa: E402
-from samplers.backend import force_ndarray_backend  # noqa: E402
+from samplers._arrays import force_ndarray_backend  # noqa: E402
 from samplers.ssd import SSDMultiBoxLoss, SSDTargetGenerator  # noqa: E402
 from helpers import reference_background_loss  # noqa: E402
 

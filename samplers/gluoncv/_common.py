@@ -7,7 +7,7 @@ import threading
 
 import numpy as np
 
-from ..backend import to_numpy
+from .._arrays import to_numpy
 from ..checks import check_int, hard_flags as read_hard_flags
 
 #: Label column read as the hard flag by default (VOC ``difficult`` in GluonCV's datasets).
