@@ -20,7 +20,8 @@ from mxnet.base import _LIB, check_call
 __all__ = [
     'POSITIVE', 'NEGATIVE', 'IGNORE', 'Array',
     'is_ndarray', 'use_numpy', 'force_ndarray_backend', 'ndarray_backend_forced', 'to_numpy',
-    'like', 'host_view', 'write_in_place', 'finite_F', 'neg_inf_like_F', 'warn_once',
+    'like', 'host_view', 'write_in_place', 'finite_F', 'finite_rows_F', 'finite_rows_numpy',
+    'neg_inf_like_F', 'warn_once',
 ]
 
 
@@ -167,6 +168,41 @@ def finite_F(F, x):
     ``x - x`` is 0 exactly at finite entries and NaN elsewhere; no infinite scalar is parsed.
     """
     return (x - x) == 0
+
+
+# --------------------------------------------------------------------------- finite rows
+# "This row is finite", one helper per kind of array: finite_rows_F for mx.nd / mx.sym,
+# finite_rows_numpy for numpy. Everything else (the protocol's ``finite_rows``,
+# :func:`samplers.boxes.finite_rows`) calls one of them.
+def finite_rows_F(F, a):
+    """1 where the last axis of ``a`` holds finite values only, else 0: ``a.shape[:-1]`` in
+    ``a``'s dtype. ``a - a`` is 0 exactly at finite entries and NaN elsewhere."""
+    return F.sum(a - a, axis=-1) == 0
+
+
+#: Up to this many elements :func:`finite_rows_numpy` tests every element directly.
+_SMALL_FINITE = 4096
+
+
+def finite_rows_numpy(a):
+    """Whether each row (last axis) of numpy ``a`` is all finite: boolean, ``a.shape[:-1]``.
+
+    One sum per row finds the rows that may hold NaN/inf (a non-finite sum); only those are
+    checked element by element, since a sum of finite values can overflow too (cheaper than
+    ``np.isfinite(a).all(-1)`` for a short last axis: see docs/bench.md). The sums are
+    numpy's own (``einsum``), not BLAS: BLAS threads wait for each other on a busy machine.
+    """
+    a = np.asarray(a)
+    if a.shape[-1] == 0:
+        return np.ones(a.shape[:-1], dtype=bool)
+    rows = a.reshape(-1, a.shape[-1])
+    if rows.size <= _SMALL_FINITE:  # the element test is cheaper than the sum's setup
+        return np.isfinite(rows).all(axis=1).reshape(a.shape[:-1])
+    with np.errstate(over='ignore', invalid='ignore'):
+        ok = np.isfinite(np.einsum('ij->i', rows))
+    maybe_bad = np.flatnonzero(~ok)
+    ok[maybe_bad] = np.isfinite(rows[maybe_bad]).all(axis=1)
+    return ok.reshape(a.shape[:-1])
 
 
 def neg_inf_like_F(F, x):

@@ -25,7 +25,8 @@ from __future__ import annotations
 import numpy as np
 import mxnet as mx
 
-from ._arrays import IGNORE, NEGATIVE, POSITIVE, finite_F, is_ndarray, use_numpy
+from ._arrays import (IGNORE, NEGATIVE, POSITIVE, finite_rows_F, finite_rows_numpy, is_ndarray,
+                      use_numpy)
 
 __all__ = ['Backend', 'NUMPY', 'ND', 'SYM', 'of', 'of_kind']
 
@@ -209,7 +210,7 @@ class _Numpy(Backend):
 
     def finite_rows(self, a):
         """float32 0/1 of ``a.shape[:-1]``: 1 where the last axis holds finite values only."""
-        return np.isfinite(a).all(axis=-1).astype(np.float32)
+        return finite_rows_numpy(a).astype(np.float32)
 
     # masks and constants
     def mask(self, m):
@@ -379,7 +380,7 @@ class _Graph(Backend):
 
     def finite_rows(self, a):
         """float32 0/1 of ``a.shape[:-1]``: 1 where the last axis holds finite values only."""
-        return self.F.cast(self.F.min(finite_F(self.F, a), axis=-1), 'float32')
+        return self.F.cast(finite_rows_F(self.F, a), 'float32')
 
     # masks and constants
     def mask(self, m):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._arrays import finite_F
+from ._arrays import finite_rows_F
 from ._threads import host_threads, map_blocks
 
 __all__ = ['background_loss_F', 'background_loss', 'BackgroundRanking']
@@ -34,7 +34,7 @@ def background_loss_F(F, logits):
     tail = F.sum(F.exp(F.broadcast_sub(fg, top)), axis=-1)
     gap = F.squeeze(top - l0, axis=-1)
     loss = gap + F.log1p(F.expm1(-gap) + tail)
-    finite = F.min(finite_F(F, logits), axis=-1)
+    finite = finite_rows_F(F, logits)
     return loss, finite
 
 

@@ -24,7 +24,7 @@ from mxnet import gluon
 from . import backend, nms
 from .background import BackgroundRanking, background_loss, background_loss_F
 from ._blocks import SamplerBlock, traced
-from ._arrays import Array, finite_F, host_view, like, to_numpy, use_numpy, warn_once
+from ._arrays import Array, finite_F, finite_rows_F, host_view, like, to_numpy, use_numpy, warn_once
 from .backend import Backend
 from .boxes import finite_rows, row_max
 from .draws import keep_top
@@ -239,7 +239,7 @@ def _inputs_F(F, x, logits, ious, scores, boxes):
         return F.cast(F.stop_gradient(a), width[name])
 
     ious = F.reshape(widened(ious, 'ious'), shape=(0, 0, -1))
-    ious_ok = F.cast(F.min(finite_F(F, ious), axis=2), 'float32')
+    ious_ok = F.cast(finite_rows_F(F, ious), 'float32')
     best = F.max(ious, axis=2)
     best = F.where(ious_ok > 0, best, F.zeros_like(best))
     if scores is None:

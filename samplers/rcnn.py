@@ -15,7 +15,7 @@ from mxnet import autograd, gluon
 
 from . import boxes
 from ._blocks import SamplerBlock, strategy_settings
-from ._arrays import Array, is_ndarray
+from ._arrays import Array, finite_rows_F, is_ndarray
 from .balanced import Strategies
 from .checks import (check_boxes, check_dtype, check_int, check_one_context, check_ratio,
                      hard_flags, hard_on_device)
@@ -147,7 +147,7 @@ class RCNNTargetSampler(SamplerBlock, gluon.HybridBlock):
                              for i in range(self._num_image)], axis=0)          # (B, K, M)
             # box_iou gives some rows with a NaN or inf coordinate 0, not NaN (never a positive's
             # IoU): such a row is never a negative either (x - x is 0 exactly at finite x).
-            finite_row = F.sum(all_rois - all_rois, axis=-1) == 0               # (B, K)
+            finite_row = finite_rows_F(F, all_rois)                             # (B, K)
             not_negative = F.maximum(all_scores < 0, 1 - finite_row)
             inputs = [F.ones_like(all_scores) * -1, ious]  # matches: none, IoU decides
             attrs = dict(has_hard='False', has_not_negative='True')

@@ -23,7 +23,7 @@ from mxnet import autograd, gluon
 
 from . import backend
 from ._blocks import SamplerBlock
-from ._arrays import Array, finite_F, host_view, is_ndarray, like, to_numpy, use_numpy
+from ._arrays import Array, finite_rows_F, host_view, is_ndarray, like, to_numpy, use_numpy
 from .backend import Backend
 from .boxes import box_iou, center_to_corner, encode_boxes, too_small
 from .checks import (check_dtype, check_int, check_min_size, check_ratio, check_stds, hard_flags,
@@ -380,7 +380,7 @@ class SSDMultiBoxLoss(SamplerBlock, gluon.Block):
         is the network's, and stays visible). Both sums are in ``cp``'s dtype.
         """
         with autograd.pause():
-            finite = mx.nd.min(finite_F(mx.nd, cp.detach()), axis=-1)
+            finite = finite_rows_F(mx.nd, cp.detach())
             positive = (ct > 0).astype(finite.dtype, copy=False)
             keep = mx.nd.maximum(finite, positive).expand_dims(-1)
         cp = mx.nd.where(mx.nd.broadcast_like(keep, cp) > 0, cp, mx.nd.zeros_like(cp))
