@@ -1,16 +1,16 @@
 """Boxes, matching and encoding: the floor every sampler stands on.
 
 Labels follow the package convention (see :mod:`samplers`). The array
-protocol, conversion and argument checks live in :mod:`samplers.backend`;
-quotas and keep-k in :mod:`samplers.draws`.
+protocol lives in :mod:`samplers.backend`, conversion in :mod:`samplers._arrays`, argument
+checks in :mod:`samplers.checks`; quotas and keep-k in :mod:`samplers.draws`.
 
 What each function takes is in its docstring; in short:
 
 * box formats, IoU/IoF, encodings, :func:`best_match` and
   :func:`match_anchors` take numpy arrays or NDArrays (on any context) and
   return the input's kind;
-* :func:`col_max`, :func:`row_max`, :func:`scan_rows` and :func:`finite_rows` are
-  numpy-only speed helpers;
+* :func:`col_max`, :func:`row_max` and :func:`scan_rows` are numpy-only speed helpers;
+  :func:`finite_rows` takes either kind;
 * :func:`box_iof_F` takes Gluon's ``F`` (``mx.nd`` or ``mx.sym``), for use
   inside ``hybrid_forward``.
 """
