@@ -119,8 +119,16 @@ def _keep_top_sorted(F, scores, mask, k):
     kth = F.pick(ranked, F.reshape(F.relu(k - 1), shape=(-1,)), axis=1, keepdims=True)
     above = F.cast(F.broadcast_greater(key, kth), 'float32') * mask
     tied = F.cast(F.broadcast_equal(key, kth), 'float32') * mask
-    room = k - F.sum(above, axis=1, keepdims=True)
-    return above + tied * F.broadcast_lesser_equal(F.cumsum(tied, axis=1), room)
+    return above + _first_tied(F, tied, k - F.sum(above, axis=1, keepdims=True))
+
+
+def _first_tied(xp, tied, room):
+    """The tie rule, once: of each row's 0/1 ``tied`` entries, the first ``room`` from the
+    lowest index up. ``xp`` is numpy (``tied`` a boolean row) or ``mx.nd`` / ``mx.sym``
+    (``tied`` (B, N), ``room`` (B, 1)); MXNet's cumsum takes no negative axis."""
+    if xp is np:
+        return tied & (np.cumsum(tied, axis=-1) <= room)
+    return tied * xp.broadcast_lesser_equal(xp.cumsum(tied, axis=1), room)
 
 
 def _np_lowest_positions(keys, take, spread=False):
@@ -152,8 +160,8 @@ def _np_lowest_positions(keys, take, spread=False):
     t = keys[part[take - 1]]
     if keys[part[take]] != t:
         return part[:take]
-    below = np.flatnonzero(keys < t)
-    return np.concatenate([below, np.flatnonzero(keys == t)[:take - below.size]])
+    below = keys < t
+    return np.flatnonzero(below | _first_tied(np, keys == t, take - np.count_nonzero(below)))
 
 
 def _np_keep(mask, k, row_keys, spread=False, full_keys=None):

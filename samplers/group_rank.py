@@ -134,8 +134,8 @@ def _group_share_numpy(mask, group, depth, share, keys):
 
 
 def _first_of_each_id(tied, tied_ids, room):
-    """The tie rule, per group: of the ``tied`` positions (in column order), the first
-    ``room[id]`` of each id."""
+    """The tie rule of :mod:`samplers.draws` (``_first_tied``) applied per group: of the
+    ``tied`` positions (in column order), the first ``room[id]`` of each id."""
     order = np.argsort(tied_ids, kind='stable')
     run_first = np.ones(tied.size, bool)
     run_first[1:] = tied_ids[order][1:] != tied_ids[order][:-1]
