@@ -205,7 +205,7 @@ def instance_balanced_draw(be: Backend, mask: Array, group: Array, k: Array, key
 
 
 # --------------------------------------------------------------------------- outside a graph
-def _run(rule, mask, others, k, keys, **options):
+def _on_input_kind(rule, mask, others, k, keys, **options):
     """Run ``rule`` on the input's backend; returns a mask of ``mask``'s kind and shape."""
     squeeze = len(mask.shape) == 1
     if is_ndarray(mask):
@@ -244,12 +244,12 @@ def iou_balanced(mask, iou, k, keys=None, **options):
     ``floor_thr``, ``floor_fraction``, ``low``, ``high``. Returns a boolean numpy
     mask or a 0/1 NDArray on the input's context.
     """
-    return _run(iou_balanced_draw, mask, [iou], k, keys, **options)
+    return _on_input_kind(iou_balanced_draw, mask, [iou], k, keys, **options)
 
 
 def instance_balanced(mask, group, k, num_groups, keys=None):
     """:func:`instance_balanced_draw` on numpy arrays or NDArrays; see :func:`iou_balanced`."""
-    return _run(instance_balanced_draw, mask, [group], k, keys, num_groups=num_groups)
+    return _on_input_kind(instance_balanced_draw, mask, [group], k, keys, num_groups=num_groups)
 
 
 # --------------------------------------------------------------------------- sampler options

@@ -19,7 +19,7 @@ from ._arrays import Array, finite_rows_F, is_ndarray
 from .balanced import Strategies
 from .checks import (check_boxes, check_dtype, check_int, check_one_context, check_ratio,
                      hard_flags, hard_on_device)
-from .quota import OP_TYPE, _QuotaRule
+from .quota import OP_TYPE, QuotaRule
 
 __all__ = ['RCNNTargetSampler']
 
@@ -99,7 +99,7 @@ class RCNNTargetSampler(SamplerBlock, gluon.HybridBlock):
         self._crowd_iof_thresh = check_ratio('crowd_iof_thresh', crowd_iof_thresh,
                                              low_open=True)
         # Negatives fill every slot positives leave: neg_ratio 0 with fill_negative.
-        self._rule = _QuotaRule(self._num_sample, self._pos_iou_thresh, self._pos_iou_thresh,
+        self._rule = QuotaRule(self._num_sample, self._pos_iou_thresh, self._pos_iou_thresh,
                                 pos_ratio=check_ratio('pos_ratio', pos_ratio), neg_ratio=0.0,
                                 fill_negative=True,
                                 strategies=Strategies(pos_sampler, neg_sampler, num_bins,

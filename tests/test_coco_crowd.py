@@ -125,7 +125,7 @@ def test_label_column_reads_1_as_hard_and_2_as_crowd():
     np.testing.assert_array_equal(hard, [0, 1, 0, 0])
     np.testing.assert_array_equal(crowd, [0, 0, 1, 0])
     # One hard rule (SSD): a crowd region is a hard box.
-    np.testing.assert_array_equal(_common.hard_flags(label, 5), [0, 1, 1, 0])
+    np.testing.assert_array_equal(_common.hard_column_flags(label, 5), [0, 1, 1, 0])
     with pytest.raises(ValueError, match=r'label column 5 .* got values \[3\.0\]'):
         _common.label_flags(np.array([[0, 0, 9, 9, 1, 3.0]]), 5)
 

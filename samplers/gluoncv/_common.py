@@ -115,7 +115,7 @@ def _hard_column(label, hard_column):
     return column
 
 
-def hard_flags(label, hard_column):
+def hard_column_flags(label, hard_column):
     """Column ``hard_column`` of ``label`` as (M,) float32 0/1 flags, crowd regions included
     (for targets with one hard rule, such as SSD's); None if there is no such column.
 
@@ -130,7 +130,7 @@ def label_flags(label, hard_column):
     """``(hard, crowd)``: column ``hard_column`` of ``label`` as two (M,) float32 0/1 flags,
     value 1 (hard: the IoU rule) and value 2 (crowd region: the IoF rule); ``(None, None)``
     if there is no such column; ``crowd`` is None when no row is a crowd region. Other values
-    as :func:`hard_flags`."""
+    as :func:`hard_column_flags`."""
     column = _hard_column(label, hard_column)
     if column is None:
         return None, None
