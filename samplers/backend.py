@@ -81,7 +81,8 @@ assert (POSITIVE, NEGATIVE, IGNORE) == (1, -1, 0), 'Backend.labels assumes 1 / -
 
 # ..................................................................... numpy
 def _np_max(a, axis, keepdims=False):
-    """``a.max(axis)``; over the last axis one argmax and a gather, 3x faster than max."""
+    """``a.max(axis)``; over the last axis one argmax and a gather, which beats ``max`` there
+    (docs/bench.md, micro)."""
     a = np.asarray(a)
     if axis not in (-1, a.ndim - 1) or a.dtype.kind != 'f' or a.shape[-1] == 0:
         return a.max(axis=axis, keepdims=keepdims)
@@ -97,7 +98,7 @@ def _np_take_rows(a, idx):
 
 def _np_count(m):
     """Count of a 0/1 mask over the last axis, kept as (..., 1) float64: exact past 2**24 and
-    safe times a huge ratio. One row is counted by ``count_nonzero`` (10x a row sum)."""
+    safe times a huge ratio. One row is counted by ``count_nonzero``, cheaper than a row sum."""
     m = np.asarray(m)
     if m.ndim == 1:
         return np.full(1, np.count_nonzero(m), np.float64)

@@ -58,7 +58,7 @@ from gluoncv.data.transforms.presets import rcnn as _rcnn_presets
 from gluoncv.data.transforms.presets import ssd as _ssd_presets
 from mxnet import gluon
 
-try:  # optional: OpenCV's table look-up makes the image tensor ~5x faster than numpy's
+try:  # optional: OpenCV's table look-up is faster than numpy's (docs/bench.md, micro)
     import cv2 as _cv2
 except ImportError:  # pragma: no cover - numpy does the same look-up
     _cv2 = None
