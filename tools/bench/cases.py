@@ -195,29 +195,38 @@ case('rpn-fpn', ('faster', 4.0),
          _rpn_generator_case(FPN_LEVELS))
 
 
-@case('rpn-sampler', ('floor', 2.0), CASES['rpn-fpn'].sizes)
-def _rpn_sampler_case(bench, sizes, rng):
-    anchors, boxes, width, height = _rpn_inputs(rng, sizes, FPN_LEVELS, 1)
-    ious = _rpn_ious(anchors, boxes[0], width, height)
-    rule = (256, 0.7, 0.3, 0.5)  # num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio
-    theirs_cls = gluoncv('model_zoo.rcnn.rpn.rpn_target', 'RPNTargetSampler')
-    ours, theirs = RPNTargetSampler(*rule), theirs_cls(*rule)
-    every = (NO_SUBSAMPLING,) + rule[1:]
+def _rpn_sampler_case(levels, size_name):
+    def build(bench, sizes, rng):
+        anchors, boxes, width, height = _rpn_inputs(rng, sizes, levels, 1)
+        ious = _rpn_ious(anchors, boxes[0], width, height)
+        rule = (256, 0.7, 0.3, 0.5)  # num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio
+        theirs_cls = gluoncv('model_zoo.rcnn.rpn.rpn_target', 'RPNTargetSampler')
+        ours, theirs = RPNTargetSampler(*rule), theirs_cls(*rule)
+        every = (NO_SUBSAMPLING,) + rule[1:]
 
-    def labels_and_positive_matches(out):
-        samples, matches = (host(v) for v in out)
-        return samples, np.where(samples > 0, matches, -1)
+        def labels_and_positive_matches(out):
+            samples, matches = (host(v) for v in out)
+            return samples, np.where(samples > 0, matches, -1)
 
-    # The floor is the per-anchor max every RPN rule needs; a max over the whole matrix (one
-    # contiguous pass, no per-row reduction) is timed too, as a stricter point of comparison.
-    return bench.compare(
-        'RPNTargetSampler on a {:,} x {} float32 IoU matrix (rpn-fpn)'.format(*ious.shape),
-        ours={'numpy in': lambda i: ours(ious)},
-        reference=lambda i: ious.max(axis=1), reference_name='floor: ious.max(axis=1)',
-        others={'gluoncv': lambda i: theirs(ious),
-                'ious.max() whole matrix': lambda i: ious.max()},
-        agree=(lambda: labels_and_positive_matches(RPNTargetSampler(*every)(ious)),
-               lambda: labels_and_positive_matches(theirs_cls(*every)(ious))))
+        # The floor is the per-anchor max every RPN rule needs; a max over the whole matrix
+        # (one contiguous pass, no per-row reduction) is timed too, as a stricter comparison.
+        return bench.compare(
+            'RPNTargetSampler on a {:,} x {} float32 IoU matrix ({})'.format(*ious.shape,
+                                                                            size_name),
+            ours={'numpy in': lambda i: ours(ious)},
+            reference=lambda i: ious.max(axis=1), reference_name='floor: ious.max(axis=1)',
+            others={'gluoncv': lambda i: theirs(ious),
+                    'ious.max() whole matrix': lambda i: ious.max()},
+            agree=(lambda: labels_and_positive_matches(RPNTargetSampler(*every)(ious)),
+                   lambda: labels_and_positive_matches(theirs_cls(*every)(ious))))
+    return build
+
+
+case('rpn-sampler', ('floor', 2.0), CASES['rpn-fpn'].sizes)(
+    _rpn_sampler_case(FPN_LEVELS, 'rpn-fpn'))
+# The C4 size (34,410 anchors x 20 boxes): a smaller matrix, where fixed costs weigh more.
+case('rpn-sampler-c4', ('floor', 1.5), CASES['rpn-c4'].sizes)(
+    _rpn_sampler_case(C4_LEVELS, 'rpn-c4'))
 
 
 @case('quota', ('faster', 5.0),
