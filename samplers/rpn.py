@@ -450,9 +450,11 @@ class RPNTargetGenerator(SamplerBlock, gluon.Block):
             warn_once(self, 'gt', '{}: {} ground-truth box(es) with non-finite coordinates '
                       'were dropped (logged once)'.format(type(self).__name__,
                                                           boxes.num_nonfinite))
-        crowd_boxes = gt[boxes.crowd > 0]
+        crowd_boxes = gt[boxes.crowd > 0] if boxes.crowd.any() else gt[:0]
         keep = boxes.present > 0
-        gt, hard = gt[keep], boxes.hard[keep] > 0
+        hard = boxes.hard > 0
+        if not keep.all():
+            gt, hard = gt[keep], hard[keep]
         sampler = self._sampler
         # The grid's facts carry no per-anchor IoU: balanced draws take the dense path.
         grid = self._grids.get(anc) if sampler.strategies.uniform else None

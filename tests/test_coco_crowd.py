@@ -23,7 +23,8 @@ import samplers.gluoncv as sg  # noqa: E402
 from samplers import RCNNTargetSampler, RPNTargetGenerator, box_iof  # noqa: E402
 from samplers.gluoncv import _common, patches_datasets  # noqa: E402
 from samplers.gluoncv import transforms as sg_transforms  # noqa: E402
-from helpers import gluon_anchors, training_task, zoo_net  # noqa: E402
+from conftest import zoo_fixture  # noqa: E402
+from helpers import gluon_anchors, training_task  # noqa: E402
 from tools.crowd_check import (TRAIN, count_inside, crowd_boxes,  # noqa: E402
                                regions_in_network_coordinates, write_coco)
 
@@ -218,19 +219,9 @@ def test_differs_from_gluoncv_rpn_negatives_inside_crowd_regions(root):
 
 
 # ----------------------------------------------------------------------------- end to end
-def build(name):
-    """A model-zoo network, untrained, drawing NUM_SAMPLE second-stage samples per image."""
-    return zoo_net(name, NUM_SAMPLE)
-
-
-@pytest.fixture(scope='module')
-def c4_net():
-    return build('faster_rcnn_resnet50_v1b_coco')
-
-
-@pytest.fixture(scope='module')
-def mask_net():
-    return build('mask_rcnn_resnet18_v1b_coco')
+# Model-zoo networks, untrained, drawing NUM_SAMPLE second-stage samples per image.
+c4_net = zoo_fixture('c4_net', 'faster_rcnn_resnet50_v1b_coco', NUM_SAMPLE)
+mask_net = zoo_fixture('mask_net', 'mask_rcnn_resnet18_v1b_coco', NUM_SAMPLE)
 
 
 def loader(net, dataset, mask, num_workers):
