@@ -27,7 +27,7 @@ from . import _compat  # noqa: F401
 
 __version__ = '0.1.0'
 
-from .backend import POSITIVE, NEGATIVE, IGNORE, force_ndarray_backend
+from ._arrays import POSITIVE, NEGATIVE, IGNORE, force_ndarray_backend
 from .boxes import box_iou, box_iof
 from .naive import NaiveSampler
 from .ohem import OHEMSampler

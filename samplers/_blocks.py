@@ -7,16 +7,10 @@ from __future__ import annotations
 
 import inspect
 import threading
-from typing import Union
 
-import numpy as np
-import mxnet as mx
 from mxnet import gluon
 
-__all__ = ['Array', 'SamplerBlock', 'strategy_settings', 'traced']
-
-#: What a sampler's call takes and returns: numpy arrays, NDArrays, or Symbols while traced.
-Array = Union[np.ndarray, mx.nd.NDArray, mx.sym.Symbol]
+__all__ = ['SamplerBlock', 'strategy_settings', 'traced']
 
 # Gluon keeps one cached graph per block: threads that share a hybridized sampler take turns.
 _GRAPH_LOCK = threading.RLock()

@@ -133,7 +133,7 @@ class AnchorGrid:
         found = (1, 1, 1)  # a lone anchor is a grid too; many of them exceed MAX_GROUPS
         for types in cands:
             # Row 0: the leading cells repeating cell 0's y extents, x extents rising.
-            cols = _run(((y1[types:] == y1[:-types]) & (y2[types:] == y2[:-types])), types)
+            cols = _leading_runs(((y1[types:] == y1[:-types]) & (y2[types:] == y2[:-types])), types)
             cols = min(cols + 1, n // types)
             span = cols * types
             if not ((x1[types:span] >= x1[:span - types]).all()
@@ -148,7 +148,7 @@ class AnchorGrid:
                       & (by2[:, types:] == by2[:, :-types])).all(axis=1)
             rising = ((by1[1:, :types] >= by1[:-1, :types])
                       & (by2[1:, :types] >= by2[:-1, :types])).all(axis=1)
-            rows = 1 + _run(same_x & same_y[1:] & rising, 1)
+            rows = 1 + _leading_runs(same_x & same_y[1:] & rising, 1)
             if rows > 1 and cols > 1:  # a true grid: the shortest period wins
                 return rows, cols, types
             if (rows * cols, types) > (found[0] * found[1], found[2]):
@@ -268,7 +268,7 @@ class AnchorGrid:
         return iou * (1 + _BOUND_SLACK), iof * (1 + _BOUND_SLACK)
 
 
-def _run(ok, unit):
+def _leading_runs(ok, unit):
     """Number of whole ``unit``-long runs of True at the start of 1-D ``ok``."""
     first_bad = int(np.argmin(ok)) if ok.size else 0
     length = first_bad if ok.size and not ok[first_bad] else ok.size

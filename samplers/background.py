@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backend
-from .backend import finite_F
+from ._arrays import finite_rows_F
+from ._threads import host_threads, map_blocks
 
 __all__ = ['background_loss_F', 'background_loss', 'BackgroundRanking']
 
@@ -34,7 +34,7 @@ def background_loss_F(F, logits):
     tail = F.sum(F.exp(F.broadcast_sub(fg, top)), axis=-1)
     gap = F.squeeze(top - l0, axis=-1)
     loss = gap + F.log1p(F.expm1(-gap) + tail)
-    finite = F.min(finite_F(F, logits), axis=-1)
+    finite = finite_rows_F(F, logits)
     return loss, finite
 
 
@@ -54,7 +54,7 @@ def background_loss(logits, block_rows=8192, threads=None):
     Each row's loss depends on that row alone (not on its block or thread),
     so any subset of rows gives the same values bit for bit. Blocks are
     shared out over ``threads`` threads (default
-    :func:`samplers.backend.host_threads`; numpy releases the GIL in these
+    :func:`samplers._threads.host_threads`; numpy releases the GIL in these
     loops).
     """
     logits = np.asarray(logits)
@@ -75,9 +75,9 @@ def _dtype(logits):
 def _shared(fn, total, block_rows, threads):
     """``fn(part)`` over ``total`` rows cut into one run of whole blocks per thread."""
     blocks = -(-total // block_rows)
-    threads = min(backend.host_threads() if threads is None else threads, max(blocks, 1))
+    threads = min(host_threads() if threads is None else threads, max(blocks, 1))
     edges = [block_rows * (blocks * i // threads) for i in range(threads)] + [total]
-    backend.map_blocks(fn, [slice(a, b) for a, b in zip(edges, edges[1:])], threads)
+    map_blocks(fn, [slice(a, b) for a, b in zip(edges, edges[1:])], threads)
 
 
 def _limit(dtype, num_class):
@@ -138,7 +138,7 @@ _HUGE = np.float32(1e30)
 class BackgroundRanking:
     """Each image's hardest candidates by :func:`background_loss`, computing few losses.
 
-    ``logits`` (B, N, C) numpy (a :func:`samplers.backend.host_view` of a CPU
+    ``logits`` (B, N, C) numpy (a :func:`samplers._arrays.host_view` of a CPU
     NDArray works), class 0 background. The constructor makes one pass: it
     sets ``finite`` (B, N) bool, and bounds each row's ``S / exp(l_0)`` (as
     in :func:`background_loss`) with an exponential read off the float bits,

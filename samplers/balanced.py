@@ -26,8 +26,11 @@ import numpy as np
 import mxnet as mx
 
 from . import backend
-from .backend import Array, Backend, is_ndarray, like, to_numpy, use_numpy
+from ._arrays import Array, is_ndarray, like, to_numpy, use_numpy
+from .backend import Backend
 from .checks import check_int, check_ratio
+from .draws import keep_lowest
+from .group_rank import group_sizes, lowest_per_group
 
 __all__ = ['iou_balanced_draw', 'instance_balanced_draw', 'iou_balanced', 'instance_balanced',
            'check_iou_balanced', 'Strategies', 'POS_SAMPLERS', 'NEG_SAMPLERS']
@@ -56,7 +59,7 @@ def check_iou_balanced(num_bins=3, floor_thr=-1.0, floor_fraction=0.0):
 def _fill(be, picked, mask, take, keys):
     """``picked`` plus the lowest-key others of ``mask`` until each row holds ``take`` (B, 1)."""
     room = take - be.sum(picked, 1, keepdims=True)
-    return picked + be.keep_lowest(keys, mask - picked, room)
+    return picked + keep_lowest(be, keys, mask - picked, room)
 
 
 # --------------------------------------------------------------------------- the two rules
@@ -130,13 +133,14 @@ def iou_balanced_draw(be: Backend, mask: Array, iou: Array, k: Array, keys: Arra
 
     k_upper = be.floor(k * (1.0 - floor_fraction) + _ROUNDING)
     quota = be.floor(k_upper / num_bins)
-    picked, rest_keys = be.lowest_per_group(upper, bins, num_bins, lambda _: quota, keys)
+    picked, rest_keys = lowest_per_group(
+be, upper, bins, num_bins, lambda _: quota, keys)
     kept = _fill(be, picked, upper, be.minimum(be.sum(upper, 1, keepdims=True), k_upper),
                  rest_keys)
     if floor_thr < 0 and floor_fraction == 0:
         return kept  # k_upper = k: nothing is left to fill
     take = be.minimum(be.sum(mask, 1, keepdims=True), k)
-    kept = kept + be.keep_lowest(keys, floor, take - be.sum(kept, 1, keepdims=True))
+    kept = kept + keep_lowest(be, keys, floor, take - be.sum(kept, 1, keepdims=True))
     # U's leftovers all sit above one threshold of rest_keys: still a uniform draw.
     return _fill(be, kept, upper + kept * floor, take, rest_keys)
 
@@ -187,21 +191,21 @@ def instance_balanced_draw(be: Backend, mask: Array, group: Array, k: Array, key
     valid = be.mask(group >= 0) * be.mask(group < num_groups)  # NaN fails both
     g = be.where(valid, be.floor(be.where(valid, group, 0.0)), float(num_groups))
     # A share of at least 1: with more boxes than k it picks each box's lowest key, G in all.
-    picked, rest_keys = be.lowest_per_group(
-        mask, g, num_groups + 1,
+    picked, rest_keys = lowest_per_group(
+        be, mask, g, num_groups + 1,
         lambda present: be.maximum(be.floor(k / be.maximum(present, 1)), 1.0), keys)
     shares = _fill(be, picked, mask, be.minimum(be.sum(mask, 1, keepdims=True), k), rest_keys)
     crowded = be.sum(picked, 1, keepdims=True) > k
     if be.known_empty(crowded):
         return shares
     # More boxes than k: k of those lowest keys, by an exponential key of mean 1 per box.
-    box_key = be.group_sizes(mask, g, num_groups + 1) * -be.log(1 - keys)
-    one_each = be.keep_lowest(box_key, picked, k)
+    box_key = group_sizes(be, mask, g, num_groups + 1) * -be.log(1 - keys)
+    one_each = keep_lowest(be, box_key, picked, k)
     return be.where(crowded, one_each, shares)
 
 
 # --------------------------------------------------------------------------- outside a graph
-def _run(rule, mask, others, k, keys, **options):
+def _on_input_kind(rule, mask, others, k, keys, **options):
     """Run ``rule`` on the input's backend; returns a mask of ``mask``'s kind and shape."""
     squeeze = len(mask.shape) == 1
     if is_ndarray(mask):
@@ -240,12 +244,12 @@ def iou_balanced(mask, iou, k, keys=None, **options):
     ``floor_thr``, ``floor_fraction``, ``low``, ``high``. Returns a boolean numpy
     mask or a 0/1 NDArray on the input's context.
     """
-    return _run(iou_balanced_draw, mask, [iou], k, keys, **options)
+    return _on_input_kind(iou_balanced_draw, mask, [iou], k, keys, **options)
 
 
 def instance_balanced(mask, group, k, num_groups, keys=None):
     """:func:`instance_balanced_draw` on numpy arrays or NDArrays; see :func:`iou_balanced`."""
-    return _run(instance_balanced_draw, mask, [group], k, keys, num_groups=num_groups)
+    return _on_input_kind(instance_balanced_draw, mask, [group], k, keys, num_groups=num_groups)
 
 
 # --------------------------------------------------------------------------- sampler options

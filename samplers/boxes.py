@@ -1,16 +1,16 @@
 """Boxes, matching and encoding: the floor every sampler stands on.
 
 Labels follow the package convention (see :mod:`samplers`). The array
-protocol, conversion and argument checks live in :mod:`samplers.backend`;
-quotas and keep-k in :mod:`samplers.draws`.
+protocol lives in :mod:`samplers.backend`, conversion in :mod:`samplers._arrays`, argument
+checks in :mod:`samplers.checks`; quotas and keep-k in :mod:`samplers.draws`.
 
 What each function takes is in its docstring; in short:
 
 * box formats, IoU/IoF, encodings, :func:`best_match` and
   :func:`match_anchors` take numpy arrays or NDArrays (on any context) and
   return the input's kind;
-* :func:`col_max`, :func:`row_max`, :func:`scan_rows` and :func:`finite_rows` are
-  numpy-only speed helpers;
+* :func:`col_max`, :func:`row_max` and :func:`scan_rows` are numpy-only speed helpers;
+  :func:`finite_rows` takes either kind;
 * :func:`box_iof_F` takes Gluon's ``F`` (``mx.nd`` or ``mx.sym``), for use
   inside ``hybrid_forward``.
 """
@@ -20,8 +20,8 @@ import numpy as np
 import mxnet as mx
 
 from . import backend
-from .backend import (POSITIVE, NEGATIVE, IGNORE, Array, is_ndarray, like, neg_inf_like_F, to_numpy,
-                      use_numpy)
+from ._arrays import (POSITIVE, NEGATIVE, IGNORE, Array, finite_rows_F, finite_rows_numpy,
+                      is_ndarray, like, neg_inf_like_F, to_numpy, use_numpy)
 from .checks import check_boxes
 
 __all__ = [
@@ -336,34 +336,13 @@ def labels_from_cls_target(cls_target):
 
 
 # ------------------------------------------------------------- finite rows and numpy speed helpers
-#: Up to this many elements :func:`finite_rows` tests every element directly.
-_SMALL_FINITE = 4096
-
-
 def finite_rows(a):
-    """Whether each row (last axis) of ``a`` is all finite, shape ``a.shape[:-1]``.
-
-    numpy (boolean result): one sum per row finds the rows that may hold
-    NaN/inf (a non-finite sum); only those are checked element by element,
-    since a sum of finite values can overflow too; much faster than
-    ``np.isfinite(a).all(-1)`` for a short last axis. The sums are numpy's own
-    (``einsum``), not BLAS: BLAS threads wait for each other on a busy machine.
-    NDArray on the mx.nd
-    backend (0/1 result, on its context): ``a - a`` is NaN exactly at NaN/inf.
-    """
+    """Whether each row (last axis) of ``a`` is all finite, shape ``a.shape[:-1]``: numpy
+    boolean on the numpy backend (:func:`~samplers._arrays.finite_rows_numpy`), else 0/1 on
+    the NDArray's context (:func:`~samplers._arrays.finite_rows_F`)."""
     if not use_numpy(a):
-        return _finite_rows_nd(a)
-    a = to_numpy(a)
-    if a.shape[-1] == 0:
-        return np.ones(a.shape[:-1], dtype=bool)
-    rows = a.reshape(-1, a.shape[-1])
-    if rows.size <= _SMALL_FINITE:  # the element test is cheaper than the sum's setup
-        return np.isfinite(rows).all(axis=1).reshape(a.shape[:-1])
-    with np.errstate(over='ignore', invalid='ignore'):
-        ok = np.isfinite(np.einsum('ij->i', rows))
-    maybe_bad = np.flatnonzero(~ok)
-    ok[maybe_bad] = np.isfinite(rows[maybe_bad]).all(axis=1)
-    return ok.reshape(a.shape[:-1])
+        return finite_rows_F(mx.nd, a)
+    return finite_rows_numpy(to_numpy(a))
 
 
 def finite_rows_mask(a):
@@ -372,21 +351,14 @@ def finite_rows_mask(a):
     For rules that run in MXNet's worker threads, where :func:`samplers.force_ndarray_backend` of
     the caller's thread is not seen.
     """
-    if is_ndarray(a):
-        return _finite_rows_nd(a).astype('float32')
-    return finite_rows(a).astype(np.float32)
-
-
-def _finite_rows_nd(a):
-    """0/1 NDArray on ``a``'s context: ``a - a`` is NaN exactly where ``a`` is NaN or inf."""
-    return mx.nd.sum((a - a) != 0, axis=-1) == 0
+    return backend.of_kind(a).finite_rows(a)
 
 
 def col_max(a):
     """``a.max(axis=0)`` for a C-contiguous (N, M) numpy array, fast when M is small.
 
     numpy reduces axis 0 row by row; folding k rows into one long row first
-    makes its inner loop long (about 10x faster for M around 10).
+    makes its inner loop long (docs/bench.md, micro).
     """
     n, m = a.shape
     out = np.full(m, -np.inf, dtype=a.dtype)

@@ -21,7 +21,7 @@ import numbers
 import numpy as np
 import mxnet as mx
 
-from .backend import is_ndarray, to_numpy, use_numpy
+from ._arrays import is_ndarray, to_numpy, use_numpy
 
 __all__ = ['check_int', 'check_ratio', 'check_thresh', 'parse_safe', 'check_positive',
            'check_stds', 'check_min_size', 'check_boxes',
@@ -219,7 +219,7 @@ def hard_flags(hard, num_box, batch=None, *, against, per_image=True, numpy_path
     ``num_box`` M; ``batch`` B when the call is batched (then ``(B, M)`` is accepted, and
     ``(M,)`` too unless ``per_image`` is False); ``against`` the shape text the error quotes
     (e.g. ``'ious (2, 4, 3)'``). On the numpy path (``numpy_path``, default
-    :func:`~samplers.backend.use_numpy` of ``hard``; always for non-NDArrays) the values are
+    :func:`~samplers._arrays.use_numpy` of ``hard``; always for non-NDArrays) the values are
     checked and a boolean numpy array of ``hard``'s shape is returned. Otherwise an NDArray
     ``hard > 0`` as float32 on ``ctx`` (default: ``hard``'s), nothing read on the host.
     """

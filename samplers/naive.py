@@ -4,7 +4,7 @@ from __future__ import annotations
 from mxnet import gluon
 
 from ._blocks import SamplerBlock
-from .backend import NEGATIVE, POSITIVE
+from ._arrays import NEGATIVE, POSITIVE
 
 __all__ = ['NaiveSampler']
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import neg_inf_like_F
+from ._arrays import neg_inf_like_F
 from .boxes import box_iou
 
 __all__ = ['greedy_nms_first', 'dedup_np', 'dedup_F']

@@ -23,9 +23,11 @@ from mxnet import gluon
 
 from . import backend, nms
 from .background import BackgroundRanking, background_loss, background_loss_F
-from ._blocks import Array, SamplerBlock, traced
-from .backend import Backend, finite_F, host_view, like, to_numpy, use_numpy, warn_once
+from ._blocks import SamplerBlock, traced
+from ._arrays import Array, finite_F, finite_rows_F, host_view, like, to_numpy, use_numpy, warn_once
+from .backend import Backend
 from .boxes import finite_rows, row_max
+from .draws import keep_top
 from .checks import (check_boxes, check_dtype, check_int, check_one_context, check_ratio,
                      check_same_kind)
 
@@ -63,7 +65,7 @@ def hard_negatives(be: Backend, loss: Array, candidate: Array, quota: Array) -> 
     (keep-top, :mod:`samplers.draws`); no other anchor is ever chosen.
     Returns a (B, N) float32 0/1 mask.
     """
-    return be.keep_top(loss, candidate, be.minimum(quota, be.count(candidate)))
+    return keep_top(be, loss, candidate, be.minimum(quota, be.count(candidate)))
 
 
 # --------------------------------------------------------------------------- the sampler
@@ -156,7 +158,7 @@ class OHEMSampler(SamplerBlock, gluon.HybridBlock):
 
     def hybrid_forward(self, F, x, logits, ious, scores=None, boxes=None):
         """Labels from F operators only; see the class docstring for the rule."""
-        be = backend.for_F(F)
+        be = backend.of_kind(x)
         x, best, ious_ok, loss, finite, boxes = _inputs_F(F, x, logits, ious, scores, boxes)
         mine = _miner(be, loss, boxes, functools.partial(_dedup_graph, F, self._nms_thresh))
         return self._labels(be, x, best, ious_ok, finite, mine)
@@ -237,7 +239,7 @@ def _inputs_F(F, x, logits, ious, scores, boxes):
         return F.cast(F.stop_gradient(a), width[name])
 
     ious = F.reshape(widened(ious, 'ious'), shape=(0, 0, -1))
-    ious_ok = F.cast(F.min(finite_F(F, ious), axis=2), 'float32')
+    ious_ok = F.cast(finite_rows_F(F, ious), 'float32')
     best = F.max(ious, axis=2)
     best = F.where(ious_ok > 0, best, F.zeros_like(best))
     if scores is None:

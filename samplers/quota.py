@@ -18,12 +18,13 @@ from mxnet import gluon
 from . import backend, boxes, draws
 from .balanced import Strategies
 from ._blocks import SamplerBlock, strategy_settings
-from .backend import (Array, Backend, host_view, is_ndarray, like, ndarray_backend_forced,
-                      use_numpy, warn_once, write_in_place)
+from ._arrays import (Array, host_view, is_ndarray, like, ndarray_backend_forced, use_numpy,
+                      warn_once, write_in_place)
+from .backend import Backend
 from .checks import (check_bool, check_dtype, check_int, check_one_context, check_ratio,
                      check_same_kind, check_thresh, hard_flags)
 
-__all__ = ['QuotaSampler', 'OP_TYPE']
+__all__ = ['QuotaSampler', 'QuotaRule', 'OP_TYPE']
 
 #: The ``op_type`` under which the sampler's CustomOp is registered.
 OP_TYPE = 'samplers_quota'
@@ -49,8 +50,10 @@ def _output_dtype(matches_dtype):
     return dtype if dtype.kind == 'f' else np.dtype(np.float32)
 
 
-class _QuotaRule:
-    """The sampler's validated settings and its labelling rule, one copy for block and op."""
+class QuotaRule:
+    """The quota sampler's validated settings and its labelling rule: one copy shared by
+    :class:`QuotaSampler`, its op, and :class:`samplers.rcnn.RCNNTargetSampler` (which
+    builds on that op)."""
 
     def __init__(self, num_sample, pos_thresh, neg_thresh_high, neg_thresh_low=-np.inf,
                  pos_ratio=0.5, neg_ratio=None, fill_negative=True, strategies=None):
@@ -141,7 +144,7 @@ class _QuotaRule:
         max_pos = be.minimum(float(self.max_pos), be.sum(pos, 1, keepdims=True))
         how = self.strategies
         if how.pos_sampler == 'uniform':
-            keep_pos = be.keep_random(pos, max_pos, keys)
+            keep_pos = draws.keep_uniform(be, pos, max_pos, keys)
         else:
             num_box = 0 if ious is None else ious.shape[2]
             group = _positive_box(be, matches, ious, hard, nearest) if num_box else matches
@@ -151,7 +154,7 @@ class _QuotaRule:
                                                   self.fill_negative),
                              be.sum(neg, 1, keepdims=True))
         if how.neg_sampler == 'uniform':
-            keep_neg = be.keep_random(neg, max_neg, keys)
+            keep_neg = draws.keep_uniform(be, neg, max_neg, keys)
         else:  # bins over the negative range [max(neg_thresh_low, 0), neg_thresh_high)
             keep_neg = how.draw_neg(be, neg, max_neg, keys, best,
                                     max(self.neg_thresh_low, 0.0), self.neg_thresh_high)
@@ -192,7 +195,7 @@ def _positive_box(be, matches, ious, hard, nearest=None):
 
 # ---------------------------------------------------------------------------- the CustomOp
 class _QuotaOp(mx.operator.CustomOp):
-    """Runs :class:`_QuotaRule` on the op's inputs; gradients are zero."""
+    """Runs :class:`QuotaRule` on the op's inputs; gradients are zero."""
 
     def __init__(self, rule, names, use_numpy_backend):
         super().__init__()
@@ -237,7 +240,7 @@ class _QuotaOpProp(mx.operator.CustomOpProp):
                  pos_ratio='0.5', neg_ratio='None', fill_negative='True', has_hard='False',
                  has_not_negative='False', **strategies):
         super().__init__(need_top_grad=False)
-        self._rule = _QuotaRule(float(num_sample), float(pos_thresh), float(neg_thresh_high),
+        self._rule = QuotaRule(float(num_sample), float(pos_thresh), float(neg_thresh_high),
                                 float(neg_thresh_low), float(pos_ratio),
                                 None if neg_ratio in (None, 'None') else float(neg_ratio),
                                 _attr_flag('fill_negative', fill_negative),
@@ -324,7 +327,7 @@ class QuotaSampler(SamplerBlock, gluon.HybridBlock):
                  pos_sampler: str = 'uniform', neg_sampler: str = 'uniform', num_bins: int = 3,
                  floor_thr: float = -1, floor_fraction: float = 0.0):
         super().__init__()
-        self._rule = _QuotaRule(num_sample, pos_thresh, neg_thresh_high, neg_thresh_low,
+        self._rule = QuotaRule(num_sample, pos_thresh, neg_thresh_high, neg_thresh_low,
                                 pos_ratio, neg_ratio, fill_negative,
                                 Strategies(pos_sampler, neg_sampler, num_bins, floor_thr,
                                            floor_fraction))

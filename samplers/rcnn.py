@@ -14,12 +14,12 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from . import boxes
-from ._blocks import Array, SamplerBlock, strategy_settings
-from .backend import is_ndarray
+from ._blocks import SamplerBlock, strategy_settings
+from ._arrays import Array, finite_rows_F, is_ndarray
 from .balanced import Strategies
 from .checks import (check_boxes, check_dtype, check_int, check_one_context, check_ratio,
                      hard_flags, hard_on_device)
-from .quota import OP_TYPE, _QuotaRule
+from .quota import OP_TYPE, QuotaRule
 
 __all__ = ['RCNNTargetSampler']
 
@@ -99,7 +99,7 @@ class RCNNTargetSampler(SamplerBlock, gluon.HybridBlock):
         self._crowd_iof_thresh = check_ratio('crowd_iof_thresh', crowd_iof_thresh,
                                              low_open=True)
         # Negatives fill every slot positives leave: neg_ratio 0 with fill_negative.
-        self._rule = _QuotaRule(self._num_sample, self._pos_iou_thresh, self._pos_iou_thresh,
+        self._rule = QuotaRule(self._num_sample, self._pos_iou_thresh, self._pos_iou_thresh,
                                 pos_ratio=check_ratio('pos_ratio', pos_ratio), neg_ratio=0.0,
                                 fill_negative=True,
                                 strategies=Strategies(pos_sampler, neg_sampler, num_bins,
@@ -147,7 +147,7 @@ class RCNNTargetSampler(SamplerBlock, gluon.HybridBlock):
                              for i in range(self._num_image)], axis=0)          # (B, K, M)
             # box_iou gives some rows with a NaN or inf coordinate 0, not NaN (never a positive's
             # IoU): such a row is never a negative either (x - x is 0 exactly at finite x).
-            finite_row = F.sum(all_rois - all_rois, axis=-1) == 0               # (B, K)
+            finite_row = finite_rows_F(F, all_rois)                             # (B, K)
             not_negative = F.maximum(all_scores < 0, 1 - finite_row)
             inputs = [F.ones_like(all_scores) * -1, ious]  # matches: none, IoU decides
             attrs = dict(has_hard='False', has_not_negative='True')

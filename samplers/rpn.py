@@ -35,7 +35,7 @@ The rule is written once over 0/1 masks (the array protocol of
 dense IoU matrix (:func:`_dense_facts`, both backends) or, for anchors in a
 grid layout on the numpy backend, from :mod:`samplers.anchor_grid`, which
 looks only at the pairs that can matter. The differences from GluonCV
-(each has a ``test_differs_from_gluoncv_`` test) are listed in the README.
+(each has a ``test_differs_from_gluoncv_`` test) are listed in docs/gluoncv.md.
 """
 from __future__ import annotations
 
@@ -43,11 +43,12 @@ import numpy as np
 import mxnet as mx
 from mxnet import autograd, gluon
 
-from ._blocks import Array, SamplerBlock, strategy_settings
+from ._blocks import SamplerBlock, strategy_settings
 from .anchor_grid import GridCache, border_limits, grid_facts
 from .balanced import Strategies
 from . import backend
-from .backend import POSITIVE, host_view, is_ndarray, like, to_numpy, use_numpy, warn_once
+from ._arrays import (POSITIVE, Array, host_view, is_ndarray, like, to_numpy, use_numpy,
+                      warn_once)
 from .checks import (check_bool, check_boxes, check_dtype, check_int, check_min_size,
                      check_positive,
                      check_ratio, check_stds, check_thresh, hard_flags, hard_on_device)
@@ -260,9 +261,25 @@ class RPNTargetSampler(SamplerBlock, gluon.Block):
             return self._call_numpy(ious, hard)
         return self._call_nd(ious, hard)
 
-    def _sample(self, facts, num_box=None):
-        """Labels (..., N) of the rule and the quotas for :class:`_Facts` of ``num_box`` boxes
-        (every candidate without ``subsample``)."""
+    @property
+    def pos_iou_thresh(self) -> float:
+        """Best IoU >= this makes an anchor positive."""
+        return self._pos_t
+
+    @property
+    def neg_iou_thresh(self) -> float:
+        """Best IoU in [0, this) makes an anchor negative."""
+        return self._neg_t
+
+    @property
+    def strategies(self) -> Strategies:
+        """The draw options (:class:`samplers.balanced.Strategies`)."""
+        return self._strategies
+
+    def label_facts(self, facts, num_box=None):
+        """Labels (..., N) of the rule and the quotas for the per-anchor facts (a ``_Facts``
+        of this module) of ``num_box`` boxes: how :class:`RPNTargetGenerator` labels (every
+        candidate without ``subsample``)."""
         if not self._subsample:
             return facts.be.labels(*_label(facts, self._allow_low_quality))
         return _subsample(*_label(facts, self._allow_low_quality), self._num_sample,
@@ -303,7 +320,7 @@ class RPNTargetSampler(SamplerBlock, gluon.Block):
         facts = _dense_facts(ious, normal, None, self._pos_t, self._neg_t, scan)
         if self._strategies.neg_sampler == 'uniform':
             facts.iou = None  # only the IoU-balanced draw reads it; the sampling peak is lower
-        return self._sample(facts, ious.shape[1]).astype(np.float32, copy=False), facts.match
+        return self.label_facts(facts, ious.shape[1]).astype(np.float32, copy=False), facts.match
 
     def _call_nd(self, ious, hard):
         """mx.nd backend: the whole batch on ``ious``' context, no host copy."""
@@ -327,7 +344,7 @@ class RPNTargetSampler(SamplerBlock, gluon.Block):
                                             shape=(batch, m)).astype(x.dtype)
             x, _ = _ignore_nonfinite_rows(x)
             facts = _dense_facts(x, normal, None, self._pos_t, self._neg_t)
-            samples, matches = self._sample(facts, max(m, 1)), facts.match.astype('float32')
+            samples, matches = self.label_facts(facts, max(m, 1)), facts.match.astype('float32')
         return samples.reshape(shape[:-1]), matches.reshape(shape[:-1])
 
 
@@ -432,43 +449,35 @@ class RPNTargetGenerator(SamplerBlock, gluon.Block):
 
     # ----------------------------------------------------------------------- numpy backend
     def _forward_numpy(self, bbox, anchor, width, height, hard, crowd):
-        """numpy backend: padding and non-finite boxes dropped; the anchor grid when it fits.
-
-        Crowd regions are dropped from the boxes too; their IoF rule is applied at the end.
-        """
+        """numpy backend: the prepared boxes (:func:`_prepare_boxes`) that are present are
+        kept, the rest dropped; the anchor grid when it fits, else the dense IoU matrix."""
         anc = host_view(anchor)  # read in place (CPU NDArray); nothing here writes to it
         anc = np.ascontiguousarray(anc if anc.dtype == np.float32 else anc.astype(np.float32))
         gt = to_numpy(bbox, np.float32)
-        hard = np.zeros(len(gt), bool) if hard is None else to_numpy(hard).astype(bool)
-        if self._hard_min_size is not None:
-            hard = hard | too_small(gt, self._hard_min_size)
-        finite = np.isfinite(gt).all(axis=1)
-        keep = finite & ~(gt == _PADDING).all(axis=1)
-        crowd_boxes = None
-        if crowd is not None and crowd.any():
-            crowd = to_numpy(crowd).astype(bool)
-            crowd_boxes = gt[keep & crowd]
-            keep &= ~crowd
-        if not finite.all():
+        boxes = _prepare_boxes(backend.NUMPY, gt, hard, crowd, self._hard_min_size)
+        if boxes.num_nonfinite:
             warn_once(self, 'gt', '{}: {} ground-truth box(es) with non-finite coordinates '
                       'were dropped (logged once)'.format(type(self).__name__,
-                                                          int((~finite).sum())))
+                                                          boxes.num_nonfinite))
+        crowd_boxes = gt[boxes.crowd > 0] if boxes.crowd.any() else gt[:0]
+        keep = boxes.present > 0
+        hard = boxes.hard > 0
         if not keep.all():
             gt, hard = gt[keep], hard[keep]
+        sampler = self._sampler
         # The grid's facts carry no per-anchor IoU: balanced draws take the dense path.
-        grid = self._grids.get(anc) if self._sampler._strategies.uniform else None
+        grid = self._grids.get(anc) if sampler.strategies.uniform else None
         if grid is not None:
-            s = self._sampler
             facts = _Facts(**grid_facts(grid, grid.inside(width, height, self._border), gt, hard,
-                                        s._pos_t, s._neg_t, self._hard_iof))
+                                        sampler.pos_iou_thresh, sampler.neg_iou_thresh,
+                                        self._hard_iof))
         else:
             facts = self._dense_facts_numpy(anc, gt, hard, width, height)
-        if crowd_boxes is not None and len(crowd_boxes):
-            in_crowd = _inside_regions(anc, crowd_boxes, self._crowd_iof)
-            if facts.ignore is not None:
-                in_crowd |= facts.ignore.astype(bool)
-            facts.ignore = backend.NUMPY.compact_mask(in_crowd)
-        samples = self._sampler._sample(facts, len(gt))
+        if len(crowd_boxes):
+            in_crowd = _covered(backend.NUMPY, anc, crowd_boxes, None, self._crowd_iof)
+            facts.ignore = in_crowd if facts.ignore is None else \
+                np.maximum(facts.ignore, in_crowd)
+        samples = sampler.label_facts(facts, len(gt))
         box_target = np.zeros((len(anc), 4), np.float32)
         box_mask = np.zeros((len(anc), 4), np.float32)
         pos = np.flatnonzero(samples == POSITIVE)
@@ -489,21 +498,18 @@ class RPNTargetGenerator(SamplerBlock, gluon.Block):
                       'ignored (logged once)'.format(type(self).__name__, num_bad))
         ious = box_iou(anc, gt) if len(gt) else np.zeros((len(anc), 0), np.float32)
         ious[~valid] = INVALID_IOU
-        facts = _dense_facts(ious, ~hard if hard.any() else None, valid, self._sampler._pos_t,
-                             self._sampler._neg_t)
+        facts = _dense_facts(ious, ~hard if hard.any() else None, valid,
+                             self._sampler.pos_iou_thresh, self._sampler.neg_iou_thresh)
         if self._hard_iof is not None and hard.any():
-            with np.errstate(invalid='ignore'):
-                facts.ignore = backend.NUMPY.compact_mask(
-                    (box_iof(anc, gt[hard]) >= np.float32(self._hard_iof)).any(axis=1))
+            facts.ignore = _covered(backend.NUMPY, anc, gt[hard], None, self._hard_iof)
         return facts
 
     # ----------------------------------------------------------------------- mx.nd backend
     def _forward_nd(self, bbox, anchor, width, height, hard, crowd):
         """The same targets with mx.nd ops on ``anchor``'s context, densely, no host copy.
 
-        Padding and non-finite boxes cannot be dropped without reading them on
-        the host, so their IoU columns are zeroed and they count as not normal;
-        crowd regions the same, plus their IoF rule.
+        Boxes that are not present (:func:`_prepare_boxes`) cannot be dropped without reading
+        them on the host, so their IoU columns are zeroed and they count as not normal.
         """
         nd = mx.nd
         ctx = anchor.context
@@ -511,6 +517,7 @@ class RPNTargetGenerator(SamplerBlock, gluon.Block):
         if n == 0:  # MXNet's operators reject zero-size arrays
             return tuple(like(np.zeros(shape, np.float32), anchor)
                          for shape in ((0,), (0, 4), (0, 4)))
+        be = backend.ND
         with autograd.pause():
             anc = anchor.astype('float32')
             valid = self._valid_anchors(anc, width, height)
@@ -520,29 +527,67 @@ class RPNTargetGenerator(SamplerBlock, gluon.Block):
             else:
                 gt = bbox.as_in_context(ctx) if is_ndarray(bbox) else nd.array(bbox, ctx=ctx)
                 gt = gt.astype('float32')
-                present = (nd.sum(gt == _PADDING, axis=-1) < 4) * finite_rows(gt)
-                flags = hard_on_device(hard, m, ctx)
-                if self._hard_min_size is not None:
-                    flags = nd.maximum(flags, too_small(gt, self._hard_min_size))
+                boxes = _prepare_boxes(be, gt, hard_on_device(hard, m, ctx),
+                                       None if crowd is None else hard_on_device(crowd, m, ctx),
+                                       self._hard_min_size)
+                normal = boxes.present * (1 - boxes.hard)
+                ious = be.where(be.expand(boxes.present, 0), box_iou(anc, gt), 0.0)
                 if crowd is not None:
-                    in_crowd = hard_on_device(crowd, m, ctx) * present
-                    present = present * (1 - in_crowd)
-                    ignore = nd.max((box_iof(anc, gt) >= self._crowd_iof) * in_crowd, axis=-1)
-                normal = present * (1 - flags)
-                ious = backend.ND.where(present.expand_dims(0), box_iou(anc, gt), 0.0)
+                    ignore = _covered(be, anc, gt, boxes.crowd, self._crowd_iof)
                 if self._hard_iof is not None:
-                    covered = (box_iof(anc, gt) >= self._hard_iof) * (flags * present)
-                    covered = nd.max(covered, axis=-1)
-                    ignore = covered if ignore is None else nd.maximum(ignore, covered)
-            ious = backend.ND.where(valid.expand_dims(1), ious, INVALID_IOU)
-            facts = _dense_facts(ious, normal, valid, self._sampler._pos_t, self._sampler._neg_t)
-            facts.ignore = None if ignore is None else backend.ND.compact_mask(ignore)
-            samples = self._sampler._sample(facts, max(m, 1))
+                    covered = _covered(be, anc, gt, boxes.hard * boxes.present, self._hard_iof)
+                    ignore = covered if ignore is None else be.maximum(ignore, covered)
+            ious = be.where(be.expand(valid, 1), ious, INVALID_IOU)
+            facts = _dense_facts(ious, normal, valid, self._sampler.pos_iou_thresh,
+                                 self._sampler.neg_iou_thresh)
+            facts.ignore = None if ignore is None else be.compact_mask(ignore)
+            samples = self._sampler.label_facts(facts, max(m, 1))
             pos = samples == POSITIVE
             box_mask = nd.broadcast_to(pos.expand_dims(1), shape=(n, 4)).astype('float32')
-            box_target = nd.zeros((n, 4), ctx=ctx) if m == 0 else backend.ND.where(
+            box_target = nd.zeros((n, 4), ctx=ctx) if m == 0 else be.where(
                 box_mask, encode_boxes(anc, nd.take(gt, facts.match), self._stds), 0.0)
             return cls_target_from_labels(samples), box_target, box_mask
+
+
+# =========================================================================== boxes, once
+class _Boxes:
+    """The ground truth as both paths of :class:`RPNTargetGenerator` read it: (M,) masks."""
+    __slots__ = ('present', 'hard', 'crowd', 'num_nonfinite')
+
+    def __init__(self, present, hard, crowd, num_nonfinite):
+        self.present, self.hard, self.crowd = present, hard, crowd
+        self.num_nonfinite = num_nonfinite
+
+
+def _prepare_boxes(be, gt, hard, crowd, min_size):
+    """The one preparation of the boxes, on backend ``be``: a :class:`_Boxes`.
+
+    ``gt`` (M, 4) float32; ``hard``, ``crowd`` (M,) flags (0/1 or boolean) or None;
+    ``min_size`` as ``hard_min_size``. A box is real when finite and not padding (all -1);
+    ``crowd`` marks the real crowd regions; ``present`` the real boxes that are not crowd
+    regions (the only ones matched); ``hard`` the flagged boxes and, with ``min_size``,
+    those whose shorter side is below it. ``num_nonfinite`` counts the non-finite boxes on
+    numpy (None on a graph backend, where counting would read the device).
+    """
+    finite = be.finite_rows(gt)
+    real = finite * be.mask(be.sum(be.mask(gt == _PADDING), -1) < 4)
+    hard = be.zeros_like(real) if hard is None else be.mask(hard)
+    if min_size is not None:
+        hard = be.maximum(hard, be.mask(too_small(gt, min_size)))
+    crowd = be.zeros_like(real) if crowd is None else be.mask(crowd) * real
+    num_nonfinite = int(len(gt) - be.count(finite)[0]) if be is backend.NUMPY else None
+    return _Boxes(real * (1 - crowd), hard, crowd, num_nonfinite)
+
+
+def _covered(be, anc, gt, which, thresh):
+    """(N,) 0/1 on ``be`` (numpy: uint8): anchors ``anc`` whose intersection with one of the
+    boxes ``gt`` marked by ``which`` ((M,) 0/1; None: every box) covers at least ``thresh``
+    of the anchor's area (an IoF rule). numpy takes :func:`_inside_regions`, box by box."""
+    if be is backend.NUMPY:
+        return be.compact_mask(_inside_regions(anc, gt if which is None else gt[which > 0],
+                                               thresh))
+    iof = box_iof(anc, gt) >= thresh
+    return be.max(iof if which is None else iof * be.expand(which, 0), -1)
 
 
 def _inside_regions(anc, regions, thresh):

@@ -15,9 +15,8 @@ and how the chosen ones train is :mod:`samplers.gluoncv.patches_rpn_ohem`.
 """
 from __future__ import annotations
 
-from . import backend
-from ._blocks import Array
-from .backend import IGNORE
+from . import backend, draws
+from ._arrays import IGNORE, Array
 from .checks import check_int
 
 __all__ = ['hardest_anchors']
@@ -50,5 +49,5 @@ def hardest_anchors(loss: Array, labels: Array, num_sample: int) -> Array:
         loss, labels = be.expand(loss, 0), be.expand(labels, 0)
     candidate = be.mask(labels != IGNORE) * be.finite_rows(be.expand(loss, -1))
     quota = be.minimum(be.count(candidate), float(num_sample))
-    chosen = be.float32(be.keep_top(be.where(candidate, loss, 0.0), candidate, quota))
+    chosen = be.float32(draws.keep_top(be, be.where(candidate, loss, 0.0), candidate, quota))
     return chosen[0] if squeeze else chosen

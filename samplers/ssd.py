@@ -10,8 +10,8 @@
 Both keep GluonCV 0.10.5's constructors, calls and outputs. Class targets use
 GluonCV's SSD encoding: ``k + 1`` for a positive of class ``k``, 0 background
 (negative), -1 ignored. Labels inside follow the package convention (see
-:mod:`samplers`). Longer notes (rules worked through, differences from
-GluonCV) are in the README's SSD section.
+:mod:`samplers`). Longer notes: the rules worked through in docs/rules.md
+("SSDTargetGenerator and SSDMultiBoxLoss"), the differences from GluonCV in docs/gluoncv.md.
 """
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ from mxnet import autograd, gluon
 
 from . import backend
 from ._blocks import SamplerBlock
-from .backend import Array, Backend, finite_F, host_view, is_ndarray, like, to_numpy, use_numpy
+from ._arrays import Array, finite_rows_F, host_view, is_ndarray, like, to_numpy, use_numpy
+from .backend import Backend
 from .boxes import box_iou, center_to_corner, encode_boxes, too_small
 from .checks import (check_dtype, check_int, check_min_size, check_ratio, check_stds, hard_flags,
                      hard_on_device)
@@ -143,12 +144,13 @@ class SSDTargetGenerator(SamplerBlock, gluon.Block):
         self._neg_thresh = check_ratio('neg_thresh', neg_thresh, 0.0, 1.0, low_open=True)
         ratio = check_ratio('negative_mining_ratio', negative_mining_ratio, -_INF, _INF,
                             high_open=True)
+        self._mining_ratio = ratio if ratio > 0 else -1
         self._sampler = OHEMSampler(ratio, thresh=self._neg_thresh) if ratio > 0 else None
         self._stds = check_stds('stds', stds)
 
     def _settings(self):
         settings = dict(iou_thresh=self._iou_thresh, neg_thresh=self._neg_thresh,
-                        negative_mining_ratio=self._sampler._ratio if self._sampler else -1,
+                        negative_mining_ratio=self._mining_ratio,
                         stds=self._stds)
         if self._hard_min_size is not None:
             settings['hard_min_size'] = self._hard_min_size
@@ -371,7 +373,8 @@ class SSDMultiBoxLoss(SamplerBlock, gluon.Block):
         return mx.nd.smooth_l1(diff, scalar=self._rho ** -0.5)
 
     def _losses_dense(self, cp, bp, ct, bt):
-        """Per-image (B,) sums, every anchor computed: the device path (no host copy).
+        """Per-image (B,) sums, every anchor computed: the plain rule, and the device path
+        (no host copy).
 
         Rows with a non-finite logit that are not positive are zeroed before
         ``log_softmax``, and box differences off the positives before the smooth
@@ -379,7 +382,7 @@ class SSDMultiBoxLoss(SamplerBlock, gluon.Block):
         is the network's, and stays visible). Both sums are in ``cp``'s dtype.
         """
         with autograd.pause():
-            finite = mx.nd.min(finite_F(mx.nd, cp.detach()), axis=-1)
+            finite = finite_rows_F(mx.nd, cp.detach())
             positive = (ct > 0).astype(finite.dtype, copy=False)
             keep = mx.nd.maximum(finite, positive).expand_dims(-1)
         cp = mx.nd.where(mx.nd.broadcast_like(keep, cp) > 0, cp, mx.nd.zeros_like(cp))
@@ -396,10 +399,15 @@ class SSDMultiBoxLoss(SamplerBlock, gluon.Block):
                 mx.nd.sum(box_loss, axis=0, exclude=True).astype(cp.dtype, copy=False))
 
     def _losses_gathered(self, cp, bp, target, bt, scale):
-        """``(sum_loss, cls_loss, box_loss)``, (B,) each, times ``scale``: the CPU path.
+        """``(sum_loss, cls_loss, box_loss)``, (B,) each, times ``scale``: the CPU fast path.
+
+        It exists because on CPU computing every anchor's ``log_softmax`` costs more than
+        choosing on the host and gathering the few chosen rows (docs/bench.md, ``ssd-loss``);
+        it gives :meth:`_losses_dense`'s values and gradients
+        (``tests/test_ssd.py -k cpu_fast_path``), with the same choice (:meth:`_chosen`).
 
         ``target`` is the class target as a numpy array. The choice is made on
-        the host from a view of the logits (:func:`samplers.backend.host_view`,
+        the host from a view of the logits (:func:`samplers._arrays.host_view`,
         no copy) by :class:`samplers.background.BackgroundRanking`, which
         computes the background loss only of anchors that may be chosen; only
         the chosen rows (a few per positive) go through ``log_softmax``, and only the positive rows

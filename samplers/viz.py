@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import IGNORE, NEGATIVE, POSITIVE, to_numpy
+from ._arrays import IGNORE, NEGATIVE, POSITIVE, to_numpy
 from .checks import check_boxes, check_positive, check_ratio, check_thresh
 from .boxes import box_iou, labels_from_cls_target
 

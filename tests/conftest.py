@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
-from helpers import refuse_host_copies
+from helpers import refuse_host_copies, zoo_net
 
 settings.register_profile('default', deadline=None, print_blob=True)
 settings.load_profile(os.environ.get('HYPOTHESIS_PROFILE', 'default'))
@@ -46,3 +46,14 @@ def uninstall_gluoncv():
     yield
     import samplers.gluoncv
     samplers.gluoncv.uninstall()
+
+
+def zoo_fixture(name, model, num_sample=None, installed=False, **sampler_options):
+    """A module-scoped fixture called ``name``: ``helpers.zoo_net(model, ...)``, built once
+    per test file (the network tests of test_gluoncv, test_coco_crowd, test_e2e_rcnn and
+    test_lst share it). Assign it in the test module: ``c4_net = zoo_fixture('c4_net', ...)``.
+    """
+    @pytest.fixture(scope='module', name=name)
+    def network():
+        return zoo_net(model, num_sample, installed, **sampler_options)
+    return network

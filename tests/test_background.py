@@ -13,6 +13,7 @@ from hypothesis import given, settings, strategies as st
 
 import samplers.background as background
 from samplers.backend import NUMPY
+from samplers.draws import keep_top
 from samplers.background import BackgroundRanking, background_loss, background_loss_F
 
 from helpers import reference_background_loss
@@ -23,7 +24,7 @@ def full_ranking(logits, candidate, k):
     loss, finite = background_loss(logits)
     cand = (candidate > 0) & finite
     take = np.minimum(np.asarray(k, np.float64).reshape(-1, 1), cand.sum(axis=1, keepdims=True))
-    return NUMPY.keep_top(np.where(cand, loss, 0), cand.astype(np.float32), take)
+    return keep_top(NUMPY, np.where(cand, loss, 0), cand.astype(np.float32), take)
 
 
 def random_case(seed):

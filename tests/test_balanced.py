@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from samplers import RPNTargetSampler, box_iou, force_ndarray_backend
-from samplers import backend
+from samplers import backend, draws
 from samplers.balanced import (check_iou_balanced, instance_balanced, instance_balanced_draw,
                                iou_balanced, iou_balanced_draw)
 from helpers import grid_anchors
@@ -237,7 +237,7 @@ def test_one_bin_and_one_box_are_the_uniform_draw(be):
     k = np.array([[5], [10], [0], [40]], np.float32)
     arr = (lambda a: a) if be is backend.NUMPY else mx.nd.array
     val = (lambda a: a) if be is backend.NUMPY else (lambda a: a.asnumpy())
-    uniform = val(be.keep_random(arr(mask), arr(k), arr(keys)))
+    uniform = val(draws.keep_uniform(be, arr(mask), arr(k), arr(keys)))
     one_bin = val(iou_balanced_draw(be, arr(mask), arr(iou), arr(k), arr(keys), num_bins=1))
     one_box = val(instance_balanced_draw(be, arr(mask), arr(np.zeros_like(mask)), arr(k),
                                          arr(keys), num_groups=1))
@@ -603,7 +603,7 @@ def test_rcnn_sampler_iou_balanced_negatives():
 @settings(max_examples=30)
 @given(_cases())
 def test_fast_numpy_share_equals_the_full_sort(case):
-    from samplers.backend import _group_share_exact, _group_share_numpy
+    from samplers.group_rank import _group_share_exact, _group_share_numpy
     pos, _, _, group, m, k_pos, _, _, seed = case
     keys = _keys(pos.shape, seed % 1000)
     grp = np.where((group >= 0) & (group < m), group, m).astype(np.float32)
@@ -714,7 +714,7 @@ def test_rpn_generator_balanced_skips_the_anchor_grid():
 def test_fast_numpy_share_of_large_groups_equals_the_full_sort(skewed):
     # Large groups take the partial sort over their lowest keys only; a group whose keys all
     # sit high (skewed) has too few there and takes the sort over every value. Same picks.
-    from samplers.backend import _group_share_exact, _group_share_numpy
+    from samplers.group_rank import _group_share_exact, _group_share_numpy
     rng = np.random.RandomState(7)
     mask = (rng.uniform(size=(2, 60000)) < 0.9).astype(np.float32)
     group = rng.randint(0, 3, mask.shape).astype(np.float32)

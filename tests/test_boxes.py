@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import samplers
-from samplers import backend, boxes as B
+from samplers import _arrays, boxes as B
 
 
 def random_boxes(rng, n, size=100.0, max_wh=50.0):
@@ -29,7 +29,7 @@ def test_box_iou_of_ndarrays_equals_mxnet_on_both_backends():
     ref = mx.nd.contrib.box_iou(mx.nd.array(a), mx.nd.array(b)).asnumpy()
     na, nb = mx.nd.array(a, ctx=mx.cpu(1)), mx.nd.array(b, ctx=mx.cpu(1))
     np.testing.assert_array_equal(B.box_iou(na, nb).asnumpy(), ref)
-    with backend.force_ndarray_backend():
+    with samplers.force_ndarray_backend():
         out = B.box_iou(na, nb)
     np.testing.assert_allclose(out.asnumpy(), ref, rtol=1e-6, atol=1e-7)
 
@@ -47,7 +47,7 @@ def test_box_iou_batched_pairs_each_image_with_its_own_boxes():
     assert out.shape == (2, 20, 5)
     for i in range(2):
         np.testing.assert_array_equal(out[i], B.box_iou(a[i], b[i]))
-    with backend.force_ndarray_backend():
+    with samplers.force_ndarray_backend():
         nd_out = B.box_iou(mx.nd.array(a), mx.nd.array(b)).asnumpy()
     np.testing.assert_allclose(nd_out, out, rtol=1e-6, atol=1e-7)
 
@@ -57,7 +57,7 @@ def test_box_iou_zero_area_and_inverted_boxes_give_zero_not_nan(degenerate):
     b = np.array([[0, 0, 10, 10], list(degenerate)], np.float32)
     out = B.box_iou(a, b)
     np.testing.assert_array_equal(out, np.zeros((1, 2), np.float32))
-    with backend.force_ndarray_backend():
+    with samplers.force_ndarray_backend():
         np.testing.assert_array_equal(B.box_iou(mx.nd.array(a), mx.nd.array(b)).asnumpy(), 0)
 
 @pytest.mark.parametrize('bad', [np.nan, np.inf, -np.inf])
@@ -66,7 +66,7 @@ def test_box_iou_non_finite_coordinates_give_nan_for_that_box_only(bad):
     b = np.array([[0, 0, 4, 4]], np.float32)
     out = B.box_iou(a, b)
     assert np.isnan(out[0, 0]) and out[1, 0] == 1.0
-    with backend.force_ndarray_backend():
+    with samplers.force_ndarray_backend():
         nd_out = B.box_iou(mx.nd.array(a), mx.nd.array(b)).asnumpy()
     assert np.isnan(nd_out[0, 0]) and nd_out[1, 0] == 1.0
 
@@ -97,7 +97,7 @@ def test_box_iof_is_intersection_over_first_area():
     a = np.array([[0, 0, 2, 2], [0, 0, 0, 0]], np.float32)
     b = np.array([[1, 1, 5, 5], [-1, -1, 3, 3]], np.float32)
     np.testing.assert_allclose(B.box_iof(a, b), [[0.25, 1.0], [0.0, 0.0]])
-    with backend.force_ndarray_backend():
+    with samplers.force_ndarray_backend():
         np.testing.assert_allclose(B.box_iof(mx.nd.array(a), mx.nd.array(b)).asnumpy(),
                                    [[0.25, 1.0], [0.0, 0.0]])
 
@@ -118,7 +118,7 @@ def test_best_match_gives_max_and_first_argmax():
     best, idx = B.best_match(ious)
     np.testing.assert_array_equal(best, [0.5, 0.0])
     np.testing.assert_array_equal(idx, [1, 0])
-    with backend.force_ndarray_backend():
+    with samplers.force_ndarray_backend():
         nbest, nidx = B.best_match(mx.nd.array(ious))
     np.testing.assert_array_equal(nbest.asnumpy(), [0.5, 0.0])
     np.testing.assert_array_equal(nidx.asnumpy(), [1, 0])
@@ -135,7 +135,7 @@ def test_best_match_nan_row_stays_nan():
 def test_best_anchor_mask_marks_all_tied_best_anchors():
     ious = np.array([[0.6, 0.0], [0.6, 0.1], [0.2, 0.3], [0.0, 0.0]], np.float32)
     np.testing.assert_array_equal(B.best_anchor_mask(ious), [True, True, True, False])
-    with backend.force_ndarray_backend():
+    with samplers.force_ndarray_backend():
         np.testing.assert_array_equal(B.best_anchor_mask(mx.nd.array(ious)).asnumpy(),
                                       [1, 1, 1, 0])
 
@@ -150,22 +150,22 @@ def test_warn_once_logs_one_warning_per_owner_and_key(caplog):
         pass
     first, second = Owner(), Owner()
     for _ in range(3):
-        backend.warn_once(first, 'nan', 'non-finite IoU')
-    backend.warn_once(second, 'nan', 'non-finite IoU')
+        _arrays.warn_once(first, 'nan', 'non-finite IoU')
+    _arrays.warn_once(second, 'nan', 'non-finite IoU')
     assert len([r for r in caplog.records if 'non-finite' in r.getMessage()]) == 2
 
 def test_best_anchor_mask_box_overlapping_nothing_marks_nothing():
     # GluonCV would mark every zero-IoU anchor as that box's best anchor.
     ious = np.array([[0.4, 0.0], [0.1, 0.0], [0.0, 0.0]], np.float32)
     np.testing.assert_array_equal(B.best_anchor_mask(ious), [True, False, False])
-    with backend.force_ndarray_backend():
+    with samplers.force_ndarray_backend():
         np.testing.assert_array_equal(B.best_anchor_mask(mx.nd.array(ious)).asnumpy(), [1, 0, 0])
 
 def test_best_anchor_mask_invalid_anchor_is_never_best_and_does_not_set_the_bar():
     ious = np.array([[0.9, 0.0], [0.4, 0.2]], np.float32)
     valid = np.array([False, True])
     np.testing.assert_array_equal(B.best_anchor_mask(ious, valid_anchor=valid), [False, True])
-    with backend.force_ndarray_backend():
+    with samplers.force_ndarray_backend():
         out = B.best_anchor_mask(mx.nd.array(ious), valid_anchor=mx.nd.array(valid))
     np.testing.assert_array_equal(out.asnumpy(), [0, 1])
 
@@ -176,7 +176,7 @@ def test_best_anchor_mask_fast_numpy_equals_dense_rule(n, m, seed):
     ious = np.round(rng.uniform(-0.2, 1, (n, m)), 1).clip(0, 1).astype(np.float32)  # ties
     dense = ((ious > 0) & (ious + np.float32(B.EPS) > ious.max(axis=0))).any(axis=1)
     np.testing.assert_array_equal(B.best_anchor_mask(ious), dense)
-    with backend.force_ndarray_backend():
+    with samplers.force_ndarray_backend():
         np.testing.assert_array_equal(B.best_anchor_mask(mx.nd.array(ious)).asnumpy() > 0, dense)
 
 def test_col_max_and_row_max_equal_numpy_reductions():
@@ -202,7 +202,7 @@ def test_encode_boxes_is_normalized_center_offset_on_both_kinds():
     stds = (0.1, 0.2, 0.5, 0.25)
     expect = [[(24 - 20) / 20 / 0.1, 0.0, np.log(24 / 20) / 0.5, np.log(32 / 40) / 0.25]]
     np.testing.assert_allclose(B.encode_boxes(anchor, gt, stds), expect, rtol=1e-6)
-    with backend.force_ndarray_backend():
+    with samplers.force_ndarray_backend():
         out = B.encode_boxes(mx.nd.array(anchor), mx.nd.array(gt), stds)
     assert isinstance(out, mx.nd.NDArray)
     np.testing.assert_allclose(out.asnumpy(), expect, rtol=1e-6)
@@ -224,7 +224,7 @@ def test_match_anchors_gives_best_match_over_valid_boxes_and_the_best_anchor_mas
     np.testing.assert_array_equal(max_iou, ious[:, 0])
     np.testing.assert_array_equal(match, [0, 0, 0])
     np.testing.assert_array_equal(best, [True, False, False])
-    with backend.force_ndarray_backend():
+    with samplers.force_ndarray_backend():
         nd_out = B.match_anchors(mx.nd.array(ious), mx.nd.array(valid))
     for ours, theirs in zip(nd_out, (max_iou, match, best)):
         np.testing.assert_array_equal(ours.asnumpy(), theirs)

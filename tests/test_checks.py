@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from samplers import OHEMSampler, RPNTargetGenerator, SSDTargetGenerator, checks
-from samplers.backend import force_ndarray_backend
+from samplers._arrays import force_ndarray_backend
 
 
 # ----------------------------------------------------------------------------- settings

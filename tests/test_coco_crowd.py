@@ -26,7 +26,8 @@ import samplers.gluoncv as sg  # noqa: E402
 from samplers import RCNNTargetSampler, RPNTargetGenerator, box_iof  # noqa: E402
 from samplers.gluoncv import _common, patches_datasets  # noqa: E402
 from samplers.gluoncv import transforms as sg_transforms  # noqa: E402
-from helpers import gluon_anchors, training_task, zoo_net  # noqa: E402
+from conftest import zoo_fixture  # noqa: E402
+from helpers import gluon_anchors, training_task  # noqa: E402
 from tools.crowd_check import (TRAIN, count_inside, crowd_boxes,  # noqa: E402
                                regions_in_network_coordinates, write_coco)
 
@@ -151,7 +152,7 @@ def test_label_column_reads_1_as_hard_and_2_as_crowd():
     np.testing.assert_array_equal(hard, [0, 1, 0, 0])
     np.testing.assert_array_equal(crowd, [0, 0, 1, 0])
     # One hard rule (SSD): a crowd region is a hard box.
-    np.testing.assert_array_equal(_common.hard_flags(label, 5), [0, 1, 1, 0])
+    np.testing.assert_array_equal(_common.hard_column_flags(label, 5), [0, 1, 1, 0])
     with pytest.raises(ValueError, match=r'label column 5 .* got values \[3\.0\]'):
         _common.label_flags(np.array([[0, 0, 9, 9, 1, 3.0]]), 5)
 
@@ -244,19 +245,9 @@ def test_differs_from_gluoncv_rpn_negatives_inside_crowd_regions(root):
 
 
 # ----------------------------------------------------------------------------- end to end
-def build(name):
-    """A model-zoo network, untrained, drawing NUM_SAMPLE second-stage samples per image."""
-    return zoo_net(name, NUM_SAMPLE)
-
-
-@pytest.fixture(scope='module')
-def c4_net():
-    return build('faster_rcnn_resnet50_v1b_coco')
-
-
-@pytest.fixture(scope='module')
-def mask_net():
-    return build('mask_rcnn_resnet18_v1b_coco')
+# Model-zoo networks, untrained, drawing NUM_SAMPLE second-stage samples per image.
+c4_net = zoo_fixture('c4_net', 'faster_rcnn_resnet50_v1b_coco', NUM_SAMPLE)
+mask_net = zoo_fixture('mask_net', 'mask_rcnn_resnet18_v1b_coco', NUM_SAMPLE)
 
 
 def loader(net, dataset, mask, num_workers):

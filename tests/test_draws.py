@@ -29,7 +29,7 @@ def test_keep_random_keeps_min_of_k_and_count_per_row_within_candidates():
 
 def test_keep_random_ndarray_path_keeps_min_of_k_and_count_per_row():
     mask = np.random.rand(3, 50) > 0.5
-    with backend.force_ndarray_backend():
+    with samplers.force_ndarray_backend():
         out = draws.keep_random(mx.nd.array(mask), np.array([4, 0, 100]))
     kept = out.asnumpy() > 0
     np.testing.assert_array_equal(kept.sum(axis=1), np.minimum([4, 0, 100], mask.sum(axis=1)))
@@ -45,7 +45,7 @@ def test_keep_random_is_uniform_over_candidates():
 def test_keep_random_ndarray_is_uniform_over_candidates():
     # 2000 rows, each its own draw (quotas are per row), and a second call for fresh keys.
     mask = mx.nd.array(np.tile([[0, 1, 0, 1, 0, 1, 0, 1]], (2000, 1)))
-    with backend.force_ndarray_backend():
+    with samplers.force_ndarray_backend():
         first, second = (draws.keep_random(mask, 1).asnumpy() for _ in range(2))
     hits = first.sum(axis=0)
     assert (first.sum(axis=1) == 1).all()
@@ -59,7 +59,7 @@ def test_keep_random_reproduces_under_seed():
     first = draws.keep_random(mask, 10)
     np.random.seed(7)
     np.testing.assert_array_equal(draws.keep_random(mask, 10), first)
-    with backend.force_ndarray_backend():
+    with samplers.force_ndarray_backend():
         mx.random.seed(7)
         a = draws.keep_random(mx.nd.array(mask), 10).asnumpy()
         mx.random.seed(7)
@@ -67,7 +67,7 @@ def test_keep_random_reproduces_under_seed():
 
 def test_keep_random_works_in_symbol_graph():
     mask, k = mx.sym.var('mask'), mx.sym.var('k')
-    out = backend.SYM.keep_random(mask, k)
+    out = draws.keep_uniform(backend.SYM, mask, k)
     m = (np.random.rand(2, 30) > 0.5).astype(np.float32)
     res = out.eval(mask=mx.nd.array(m), k=mx.nd.array([[3], [40]]))[0].asnumpy()
     np.testing.assert_array_equal(res.sum(axis=1), np.minimum([3, 40], m.sum(axis=1)))
@@ -83,7 +83,7 @@ def test_keep_random_property_subset_with_exact_count(rows, n, k, density):
 @pytest.mark.parametrize('kind', ['numpy', 'ndarray'])
 def test_keep_top_with_k_beyond_int32_keeps_every_candidate(kind):
     be, wrap = (backend.NUMPY, np.array) if kind == 'numpy' else (backend.ND, mx.nd.array)
-    out = be.keep_top(wrap([[0.3, 0.9, 0.1, 0.2]]), wrap([[1, 0, 1, 1]]), wrap([[3e9]]))
+    out = draws.keep_top(be, wrap([[0.3, 0.9, 0.1, 0.2]]), wrap([[1, 0, 1, 1]]), wrap([[3e9]]))
     np.testing.assert_array_equal(out if kind == 'numpy' else out.asnumpy(), [[1, 0, 1, 1]])
 
 @pytest.mark.parametrize('kind', ['numpy', 'ndarray', 'symbol'])
@@ -113,13 +113,18 @@ def test_keep_top_keeps_k_per_row_ties_to_lower_index(kind):
 
 
 def _on(kind, method, *arrays):
-    """``backend.<kind>.<method>(*arrays)`` on numpy arrays, returned as numpy float32."""
+    """``backend.<kind>.<method>(*arrays)``, or the keep-k function ``draws.<method>(backend.<kind>,
+    *arrays)``, on numpy arrays, returned as numpy float32."""
+    def call(be, *args):
+        if method.startswith('keep_'):
+            return getattr(draws, method)(be, *args)
+        return getattr(be, method)(*args)
     if kind == 'numpy':
-        return getattr(backend.NUMPY, method)(*arrays)
+        return call(backend.NUMPY, *arrays)
     if kind == 'ndarray':
-        return getattr(backend.ND, method)(*[mx.nd.array(a) for a in arrays]).asnumpy()
+        return call(backend.ND, *[mx.nd.array(a) for a in arrays]).asnumpy()
     names = ['a{}'.format(i) for i in range(len(arrays))]
-    sym = getattr(backend.SYM, method)(*[mx.sym.var(n) for n in names])
+    sym = call(backend.SYM, *[mx.sym.var(n) for n in names])
     return sym.eval(**{n: mx.nd.array(a) for n, a in zip(names, arrays)})[0].asnumpy()
 
 
@@ -184,7 +189,7 @@ def test_lowest_positions_equal_a_stable_sort_whatever_the_cut_off(size, take, s
             'few_values': lambda: rng.randint(0, 3, size).astype(float),
             'sorted': lambda: np.sort(rng.randn(size))[::rng.choice([1, -1])],
             'uniform': lambda: rng.uniform(0, 1, size)}[shape]().astype(np.float32)
-    got = np.sort(backend._np_lowest_positions(keys, take, spread=spread))
+    got = np.sort(draws._np_lowest_positions(keys, take, spread=spread))
     np.testing.assert_array_equal(got, stable_lowest(keys, take))
 
 
@@ -193,7 +198,7 @@ def test_lowest_positions_with_infinite_keys_equal_a_stable_sort():
     keys[::7] = -np.inf
     keys[3::11] = np.inf
     for take in (1, 5, 40, 286, 287, 300):
-        np.testing.assert_array_equal(np.sort(backend._np_lowest_positions(keys, take)),
+        np.testing.assert_array_equal(np.sort(draws._np_lowest_positions(keys, take)),
                                       stable_lowest(keys, take))
 
 
@@ -222,5 +227,5 @@ def test_keep_top_of_mostly_candidate_rows_equals_a_stable_sort(rows, size, dens
                                             rng.randn(rows, size))}[shape]().astype(np.float32)
     scores[~mask] = np.nan  # never read off the candidates
     ks = np.full((rows, 1), k)
-    got = backend.NUMPY.keep_top(scores, mask.astype(np.float32), ks)
+    got = draws.keep_top(backend.NUMPY, scores, mask.astype(np.float32), ks)
     np.testing.assert_array_equal(got, keep_top_oracle(scores, mask, ks[:, 0]))

@@ -17,6 +17,7 @@ from gluoncv.data.transforms import mask as tmask  # noqa: E402
 from gluoncv.data.transforms.presets import rcnn as presets  # noqa: E402
 
 import samplers.gluoncv as sg  # noqa: E402
+from conftest import zoo_fixture  # noqa: E402
 from helpers import iou, rectangle_mask, training_task, write_voc, zoo_net  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings('ignore::UserWarning')
@@ -66,19 +67,11 @@ class PolygonDataset(gluon.data.Dataset):
 NUM_SAMPLE = 32  # second-stage samples per image (the zoo's 128 or 512 make the heads slow)
 
 
-def build(name):
-    """A model-zoo network, untrained, drawing NUM_SAMPLE second-stage samples per image."""
-    return zoo_net(name, NUM_SAMPLE, hard_iou_thresh=HARD_IOU)
-
-
-@pytest.fixture(scope='module')
-def c4_net():
-    return build('faster_rcnn_resnet50_v1b_voc')
-
-
-@pytest.fixture(scope='module')
-def fpn_net():
-    return build('faster_rcnn_fpn_resnet50_v1b_coco')
+# Model-zoo networks, untrained, drawing NUM_SAMPLE second-stage samples per image.
+c4_net = zoo_fixture('c4_net', 'faster_rcnn_resnet50_v1b_voc', NUM_SAMPLE,
+                     hard_iou_thresh=HARD_IOU)
+fpn_net = zoo_fixture('fpn_net', 'faster_rcnn_fpn_resnet50_v1b_coco', NUM_SAMPLE,
+                      hard_iou_thresh=HARD_IOU)
 
 
 @pytest.fixture(scope='module')
@@ -87,7 +80,7 @@ def mask_net():
     # this project: our polygons are rectangles, so a rectangle fill stands in for it.
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(tmask, 'to_mask', rectangle_mask)
-        yield build('mask_rcnn_resnet18_v1b_coco')
+        yield zoo_net('mask_rcnn_resnet18_v1b_coco', NUM_SAMPLE, hard_iou_thresh=HARD_IOU)
 
 
 # ----------------------------------------------------------------------------- the loop

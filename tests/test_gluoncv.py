@@ -33,7 +33,7 @@ import samplers.gluoncv as sg  # noqa: E402
 import samplers.gluoncv._common as sg_common  # noqa: E402
 import samplers.gluoncv.patches_rcnn as sg_patches  # noqa: E402
 import samplers.gluoncv.transforms as sg_transforms  # noqa: E402
-from conftest import CPU_CONTEXTS, requires_gpu  # noqa: E402
+from conftest import CPU_CONTEXTS, requires_gpu, zoo_fixture  # noqa: E402
 from samplers import force_ndarray_backend  # noqa: E402
 from helpers import grid_anchors, rectangle_mask, zoo_net  # noqa: E402
 
@@ -59,11 +59,7 @@ SHORT = 256               # small images keep the network tests quick
 BOX = [64., 64., 192., 192.]
 
 
-@pytest.fixture(scope='module')
-def c4_net():
-    net = get_model('faster_rcnn_resnet50_v1b_voc', pretrained=False, pretrained_base=False)
-    net.initialize()
-    return net
+c4_net = zoo_fixture('c4_net', 'faster_rcnn_resnet50_v1b_voc')
 
 
 FPN_NETS = []
@@ -71,8 +67,7 @@ FPN_NETS = []
 
 @pytest.fixture(scope='module')
 def fpn_net():
-    net = get_model('faster_rcnn_fpn_resnet50_v1b_coco', pretrained=False, pretrained_base=False)
-    net.initialize()
+    net = zoo_net('faster_rcnn_fpn_resnet50_v1b_coco')
     FPN_NETS.append(net)
     return net
 
@@ -653,10 +648,8 @@ def second_stage(net, *inputs, seed=0):
     return out[3].asnumpy()[0], out[4].asnumpy()[0]
 
 
-@pytest.fixture(scope='module')
-def installed_net():
-    """A C4 network built while install() is in effect: it has our second-stage sampler."""
-    return zoo_net('faster_rcnn_resnet50_v1b_voc', installed=True)
+# A C4 network built while install() is in effect: it has our second-stage sampler.
+installed_net = zoo_fixture('installed_net', 'faster_rcnn_resnet50_v1b_voc', installed=True)
 
 
 def test_network_built_after_install_has_our_sampler_with_gluoncv_type(installed_net):

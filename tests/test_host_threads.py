@@ -1,4 +1,4 @@
-"""samplers.backend.host_threads and map_blocks: numpy passes shared out over threads."""
+"""samplers._threads.host_threads and map_blocks: numpy passes shared out over threads."""
 import os
 import select
 import signal
@@ -7,8 +7,8 @@ import threading
 import numpy as np
 import pytest
 
-from samplers import backend
-from samplers.backend import host_threads, map_blocks
+from samplers import _threads
+from samplers._threads import host_threads, map_blocks
 
 
 def test_every_part_is_done_once_and_the_caller_takes_a_share():
@@ -49,7 +49,7 @@ def test_one_thread_runs_inline_and_zero_threads_is_a_value_error():
         map_blocks(lambda part: None, range(3), threads=0)
 
 
-@pytest.mark.parametrize('value, want', [('1', 1), ('3', 3), ('100', backend.MAX_HOST_THREADS),
+@pytest.mark.parametrize('value, want', [('1', 1), ('3', 3), ('100', _threads.MAX_HOST_THREADS),
                                          ('0', 1)])
 def test_omp_num_threads_sets_the_thread_count(monkeypatch, value, want):
     monkeypatch.setenv('OMP_NUM_THREADS', value)
@@ -58,7 +58,7 @@ def test_omp_num_threads_sets_the_thread_count(monkeypatch, value, want):
 
 def test_without_omp_num_threads_the_usable_cpus_count(monkeypatch):
     monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
-    assert host_threads() == max(1, min(len(os.sched_getaffinity(0)), backend.MAX_HOST_THREADS))
+    assert host_threads() == max(1, min(len(os.sched_getaffinity(0)), _threads.MAX_HOST_THREADS))
 
 
 @pytest.mark.skipif(not hasattr(os, 'fork'), reason='needs fork')
@@ -86,7 +86,7 @@ def test_a_forked_child_builds_its_own_pool():
 
 def test_growing_the_pool_leaves_the_smaller_one_usable():
     # Another thread may have fetched the smaller pool and not yet submitted to it.
-    small = backend._pool(2)
-    backend._pool(backend._POOL['size'] + 3)
-    assert backend._POOL['pool'] is not small
+    small = _threads._pool(2)
+    _threads._pool(_threads._POOL['size'] + 3)
+    assert _threads._POOL['pool'] is not small
     assert small.submit(lambda: 7).result(timeout=30) == 7

@@ -21,7 +21,8 @@ from gluoncv.data.transforms.presets import rcnn as presets  # noqa: E402
 
 import samplers.gluoncv as sg  # noqa: E402
 from samplers.gluoncv import _common, lst  # noqa: E402
-from helpers import training_task, write_voc, zoo_net  # noqa: E402
+from conftest import zoo_fixture  # noqa: E402
+from helpers import training_task, write_voc  # noqa: E402
 
 pytestmark = [pytest.mark.filterwarnings('ignore::UserWarning'),
               pytest.mark.usefixtures('uninstall_gluoncv')]
@@ -430,10 +431,8 @@ def test_pack_img_records_carry_the_flag_too(voc_dir, voc_lst, tmp_path):
 NUM_SAMPLE = 32  # second-stage samples per image
 
 
-@pytest.fixture(scope='module')
-def net():
-    """A C4 Faster R-CNN built under install() (our second-stage sampler), few samples."""
-    return zoo_net('faster_rcnn_resnet50_v1b_voc', NUM_SAMPLE, installed=True)
+# A C4 Faster R-CNN built under install() (our second-stage sampler), few samples.
+net = zoo_fixture('net', 'faster_rcnn_resnet50_v1b_voc', NUM_SAMPLE, installed=True)
 
 
 def first_batches(net, dataset, count):

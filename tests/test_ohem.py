@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from samplers.backend import force_ndarray_backend, host_view
+from samplers._arrays import force_ndarray_backend, host_view
 from samplers.boxes import box_iou
 from samplers.nms import greedy_nms_first
 from samplers.background import background_loss

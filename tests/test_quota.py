@@ -13,8 +13,8 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from samplers import quota
-from samplers.backend import force_ndarray_backend
-from samplers.quota import OP_TYPE, QuotaSampler, _QuotaOpProp, _QuotaRule
+from samplers._arrays import force_ndarray_backend
+from samplers.quota import OP_TYPE, QuotaSampler, _QuotaOpProp, QuotaRule
 
 gluoncv_sampler = pytest.importorskip('gluoncv.nn.sampler')
 
@@ -143,7 +143,7 @@ def test_neg_thresh_low_above_one_gives_no_negatives_on_every_backend(backend):
 def test_op_attributes_rebuild_the_same_rule(kwargs):
     args = dict(num_sample=10, pos_thresh=0.5, neg_thresh_high=0.5)
     args.update(kwargs)
-    rule = _QuotaRule(**args)
+    rule = QuotaRule(**args)
     prop = _QuotaOpProp(**rule.attrs())
     assert vars(prop._rule) == vars(rule)
 
@@ -733,8 +733,8 @@ def test_symbol_graph_bind_and_forward(with_hard):
 
 def test_simple_bind_with_forced_nd_backend_follows_the_rule(monkeypatch):
     calls = []
-    real = _QuotaRule.label_nd
-    monkeypatch.setattr(_QuotaRule, 'label_nd', lambda *a: calls.append(1) or real(*a))
+    real = QuotaRule.label_nd
+    monkeypatch.setattr(QuotaRule, 'label_nd', lambda *a: calls.append(1) or real(*a))
     matches, ious = subsampling_case()[:2]
     out = QuotaSampler(16, 0.5, 0.5, pos_ratio=0.25)(mx.sym.var('m'), mx.sym.var('i'))
     with force_ndarray_backend():  # the backend is chosen when the op is created
@@ -749,8 +749,8 @@ def test_simple_bind_with_forced_nd_backend_follows_the_rule(monkeypatch):
 def test_cpu_ndarrays_take_the_numpy_backend_unless_forced(monkeypatch):
     calls = []
     for name in ('label_numpy', 'label_nd'):
-        real = getattr(_QuotaRule, name)
-        monkeypatch.setattr(_QuotaRule, name,
+        real = getattr(QuotaRule, name)
+        monkeypatch.setattr(QuotaRule, name,
                             lambda *a, _n=name, _r=real: calls.append(_n) or _r(*a))
     inputs = [mx.nd.array(x) for x in one_image([[0.5]])]
     QuotaSampler(10, 0.5, 0.5)(*inputs).wait_to_read()

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from samplers.backend import IGNORE, NEGATIVE, POSITIVE, force_ndarray_backend
+from samplers._arrays import IGNORE, NEGATIVE, POSITIVE, force_ndarray_backend
 from samplers.rpn import RPNTargetGenerator, RPNTargetSampler
 from samplers.rpn_ohem import hardest_anchors
 from helpers import grid_anchors

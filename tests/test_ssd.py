@@ -29,7 +29,7 @@ from gluoncv.model_zoo import get_model  # noqa: E402
 from gluoncv.model_zoo.ssd import target as ssd_target  # noqa: E402
 
 import samplers.gluoncv as sg  # noqa: E402
-from samplers.backend import force_ndarray_backend  # noqa: E402
+from samplers._arrays import force_ndarray_backend  # noqa: E402
 from samplers.ssd import SSDMultiBoxLoss, SSDTargetGenerator  # noqa: E402
 from helpers import reference_background_loss  # noqa: E402
 
@@ -450,6 +450,34 @@ def test_float64_predictions_with_float32_targets_work_and_equal_float32(where):
     for w, g in zip(want, as_numpy(got)):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
     assert cls_pred.grad.dtype == np.float64 and np.isfinite(cls_pred.grad.asnumpy()).all()
+
+
+@pytest.mark.parametrize('seed', range(3))
+def test_cpu_fast_path_equals_the_dense_rule_with_ignored_and_nonfinite_rows(seed):
+    # The CPU path gathers the chosen rows only (a fast path); the dense path computes every
+    # anchor (the plain rule, the device's). Losses and gradients agree, edges included.
+    rng = np.random.RandomState(40 + seed)
+    args = list(loss_inputs(rng, ignored=0.3))
+    logits = args[0].asnumpy()
+    target = args[2].asnumpy()
+    background = np.argwhere(target == 0)
+    logits[tuple(background[rng.randint(len(background))])] = np.nan  # never mined
+    args[0] = mx.nd.array(logits)
+    results = []
+    for scope in (contextlib.nullcontext, force_ndarray_backend):
+        cls_pred, box_pred = args[0].copy(), args[1].copy()
+        cls_pred.attach_grad()
+        box_pred.attach_grad()
+        with scope(), mx.autograd.record():
+            out = SSDMultiBoxLoss(3, rho=0.5, lambd=0.3, min_hard_negatives=2)(
+                cls_pred, box_pred, args[2], args[3])
+        mx.autograd.backward(out[0])
+        results.append((as_numpy(out), cls_pred.grad.asnumpy(), box_pred.grad.asnumpy()))
+    (fast, fast_cls, fast_box), (dense, dense_cls, dense_box) = results
+    for f, d in zip(fast, dense):
+        np.testing.assert_allclose(f, d, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fast_cls, dense_cls, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(fast_box, dense_box, rtol=1e-4, atol=1e-6)
 
 
 def test_the_loss_takes_what_the_target_generator_emits_for_float64_predictions():

@@ -7,7 +7,7 @@ import threading
 
 import numpy as np
 
-from ..backend import to_numpy
+from .._arrays import to_numpy
 from ..checks import check_int, hard_flags as read_hard_flags
 
 #: Label column read as the hard flag by default (VOC ``difficult`` in GluonCV's datasets).
@@ -123,7 +123,7 @@ def check_hard_values(name, values, hint=''):
             .format(name, CROWD, np.unique(values[~allowed])[:8].tolist(), hint))
 
 
-def hard_flags(label, hard_column):
+def hard_column_flags(label, hard_column):
     """Column ``hard_column`` of ``label`` as (M,) float32 0/1 flags, crowd regions included
     (for targets with one hard rule, such as SSD's); None if there is no such column.
 
@@ -138,7 +138,7 @@ def label_flags(label, hard_column):
     """``(hard, crowd)``: column ``hard_column`` of ``label`` as two (M,) float32 0/1 flags,
     value 1 (hard: the IoU rule) and value 2 (crowd region: the IoF rule); ``(None, None)``
     if there is no such column; ``crowd`` is None when no row is a crowd region. Other values
-    as :func:`hard_flags`."""
+    as :func:`hard_column_flags`."""
     column = _hard_column(label, hard_column)
     if column is None:
         return None, None

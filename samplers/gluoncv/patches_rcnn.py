@@ -41,7 +41,7 @@ from gluoncv.model_zoo.rcnn.rpn import rpn_target as _rpn_target
 from gluoncv.utils.metrics import rcnn as _metrics
 from mxnet import autograd, gluon
 
-from ..backend import host_view, use_numpy
+from .._arrays import host_view, use_numpy
 from ._common import (CROWD, HARD, INSTALLED, NETWORK, bound, check_hard_values, hard_column_of,
                       keep_settings, keeping_settings, pickle_state, rebuild, settings_of)
 from .patches_rpn_ohem import recording_num_sample, with_rpn_ohem

@@ -8,7 +8,7 @@ the ``_target_generator`` properties) on GluonCV's own classes.
 
 How the flags reach the targets: GluonCV's transforms call their target
 generator with the boxes only, so a transform's ``__call__`` leaves the label's
-hard column (``hard_column``; see :func:`._common.hard_flags`), for that call
+hard column (``hard_column``; see :func:`._common.hard_column_flags`), for that call
 and that thread only, where our generator picks it up.
 
 R-CNN: for a uint8 (H, W, 3) NDArray image the transform runs its own steps
@@ -58,7 +58,7 @@ from gluoncv.data.transforms.presets import rcnn as _rcnn_presets
 from gluoncv.data.transforms.presets import ssd as _ssd_presets
 from mxnet import gluon
 
-try:  # optional: OpenCV's table look-up makes the image tensor ~5x faster than numpy's
+try:  # optional: OpenCV's table look-up is faster than numpy's (docs/bench.md, micro)
     import cv2 as _cv2
 except ImportError:  # pragma: no cover - numpy does the same look-up
     _cv2 = None
@@ -66,8 +66,8 @@ except ImportError:  # pragma: no cover - numpy does the same look-up
 from ..boxes import too_small
 from ..checks import check_min_size, check_stds
 from ._common import (ANCHOR_CACHE, CACHE, HARD_COLUMN, PENDING, bound,
-                      check_hard_column, hard_column_of, hard_flags, label_flags, pickle_state,
-                      settings_of)
+                      check_hard_column, hard_column_flags, hard_column_of, label_flags,
+                      pickle_state, settings_of)
 from .wrappers import RPNTargetGenerator, SSDTargetGenerator
 
 __all__ = ['FasterRCNNTrainTransform', 'MaskRCNNTrainTransform', 'SSDTrainTransform']
@@ -498,7 +498,7 @@ def ssd_call(self, src, label):
     img, bbox = _GLUONCV_SSD_CALL(view, src, label)
     gt_boxes = mx.nd.array(bbox[np.newaxis, :, :4])
     gt_ids = mx.nd.array(bbox[np.newaxis, :, 4:5])
-    with bound(PENDING, 'hard', hard_flags(bbox, hard_column_of(self))):
+    with bound(PENDING, 'hard', hard_column_flags(bbox, hard_column_of(self))):
         cls_targets, box_targets, _ = self._target_generator(
             self._anchors, None, gt_boxes, gt_ids)
     return img, cls_targets[0], box_targets[0]

@@ -18,7 +18,7 @@ from mxnet import gluon
 
 from .. import rcnn as _second_stage
 from .. import ssd as _ssd
-from ..backend import is_ndarray, to_numpy
+from .._arrays import is_ndarray, to_numpy
 from ..rpn import RPNTargetGenerator as _RPNTargetGenerator
 from ..rpn import RPNTargetSampler as _RPNTargetSampler
 from ._common import INSTALLED, NETWORK, PENDING

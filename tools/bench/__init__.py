@@ -20,6 +20,9 @@ case                      what is timed (sizes at ``--scale 1``)          goal
                           anchors), 50 boxes
 ``rpn-sampler``           RPNTargetSampler alone on the rpn-fpn IoU       <= 2x the floor
                           matrix; the floor is ``ious.max(axis=1)``
+``rpn-sampler-c4``        the same on the rpn-c4 IoU matrix (34,410       <= 1.5x the floor
+                          anchors x 20 boxes), where fixed costs weigh
+                          more
 ``quota``                 QuotaSampler, 8 images x 2000 proposals x 100   >= 5x faster
                           boxes, num_sample 512, pos_ratio 0.25
 ``ohem``                  OHEMSampler, 32 x 8732 anchors x 21 classes,    >= 5x faster

@@ -4,7 +4,7 @@ How to add a case: write one function decorated with ``@case(name, goal, sizes)`
 builds the inputs and returns ``bench.compare(what, ours={path: fn(i)}, reference=fn(i),
 agree=(ours(), theirs()))`` (see ``_quota_case``); registration puts it in the table, the
 JSON, the plot and ``--cases``. Add a line to the table in :mod:`tools.bench` and a test in
-tests/test_bench.py. The classes of ours a case times are looked up in this module's globals
+tests/tools/test_bench.py. The classes of ours a case times are looked up in this module's globals
 (``--baseline`` rebinds them to an earlier revision's, see :mod:`tools.bench.baseline`).
 
 Inputs come from a seeded ``numpy.random.RandomState``, never the global RNG.
@@ -195,29 +195,35 @@ case('rpn-fpn', ('faster', 4.0),
          _rpn_generator_case(FPN_LEVELS))
 
 
-@case('rpn-sampler', ('floor', 2.0), CASES['rpn-fpn'].sizes)
-def _rpn_sampler_case(bench, sizes, rng):
-    anchors, boxes, width, height = _rpn_inputs(rng, sizes, FPN_LEVELS, 1)
-    ious = _rpn_ious(anchors, boxes[0], width, height)
-    rule = (256, 0.7, 0.3, 0.5)  # num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio
-    theirs_cls = gluoncv('model_zoo.rcnn.rpn.rpn_target', 'RPNTargetSampler')
-    ours, theirs = RPNTargetSampler(*rule), theirs_cls(*rule)
-    every = (NO_SUBSAMPLING,) + rule[1:]
+def _rpn_sampler_case(levels, size_name):
+    def build(bench, sizes, rng):
+        anchors, boxes, width, height = _rpn_inputs(rng, sizes, levels, 1)
+        ious = _rpn_ious(anchors, boxes[0], width, height)
+        rule = (256, 0.7, 0.3, 0.5)  # num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio
+        theirs_cls = gluoncv('model_zoo.rcnn.rpn.rpn_target', 'RPNTargetSampler')
+        ours, theirs = RPNTargetSampler(*rule), theirs_cls(*rule)
+        every = (NO_SUBSAMPLING,) + rule[1:]
 
-    def labels_and_positive_matches(out):
-        samples, matches = (host(v) for v in out)
-        return samples, np.where(samples > 0, matches, -1)
+        def labels_and_positive_matches(out):
+            samples, matches = (host(v) for v in out)
+            return samples, np.where(samples > 0, matches, -1)
 
-    # The floor is the per-anchor max every RPN rule needs; a max over the whole matrix (one
-    # contiguous pass, no per-row reduction) is timed too, as a stricter point of comparison.
-    return bench.compare(
-        'RPNTargetSampler on a {:,} x {} float32 IoU matrix (rpn-fpn)'.format(*ious.shape),
-        ours={'numpy in': lambda i: ours(ious)},
-        reference=lambda i: ious.max(axis=1), reference_name='floor: ious.max(axis=1)',
-        others={'gluoncv': lambda i: theirs(ious),
-                'ious.max() whole matrix': lambda i: ious.max()},
-        agree=(lambda: labels_and_positive_matches(RPNTargetSampler(*every)(ious)),
-               lambda: labels_and_positive_matches(theirs_cls(*every)(ious))))
+        # The floor is the per-anchor max every RPN rule needs; a max over the whole matrix
+        # (one contiguous pass, no per-row reduction) is timed too, as a stricter comparison.
+        return bench.compare(
+            'RPNTargetSampler on a {:,} x {} float32 IoU matrix ({})'.format(*ious.shape,
+                                                                            size_name),
+            ours={'numpy in': lambda i: ours(ious)},
+            reference=lambda i: ious.max(axis=1), reference_name='floor: ious.max(axis=1)',
+            others={'gluoncv': lambda i: theirs(ious),
+                    'ious.max() whole matrix': lambda i: ious.max()},
+            agree=(lambda: labels_and_positive_matches(RPNTargetSampler(*every)(ious)),
+                   lambda: labels_and_positive_matches(theirs_cls(*every)(ious))))
+    return build
+
+
+case('rpn-sampler', ('floor', 2.0), CASES['rpn-fpn'].sizes)(
+    _rpn_sampler_case(FPN_LEVELS, 'rpn-fpn'))
 
 
 @case('quota', ('faster', 5.0),
@@ -621,3 +627,10 @@ def _rcnn_transform_crowd_case(bench, sizes, rng):
         notes=['ours: the label with its crowd row (hard column 2: anchors at least 0.7 inside '
                "it ignored); GluonCV: the label without it, as GluonCV's COCODetection("
                'use_crowd=False) gives it'])
+
+
+# The C4 size (34,410 anchors x 20 boxes): a smaller matrix, where fixed costs weigh more.
+# Registered last: each case's inputs come from seed + its index, so the cases before it keep
+# theirs (the ohem case's agreement at --quick sizes depends on its seed).
+case('rpn-sampler-c4', ('floor', 1.5), CASES['rpn-c4'].sizes)(
+    _rpn_sampler_case(C4_LEVELS, 'rpn-c4'))

@@ -14,7 +14,7 @@ from tools.study import arms, data, model
 
 pytest.importorskip('matplotlib')  # the demo draws its pictures with the viz extra
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PNG = b'\x89PNG\r\n\x1a\n'
 TINY = ['--seeds', '2', '--steps', '2', '--train-images', '8', '--val-images', '16']
 PICTURES = ('samples.png', 'loss_curves.png', 'proposals.png', 'differences.png')

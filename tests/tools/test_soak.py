@@ -1,6 +1,6 @@
 """The soak tool (``python -m tools.soak``): its verdicts, and the long run itself (marked slow).
 
-``pytest -m slow tests/test_soak.py`` runs the soak; ``make test`` deselects it (pytest.ini).
+``pytest -m slow tests/tools/test_soak.py`` runs the soak; ``make test`` deselects it (pytest.ini).
 """
 import json
 import os
@@ -15,7 +15,7 @@ import pytest
 
 from tools import soak
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.filterwarnings('ignore::UserWarning')
 SLOW_ITERATIONS = 300

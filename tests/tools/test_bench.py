@@ -387,7 +387,7 @@ def test_count_differences_allows_float_rounding_only():
 
 
 def test_rss_probe_measures_our_sampler_in_a_subprocess():
-    pytest.importorskip('samplers.rpn')
+    import samplers.rpn  # noqa: F401  (a broken library fails here, it is not skipped)
     peak, why = cases._rss_peak(20000, 10, 0)
     assert why is None and peak >= 0
 
