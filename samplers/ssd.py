@@ -71,6 +71,9 @@ def ssd_matches(ious: Array, hard: Array, iou_thresh: float) -> Array:
     needs IoU > 0 (GluonCV also matches a zero-IoU anchor to a box that
     overlaps no anchor at all).
     """
+    if int(np.prod(ious.shape)) == 0:  # no anchor or no box matches nothing; MXNet's matcher
+        # divides by zero (SIGFPE) without anchors, and its operators reject zero-size arrays
+        return like(np.full(tuple(ious.shape[:2]), -1.0, np.float32), ious)
     be = backend.of(ious)
     normal = be.where(hard > 0, -1.0, ious)
     bipartite = _bipartite(normal)
@@ -131,8 +134,11 @@ class SSDTargetGenerator(SamplerBlock, gluon.Block):
     ignored are the unmatched anchors with IoU >= ``neg_thresh`` with a hard box; everything
     else is a negative, or, when mining, a candidate for OHEM.
 
-    Edges: no ground truth (M = 0): every anchor negative (or mined). No hard box: the
-    targets are GluonCV's (except the zero-IoU edge of :func:`ssd_matches`).
+    Edges: no ground truth (M = 0): every anchor negative (or mined), on every path. No
+    anchor (N = 0) or no image (B = 0): empty targets, made before MXNet's matcher (which
+    divides by zero without anchors). No hard box: the targets are GluonCV's (except the
+    zero-IoU edge of :func:`ssd_matches`). numpy ``gt_boxes``, ``gt_ids`` or ``hard`` with
+    NDArray anchors are copied to the anchors' context.
     """
 
     def __init__(self, iou_thresh: float = 0.5, neg_thresh: float = 0.5,
@@ -177,11 +183,17 @@ class SSDTargetGenerator(SamplerBlock, gluon.Block):
                              'got {}'.format(tuple(gt_boxes.shape), tuple(gt_ids.shape)))
         numpy_path = use_numpy(anchors)
         ctx = None if numpy_path else anchors.context
+        num = anchors.shape[-2]
         if self._sampler is not None:
-            cls_preds = _checked_cls_preds(cls_preds, batch, anchors.shape[-2], numpy_path, ctx)
+            cls_preds = _checked_cls_preds(cls_preds, batch, num, numpy_path, ctx)
+        if batch == 0 or num == 0:  # nothing to label (MXNet's matcher divides by zero at N = 0)
+            hard_flags(hard, num_box, batch, against='gt_boxes {}'.format(tuple(gt_boxes.shape)),
+                       numpy_path=numpy_path or not num_box, ctx=ctx)  # checked all the same
+            return tuple(like(np.zeros(shape, np.float32), anchors)
+                         for shape in ((batch, num), (batch, num, 4), (batch, num, 4)))
         flags = _flags(hard, batch, num_box, tuple(gt_boxes.shape), numpy_path, ctx)
         conv = (lambda a: to_numpy(a, np.float32)) if numpy_path else \
-            (lambda a: a.astype('float32').as_in_context(ctx))
+            functools.partial(_float32_on, ctx=ctx)
         anc = center_to_corner(conv(anchors).reshape((-1, 4)))
         gt = conv(gt_boxes)
         if self._hard_min_size is not None and num_box:
@@ -226,6 +238,14 @@ class SSDTargetGenerator(SamplerBlock, gluon.Block):
         mask = be.concat([be.expand(positive, -1)] * 4)
         box_targets = be.where(mask > 0, encode_boxes(anchors_b, matched, self._stds), 0.0)
         return cls_targets, box_targets, mask
+
+
+def _float32_on(a, ctx):
+    """``a`` (numpy or NDArray) as a float32 NDArray on ``ctx``; a zero-size one is made from
+    host zeros (MXNet's operators, copies included, reject zero-size arrays)."""
+    if not is_ndarray(a) or a.size == 0:
+        return mx.nd.array(np.zeros(a.shape) if is_ndarray(a) else a, ctx=ctx, dtype='float32')
+    return a.astype('float32').as_in_context(ctx)
 
 
 def _checked_cls_preds(cls_preds, batch, num, numpy_path, ctx):
