@@ -452,6 +452,57 @@ def test_float64_predictions_with_float32_targets_work_and_equal_float32(where):
     assert cls_pred.grad.dtype == np.float64 and np.isfinite(cls_pred.grad.asnumpy()).all()
 
 
+def test_float16_predictions_give_the_cpu_path_losses_and_choice_on_the_device_path():
+    # The device path mines with MXNet's sort, which takes no float16: it ranks float32 losses.
+    cls_pred, box_pred, cls_target, box_target = loss_inputs(np.random.RandomState(8),
+                                                             ignored=0.2)
+    args = (cls_pred.astype('float16'), box_pred.astype('float16'), cls_target, box_target)
+    want = as_numpy(SSDMultiBoxLoss(3)(*args))
+    with force_ndarray_backend():
+        got = SSDMultiBoxLoss(3)(*args)
+    assert all(x.dtype == np.float16 for part in got for x in part)
+    for w, g in zip(want, as_numpy(got)):
+        np.testing.assert_allclose(g[0], w[0], rtol=2e-3)
+    loss = SSDMultiBoxLoss(3)
+    background = mx.nd.array(reference_background_loss(args[0].astype('float32')),
+                             dtype='float16')
+    with force_ndarray_backend():
+        on_device = loss.cls_loss_mask(cls_target, background, mx.nd.ones(cls_target.shape))
+    np.testing.assert_array_equal(on_device.asnumpy(),
+                                  loss.cls_loss_mask(cls_target, background,
+                                                     mx.nd.ones(cls_target.shape)).asnumpy())
+
+
+@pytest.mark.parametrize('shapes', [[(2, 0)], [(0, 400)], [(2, 0), (3, 400)]], ids=str)
+def test_no_anchors_or_no_images_give_zero_losses_on_both_paths(shapes, backend):
+    rng = np.random.RandomState(2)
+    parts = [loss_inputs(rng, batch=b, num=n) if b * n else
+             tuple(mx.nd.array(np.zeros(s, np.float32)) for s in
+                   ((b, n, 5), (b, n * 4), (b, n), (b, n, 4))) for b, n in shapes]
+    args = [[p[i].as_in_context(mx.cpu(d)) for d, p in enumerate(parts)] for i in range(4)]
+    with backend():
+        got = SSDMultiBoxLoss()(*args)
+    for part in got:
+        assert [x.shape for x in part] == [(b,) for b, _ in shapes]
+        assert [x.context for x in part] == [mx.cpu(d) for d in range(len(shapes))]
+        for x, (b, n) in zip(part, shapes):
+            if not b * n:
+                assert not x.asnumpy().any()
+    if len(shapes) == 2:  # the other device's losses as without the empty one
+        want = as_numpy(SSDMultiBoxLoss()(*[[a[1]] for a in args]))
+        for w, g in zip(want, as_numpy(got)):
+            np.testing.assert_allclose(g[1], w[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize('moved', range(4), ids=['cls_pred', 'box_pred', 'cls_target',
+                                                 'box_target'])
+def test_loss_inputs_on_two_contexts_raise_value_error_on_both_paths(moved, backend):
+    args = list(loss_inputs(np.random.RandomState(3), batch=1, positives=(2,)))
+    args[moved] = args[moved].as_in_context(mx.cpu(1))
+    with backend(), pytest.raises(ValueError, match='must be on one context'):
+        SSDMultiBoxLoss()(*args)
+
+
 @pytest.mark.parametrize('seed', range(3))
 def test_cpu_fast_path_equals_the_dense_rule_with_ignored_and_nonfinite_rows(seed):
     # The CPU path gathers the chosen rows only (a fast path); the dense path computes every
