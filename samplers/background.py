@@ -41,21 +41,17 @@ def background_loss_F(F, logits):
 def background_loss(logits, block_rows=8192, threads=None):
     """numpy twin of :func:`background_loss_F`: ``(loss, finite)`` of shape (...).
 
-    ``finite`` is boolean. The same loss (to a few ulps) by a cheaper road,
-    ``block_rows`` anchors at a time so the exponentials stay in cache:
-    ``log1p(S / exp(l_0))`` with ``S = sum_{c>=1} exp(l_c)``: one ``exp`` per
-    logit, row sums by ``einsum`` (no shifted copy, no BLAS threads). A row
-    takes that road when its logits all lie above ``-(log(max float) -
-    log(C) - 1)`` (about -85 in float32) and ``S`` and ``exp(l_0)`` stay
-    below ``exp`` of that bound; any other row is computed as
-    ``log1p(sum_{c>=1} exp(l_c - l_0))``, max-shifted if that overflows.
-    Computed in float32 (float64 for float64 input).
+    ``finite`` is boolean. The same loss (to a few ulps), ``block_rows`` anchors at a time so
+    the exponentials stay in cache: ``log1p(sum_{c>=1} exp(l_c - l_0))``, row sums by
+    ``einsum`` (no BLAS threads), and where that sum overflows the log of the sum shifted by
+    the row's largest logit. Computed in float32 (float64 for float64 input).
 
-    Each row's loss depends on that row alone (not on its block or thread),
-    so any subset of rows gives the same values bit for bit. Blocks are
-    shared out over ``threads`` threads (default
-    :func:`samplers._threads.host_threads`; numpy releases the GIL in these
-    loops).
+    Each value is a function of the row's differences ``l_c - l_0`` alone, as
+    :func:`background_loss_F`'s: rows that differ by a constant have equal losses, bit for
+    bit, so the tie rule decides between them on the host as on the device. Each row's loss
+    depends on that row alone (not on its block or thread), so any subset of rows gives the
+    same values bit for bit. Blocks are shared out over ``threads`` threads (default
+    :func:`samplers._threads.host_threads`; numpy releases the GIL in these loops).
     """
     logits = np.asarray(logits)
     dtype = _dtype(logits)
@@ -80,41 +76,25 @@ def _shared(fn, total, block_rows, threads):
     map_blocks(fn, [slice(a, b) for a, b in zip(edges, edges[1:])], threads)
 
 
-def _limit(dtype, num_class):
-    """Logits above ``-limit`` and below ``limit`` have normal exponentials summing below the
-    largest float."""
-    return np.log(np.finfo(dtype).max) - np.log(num_class) - 1
-
-
 def _exact_rows(rows, loss, finite, dtype, block_rows):
     """:func:`background_loss` of ``rows`` (R, C): writes ``loss`` (R,) and clears
     ``finite`` (R,) of rows with a non-finite logit, one block of ``block_rows`` at a
     time. Every step is per row."""
-    num_class = rows.shape[1]
-    limit = _limit(dtype, num_class)
-    high = np.exp(np.array(limit, dtype))  # exp(l) < high for every l < limit
-    buf = np.empty((min(block_rows, rows.shape[0]), num_class), dtype)
+    buf = np.empty((min(block_rows, rows.shape[0]), rows.shape[1]), dtype)
     with np.errstate(over='ignore', invalid='ignore', divide='ignore'):
         for start in range(0, rows.shape[0], block_rows):
             block = rows[start:start + block_rows].astype(dtype, copy=False)
             out = loss[start:start + block.shape[0]]
-            exp = buf[:block.shape[0]]
-            np.exp(block, out=exp)
-            fg_sum, bg_exp = np.einsum('ij->i', exp[:, 1:]), exp[:, 0]
-            fast = (fg_sum < high) & (bg_exp < high)  # False on NaN
-            if not -limit < block.min():  # a low (or NaN) logit somewhere: rows checked alone
-                fast &= block.min(axis=1) > -limit
-            np.divide(fg_sum, bg_exp, out=out)
-            slow = np.flatnonzero(~fast)
-            if slow.size:
-                some = block[slow]
-                shifted = np.exp(some - some[:, :1])
-                out[slow] = np.einsum('ij->i', shifted[:, 1:])
-                finite[start + slow] = np.isfinite(some).all(axis=1)
+            diff = buf[:block.shape[0]]
+            np.subtract(block, block[:, :1], out=diff)
+            np.exp(diff, out=diff)
+            np.einsum('ij->i', diff[:, 1:], out=out)
             np.log1p(out, out=out)
+            if not (np.isfinite(block.min()) and np.isfinite(block.max())):  # NaN too
+                finite[start:start + block.shape[0]] = np.isfinite(block).all(axis=1)
             over = np.flatnonzero(~(out < np.inf))
             over = over[finite[start + over]]
-            if over.size:  # the ratio overflows: the log of the sum, shifted by the row's max
+            if over.size:  # the sum overflows: the log of the sum, shifted by the row's max
                 some = block[over]
                 top = some.max(axis=1, keepdims=True)
                 out[over] = np.log(np.exp(some - top).sum(axis=1)) + (top[:, 0] - some[:, 0])
@@ -140,8 +120,8 @@ class BackgroundRanking:
 
     ``logits`` (B, N, C) numpy (a :func:`samplers._arrays.host_view` of a CPU
     NDArray works), class 0 background. The constructor makes one pass: it
-    sets ``finite`` (B, N) bool, and bounds each row's ``S / exp(l_0)`` (as
-    in :func:`background_loss`) with an exponential read off the float bits,
+    sets ``finite`` (B, N) bool, and bounds each row's ``S / exp(l_0)``, ``S =
+    sum_{c>=1} exp(l_c)``, with an exponential read off the float bits,
     exact to a factor of 1.0625. A row outside that exponential's range
     (a logit beyond about +-87, or not finite) gets its exact loss instead.
     :meth:`hardest` computes the exact loss only of the candidates whose

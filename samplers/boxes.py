@@ -22,7 +22,7 @@ import mxnet as mx
 from . import backend
 from ._arrays import (POSITIVE, NEGATIVE, IGNORE, Array, finite_rows_F, finite_rows_numpy,
                       is_ndarray, like, neg_inf_like_F, to_numpy, use_numpy)
-from .checks import check_boxes
+from .checks import check_boxes, check_one_context
 
 __all__ = [
     'box_iou', 'box_iof', 'corner_to_center', 'center_to_corner',
@@ -111,11 +111,15 @@ def _overlap(a, b, fmt, over, a_name, b_name):
     if is_ndarray(a) != is_ndarray(b):
         raise ValueError('{} and {} must both be numpy arrays or both NDArrays'.format(
             a_name, b_name))
-    if fmt == 'center':
-        a, b = center_to_corner(a), center_to_corner(b)
+    check_one_context([(a_name, a), (b_name, b)])
     dtype = np.float64 if np.float64 in (np.dtype(a.dtype), np.dtype(b.dtype)) else np.float32
+    if not use_numpy(a) and (a.size == 0 or b.size == 0):  # MXNet rejects zero-size arrays
+        return like(np.zeros(tuple(a.shape[:-1]) + (b.shape[-2],), dtype), a)
+    corner = center_to_corner if fmt == 'center' else (lambda boxes: boxes)
     if use_numpy(a):
-        return like(_overlap_pairs(to_numpy(a, dtype), to_numpy(b, dtype), over), a)
+        return like(_overlap_pairs(corner(to_numpy(a, dtype)), corner(to_numpy(b, dtype)),
+                                   over), a)
+    a, b = corner(a), corner(b)
     return _overlap_pairs(a.astype(dtype, copy=False), b.astype(dtype, copy=False), over)
 
 
@@ -135,7 +139,8 @@ def box_iou(a, b, fmt='corner'):
     ``mx.nd.contrib.box_iou``; the batched form pairs image b of ``a`` with
     image b of ``b`` only. Pairs that do not intersect, including zero-area
     and inverted boxes, give 0; a box with a non-finite coordinate gives NaN,
-    never a silent number. N or M may be 0 (numpy input).
+    never a silent number. N or M may be 0, on every path. NDArrays on two
+    contexts raise ``ValueError``, on every path (MXNet refuses them on a GPU).
     """
     return _overlap(a, b, fmt, 'iou', 'a', 'b')
 

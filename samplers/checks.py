@@ -23,8 +23,8 @@ import mxnet as mx
 
 from ._arrays import is_ndarray, to_numpy, use_numpy
 
-__all__ = ['check_int', 'check_ratio', 'check_thresh', 'parse_safe', 'check_positive',
-           'check_stds', 'check_min_size', 'check_boxes',
+__all__ = ['check_int', 'check_count', 'check_ratio', 'check_thresh', 'parse_safe',
+           'check_positive', 'check_stds', 'check_min_size', 'check_boxes',
            'check_flags', 'check_bool', 'check_same_kind', 'check_one_context', 'check_dtype',
            'hard_flags', 'hard_on_device']
 
@@ -42,6 +42,15 @@ def check_int(name, value, minimum=None):
     value = int(value)
     if minimum is not None and value < minimum:
         raise ValueError('{} must be >= {}, got {}'.format(name, minimum, value))
+    return value
+
+
+def check_count(name, value, minimum=None):
+    """:func:`check_int` for a sample count, which the quotas compute with as a float: an
+    integer beyond int64 is kept (``10**20`` takes every candidate), one beyond float64
+    (``10**400``) raises ``ValueError`` naming ``name``, as the real checks do."""
+    value = check_int(name, value, minimum)
+    _real(name, value, 'an integer within float64')
     return value
 
 

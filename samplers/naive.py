@@ -1,10 +1,11 @@
 """NaiveSampler: every matched anchor is positive, every other one negative."""
 from __future__ import annotations
 
+import numpy as np
 from mxnet import gluon
 
 from ._blocks import SamplerBlock
-from ._arrays import NEGATIVE, POSITIVE
+from ._arrays import NEGATIVE, POSITIVE, is_ndarray, like
 
 __all__ = ['NaiveSampler']
 
@@ -18,8 +19,13 @@ class NaiveSampler(SamplerBlock, gluon.HybridBlock):
     ``POSITIVE`` (1) where ``matches >= 0``, ``NEGATIVE`` (-1) elsewhere
     (labels as in :mod:`samplers`). A NaN entry (float input) compares false
     and is negative, as in GluonCV. Hybridizes and exports like any
-    HybridBlock.
+    HybridBlock. A zero-size ``matches`` (B or N = 0) gives an empty result.
     """
+
+    def forward(self, x):
+        if is_ndarray(x) and x.size == 0:  # MXNet's operators reject zero-size arrays
+            return like(np.zeros(x.shape, np.dtype(x.dtype)), x)
+        return super(NaiveSampler, self).forward(x)
 
     def hybrid_forward(self, F, x):
         ones = F.ones_like(x)

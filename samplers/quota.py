@@ -21,7 +21,7 @@ from ._blocks import SamplerBlock, strategy_settings
 from ._arrays import (Array, host_view, is_ndarray, like, ndarray_backend_forced, use_numpy,
                       warn_once, write_in_place)
 from .backend import Backend
-from .checks import (check_bool, check_dtype, check_int, check_one_context, check_ratio,
+from .checks import (check_bool, check_dtype, check_count, check_one_context, check_ratio,
                      check_same_kind, check_thresh, hard_flags)
 
 __all__ = ['QuotaSampler', 'QuotaRule', 'OP_TYPE']
@@ -59,7 +59,7 @@ class QuotaRule:
                  pos_ratio=0.5, neg_ratio=None, fill_negative=True, strategies=None):
         #: How each quota is drawn (:class:`samplers.balanced.Strategies`; uniform by default).
         self.strategies = Strategies() if strategies is None else strategies
-        self.num_sample = check_int('num_sample', num_sample, minimum=1)
+        self.num_sample = check_count('num_sample', num_sample, minimum=1)
         self.pos_ratio = check_ratio('pos_ratio', pos_ratio)
         self.neg_ratio = 1.0 - self.pos_ratio if neg_ratio is None else \
             check_ratio('neg_ratio', neg_ratio)

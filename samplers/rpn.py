@@ -49,7 +49,7 @@ from .balanced import Strategies
 from . import backend
 from ._arrays import (POSITIVE, Array, host_view, is_ndarray, like, to_numpy, use_numpy,
                       warn_once)
-from .checks import (check_bool, check_boxes, check_dtype, check_int, check_min_size,
+from .checks import (check_bool, check_boxes, check_dtype, check_count, check_min_size,
                      check_positive,
                      check_ratio, check_stds, check_thresh, hard_flags, hard_on_device)
 from .boxes import (INVALID_IOU, best_match, box_iof, box_iou, cls_target_from_labels,
@@ -64,7 +64,7 @@ _PADDING = -1  # GluonCV pads label arrays with rows of -1
 # =========================================================================== argument checks
 def _check_rule(num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio):
     """The checked settings ``(num_sample, pos_t, neg_t, pos_ratio)``, or ValueError naming one."""
-    num_sample = check_int('num_sample', num_sample, minimum=1)
+    num_sample = check_count('num_sample', num_sample, minimum=1)
     pos_t = check_thresh('pos_iou_thresh', pos_iou_thresh)
     neg_t = check_thresh('neg_iou_thresh', neg_iou_thresh)
     if not pos_t > 0:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from . import backend, draws
 from ._arrays import IGNORE, Array
-from .checks import check_int
+from .checks import check_count
 
 __all__ = ['hardest_anchors']
 
@@ -39,7 +39,7 @@ def hardest_anchors(loss: Array, labels: Array, num_sample: int) -> Array:
     and edges in the module docstring; an image with at most ``num_sample`` candidates has
     them all chosen.
     """
-    num_sample = check_int('num_sample', num_sample, minimum=1)
+    num_sample = check_count('num_sample', num_sample, minimum=1)
     if tuple(labels.shape) != tuple(loss.shape) or len(loss.shape) not in (1, 2):
         raise ValueError('loss and labels must have one shape, (N,) or (B, N), got {} and {}'
                          .format(tuple(loss.shape), tuple(labels.shape)))

@@ -26,8 +26,8 @@ from ._blocks import SamplerBlock
 from ._arrays import Array, finite_rows_F, host_view, is_ndarray, like, to_numpy, use_numpy
 from .backend import Backend
 from .boxes import box_iou, center_to_corner, encode_boxes, too_small
-from .checks import (check_dtype, check_int, check_min_size, check_ratio, check_stds, hard_flags,
-                     hard_on_device)
+from .checks import (check_dtype, check_int, check_min_size, check_one_context, check_ratio,
+                     check_stds, hard_flags, hard_on_device)
 from .background import BackgroundRanking
 from .ohem import OHEMSampler, hard_negatives
 
@@ -71,6 +71,9 @@ def ssd_matches(ious: Array, hard: Array, iou_thresh: float) -> Array:
     needs IoU > 0 (GluonCV also matches a zero-IoU anchor to a box that
     overlaps no anchor at all).
     """
+    if int(np.prod(ious.shape)) == 0:  # no anchor or no box matches nothing; MXNet's matcher
+        # divides by zero (SIGFPE) without anchors, and its operators reject zero-size arrays
+        return like(np.full(tuple(ious.shape[:2]), -1.0, np.float32), ious)
     be = backend.of(ious)
     normal = be.where(hard > 0, -1.0, ious)
     bipartite = _bipartite(normal)
@@ -131,8 +134,11 @@ class SSDTargetGenerator(SamplerBlock, gluon.Block):
     ignored are the unmatched anchors with IoU >= ``neg_thresh`` with a hard box; everything
     else is a negative, or, when mining, a candidate for OHEM.
 
-    Edges: no ground truth (M = 0): every anchor negative (or mined). No hard box: the
-    targets are GluonCV's (except the zero-IoU edge of :func:`ssd_matches`).
+    Edges: no ground truth (M = 0): every anchor negative (or mined), on every path. No
+    anchor (N = 0) or no image (B = 0): empty targets, made before MXNet's matcher (which
+    divides by zero without anchors). No hard box: the targets are GluonCV's (except the
+    zero-IoU edge of :func:`ssd_matches`). numpy ``gt_boxes``, ``gt_ids`` or ``hard`` with
+    NDArray anchors are copied to the anchors' context.
     """
 
     def __init__(self, iou_thresh: float = 0.5, neg_thresh: float = 0.5,
@@ -177,11 +183,17 @@ class SSDTargetGenerator(SamplerBlock, gluon.Block):
                              'got {}'.format(tuple(gt_boxes.shape), tuple(gt_ids.shape)))
         numpy_path = use_numpy(anchors)
         ctx = None if numpy_path else anchors.context
+        num = anchors.shape[-2]
         if self._sampler is not None:
-            cls_preds = _checked_cls_preds(cls_preds, batch, anchors.shape[-2], numpy_path, ctx)
+            cls_preds = _checked_cls_preds(cls_preds, batch, num, numpy_path, ctx)
+        if batch == 0 or num == 0:  # nothing to label (MXNet's matcher divides by zero at N = 0)
+            hard_flags(hard, num_box, batch, against='gt_boxes {}'.format(tuple(gt_boxes.shape)),
+                       numpy_path=numpy_path or not num_box, ctx=ctx)  # checked all the same
+            return tuple(like(np.zeros(shape, np.float32), anchors)
+                         for shape in ((batch, num), (batch, num, 4), (batch, num, 4)))
         flags = _flags(hard, batch, num_box, tuple(gt_boxes.shape), numpy_path, ctx)
         conv = (lambda a: to_numpy(a, np.float32)) if numpy_path else \
-            (lambda a: a.astype('float32').as_in_context(ctx))
+            functools.partial(_float32_on, ctx=ctx)
         anc = center_to_corner(conv(anchors).reshape((-1, 4)))
         gt = conv(gt_boxes)
         if self._hard_min_size is not None and num_box:
@@ -226,6 +238,14 @@ class SSDTargetGenerator(SamplerBlock, gluon.Block):
         mask = be.concat([be.expand(positive, -1)] * 4)
         box_targets = be.where(mask > 0, encode_boxes(anchors_b, matched, self._stds), 0.0)
         return cls_targets, box_targets, mask
+
+
+def _float32_on(a, ctx):
+    """``a`` (numpy or NDArray) as a float32 NDArray on ``ctx``; a zero-size one is made from
+    host zeros (MXNet's operators, copies included, reject zero-size arrays)."""
+    if not is_ndarray(a) or a.size == 0:
+        return mx.nd.array(np.zeros(a.shape) if is_ndarray(a) else a, ctx=ctx, dtype='float32')
+    return a.astype('float32').as_in_context(ctx)
 
 
 def _checked_cls_preds(cls_preds, batch, num, numpy_path, ctx):
@@ -280,8 +300,10 @@ class SSDMultiBoxLoss(SamplerBlock, gluon.Block):
     a positive makes that image's loss NaN, no other); with nothing chosen in the batch (no
     positive, or every anchor ignored) the losses are zeros and no gradient reaches the
     predictions, whatever their values. float64 predictions work with float32 targets (the
-    losses take ``cls_pred``'s dtype). With no ignored anchor and finite logits the losses
-    are GluonCV's (to float32 rounding).
+    losses take ``cls_pred``'s dtype); float16 ones are ranked by their float32 loss on every
+    path. A device with no anchor or no image (N or B = 0) gets (B,) zeros. Each device's four
+    NDArrays must share one context (``ValueError`` otherwise, on every path). With no
+    ignored anchor and finite logits the losses are GluonCV's (to float32 rounding).
     """
 
     def __init__(self, negative_mining_ratio: float = 3, rho: float = 1.0,
@@ -309,6 +331,9 @@ class SSDMultiBoxLoss(SamplerBlock, gluon.Block):
                              'one length, got lengths {}'.format([len(p) for p in parts]))
         for cp, bp, ct, bt in zip(*parts):
             _check_loss_inputs(cp, bp, ct, bt)
+        empty = [cp.shape[0] * cp.shape[1] == 0 for cp in parts[0]]
+        if any(empty):
+            return self._around_empty(parts, empty)
         if all(use_numpy(ct) for ct in parts[2]):  # CPU: count on the host, no engine round
             targets = [host_view(ct) for ct in parts[2]]
             scale = 1.0 / max(1, sum(int(np.count_nonzero(t > 0)) for t in targets))
@@ -325,6 +350,15 @@ class SSDMultiBoxLoss(SamplerBlock, gluon.Block):
             box_losses.append(mx.nd.broadcast_mul(box_loss, scale))
             sums.append(cls_losses[-1] + self._lambd * box_losses[-1])
         return sums, cls_losses, box_losses
+
+    def _around_empty(self, parts, empty):
+        """The three lists when the devices marked ``empty`` hold no anchor or no image
+        (MXNet's operators reject zero-size arrays): theirs are (B,) zeros, in ``cls_pred``'s
+        dtype, and the others' are computed without them (they hold no positive)."""
+        full = [[x for x, e in zip(part, empty) if not e] for part in parts]
+        outs = [iter(out) for out in (self.forward(*full) if full[0] else ([], [], []))]
+        return tuple([like(np.zeros(cp.shape[:1], np.dtype(cp.dtype)), cp) if e else next(out)
+                      for cp, e in zip(parts[0], empty)] for out in outs)
 
     def _gathered(self, parts, targets, scale):
         """The three lists, from :meth:`_losses_gathered` on each device."""
@@ -345,6 +379,8 @@ class SSDMultiBoxLoss(SamplerBlock, gluon.Block):
             target, loss, finite = (to_numpy(a) for a in (cls_target, loss, finite))
             return like(self._chosen(backend.NUMPY, target, finite,
                                      _ranked_by(backend.NUMPY, loss, finite)), cls_target)
+        if np.dtype(loss.dtype) == np.float16:  # MXNet's sort takes no float16
+            loss = loss.astype('float32')
         return self._chosen(backend.ND, cls_target, finite,
                             _ranked_by(backend.ND, loss, finite))
 
@@ -388,8 +424,11 @@ class SSDMultiBoxLoss(SamplerBlock, gluon.Block):
         cp = mx.nd.where(mx.nd.broadcast_like(keep, cp) > 0, cp, mx.nd.zeros_like(cp))
         log_p = mx.nd.log_softmax(cp, axis=-1)
         cls_loss = -mx.nd.pick(log_p, mx.nd.maximum(ct, 0), axis=-1)
-        with autograd.pause():
-            chosen = self.cls_loss_mask(ct, cls_loss.detach(), finite)
+        with autograd.pause():  # float16 logits are ranked by their float32 loss, as on CPU
+            ranked = cls_loss.detach() if cp.dtype != np.float16 else -mx.nd.pick(
+                mx.nd.log_softmax(cp.detach().astype('float32'), axis=-1),
+                mx.nd.maximum(ct, 0), axis=-1)
+            chosen = self.cls_loss_mask(ct, ranked, finite)
         cls_loss = mx.nd.where((chosen > 0).astype(cls_loss.dtype, copy=False), cls_loss,
                                mx.nd.zeros_like(cls_loss))
         diff = mx.nd.reshape_like(bp, bt) - bt.astype(bp.dtype, copy=False)
@@ -512,6 +551,8 @@ def _check_loss_inputs(cp, bp, ct, bt):
     """``ValueError`` naming the argument unless one device's loss inputs fit together."""
     if not all(is_ndarray(a) for a in (cp, bp, ct, bt)):
         raise ValueError('cls_pred, box_pred, cls_target and box_target must be NDArrays')
+    check_one_context([('cls_pred', cp), ('box_pred', bp), ('cls_target', ct),
+                       ('box_target', bt)])
     if cp.ndim != 3 or tuple(ct.shape) != tuple(cp.shape[:2]):
         raise ValueError('cls_pred must be (B, N, C) and cls_target (B, N), got {} and {}'
                          .format(cp.shape, ct.shape))

@@ -6,6 +6,8 @@ for any finite logits, each row's value depending on that row alone;
 full ranking by ``background_loss`` chooses (the ``k`` largest, ties to the
 lower index), however few exact losses it computes.
 """
+import contextlib
+
 import mxnet as mx
 import numpy as np
 import pytest
@@ -74,8 +76,8 @@ def test_background_loss_F_equals_numpy_twin(dtype):
 
 @pytest.mark.parametrize('dtype', [np.float32, np.float64])
 def test_each_row_takes_its_own_road_and_its_value_is_the_same_alone(dtype):
-    # Blocks of 2 rows: a row with an extreme, NaN or infinite logit takes the shifted road,
-    # its block neighbour the one-exp road; every row's value is the one it has alone, bit
+    # Blocks of 2 rows: a row with an extreme, NaN or infinite logit takes the max-shifted
+    # road, its block neighbour the plain one; every row's value is the one it has alone, bit
     # for bit, and close to float64's.
     rng = np.random.RandomState(1)
     logits = (rng.randn(12, 4) * 8).astype(dtype)
@@ -215,3 +217,46 @@ def test_quota_edges(k, want):
 def test_ranking_refuses_logits_that_are_not_three_dimensional():
     with pytest.raises(ValueError, match='logits'):
         BackgroundRanking(np.zeros((5, 3), np.float32))
+
+
+# --------------------------------------------------------------------------- ties
+def shifted_rows(seed, num=64, classes=6):
+    """(1, num, classes) float32 logits: one row plus exact multiples of 1/64, so every row's
+    differences l_c - l_0 are the same and the background losses are equal."""
+    rng = np.random.RandomState(seed)
+    base = np.round(rng.randn(classes) * 16) / 16
+    shifts = np.round(rng.uniform(-20, 20, (num, 1)) * 64) / 64
+    return (base + shifts)[None].astype(np.float32)
+
+
+@pytest.mark.parametrize('seed', range(4))
+def test_rows_that_differ_by_a_constant_have_equal_losses_bit_for_bit(seed):
+    logits = shifted_rows(seed)
+    loss, finite = background_loss(logits)
+    assert finite.all() and np.unique(loss).size == 1
+    device, _ = background_loss_F(mx.nd, mx.nd.array(logits))
+    assert np.unique(device.asnumpy()).size == 1
+
+
+@pytest.mark.parametrize('seed', range(4))
+def test_equal_losses_are_chosen_from_the_lowest_index_on_both_paths(seed):
+    # The tie rule (samplers/draws.py) on the host as on the device: OHEM and the SSD loss
+    # (the anchors its gradient reaches) choose the same negatives from rows whose logits
+    # differ by a constant.
+    from samplers import OHEMSampler, force_ndarray_backend
+    from samplers.ssd import SSDMultiBoxLoss
+    x = mx.nd.array(np.r_[0, 0, -np.ones(62)][None])
+    target = mx.nd.array(np.r_[1, 1, np.zeros(62)][None])
+    want = np.r_[0, 0, np.ones(6), np.zeros(56)]  # 3 per positive, from the lowest index
+    for scope in (contextlib.nullcontext, force_ndarray_backend):
+        logits = mx.nd.array(shifted_rows(seed))
+        logits.attach_grad()
+        with scope():
+            labels = OHEMSampler(3)(x, logits, mx.nd.zeros(x.shape)).asnumpy()[0]
+            with mx.autograd.record():
+                total = SSDMultiBoxLoss(3)(logits, mx.nd.zeros((1, 256)), target,
+                                           mx.nd.zeros((1, 64, 4)))[0][0]
+            total.backward()
+        np.testing.assert_array_equal(labels == -1, want)
+        trained = (logits.grad.asnumpy()[0] != 0).any(axis=1)
+        np.testing.assert_array_equal(trained, want + (target.asnumpy()[0] > 0))

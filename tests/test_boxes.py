@@ -1,4 +1,6 @@
 """The floors under the samplers: backend checks, warn-once; IoU/IoF, matching, encoding."""
+import contextlib
+
 import mxnet as mx
 import numpy as np
 import pytest
@@ -74,6 +76,29 @@ def test_box_iou_empty_sides_give_empty_matrices():
     b = np.ones((3, 4), np.float32)
     assert B.box_iou(np.zeros((0, 4), np.float32), b).shape == (0, 3)
     assert B.box_iou(b, np.zeros((0, 4), np.float32)).shape == (3, 0)
+
+@pytest.mark.parametrize('fmt', ['corner', 'center'])
+@pytest.mark.parametrize('shapes', [((3, 4), (0, 4)), ((0, 4), (3, 4)), ((2, 3, 4), (2, 0, 4)),
+                                    ((0, 3, 4), (0, 2, 4))], ids=str)
+@pytest.mark.parametrize('forced', [False, True], ids=['default', 'forced-nd'])
+def test_box_iou_and_iof_of_empty_ndarrays_give_empty_matrices_on_both_paths(shapes, forced,
+                                                                            fmt):
+    a, b = (mx.nd.array(np.ones(s, np.float32), ctx=mx.cpu(1)) for s in shapes)
+    want = shapes[0][:-1] + shapes[1][-2:-1]
+    with samplers.force_ndarray_backend() if forced else contextlib.nullcontext():
+        for f in (B.box_iou, B.box_iof):
+            out = f(a, b, fmt=fmt)
+            assert out.shape == want and out.context == mx.cpu(1) and out.dtype == np.float32
+
+
+@pytest.mark.parametrize('forced', [False, True], ids=['default', 'forced-nd'])
+@pytest.mark.parametrize('f', [B.box_iou, B.box_iof], ids=['iou', 'iof'])
+def test_boxes_on_two_contexts_raise_value_error_on_both_paths(f, forced):
+    a, b = mx.nd.ones((3, 4), ctx=mx.cpu(0)), mx.nd.ones((2, 4), ctx=mx.cpu(1))
+    with samplers.force_ndarray_backend() if forced else contextlib.nullcontext():
+        with pytest.raises(ValueError, match='a and b must be on one context'):
+            f(a, b)
+
 
 @pytest.mark.parametrize('dtype', [np.float16, np.float32, np.float64])
 def test_box_iou_output_dtype_is_float32_or_float64(dtype):

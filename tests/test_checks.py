@@ -3,7 +3,10 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from samplers import OHEMSampler, RPNTargetGenerator, SSDTargetGenerator, checks
+from samplers import (OHEMSampler, QuotaSampler, RPNTargetGenerator, RPNTargetSampler,
+                      SSDTargetGenerator, checks)
+from samplers.rcnn import RCNNTargetSampler
+from samplers.rpn_ohem import hardest_anchors
 from samplers._arrays import force_ndarray_backend
 
 
@@ -59,6 +62,25 @@ def test_constructors_take_an_integer_beyond_int64_as_its_float(make, name):
     assert repr(make(10 ** 30)) == repr(make(1e30))
     assert '=1e+30' in repr(make(10 ** 30))
     with pytest.raises(ValueError, match=name):
+        make(10 ** 400)
+
+
+def test_check_count_keeps_an_integer_beyond_int64_and_refuses_one_beyond_float():
+    assert checks.check_count('num_sample', 10 ** 20, minimum=1) == 10 ** 20
+    with pytest.raises(ValueError, match='num_sample must be .*got an integer of 401 digits'):
+        checks.check_count('num_sample', 10 ** 400, minimum=1)
+
+
+@pytest.mark.parametrize('make', [
+    lambda v: QuotaSampler(v, 0.5, 0.3),
+    lambda v: RPNTargetSampler(v, 0.7, 0.3, 0.5),
+    lambda v: RPNTargetGenerator(num_sample=v),
+    lambda v: RCNNTargetSampler(2, 60, v),
+    lambda v: hardest_anchors(np.zeros((1, 2), np.float32), np.ones((1, 2), np.float32), v)],
+    ids=['quota', 'rpn_sampler', 'rpn_generator', 'rcnn', 'rpn_ohem'])
+def test_num_sample_beyond_float_is_refused_naming_it(make):
+    make(10 ** 20)  # beyond int64: every candidate (test_num_sample_beyond_int32_*)
+    with pytest.raises(ValueError, match='num_sample must be'):
         make(10 ** 400)
 
 

@@ -1,4 +1,6 @@
 """NaiveSampler: matched -> 1, everything else -> -1."""
+import contextlib
+
 import mxnet as mx
 import numpy as np
 import pytest
@@ -6,6 +8,7 @@ from gluoncv.nn.sampler import NaiveSampler as GluonNaiveSampler
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
+from samplers import force_ndarray_backend
 from samplers.naive import NaiveSampler
 
 
@@ -46,3 +49,16 @@ def test_naive_property_matched_positive_rest_negative_like_gluoncv(matches):
     assert set(np.unique(out)) <= {-1.0, 1.0}
     np.testing.assert_array_equal(out > 0, matches >= 0)  # positives are exactly the matched
     np.testing.assert_array_equal(out, GluonNaiveSampler()(mx.nd.array(matches)).asnumpy())
+
+
+@pytest.mark.parametrize('hybridize', [False, True], ids=['imperative', 'hybridized'])
+@pytest.mark.parametrize('forced', [False, True], ids=['default', 'forced-nd'])
+@pytest.mark.parametrize('shape', [(2, 0), (0, 5), (0,)], ids=str)
+def test_zero_size_matches_give_empty_labels_on_both_paths(shape, forced, hybridize):
+    sampler = NaiveSampler()
+    if hybridize:
+        sampler.hybridize()
+    x = mx.nd.array(np.zeros(shape, np.float32), ctx=mx.cpu(1))
+    with force_ndarray_backend() if forced else contextlib.nullcontext():
+        out = sampler(x)
+    assert out.shape == shape and out.context == mx.cpu(1) and out.dtype == np.float32

@@ -277,3 +277,43 @@ def test_infinite_and_subnormal_options_survive_a_stale_errno_on_the_device_path
     expected, got = (r if isinstance(r, tuple) else (r,) for r in (expected, got))
     for g, e in zip(host(got), host(expected)):
         np.testing.assert_array_equal(g, e)
+
+
+def _empty(shape, ctx):
+    return mx.nd.array(np.zeros(shape, np.float32), ctx=ctx)
+
+
+#: Zero sizes (no anchor or proposal, N = 0): ``call(ctx)`` runs the sampler on empty
+#: NDArrays on ``ctx`` (MXNet's own operators reject them) and ``shapes`` are the results'.
+#: Adding a sampler is adding an entry.
+EMPTY = {
+    'box_iou': (lambda c: box_iou(_empty((0, 4), c), _empty((3, 4), c)), [(0, 3)]),
+    'naive': (lambda c: NaiveSampler()(_empty((2, 0), c)), [(2, 0)]),
+    'quota': (lambda c: QuotaSampler(8, 0.5, 0.3)(_empty((2, 0), c), _empty((2, 0, 3), c)),
+              [(2, 0)]),
+    'ohem': (lambda c: OHEMSampler(3)(_empty((2, 0), c), _empty((2, 0, 4), c),
+                                      _empty((2, 0), c)), [(2, 0)]),
+    'rpn_sampler': (lambda c: RPNTargetSampler(8, 0.7, 0.3, 0.5)(_empty((2, 0, 3), c)),
+                    [(2, 0), (2, 0)]),
+    'rpn_generator': (lambda c: RPNTargetGenerator(num_sample=8)(
+        _empty((3, 4), c), _empty((0, 4), c), 64, 64), [(0,), (0, 4), (0, 4)]),
+    # No box either: with boxes, a regression would meet MXNet's matcher, whose SIGFPE
+    # kills the process (tests/test_ssd.py checks that in a subprocess).
+    'ssd_targets': (lambda c: SSDTargetGenerator()(
+        _empty((1, 0, 4), c), _empty((2, 0, 4), c), _empty((2, 0, 4), c),
+        _empty((2, 0, 1), c)), [(2, 0), (2, 0, 4), (2, 0, 4)]),
+    'ssd_loss': (lambda c: tuple(part[0] for part in SSDMultiBoxLoss()(
+        _empty((2, 0, 4), c), _empty((2, 0), c), _empty((2, 0), c), _empty((2, 0, 4), c))),
+        [(2,), (2,), (2,)]),
+}
+
+
+@pytest.mark.parametrize('name', EMPTY)
+@pytest.mark.parametrize('forced', [False, True], ids=['default', 'forced-nd'])
+def test_no_anchors_give_empty_results_on_the_input_context(name, forced):
+    call, shapes = EMPTY[name]
+    with force_ndarray_backend() if forced else contextlib.nullcontext():
+        out = call(mx.cpu(1))
+    out = out if isinstance(out, tuple) else (out,)
+    assert [r.shape for r in out] == shapes
+    assert all(isinstance(r, mx.nd.NDArray) and r.context == mx.cpu(1) for r in out)
