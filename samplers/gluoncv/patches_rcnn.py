@@ -39,6 +39,7 @@ from ._common import (CROWD, HARD, INSTALLED, NETWORK, bound, hard_column_of, ke
                       keeping_settings, pickle_state, rebuild, settings_of)
 from .transforms import (FasterRCNNTrainTransform, MaskRCNNTrainTransform, _FasterTransform,
                          _MaskTransform, faster_call, mask_call, rcnn_target_generator)
+from .patches_ohem import OHEMTargetSampler, use_ohem_sampler, with_ohem_call
 from .wrappers import RCNNTargetSampler, RPNTargetGenerator, RPNTargetSampler, use_hard_sampler
 
 _FasterRCNN = _faster.FasterRCNN
@@ -80,7 +81,10 @@ def _reduce_gluoncv_transform(self, protocol):
 
 # --------------------------------------------------------------------------- networks
 def _installed_rcnn_sampler(**kwargs):
-    """What a network built under install() gets as ``sampler``: install()'s options added."""
+    """What a network built under install() gets as ``sampler``: install()'s options added
+    (the OHEM sampler under ``install(rcnn_ohem=True)``)."""
+    if INSTALLED.rcnn_ohem is not None:
+        return OHEMTargetSampler(**dict(INSTALLED.rcnn_options, **INSTALLED.rcnn_ohem, **kwargs))
     return RCNNTargetSampler(**dict(INSTALLED.rcnn_options, **kwargs))
 
 
@@ -137,7 +141,7 @@ def _with_our_sampler(gluoncv_init):
         """GluonCV's set-up; a network built before install() gets our sampler here, and the
         task keeps install()'s hard column."""
         gluoncv_init(self, net, *args, **kwargs)
-        use_hard_sampler(net)
+        (use_hard_sampler if INSTALLED.rcnn_ohem is None else use_ohem_sampler)(net)
         keep_settings(self)
     return __init__
 
@@ -263,7 +267,7 @@ _PATCHES = (
     (_rpn_target, 'RPNTargetSampler', RPNTargetSampler),
     (_faster, 'RCNNTargetSampler', _installed_rcnn_sampler),
     (_FasterRCNN, 'forward', _network_forward),
-    (_FasterRCNN, 'hybrid_forward', _with_hard_input(_GLUONCV['faster_forward'])),
+    (_FasterRCNN, 'hybrid_forward', with_ohem_call(_with_hard_input(_GLUONCV['faster_forward']))),
     (_MaskRCNN, 'hybrid_forward', _with_hard_input(_GLUONCV['mask_forward'])),
     (_faster_task.ForwardBackwardTask, '__init__',
      _with_our_faster_losses(_GLUONCV['faster_task_init'])),
