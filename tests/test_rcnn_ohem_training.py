@@ -200,3 +200,59 @@ def test_mask_rcnn_trains_the_selected_positives(mask_net, hybridize):
         assert all(np.isfinite(x).all() for x in losses)
     assert float(losses[4].sum()) == 0.0  # all hard: no positive, no mask loss
     mask_net.hybridize(False)
+
+
+# --------------------------------------------------------------------------- install()
+@pytest.mark.parametrize('options, name', [
+    (dict(rcnn_ohem=1), 'rcnn_ohem'), (dict(rcnn_ohem='True'), 'rcnn_ohem'),
+    (dict(rcnn_ohem=True, ohem_nms_thresh=0.0), 'ohem_nms_thresh'),
+    (dict(rcnn_ohem=True, ohem_nms_thresh=1.5), 'ohem_nms_thresh'),
+    (dict(rcnn_ohem=True, ohem_nms_thresh='0.7'), 'ohem_nms_thresh'),
+    (dict(rcnn_ohem=True, ohem_mode='hardest'), 'ohem_mode'),
+    (dict(rcnn_ohem=True, ohem_top_n=0), 'ohem_top_n')])
+def test_bad_ohem_settings_raise_before_anything_is_patched(options, name):
+    with pytest.raises(ValueError, match=name):
+        sg.install(**options)
+    assert not sg.is_installed()
+
+
+def test_ohem_combines_with_the_other_options():
+    sg.install(rcnn_ohem=True, ohem_nms_thresh=None, ohem_mode='balanced', ohem_top_n=20,
+               rcnn_hard_iou_thresh=0.5, hard_min_size=4.0, coco_crowd=False)
+    net = tiny_faster_rcnn(HEIGHT, WIDTH)
+    inner = net.sampler.sampler
+    assert (inner._nms_thresh, inner._mode, inner._top_n, inner._hard_iou_thresh) == \
+        (None, 'balanced', 20, 0.5)
+
+
+def test_a_network_built_before_install_is_told_what_to_do():
+    net = tiny_faster_rcnn(HEIGHT, WIDTH)  # GluonCV's sampler
+    net.initialize(mx.init.Xavier())
+    sg.install(rcnn_ohem=True)
+    step = batch(net, MIXED)
+    label = step[1]
+    with pytest.raises(ValueError, match='use_ohem_sampler'), autograd.record():
+        net(step[0], label[:, :, :4], label[:, :, 4:5])
+    sg.use_hard_sampler(net)  # what the hard-flag path's message says: OHEM's sampler here
+    assert isinstance(net.sampler, sg.OHEMTargetSampler)
+    assert (sampled(net, step)[1] != 0).sum() == 16
+
+
+def test_a_network_without_a_training_head_cannot_do_ohem():
+    from gluoncv.model_zoo.rcnn.faster_rcnn import FasterRCNN
+    net = tiny_faster_rcnn(HEIGHT, WIDTH)
+    net._target_generator = None  # as minimal_opset=True builds it
+    assert isinstance(net, FasterRCNN)
+    with pytest.raises(ValueError, match='minimal_opset'):
+        sg.use_ohem_sampler(net)
+
+
+def test_uninstall_restores_gluoncvs_forward_and_sampler():
+    from gluoncv.model_zoo.rcnn.faster_rcnn import faster_rcnn
+    forward, sampler = faster_rcnn.FasterRCNN.hybrid_forward, faster_rcnn.RCNNTargetSampler
+    sg.install(rcnn_ohem=True)
+    assert faster_rcnn.FasterRCNN.hybrid_forward is not forward
+    sg.uninstall()
+    assert faster_rcnn.FasterRCNN.hybrid_forward is forward
+    assert faster_rcnn.RCNNTargetSampler is sampler
+    assert type(tiny_faster_rcnn(HEIGHT, WIDTH).sampler) is sampler

@@ -39,7 +39,7 @@ from ._common import (CROWD, HARD, INSTALLED, NETWORK, bound, hard_column_of, ke
                       keeping_settings, pickle_state, rebuild, settings_of)
 from .transforms import (FasterRCNNTrainTransform, MaskRCNNTrainTransform, _FasterTransform,
                          _MaskTransform, faster_call, mask_call, rcnn_target_generator)
-from .patches_ohem import OHEMTargetSampler, use_ohem_sampler, with_ohem_call
+from .patches_ohem import OHEMTargetSampler, with_ohem_call
 from .wrappers import RCNNTargetSampler, RPNTargetGenerator, RPNTargetSampler, use_hard_sampler
 
 _FasterRCNN = _faster.FasterRCNN
@@ -141,7 +141,7 @@ def _with_our_sampler(gluoncv_init):
         """GluonCV's set-up; a network built before install() gets our sampler here, and the
         task keeps install()'s hard column."""
         gluoncv_init(self, net, *args, **kwargs)
-        (use_hard_sampler if INSTALLED.rcnn_ohem is None else use_ohem_sampler)(net)
+        use_hard_sampler(net)
         keep_settings(self)
     return __init__
 
