@@ -93,16 +93,17 @@ class _HeadScorer:
 
     def __call__(self, F, rois, labels, matches):
         net = self.net
+        features = [F.BlockGrad(f) for f in self.features]
         image = F.broadcast_like(F.reshape(F.contrib.arange_like(rois, axis=0), (-1, 1)),
                                  labels)
         roi = F.concat(F.reshape(image, (-1, 1)), F.reshape(rois, (-1, 4)), dim=-1)
         if net.num_stages > 1:
-            pooled = net._pyramid_roi_feats(F, self.features, roi, net._roi_size,
+            pooled = net._pyramid_roi_feats(F, features, roi, net._roi_size,
                                             net._strides, roi_mode=net._roi_mode)
         elif net._roi_mode == 'pool':
-            pooled = F.ROIPooling(self.features[0], roi, net._roi_size, 1. / net._strides)
+            pooled = F.ROIPooling(features[0], roi, net._roi_size, 1. / net._strides)
         else:
-            pooled = F.contrib.ROIAlign(self.features[0], roi, net._roi_size,
+            pooled = F.contrib.ROIAlign(features[0], roi, net._roi_size,
                                         1. / net._strides, sample_ratio=2)
         top = pooled if net.top_features is None else net.top_features(pooled)
         box_feat = F.contrib.AdaptiveAvgPooling2D(top, output_size=1) \

@@ -621,3 +621,5 @@ def _rcnn_transform_crowd_case(bench, sizes, rng):
         notes=['ours: the label with its crowd row (hard column 2: anchors at least 0.7 inside '
                "it ignored); GluonCV: the label without it, as GluonCV's COCODetection("
                'use_crowd=False) gives it'])
+
+from . import cases_ohem  # noqa: E402,F401  registers the OHEM training-step cases
