@@ -53,8 +53,8 @@ def batch(net, label, mask=False, seed=0, scale=1):
                 for x1, y1, x2, y2 in label[:, :4]]
         parts = MaskRCNNTrainBatchify(net, 1)([transform(image, label, segm)])
     else:
-        transform = presets.FasterRCNNDefaultTrainTransform(HEIGHT, WIDTH, net, flip_p=0.0,
-                                                            ashape=net.ashape)
+        transform = presets.FasterRCNNDefaultTrainTransform(
+            height, width, net, flip_p=0.0, ashape=net.ashape, multi_stage=net.num_stages > 1)
         parts = FasterRCNNTrainBatchify(net, 1)([transform(image, label)])
     return [(p[0] if isinstance(p, (list, tuple)) else p).as_in_context(mx.cpu())
             for p in parts]
@@ -256,3 +256,17 @@ def test_uninstall_restores_gluoncvs_forward_and_sampler():
     assert faster_rcnn.FasterRCNN.hybrid_forward is forward
     assert faster_rcnn.RCNNTargetSampler is sampler
     assert type(tiny_faster_rcnn(HEIGHT, WIDTH).sampler) is sampler
+
+
+@pytest.mark.parametrize('hybridize', [False, True])
+def test_fpn_networks_score_with_their_levels(hybridize):
+    # FPN: ROI align on the level each candidate's size picks, as GluonCV's head does.
+    net = zoo_net('faster_rcnn_fpn_resnet50_v1b_coco', 16)
+    sg.install(rcnn_ohem=True)
+    sg.use_ohem_sampler(net)
+    step = batch(net, MIXED, scale=2)
+    net.hybridize(hybridize)
+    rois, samples, matches, cls_pred, _ = sampled(net, step)
+    assert samples.shape == (1, 16) and (samples != 0).sum() == 16
+    assert not (matches[samples > 0] == 1).any()
+    net.hybridize(False)
