@@ -12,7 +12,10 @@ head train the selected rows only. The rule: :mod:`samplers.rcnn_ohem`.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Any
+
+import mxnet as mx
 
 from gluoncv.model_zoo.rcnn.faster_rcnn.faster_rcnn import FasterRCNN
 from gluoncv.model_zoo.rcnn.faster_rcnn.rcnn_target import \
@@ -92,6 +95,11 @@ class _HeadScorer:
         self.features = None  # set by the feature hook during the call
 
     def __call__(self, F, rois, labels, matches):
+        with _frozen(F, [self.net.top_features, self.net.box_features,
+                         self.net.class_predictor, self.net.box_predictor]):
+            return self._loss(F, rois, labels, matches)
+
+    def _loss(self, F, rois, labels, matches):
         net = self.net
         features = [F.BlockGrad(f) for f in self.features]
         image = F.broadcast_like(F.reshape(F.contrib.arange_like(rois, axis=0), (-1, 1)),
@@ -113,6 +121,27 @@ class _HeadScorer:
         box_pred = F.reshape(net.box_predictor(box_feat), (net._batch_size, -1, num_class, 4))
         return rcnn_ohem.head_loss(F, cls_pred, box_pred, rois, labels, matches,
                                    F.reshape(self.gt_label, (0, -1)), self.gt_box, num_class)
+
+
+@contextlib.contextmanager
+def _frozen(F, blocks):
+    """In a traced graph (``F`` is ``mx.sym``), the trained parameters of ``blocks`` enter
+    through ``BlockGrad`` inside the ``with`` block, so the graph's backward pass skips the
+    scoring branch (MXNet computes it otherwise, only to add zeros). Gluon's block reads a
+    parameter's symbol from ``Parameter._var``, which is swapped for the duration."""
+    if F is not mx.sym:
+        yield  # imperatively the pass runs under autograd.pause(): nothing is recorded
+        return
+    params = [p for block in blocks if block is not None
+              for p in block.collect_params().values() if p.grad_req != 'null']
+    real = [p.var() for p in params]
+    try:
+        for p, var in zip(params, real):
+            p._var = F.BlockGrad(var)
+        yield
+    finally:
+        for p, var in zip(params, real):
+            p._var = var
 
 
 def _keep_features(block, _args, out):
