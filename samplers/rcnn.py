@@ -138,56 +138,73 @@ class RCNNTargetSampler(SamplerBlock, gluon.HybridBlock):
 
     def hybrid_forward(self, F, rois, scores, gt_boxes, hard=None, crowd=None):
         with autograd.pause():
-            # GluonCV's rule for padding rows of gt_boxes (all -1): score sign(sum + 1) = -1.
-            gt_score = F.sign(F.sum(gt_boxes, axis=-1) + 1)                     # (B, M)
-            all_rois = F.concat(rois, gt_boxes, dim=1)                          # (B, K, 4)
-            all_scores = F.concat(F.reshape(scores, (0, -1)), gt_score, dim=1)  # (B, K)
-            ious = F.stack(*[F.contrib.box_iou(self._image(F, all_rois, i),
-                                               self._image(F, gt_boxes, i), format='corner')
-                             for i in range(self._num_image)], axis=0)          # (B, K, M)
-            # box_iou gives some rows with a NaN or inf coordinate 0, not NaN (never a positive's
-            # IoU): such a row is never a negative either (x - x is 0 exactly at finite x).
-            finite_row = finite_rows_F(F, all_rois)                             # (B, K)
-            not_negative = F.maximum(all_scores < 0, 1 - finite_row)
-            inputs = [F.ones_like(all_scores) * -1, ious]  # matches: none, IoU decides
+            all_rois, ious, not_negative, hard = self._candidate_inputs(
+                F, rois, scores, gt_boxes, hard, crowd)
+            inputs = [F.ones_like(not_negative) * -1, ious]  # matches: none, IoU decides
             attrs = dict(has_hard='False', has_not_negative='True')
             if hard is not None:
-                # 1 in the columns of hard boxes, in the IoUs' dtype whatever the flags' dtype.
-                column = F.broadcast_like(F.expand_dims(hard, axis=1) > 0, ious)
-                is_hard = F.where(column, F.ones_like(ious), F.zeros_like(ious))  # (B, K, M)
-                near = ious >= self._hard_iou_thresh
-                if self._hard_iof_thresh is not None or crowd is not None:
-                    iof = boxes.box_iof_F(F, all_rois, gt_boxes)
-                if self._hard_iof_thresh is not None:
-                    near = F.maximum(near, iof >= self._hard_iof_thresh)
-                near_hard = F.max(near * is_hard, axis=-1)
-                hard = F.slice_axis(is_hard, axis=1, begin=0, end=1)            # (B, 1, M)
-                if crowd is not None:
-                    column = F.broadcast_like(F.expand_dims(crowd, axis=1) > 0, ious)
-                    is_crowd = F.where(column, F.ones_like(ious), F.zeros_like(ious))
-                    in_crowd = (iof >= self._crowd_iof_thresh) * is_crowd
-                    near_hard = F.maximum(near_hard, F.max(in_crowd, axis=-1))
-                    # not normal: never a positive's box
-                    hard = F.maximum(hard, F.slice_axis(is_crowd, axis=1, begin=0, end=1))
-                not_negative = F.maximum(not_negative, near_hard)
-                inputs.append(F.reshape(hard, (0, -1)))
+                inputs.append(hard)
                 attrs['has_hard'] = 'True'
-            keys = F.random.uniform_like(all_scores)
+            keys = F.random.uniform_like(not_negative)
             labels = F.Custom(*inputs, not_negative, keys, op_type=OP_TYPE, **attrs,
                               **self._rule.attrs())                              # (B, K)
-            # Positives first, then negatives, then ignored rows; the first S rows.
-            rank = F.cast(labels > 0, 'float32') * 2 + F.cast(labels < 0, 'float32')
-            order = F.slice_axis(F.argsort(rank, axis=1, is_ascend=False), axis=1, begin=0,
-                                 end=self._num_sample)                           # (B, S)
-            image = F.broadcast_like(
-                F.reshape(F.arange(self._num_image), (-1, 1)), order)
-            where = F.stack(image, order)                                        # (2, B, S)
-            # Each row's best box (a normal one first), found for the S rows kept only.
-            kept_ious = F.gather_nd(ious, where)                                 # (B, S, M)
-            if hard is not None:
-                kept_ious = F.broadcast_sub(kept_ious, 2 * hard)
-            return (F.gather_nd(all_rois, where), F.gather_nd(labels, where),
-                    F.argmax(kept_ious, axis=-1))
+            return self._kept_rows(F, all_rois, labels, ious, hard)
+
+    def _candidate_inputs(self, F, rois, scores, gt_boxes, hard=None, crowd=None):
+        """What the rule needs of the N + M candidate rows: ``(all_rois (B, K, 4), ious
+        (B, K, M), not_negative (B, K) 0/1, hard (B, M) 0/1 or None)``.
+
+        ``not_negative``: padding (score < 0), a non-finite coordinate, or near a hard box or
+        inside a crowd region; ``hard``: the columns of boxes that are not normal (hard or
+        crowd), never a positive's box.
+        """
+        # GluonCV's rule for padding rows of gt_boxes (all -1): score sign(sum + 1) = -1.
+        gt_score = F.sign(F.sum(gt_boxes, axis=-1) + 1)                         # (B, M)
+        all_rois = F.concat(rois, gt_boxes, dim=1)                              # (B, K, 4)
+        all_scores = F.concat(F.reshape(scores, (0, -1)), gt_score, dim=1)      # (B, K)
+        ious = F.stack(*[F.contrib.box_iou(self._image(F, all_rois, i),
+                                           self._image(F, gt_boxes, i), format='corner')
+                         for i in range(self._num_image)], axis=0)              # (B, K, M)
+        # box_iou gives some rows with a NaN or inf coordinate 0, not NaN (never a positive's
+        # IoU): such a row is never a negative either (x - x is 0 exactly at finite x).
+        finite_row = finite_rows_F(F, all_rois)                                 # (B, K)
+        not_negative = F.maximum(all_scores < 0, 1 - finite_row)
+        if hard is None:
+            return all_rois, ious, not_negative, None
+        # 1 in the columns of hard boxes, in the IoUs' dtype whatever the flags' dtype.
+        column = F.broadcast_like(F.expand_dims(hard, axis=1) > 0, ious)
+        is_hard = F.where(column, F.ones_like(ious), F.zeros_like(ious))        # (B, K, M)
+        near = ious >= self._hard_iou_thresh
+        if self._hard_iof_thresh is not None or crowd is not None:
+            iof = boxes.box_iof_F(F, all_rois, gt_boxes)
+        if self._hard_iof_thresh is not None:
+            near = F.maximum(near, iof >= self._hard_iof_thresh)
+        near_hard = F.max(near * is_hard, axis=-1)
+        hard = F.slice_axis(is_hard, axis=1, begin=0, end=1)                    # (B, 1, M)
+        if crowd is not None:
+            column = F.broadcast_like(F.expand_dims(crowd, axis=1) > 0, ious)
+            is_crowd = F.where(column, F.ones_like(ious), F.zeros_like(ious))
+            in_crowd = (iof >= self._crowd_iof_thresh) * is_crowd
+            near_hard = F.maximum(near_hard, F.max(in_crowd, axis=-1))
+            # not normal: never a positive's box
+            hard = F.maximum(hard, F.slice_axis(is_crowd, axis=1, begin=0, end=1))
+        return all_rois, ious, F.maximum(not_negative, near_hard), F.reshape(hard, (0, -1))
+
+    def _kept_rows(self, F, all_rois, labels, ious, hard):
+        """GluonCV's ``(rois, samples, matches)``, (B, S): of the K rows labelled ``labels``,
+        positives first, then negatives, then ignored rows; the first S. ``matches``: each
+        row's best box, a normal one (``hard`` (B, M) 0 or None) first."""
+        rank = F.cast(labels > 0, 'float32') * 2 + F.cast(labels < 0, 'float32')
+        order = F.slice_axis(F.argsort(rank, axis=1, is_ascend=False), axis=1, begin=0,
+                             end=self._num_sample)                               # (B, S)
+        image = F.broadcast_like(F.reshape(F.arange(self._num_image), (-1, 1)), order)
+        where = F.stack(image, order)                                            # (2, B, S)
+        # Each row's best box (a normal one first), found for the S rows kept only.
+        kept_ious = F.gather_nd(ious, where)                                     # (B, S, M)
+        if hard is not None:
+            kept_ious = F.broadcast_sub(kept_ious, 2 * F.expand_dims(hard, axis=1))
+        return (F.gather_nd(all_rois, where), F.gather_nd(labels, where),
+                F.argmax(kept_ious, axis=-1))
 
     @staticmethod
     def _image(F, x, i):

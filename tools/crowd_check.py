@@ -217,17 +217,35 @@ class _Counter:
 def child(script, arm, root, gluoncv_dir, out):
     """Run one script (``faster`` / ``mask``) in this process, stock or with the install lines,
     and write the counts to ``out`` (JSON)."""
+    # Outputs: (rois, samples, anchors) positions; batches: (data, label[, masks], rpn targets)
+    counter = _Counter(*((3, 4, 8, 3) if script == 'mask' else (2, 3, 7, 2)))
+    path, args = SCRIPTS[script]
+    run_script(gluoncv_dir, path, args, INSTALL_LINES if arm == 'ours' else '',
+               {'coco': root}, counter.saw_batch, counter.saw_outputs)
+    result = dict(script=script, arm=arm, **counter.counts)
+    with open(out, 'w') as f:
+        json.dump(result, f)
+
+
+def run_script(gluoncv_dir, path, args, install_lines, datasets, saw_batch, saw_outputs):
+    """Run GluonCV's training script ``path`` (under ``gluoncv_dir``) in this process, offline.
+
+    ``install_lines`` go after the script's ``ForwardBackwardTask`` import ('' for the stock
+    script); ``datasets`` maps names under ``~/.mxnet/datasets`` to folders (``HOME`` is a
+    fresh temporary folder); ``get_model`` builds with ``pretrained_base=False``. Watches,
+    changing nothing: ``saw_batch(x)`` for each batch handed to ``Parallel``,
+    ``saw_outputs(out)`` for each training forward of the network. ``args``: the script's
+    arguments before the common ones (CPU, batch size 1, one epoch, no validation).
+    """
     import runpy
-    home = tempfile.mkdtemp(prefix='crowd-home-')
+    home = tempfile.mkdtemp(prefix='gluoncv-home-')
     os.makedirs(os.path.join(home, '.mxnet', 'datasets'))
-    os.symlink(os.path.abspath(root), os.path.join(home, '.mxnet', 'datasets', 'coco'))
+    for name, root in datasets.items():
+        os.symlink(os.path.abspath(root), os.path.join(home, '.mxnet', 'datasets', name))
     os.environ['HOME'] = home
     import mxnet as mx
     import gluoncv.model_zoo
     from gluoncv.utils import parallel
-
-    # Outputs: (rois, samples, anchors) positions; batches: (data, label[, masks], rpn targets)
-    counter = _Counter(*((3, 4, 8, 3) if script == 'mask' else (2, 3, 7, 2)))
     build = gluoncv.model_zoo.get_model
 
     def get_model(name, **kwargs):
@@ -237,7 +255,7 @@ def child(script, arm, root, gluoncv_dir, out):
         def forward(*args):
             result = type(net).forward(net, *args)
             if mx.autograd.is_training() and len(args) >= 3:
-                counter.saw_outputs(result)
+                saw_outputs(result)
             return result
         net.forward = forward  # watches; the class's forward (GluonCV's or patched) runs
         return net
@@ -245,17 +263,15 @@ def child(script, arm, root, gluoncv_dir, out):
     put = parallel.Parallel.put
 
     def watched_put(self, x):
-        counter.saw_batch(x)
+        saw_batch(x)
         return put(self, x)
     parallel.Parallel.put = watched_put
 
-    path, args = SCRIPTS[script]
     with open(os.path.join(gluoncv_dir, path)) as f:
         source = f.read()
-    if arm == 'ours':
-        anchor = 'data_parallel import ForwardBackwardTask\n'
-        assert anchor in source
-        source = source.replace(anchor, anchor + INSTALL_LINES, 1)
+    anchor = 'data_parallel import ForwardBackwardTask\n'
+    assert anchor in source
+    source = source.replace(anchor, anchor + install_lines, 1)
     run_file = os.path.join(home, os.path.basename(path))
     with open(run_file, 'w') as f:
         f.write(source)
@@ -265,9 +281,6 @@ def child(script, arm, root, gluoncv_dir, out):
         '--kv-store', 'local', '--save-prefix', os.path.join(home, 'run_')]
     sys.path.insert(0, REPO)
     runpy.run_path(run_file, run_name='__main__')
-    result = dict(script=script, arm=arm, **counter.counts)
-    with open(out, 'w') as f:
-        json.dump(result, f)
 
 
 def main(argv=None):

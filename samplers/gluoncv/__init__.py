@@ -26,12 +26,14 @@ from . import patches_rcnn as _patches_rcnn
 from . import patches_ssd as _patches_ssd
 from ..checks import check_bool, check_min_size, check_ratio
 from ._common import CROWD_IOF_THRESH, HARD_COLUMN, INSTALLED, check_hard_column
+from .patches_ohem import OHEM_DEFAULTS, OHEMTargetSampler, check_ohem, use_ohem_sampler
 from .transforms import FasterRCNNTrainTransform, MaskRCNNTrainTransform, SSDTrainTransform
 from .wrappers import (RCNNTargetSampler, RPNTargetGenerator, RPNTargetSampler,
                        SSDMultiBoxLoss, SSDTargetGenerator, use_hard_sampler)
 
 __all__ = ['FasterRCNNTrainTransform', 'MaskRCNNTrainTransform', 'RPNTargetGenerator',
-           'RPNTargetSampler', 'RCNNTargetSampler', 'use_hard_sampler',
+           'RPNTargetSampler', 'RCNNTargetSampler', 'use_hard_sampler', 'OHEMTargetSampler',
+           'use_ohem_sampler',
            'SSDTrainTransform', 'SSDMultiBoxLoss', 'SSDTargetGenerator',
            'install', 'uninstall', 'is_installed', 'HARD_COLUMN']
 
@@ -50,7 +52,10 @@ def install(hard_column: int | None = HARD_COLUMN, allow_low_quality_matches: bo
             hard_iof_thresh: float | None = None, rcnn_hard_iou_thresh: float | None = None,
             rcnn_hard_iof_thresh: float | None = None,
             hard_min_size: float | None = None, coco_crowd: bool = True,
-            crowd_iof_thresh: float = CROWD_IOF_THRESH, rpn_ohem: bool = False) -> None:
+            crowd_iof_thresh: float = CROWD_IOF_THRESH, rpn_ohem: bool = False,
+            rcnn_ohem: bool = False,
+            ohem_nms_thresh: float | None = 0.7, ohem_mode: str = 'paper',
+            ohem_top_n: int | None = OHEM_DEFAULTS['top_n']) -> None:
     """Make GluonCV's R-CNN (both stages) and SSD training hard-flag-aware.
 
     Parameters
@@ -83,6 +88,18 @@ def install(hard_column: int | None = HARD_COLUMN, allow_low_quality_matches: bo
         the tasks train, per image, the transform's ``num_sample`` (256)
         labelled anchors with the largest RPN classification loss
         (:mod:`samplers.gluoncv.patches_rpn_ohem`).
+    rcnn_ohem : bool, default False
+        Second-stage OHEM (:mod:`samplers.gluoncv.patches_ohem`): networks built from now on
+        (and those a ``ForwardBackwardTask`` gets) train the hardest rows their own head
+        finds, ``num_sample`` per image (:mod:`samplers.rcnn_ohem`).
+    ohem_nms_thresh : float in (0, 1] or None, default 0.7
+        Its NMS on the candidates in loss order; None: none.
+    ohem_mode : 'paper' or 'balanced', default 'paper'
+        The hardest rows (positives capped at ``pos_ratio``), or mmdetection's positives and
+        negatives ranked apart within ``pos_ratio``.
+    ohem_top_n : int >= 1 or None, default 512
+        Score only this many proposals of highest RPN score per image (at least
+        ``num_sample``), plus the ground truth; None: every proposal.
 
     Patches, in place, what ``patches()`` of each family module lists; for
     :mod:`samplers.gluoncv.patches_rcnn`:
@@ -133,6 +150,7 @@ def install(hard_column: int | None = HARD_COLUMN, allow_low_quality_matches: bo
     for name, value in rcnn_options.items():  # named as install() takes them
         check_ratio('rcnn_' + name, value, low_open=True)
     RCNNTargetSampler(1, 1, 1, **rcnn_options)
+    rcnn_ohem = check_ohem(rcnn_ohem, ohem_nms_thresh, ohem_mode, ohem_top_n)
     with _LOCK:
         if not _SAVED:
             for owner, name, new in _patches():
@@ -144,6 +162,7 @@ def install(hard_column: int | None = HARD_COLUMN, allow_low_quality_matches: bo
         INSTALLED.hard_min_size = hard_min_size
         INSTALLED.coco_crowd = coco_crowd
         INSTALLED.rpn_ohem = rpn_ohem
+        INSTALLED.rcnn_ohem = rcnn_ohem
 
 
 def uninstall() -> None:

@@ -49,12 +49,14 @@ class _Installed:  # process-wide (not thread-local): every thread sees install(
     hard_min_size = None  # boxes smaller than this (after the resize) are hard; SSD reads it here
     coco_crowd = True  # COCO training datasets give crowd regions as hard-column value 2
     rpn_ohem = False  # the tasks train the hardest labelled anchors (patches_rpn_ohem)
+    rcnn_ohem = None  # second-stage OHEM: None (off) or its options (patches_ohem)
 
     def reset(self):
         self.hard_column, self.rpn_options, self.rcnn_options = HARD_COLUMN, {}, {}
         self.hard_min_size = None
         self.coco_crowd = True
         self.rpn_ohem = False
+        self.rcnn_ohem = None
 
 
 INSTALLED = _Installed()

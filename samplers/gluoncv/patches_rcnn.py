@@ -47,6 +47,7 @@ from ._common import (CROWD, HARD, INSTALLED, NETWORK, bound, check_hard_values,
 from .patches_rpn_ohem import recording_num_sample, with_rpn_ohem
 from .transforms import (FasterRCNNTrainTransform, MaskRCNNTrainTransform, _FasterTransform,
                          _MaskTransform, faster_call, mask_call, rcnn_target_generator)
+from .patches_ohem import OHEMTargetSampler, with_ohem_call
 from .wrappers import RCNNTargetSampler, RPNTargetGenerator, RPNTargetSampler, use_hard_sampler
 
 _FasterRCNN = _faster.FasterRCNN
@@ -88,7 +89,10 @@ def _reduce_gluoncv_transform(self, protocol):
 
 # --------------------------------------------------------------------------- networks
 def _installed_rcnn_sampler(**kwargs):
-    """What a network built under install() gets as ``sampler``: install()'s options added."""
+    """What a network built under install() gets as ``sampler``: install()'s options added
+    (the OHEM sampler under ``install(rcnn_ohem=True)``)."""
+    if INSTALLED.rcnn_ohem is not None:
+        return OHEMTargetSampler(**dict(INSTALLED.rcnn_options, **INSTALLED.rcnn_ohem, **kwargs))
     return RCNNTargetSampler(**dict(INSTALLED.rcnn_options, **kwargs))
 
 
@@ -304,7 +308,7 @@ _PATCHES = (
     (_rpn_target, 'RPNTargetSampler', RPNTargetSampler),
     (_faster, 'RCNNTargetSampler', _installed_rcnn_sampler),
     (_FasterRCNN, 'forward', _network_forward),
-    (_FasterRCNN, 'hybrid_forward', _with_hard_input(_GLUONCV['faster_forward'])),
+    (_FasterRCNN, 'hybrid_forward', with_ohem_call(_with_hard_input(_GLUONCV['faster_forward']))),
     (_MaskRCNN, 'hybrid_forward', _with_hard_input(_GLUONCV['mask_forward'])),
     (_faster_task.ForwardBackwardTask, '__init__',
      _with_our_faster_losses(_GLUONCV['faster_task_init'])),

@@ -113,8 +113,13 @@ def use_hard_sampler(net: gluon.HybridBlock, **hard_options: Any) -> gluon.Hybri
     """Give ``net`` (a GluonCV Faster/Mask R-CNN) our :class:`RCNNTargetSampler`, same settings.
 
     For networks built before :func:`samplers.gluoncv.install` (built after,
-    they have it already); ``hard_options`` default to install()'s. Returns ``net``.
+    they have it already); ``hard_options`` default to install()'s. Under
+    ``install(rcnn_ohem=True)`` that is the OHEM sampler
+    (:func:`samplers.gluoncv.use_ohem_sampler`). Returns ``net``.
     """
+    if INSTALLED.rcnn_ohem is not None:
+        from .patches_ohem import use_ohem_sampler  # it builds on this module
+        return use_ohem_sampler(net, **hard_options)
     old = net.sampler
     if not isinstance(old, RCNNTargetSampler):
         net.sampler = RCNNTargetSampler(

@@ -283,7 +283,8 @@ def test_quick_table_still_judges_agreement(quick_report):
     # Whether ours gives GluonCV's answer does not depend on the sizes: judged in quick mode.
     text = report.format_table(quick_report)
     same = dict(zip(column(text, 'case'), column(text, 'same?')))
-    assert same.pop('rpn-sampler-memory') == '-'  # nothing to compare
+    for name in ('rpn-sampler-memory', 'ohem-step', 'ohem-step-r50'):  # nothing to compare
+        assert same.pop(name) == '-'
     assert set(same.values()) == {'yes'}, same
 
 
@@ -679,3 +680,9 @@ def test_a_paired_multiple_is_the_median_of_the_per_round_ratios(registry, monke
     row = harness.run(['toy'], repeat=3, scale=harness.QUICK_SCALE, check=False)['cases'][0]
     assert row['paired'] == {'other': pytest.approx(2.0)}
     assert row['ours_ms'] / row['timings_ms']['other'] == pytest.approx(3.0)
+
+
+def test_ohem_step_case_times_the_ohem_step_against_the_plain_step():
+    row = harness.run(['ohem-step'], repeat=1, scale=harness.QUICK_SCALE)['cases'][0]
+    assert row['reference'] == 'plain step' and row['ref_ms'] > 0
+    assert row['path'] == 'OHEM top_n 128' and row['ours_ms'] > 0

@@ -53,6 +53,14 @@ balanced``
                           VOC-sized images (500x375, 375x500, 500x333)
                           to short side 600, 3 boxes (some difficult),
                           C4 network; ours is the class install() uses
+
+``ohem-step``             a training step (GluonCV's ForwardBackwardTask  OHEM <= 1.5x the
+                          + trainer.step, hybridized) of the detector     plain step
+                          study's Faster R-CNN with install(rcnn_ohem=
+                          True), 256x320 image, against the same step
+                          with install()'s random draw
+``ohem-step-r50``         the same for faster_rcnn_resnet50_v1b_voc       reported (no goal)
+                          (random weights, 192x256 image)
 ========================  ==============================================  =====================
 
 Our generators and samplers are timed with the same inputs GluonCV's get

@@ -634,3 +634,4 @@ def _rcnn_transform_crowd_case(bench, sizes, rng):
 # theirs (the ohem case's agreement at --quick sizes depends on its seed).
 case('rpn-sampler-c4', ('floor', 1.5), CASES['rpn-c4'].sizes)(
     _rpn_sampler_case(C4_LEVELS, 'rpn-c4'))
+from . import cases_ohem  # noqa: E402,F401  registers the OHEM training-step cases
