@@ -302,3 +302,19 @@ def test_the_launcher_adds_only_the_install_lines(tmp_path):
         'import os\nfrom x.data_parallel import ForwardBackwardTask\n'
         'import samplers.gluoncv\nsamplers.gluoncv.install(rpn_ohem=True)\nmain()\n')
     assert script_source(str(script), None) == script.read_text()
+
+
+# ----------------------------------------------------------------------------- both OHEMs
+def test_rpn_ohem_and_rcnn_ohem_train_together():
+    """install(rpn_ohem=True, rcnn_ohem=True): the transform labels every anchor, the network
+    mines its second stage, and one hybridized step of GluonCV's task trains the chosen
+    anchors only, with finite losses."""
+    sg.install(rpn_ohem=True, rcnn_ohem=True)
+    net = faster_net()
+    assert isinstance(net.sampler, sg.OHEMTargetSampler)
+    batch = faster_batch(net)
+    probed, outputs = ohem_step(net, batch)
+    assert all(np.isfinite(o.asnumpy()).all() for o in outputs[:4])
+    trained = probed.score.grad.asnumpy()[..., 0] != 0
+    assert 0 < trained.sum() <= 256
+    assert not trained[batch[-3].asnumpy() < 0].any()  # an ignored anchor never trains

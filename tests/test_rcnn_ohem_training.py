@@ -15,7 +15,7 @@ from gluoncv.data.transforms import mask as tmask  # noqa: E402
 from gluoncv.data.transforms.presets import rcnn as presets  # noqa: E402
 
 import samplers.gluoncv as sg  # noqa: E402
-from samplers.backend import force_ndarray_backend  # noqa: E402
+from samplers import force_ndarray_backend  # noqa: E402
 from tools.soak import tiny_faster_rcnn  # noqa: E402
 from helpers import refuse_host_copies, rectangle_mask, training_task, zoo_net  # noqa: E402
 
