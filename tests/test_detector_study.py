@@ -371,3 +371,35 @@ def test_learning_curve_scores_during_the_run_without_changing_its_end(tmp_path)
     for key in ('map50', 'map75', 'map50_all', 'losses'):
         assert a[key] == b[key], key
     assert os.path.exists(os.path.join(curved, 'curves.png'))
+
+
+def _fake_part(path, seeds, arm_names, **settings):
+    from tools.detector import run
+    options = dict(train_images=2, val_images=2, detectors=('rcnn',), seeds=list(seeds))
+    options.update(settings)
+    results = [dict(detector='rcnn', arm=arm, seed=seed, map50=0.1 * seed, map75=0.0,
+                    map50_all=0.0, map50_small=0.0, hard_score=0.0, hard_fa=0.0, hard_hit=0.0,
+                    seconds=1.0, ap50={'rectangle': 0.0}, example=None, curve=[])
+               for seed in seeds for arm in arm_names]
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    run.save(path, run.Settings(**options), results, environments=[{'part': path}])
+    return path
+
+
+def test_merge_joins_parts_with_other_seeds_and_arms_and_refuses_other_data(tmp_path, capsys):
+    first = _fake_part(str(tmp_path / 'a' / 'results.json'), [0, 1, 2],
+                       ['include', 'ours', 'flag'], regime='voc-like')
+    second = _fake_part(str(tmp_path / 'b' / 'results.json'), [3, 4], ['ours', 'flag'],
+                        regime='voc-like')
+    out = str(tmp_path / 'merged')
+    assert cli.main(['--merge', first, second, '--out', out]) == 0
+    with open(os.path.join(out, 'results.json')) as f:
+        body = json.load(f)
+    assert len(body['results']) == 13 and body['settings']['seeds'] == [0, 1, 2, 3, 4]
+    assert [e['part'] for e in body['environments']] == [first, second]
+    rows = {(r['arm'], r['base']): r for r in stats.primary(body['results'], 'rcnn')}
+    assert rows['flag', 'ours']['comparison']['seeds'] == [0, 1, 2, 3, 4]
+    clean = _fake_part(str(tmp_path / 'c' / 'results.json'), [5], ['ours'], regime='clean')
+    with pytest.raises(SystemExit):
+        cli.main(['--merge', first, clean, '--out', str(tmp_path / 'bad')])
+    assert 'regime' in capsys.readouterr().err
