@@ -193,10 +193,21 @@ def environment(argv=None):
     except OSError:  # pragma: no cover - not Linux
         pass
     status = git('status', '--porcelain', '--untracked-files=no')
+    versions = {name: _distribution_version(name, module) for name, module in (
+        ('mxnet', mx), ('gluoncv', gluoncv), ('numpy', np))}
     return dict(commit=git('rev-parse', 'HEAD'), dirty=bool(status) if status is not None
-                else None, python=platform.python_version(), mxnet=mx.__version__,
-                gluoncv=gluoncv.__version__, numpy=np.__version__, cpu=cpu,
+                else None, python=platform.python_version(), **versions,
+                gluoncv_module_version=gluoncv.__version__, cpu=cpu,
                 cpu_count=os.cpu_count(), argv=list(sys.argv[1:] if argv is None else argv))
+
+
+def _distribution_version(name, module):
+    """The installed distribution's version (gluoncv 0.10.5's module says '0.11.0' of itself)."""
+    from importlib import metadata
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return getattr(module, '__version__', None)
 
 
 def save(path, settings, results, timing=None, environments=None):
