@@ -282,7 +282,7 @@ def main(argv=None):
         timing = run.load_timing(path)
     print(report(settings, results, out, timing))
     print('wrote {}'.format(', '.join(os.path.join(out, n) for n in (
-        'results.json', 'tables.md', 'metrics.png', 'detections.png'))))
+        'results.json', 'tables.md', 'metrics.png', 'curves.png', 'detections.png'))))
     return 0
 
 
