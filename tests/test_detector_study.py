@@ -403,3 +403,19 @@ def test_merge_joins_parts_with_other_seeds_and_arms_and_refuses_other_data(tmp_
     with pytest.raises(SystemExit):
         cli.main(['--merge', first, clean, '--out', str(tmp_path / 'bad')])
     assert 'regime' in capsys.readouterr().err
+
+
+def test_resume_with_a_wider_seed_range_runs_only_the_missing_seeds(tmp_path):
+    out = str(tmp_path / 'part')
+    assert cli.main(CURVE_RUN + ['--out', out]) == 0
+    path = os.path.join(out, 'results.json')
+    with open(path) as f:
+        first = json.load(f)['results'][0]
+    resumed = [a if a != '1' or CURVE_RUN[i - 1] != '--seeds' else '2'
+               for i, a in enumerate(CURVE_RUN)]
+    assert cli.main(resumed + ['--out', out, '--resume']) == 0
+    with open(path) as f:
+        body = json.load(f)
+    assert [r['seed'] for r in body['results']] == [0, 1]
+    assert body['results'][0] == first  # kept, not rerun
+    assert len(body['environments']) == 2  # one per part
