@@ -2,7 +2,9 @@
 
 Writes into ``--out`` (default ``detector-study/``): ``results.json`` (every
 run, saved as each finishes; ``--resume`` continues from it), ``tables.md``,
-``metrics.png`` and ``detections.png``. See docs/detector-study.md.
+``metrics.png``, ``curves.png`` (with ``--curve``) and ``detections.png``. A study
+runs in parts (``--first-seed``, ``--seeds``, ``--rcnn-arms``, ``--ssd-arms``), each
+into its own ``--out``, combined with ``--merge``. See docs/detector-study.md.
 """
 from __future__ import annotations
 
