@@ -66,6 +66,46 @@ def test_paired_interval_rejects_unpaired_input():
         stats.paired_interval([1, 2, 3], [1, 2])
 
 
+def test_paired_p_value_on_hand_made_numbers():
+    # d = [1, 2, 2, 3]: t = 2 / (sqrt(2/3) / 2) = 4.899 on 3 df, two-sided p 0.0162766.
+    assert stats.paired_p_value([1, 2, 3, 4], [0, 0, 1, 1]) == pytest.approx(0.0162766, abs=1e-6)
+    assert stats.paired_p_value([1, 2], [1, 2]) == 1.0
+    assert math.isnan(stats.paired_p_value([1], [0]))
+
+
+def test_paired_p_value_is_below_alpha_exactly_when_the_interval_excludes_zero():
+    rng = np.random.RandomState(0)
+    for _ in range(50):
+        a, b = rng.normal(0.1, 0.1, 5), rng.normal(0, 0.1, 5)
+        _, low, high = stats.paired_interval(a, b, 0.95)
+        assert (stats.paired_p_value(a, b) < 0.05) == (low > 0 or high < 0)
+
+
+def test_holm_adjusts_step_down_and_stops_at_the_first_failure():
+    # Sorted: 0.01 (x3 = 0.03, < 0.05/3: rejected), 0.03 (x2 = 0.06, not < 0.025: stop),
+    # 0.04 (x1, but the running max keeps 0.06; its level stays at the stopped step's 0.025).
+    out = stats.holm([0.01, 0.04, 0.03])
+    assert [p for p, _ in out] == pytest.approx([0.03, 0.06, 0.06])
+    assert [level for _, level in out] == pytest.approx([0.05 / 3, 0.025, 0.025])
+    assert stats.holm([0.001, 0.002])[1] == pytest.approx((0.002, 0.05))
+
+
+def test_holm_level_interval_excludes_zero_exactly_when_holm_rejects():
+    rng = np.random.RandomState(1)
+    for _ in range(30):
+        pairs = [(rng.normal(shift, 0.05, 6), rng.normal(0, 0.05, 6)) for shift in
+                 rng.uniform(0, 0.08, 4)]
+        ps = [stats.paired_p_value(a, b) for a, b in pairs]
+        for (a, b), (p_holm, level) in zip(pairs, stats.holm(ps)):
+            _, low, high = stats.interval_at(a, b, level)
+            assert (p_holm < 0.05) == (low > 0 or high < 0)
+
+
+def test_markdown_table_has_a_header_rule_and_one_line_per_row():
+    assert stats.markdown_table(['a', 'b'], [['1', '2']]).splitlines() == [
+        '| a | b |', '|---|---|', '| 1 | 2 |']
+
+
 def _result(arm, seed, value):
     return dict(arm=arm, seed=seed, **{key: value for key in model.METRICS})
 

@@ -2,7 +2,9 @@
 
 Writes into ``--out`` (default ``detector-study/``): ``results.json`` (every
 run, saved as each finishes; ``--resume`` continues from it), ``tables.md``,
-``metrics.png`` and ``detections.png``. See docs/detector-study.md.
+``metrics.png``, ``curves.png`` (with ``--curve``) and ``detections.png``. A study
+runs in parts (``--first-seed``, ``--seeds``, ``--rcnn-arms``, ``--ssd-arms``), each
+into its own ``--out``, combined with ``--merge``. See docs/detector-study.md.
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ def parser():
     p.add_argument('--seeds', type=int, default=3, help='number of seeds (default 3)')
     p.add_argument('--first-seed', type=int, default=0)
     p.add_argument('--quick', action='store_true',
-                   help='a smoke run: {} (under 3 minutes on 2 cores)'.format(
+                   help='a smoke run, nothing more (its mAP is 0.000 in every arm: it checks '
+                        'that the pipeline runs): {}'.format(
                        ', '.join('{}={}'.format(k, v) for k, v in QUICK.items())))
     p.add_argument('--detectors', default='rcnn,ssd', help='comma list of rcnn, ssd')
     p.add_argument('--rcnn-arms', default=None,
@@ -45,6 +48,12 @@ def parser():
     p.add_argument('--ssd-batch', type=int, default=run.Settings.ssd_batch)
     p.add_argument('--width', type=int, default=run.Settings.width,
                    help='channels of the first backbone convolution')
+    p.add_argument('--regime', default='clean', choices=data.REGIMES,
+                   help='the synthetic set: clean (hard = small or faint, flags exact) or '
+                        'voc-like (occluded, truncated, small normal objects, noisy flags)')
+    p.add_argument('--curve', default='',
+                   help='comma list of fractions of the training steps after which each run '
+                        'is also scored (learning curves), e.g. 0.25,0.5,0.75')
     p.add_argument('--voc-root', default=None,
                    help='your own VOCdevkit-style root (holding VOC<year>/); default: the '
                         'synthetic set, written per seed under OUT/data')
@@ -100,7 +109,8 @@ def settings_from(p, args):
         if text is not None:
             chosen[detector] = _names(p, text, '--{}-arms'.format(detector))
             try:
-                arms_mod.select(detector, chosen[detector])
+                for arm in arms_mod.select(detector, chosen[detector]):
+                    arm.check()
             except ValueError as err:
                 p.error('--{}-arms: {}'.format(detector, err))
     classes = data.CLASSES
@@ -118,11 +128,19 @@ def settings_from(p, args):
         p.error('--gpus must be a comma list of integers, got {!r}'.format(args.gpus))
     if args.workers < 0:
         p.error('--workers must be >= 0, got {}'.format(args.workers))
+    try:
+        curve = tuple(sorted({float(f) for f in args.curve.split(',') if f.strip()}))
+    except ValueError:
+        p.error('--curve must be a comma list of numbers, got {!r}'.format(args.curve))
+    if any(not 0 < f < 1 for f in curve):
+        p.error('--curve: fractions must lie in (0, 1), got {!r}'.format(args.curve))
+    if args.regime != 'clean' and args.voc_root is not None:
+        p.error('--regime only applies to the synthetic set, not with --voc-root')
     return run.Settings(seeds=list(range(args.first_seed, args.first_seed + seeds)),
                         detectors=detectors, arms=chosen, width=args.width,
                         voc_root=args.voc_root, classes=classes, train_split=args.train_split,
                         val_split=args.val_split, year=args.year, gpus=gpus,
-                        workers=args.workers, **values)
+                        workers=args.workers, regime=args.regime, curve=curve, **values)
 
 
 def _load_average():
@@ -155,7 +173,13 @@ def example_images(settings, results, out):
 
 def report(settings, results, out, timing=None):
     """Write ``tables.md``, ``metrics.png`` and ``detections.png``; returns the tables' text."""
-    parts = ['# Detector study results', '']
+    parts = ['# Detector study results', '',
+             'Data: {}; {} training and {} validation images per seed; Faster R-CNN {} steps, '
+             'SSD {} steps of {} images; width {}.'.format(
+                 'your VOC root' if settings.voc_root else
+                 'synthetic, regime `{}`'.format(settings.regime), settings.train_images,
+                 settings.val_images, settings.rcnn_steps, settings.ssd_steps,
+                 settings.ssd_batch, settings.width), '']
     if timing:
         parts += ['Wall time {:.0f} s; load average (1, 5, 15 min) at start {} and at end {}; '
                   'seeds {}.'.format(timing['wall_seconds'], timing['load_start'],
@@ -166,6 +190,7 @@ def report(settings, results, out, timing=None):
     with open(os.path.join(out, 'tables.md'), 'w') as f:
         f.write(text)
     plots.save_metrics_png(os.path.join(out, 'metrics.png'), results)
+    plots.save_curves_png(os.path.join(out, 'curves.png'), results)
     seed, images = example_images(settings, results, out)
     if images:
         plots.save_detections_png(os.path.join(out, 'detections.png'), results, seed, images,
@@ -174,19 +199,36 @@ def report(settings, results, out, timing=None):
 
 
 def _saved_settings(saved):
+    saved = dict(dict(regime='clean', curve=()), **saved)  # files from before these settings
     return run.Settings(**dict(saved, detectors=tuple(saved['detectors']),
-                               classes=tuple(saved['classes']), gpus=tuple(saved['gpus'])))
+                               classes=tuple(saved['classes']), gpus=tuple(saved['gpus']),
+                               curve=tuple(saved['curve'])))
+
+
+#: Settings that must agree between the parts of one study (resumed or merged).
+SAME_DATA = ('train_images', 'val_images', 'rcnn_steps', 'ssd_steps', 'ssd_batch', 'width',
+             'voc_root', 'classes', 'train_split', 'val_split', 'year', 'regime')
+
+
+def _disagreement(a, b):
+    """The :data:`SAME_DATA` settings on which two settings dicts differ."""
+    a, b = vars(_saved_settings(a)), vars(_saved_settings(b))
+    return [k for k in SAME_DATA if a[k] != b[k]]
 
 
 def merge(p, paths, out):
     """Combine several results.json (same data settings) into ``out`` and report."""
-    results, detectors, walls, loads = [], [], [], []
+    results, detectors, walls, loads, environments = [], [], [], [], []
     settings = None
     for path in paths:
         if not os.path.exists(path):
             p.error('--merge: no file {!r}'.format(path))
         saved, runs = run.load(path)
+        if settings is not None and _disagreement(settings, saved):
+            p.error('--merge: {!r} was run with other {} than {!r}'.format(
+                path, ', '.join(_disagreement(settings, saved)), paths[0]))
         settings = settings or saved
+        environments += run.load_environments(path)
         detectors += [d for d in saved['detectors'] if d not in detectors]
         seen = {(r['seed'], r['detector'], r['arm']) for r in results}
         results += [r for r in runs if (r['seed'], r['detector'], r['arm']) not in seen]
@@ -200,7 +242,7 @@ def merge(p, paths, out):
     if walls:
         timing = dict(wall_seconds=max(walls), load_start=[ld[0] for ld in loads],
                       load_end=[ld[1] for ld in loads], parts=len(walls))
-    run.save(os.path.join(out, 'results.json'), settings, results, timing)
+    run.save(os.path.join(out, 'results.json'), settings, results, timing, environments)
     print(report(settings, results, out, timing))
     return 0
 
@@ -213,27 +255,36 @@ def main(argv=None):
     out = args.out
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, 'results.json')
-    results = []
+    results, environments = [], []
     if args.merge:
         return merge(p, args.merge, out)
     if args.resume or args.report_only:
         if not os.path.exists(path):
             p.error('no {} to {}'.format(path, 'resume' if args.resume else 'report from'))
         saved, results = run.load(path)
+        environments = run.load_environments(path)
         if args.report_only:
             settings = _saved_settings(saved)
+        elif _disagreement(saved, vars(settings)):
+            p.error('--resume: {} was run with other {}; use another --out and --merge'.format(
+                path, ', '.join('--' + k.replace('_', '-')
+                                for k in _disagreement(saved, vars(settings)))))
+    elif os.path.exists(path):
+        p.error('{} exists: pass --resume to add to it, or another --out'.format(path))
     timing = None
     if not args.report_only:
         load_start, start = _load_average(), time.time()
-        results = run.run(settings, out, results, log=lambda line: print(line, flush=True))
+        environments = environments + [run.environment(argv)]
+        results = run.run(settings, out, results, log=lambda line: print(line, flush=True),
+                          environments=environments)
         timing = dict(wall_seconds=time.time() - start, load_start=load_start,
                       load_end=_load_average())
-        run.save(path, settings, results, timing)
+        run.save(path, settings, results, timing, environments)
     else:
         timing = run.load_timing(path)
     print(report(settings, results, out, timing))
     print('wrote {}'.format(', '.join(os.path.join(out, n) for n in (
-        'results.json', 'tables.md', 'metrics.png', 'detections.png'))))
+        'results.json', 'tables.md', 'metrics.png', 'curves.png', 'detections.png'))))
     return 0
 
 

@@ -15,6 +15,26 @@ the normal ones:
 
 * small: a side of 6 to 13 px (normal objects: 22 to 96 px);
 * faint: normal size, blended at 15 to 30 % opacity.
+
+That is the ``clean`` regime: hardness is a clean function of appearance. The
+``voc-like`` regime (:func:`draw_voc_like_objects`) is closer to VOC, whose
+difficult objects are mostly occluded or truncated and whose flags are set
+inconsistently. Its objects after the first are, by chance:
+
+* occluded (:data:`VOC_LIKE_SHARES`): a normal-size object drawn first and then
+  mostly covered (less than half of its pixels left visible) by a normal
+  object drawn over it; its box is the bounding box of its visible pixels;
+* truncated: a normal-size object placed so that less than half of its pixels
+  lie inside the image; its box is clipped to the image;
+* small (6 to 13 px) or faint (15 to 30 % opacity), as in ``clean``;
+* small but normal: 14 to 24 px a side, fully opaque, not hard;
+* normal: 22 to 96 px, as in ``clean``.
+
+Flags are noisy: a hard object (occluded, truncated, small, faint) is flagged
+``difficult`` with probability :data:`FLAG_HARD` only, a normal one (small
+normal and occluders included) with probability :data:`FLAG_NORMAL`. The
+annotation keeps the truth in a ``<appearance>`` tag per object, which
+``VOCDetection`` does not read.
 """
 from __future__ import annotations
 
@@ -34,6 +54,13 @@ CLASSES = ('rectangle', 'ellipse', 'triangle')
 CLASS_COLOURS = np.array([[220, 40, 40], [40, 200, 60], [40, 80, 230]], np.float64)
 HARD_SHARE = 0.32  # chance that an object after the first is hard (half small, half faint)
 YEAR = 2007
+REGIMES = ('clean', 'voc-like')
+#: voc-like: the chance of each appearance for an object after the first (the rest: normal).
+VOC_LIKE_SHARES = (('occluded', 0.14), ('truncated', 0.12), ('small', 0.07), ('faint', 0.07),
+                   ('small-normal', 0.15))
+HARD_APPEARANCES = ('occluded', 'truncated', 'small', 'faint')
+FLAG_HARD = 0.8     # voc-like: chance that a hard object is flagged difficult
+FLAG_NORMAL = 0.05  # voc-like: chance that a normal object is flagged difficult
 
 
 def _clutter(rng, img, yy, xx):
@@ -52,10 +79,14 @@ def _clutter(rng, img, yy, xx):
         img[y:y + rng.randint(1, 4), x:x + rng.randint(1, 4)] = rng.uniform(0, 255, 3)
 
 
-def draw_image(rng, shape=(256, 320)):
-    """One (H, W, 3) uint8 image and its objects: list of (x1, y1, x2, y2, class, difficult).
+def draw_image(rng, shape=(256, 320), regime='clean'):
+    """One (H, W, 3) uint8 image and its objects: list of
+    ``(x1, y1, x2, y2, class, difficult, appearance)``.
 
-    Coordinates are 0-based pixel corners (x2, y2 exclusive).
+    Coordinates are 0-based pixel corners (x2, y2 exclusive); ``appearance``
+    is 'normal', 'small', 'faint' and, in the voc-like regime, 'occluded',
+    'truncated', 'small-normal' or 'occluder' (the normal object covering an
+    occluded one).
     """
     height, width = shape
     yy, xx = np.mgrid[0:height, 0:width]
@@ -64,6 +95,11 @@ def draw_image(rng, shape=(256, 320)):
         + xx[..., None] * rng.uniform(-0.15, 0.15, 3)
     img = img + rng.normal(0, 10, (height, width, 3))
     _clutter(rng, img, yy, xx)
+    if regime == 'voc-like':
+        objects = draw_voc_like_objects(rng, img, yy, xx)
+        return np.clip(img, 0, 255).astype(np.uint8), objects
+    if regime != 'clean':
+        raise ValueError('regime must be one of {}, got {!r}'.format(REGIMES, regime))
     objects = []
     for index in range(rng.randint(2, 7)):
         hard = index > 0 and rng.uniform() < HARD_SHARE  # the first object is never hard
@@ -80,8 +116,124 @@ def draw_image(rng, shape=(256, 320)):
         alpha = rng.uniform(0.15, 0.3) if hard and not small else 1.0
         img[mask] = (1 - alpha) * img[mask] + alpha * colour
         box = [int(np.floor(x1)), int(np.floor(y1)), int(np.ceil(x2)), int(np.ceil(y2))]
-        objects.append((box[0], box[1], min(box[2], width), min(box[3], height), kind, int(hard)))
+        appearance = ('small' if small else 'faint') if hard else 'normal'
+        objects.append((box[0], box[1], min(box[2], width), min(box[3], height), kind, int(hard),
+                        appearance))
     return np.clip(img, 0, 255).astype(np.uint8), objects
+
+
+def _paint(rng, img, mask, kind, alpha=1.0):
+    colour = np.clip(CLASS_COLOURS[kind] + rng.uniform(-30, 30, 3), 0, 255)
+    img[mask] = (1 - alpha) * img[mask] + alpha * colour
+
+
+def _bbox(mask):
+    """[x1, y1, x2, y2) of a non-empty boolean mask."""
+    ys, xs = np.nonzero(mask)
+    return [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+
+
+def _box_of_side(rng, side):
+    return side * rng.uniform(0.75, 1.33), side * rng.uniform(0.75, 1.33)
+
+
+def _full_area(kind, x1, y1, x2, y2):
+    """Pixels of the shape's whole mask, inside the image or not."""
+    yy, xx = np.mgrid[int(np.floor(y1)):int(np.ceil(y2)), int(np.floor(x1)):int(np.ceil(x2))]
+    return int(_shape_mask(kind, x1, y1, x2, y2, yy, xx).sum())
+
+
+def _occluded_pair(rng, yy, xx):
+    """(hidden mask, occluder box, occluder kind, hidden kind) with under half the hidden
+    object's pixels left visible by the occluder, or None after a few tries."""
+    height, width = yy.shape
+    for _ in range(8):
+        w, h = _box_of_side(rng, rng.uniform(28, 80))
+        x1, y1 = rng.uniform(0, width - w), rng.uniform(0, height - h)
+        kind, cover_kind = rng.randint(len(CLASSES)), rng.randint(len(CLASSES))
+        hidden = _shape_mask(kind, x1, y1, x1 + w, y1 + h, yy, xx)
+        cw, ch = w * rng.uniform(1.0, 1.3), h * rng.uniform(1.0, 1.3)
+        cx1 = x1 + w * rng.uniform(-0.2, 0.2) - (cw - w) / 2
+        cy1 = y1 + h * rng.uniform(-0.2, 0.2) - (ch - h) / 2
+        cover = (cx1, cy1, cx1 + cw, cy1 + ch)
+        visible = hidden & ~_shape_mask(cover_kind, *cover, yy, xx)
+        if hidden.any() and 0.1 * hidden.sum() < visible.sum() < 0.5 * hidden.sum():
+            return visible, cover, cover_kind, kind
+    return None
+
+
+def _truncated(rng, yy, xx):
+    """(visible mask, kind) of a normal-size object with under half of it inside the image."""
+    height, width = yy.shape
+    for _ in range(8):
+        w, h = _box_of_side(rng, rng.uniform(28, 96))
+        kind = rng.randint(len(CLASSES))
+        inside = rng.uniform(0.2, 0.45)  # share of the box's side inside the image
+        side = rng.randint(4)
+        x1, y1 = rng.uniform(0, width - w), rng.uniform(0, height - h)
+        x1 = {0: -w * (1 - inside), 1: width - w * inside}.get(side, x1)
+        y1 = {2: -h * (1 - inside), 3: height - h * inside}.get(side, y1)
+        mask = _shape_mask(kind, x1, y1, x1 + w, y1 + h, yy, xx)
+        if 0 < mask.sum() < 0.5 * _full_area(kind, x1, y1, x1 + w, y1 + h):
+            return mask, kind
+    return None
+
+
+def _flag(rng, appearance):
+    return int(rng.uniform() < (FLAG_HARD if appearance in HARD_APPEARANCES else FLAG_NORMAL))
+
+
+def _appearance(rng, index):
+    if index == 0:
+        return 'normal'
+    r, total = rng.uniform(), 0.0
+    for name, share in VOC_LIKE_SHARES:
+        total += share
+        if r < total:
+            return name
+    return 'normal'
+
+
+def draw_voc_like_objects(rng, img, yy, xx):
+    """Paint the voc-like regime's 2 to 6 objects onto ``img``; their list (see :func:`draw_image`).
+
+    The first object is normal and never flagged, so every image has a normal box.
+    """
+    height, width = yy.shape
+    objects = []
+    for index in range(rng.randint(2, 7)):
+        appearance = _appearance(rng, index)
+        if appearance == 'occluded':
+            pair = _occluded_pair(rng, yy, xx)
+            if pair is not None:
+                visible, cover, cover_kind, kind = pair
+                _paint(rng, img, visible, kind)
+                objects.append(tuple(_bbox(visible)) + (kind, _flag(rng, appearance), appearance))
+                mask = _shape_mask(cover_kind, *cover, yy, xx)
+                _paint(rng, img, mask, cover_kind)
+                objects.append(tuple(_bbox(mask)) + (cover_kind, _flag(rng, 'occluder'),
+                                                     'occluder'))
+                continue
+            appearance = 'normal'
+        if appearance == 'truncated':
+            found = _truncated(rng, yy, xx)
+            if found is not None:
+                mask, kind = found
+                _paint(rng, img, mask, kind)
+                objects.append(tuple(_bbox(mask)) + (kind, _flag(rng, appearance), appearance))
+                continue
+            appearance = 'normal'
+        side = {'small': (6, 13), 'small-normal': (14, 24)}.get(appearance, (22, 96))
+        w, h = _box_of_side(rng, rng.uniform(*side))
+        x1, y1 = rng.uniform(0, width - w), rng.uniform(0, height - h)
+        kind = rng.randint(len(CLASSES))
+        mask = _shape_mask(kind, x1, y1, x1 + w, y1 + h, yy, xx)
+        if not mask.any():
+            continue
+        _paint(rng, img, mask, kind, rng.uniform(0.15, 0.3) if appearance == 'faint' else 1.0)
+        flag = 0 if index == 0 else _flag(rng, appearance)
+        objects.append(tuple(_bbox(mask)) + (kind, flag, appearance))
+    return objects
 
 
 def _annotation(name, objects, shape):
@@ -90,10 +242,11 @@ def _annotation(name, objects, shape):
     size = ET.SubElement(anno, 'size')
     for tag, value in (('width', shape[1]), ('height', shape[0]), ('depth', 3)):
         ET.SubElement(size, tag).text = str(value)
-    for x1, y1, x2, y2, kind, hard in objects:
+    for x1, y1, x2, y2, kind, hard, appearance in objects:
         obj = ET.SubElement(anno, 'object')
         ET.SubElement(obj, 'name').text = CLASSES[kind]
         ET.SubElement(obj, 'difficult').text = str(hard)
+        ET.SubElement(obj, 'appearance').text = appearance
         box = ET.SubElement(obj, 'bndbox')
         # VOC pixel indices are 1-based and inclusive; VOCDetection subtracts 1 again.
         for tag, value in zip(('xmin', 'ymin', 'xmax', 'ymax'), (x1 + 1, y1 + 1, x2, y2)):
@@ -101,14 +254,18 @@ def _annotation(name, objects, shape):
     return ET.ElementTree(anno)
 
 
-def write_synthetic_voc(root, seed, train_images, val_images, shape=(256, 320)):
-    """Write the set for ``seed`` under ``root`` (a VOCdevkit-style folder), once.
+def write_synthetic_voc(root, seed, train_images, val_images, shape=(256, 320),
+                        regime='clean'):
+    """Write the set for ``seed`` and ``regime`` under ``root`` (a VOCdevkit-style folder), once.
 
     Returns ``root``. A ``synthetic.json`` records the settings; when it matches,
     nothing is rewritten, so every arm of a seed reads the very same files.
     """
-    settings = dict(version=2, seed=int(seed), train_images=int(train_images),
-                    val_images=int(val_images), shape=list(shape), classes=list(CLASSES))
+    if regime not in REGIMES:
+        raise ValueError('regime must be one of {}, got {!r}'.format(REGIMES, regime))
+    settings = dict(version=3, seed=int(seed), train_images=int(train_images),
+                    val_images=int(val_images), shape=list(shape), classes=list(CLASSES),
+                    regime=regime)
     stamp = os.path.join(root, 'synthetic.json')
     if os.path.exists(stamp):
         with open(stamp) as f:
@@ -122,7 +279,7 @@ def write_synthetic_voc(root, seed, train_images, val_images, shape=(256, 320)):
     for index in range(train_images + val_images):
         name = '{:06d}'.format(index)
         splits['train' if index < train_images else 'val'].append(name)
-        img, objects = draw_image(rng, shape)
+        img, objects = draw_image(rng, shape, regime)
         Image.fromarray(img).save(os.path.join(base, 'JPEGImages', name + '.jpg'), quality=95)
         _annotation(name, objects, shape).write(os.path.join(base, 'Annotations', name + '.xml'))
     for split, names in splits.items():

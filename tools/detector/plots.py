@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .stats import summarize
+from .stats import arms_of, per_arm
 
 DETECTOR_NAMES = {'rcnn': 'Faster R-CNN', 'ssd': 'SSD'}
 CLASS_COLOURS = ('#e41a1c', '#377eb8', '#ff7f00', '#984ea3', '#4daf4a', '#a65628')
@@ -63,35 +63,75 @@ def save_detections_png(path, results, seed, images, classes):
 
 
 def save_metrics_png(path, results):
-    """Per detector: mAP@0.5 and the mean top detection score on hard boxes, per arm.
+    """Per detector: mAP@0.5 and mAP@0.5 with hard boxes counted as normal, per arm.
 
-    Grey: one line per seed through the arms (the pairing); black: mean and
-    95 % t interval over seeds.
+    Grey: one dot per seed, joined through the arms for the seeds every arm has
+    (the pairing); black: mean and 95 % t interval over the arm's seeds.
     """
     plt = _pyplot()
     detectors = [d for d in DETECTOR_NAMES if any(r['detector'] == d for r in results)]
     if not detectors:
         return None
-    keys = (('map50', 'mAP@0.5 (VOC07)'), ('hard_score', 'top detection score on hard boxes'))
-    fig, axes = plt.subplots(len(detectors), 2, figsize=(9, 3.1 * len(detectors)),
+    keys = (('map50', 'mAP@0.5 (VOC07, difficult ignored)'),
+            ('map50_all', 'mAP@0.5, hard boxes counted as normal'))
+    fig, axes = plt.subplots(len(detectors), 2, figsize=(10, 3.1 * len(detectors)),
                              squeeze=False)
     for detector, line in zip(detectors, axes):
-        seeds, arms, stats = summarize(results, detector)
+        arms = arms_of(results, detector)
         x = np.arange(len(arms))
         for ax, (key, label) in zip(line, keys):
-            if seeds:
-                values = np.array([stats[a][key]['values'] for a in arms])  # arms x seeds
-                ax.plot(x, values, color='0.75', linewidth=0.8, marker='.', zorder=1)
-                means = [stats[a][key]['mean'] for a in arms]
-                half = [stats[a][key]['half'] if np.isfinite(stats[a][key]['half']) else 0
-                        for a in arms]
-                ax.errorbar(x, means, yerr=half, fmt='o', color='black', capsize=4, zorder=2)
+            stats = per_arm(results, detector, key)
+            shared = sorted(set.intersection(*(set(stats[a]['seeds']) for a in arms)))
+            for seed in shared:
+                ax.plot(x, [stats[a]['values'][stats[a]['seeds'].index(seed)] for a in arms],
+                        color='0.8', linewidth=0.8, zorder=1)
+            for i, a in enumerate(arms):
+                ax.plot([i] * len(stats[a]['values']), stats[a]['values'], '.', color='0.6',
+                        zorder=1)
+            half = [stats[a]['half'] if np.isfinite(stats[a]['half']) else 0 for a in arms]
+            ax.errorbar(x, [stats[a]['mean'] for a in arms], yerr=half, fmt='o',
+                        color='black', capsize=4, zorder=2)
             ax.set_xticks(x)
-            ax.set_xticklabels(arms, fontsize=8)
+            ax.set_xticklabels(arms, fontsize=7, rotation=20)
             ax.set_ylabel(label, fontsize=8)
-            ax.set_title('{} ({} seeds)'.format(DETECTOR_NAMES[detector], len(seeds)),
-                         fontsize=9)
+            ax.set_title('{} (seeds per arm: {})'.format(
+                DETECTOR_NAMES[detector], sorted({len(stats[a]['seeds']) for a in arms})),
+                fontsize=9)
             ax.grid(axis='y', alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=70)
+    plt.close(fig)
+    return path
+
+
+def save_curves_png(path, results):
+    """Per detector: mAP@0.5 against training steps, one line per arm (mean over seeds, with
+    the seeds' own curves faint); None when no run has a curve."""
+    plt = _pyplot()
+    detectors = [d for d in DETECTOR_NAMES
+                 if any(r['detector'] == d and r.get('curve') for r in results)]
+    if not detectors:
+        return None
+    fig, axes = plt.subplots(1, len(detectors), figsize=(5.5 * len(detectors), 3.4),
+                             squeeze=False)
+    for detector, ax in zip(detectors, axes[0]):
+        runs = [r for r in results if r['detector'] == detector and r.get('curve')]
+        for i, arm in enumerate(arms_of(runs, detector)):
+            colour = CLASS_COLOURS[i % len(CLASS_COLOURS)]
+            mine = [r for r in runs if r['arm'] == arm]
+            for r in mine:
+                ax.plot([p['step'] for p in r['curve']], [p['map50'] for p in r['curve']],
+                        color=colour, alpha=0.25, linewidth=0.8)
+            steps = sorted({p['step'] for r in mine for p in r['curve']})
+            means = [np.mean([p['map50'] for r in mine for p in r['curve'] if p['step'] == s])
+                     for s in steps]
+            ax.plot(steps, means, marker='o', color=colour,
+                    label='{} ({} seeds)'.format(arm, len(mine)))
+        ax.set_xlabel('training steps', fontsize=8)
+        ax.set_ylabel('mAP@0.5', fontsize=8)
+        ax.set_title('{}: learning curves'.format(DETECTOR_NAMES[detector]), fontsize=9)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=70)
     plt.close(fig)

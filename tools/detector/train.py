@@ -112,12 +112,15 @@ def _trainer(params, optimizer, lr, wd):
 
 
 def train_rcnn(net, arm, dataset, order, seed, ctx, optimizer='adam', lr=1e-3, warmup=50,
-               workers=0):
+               workers=0, checkpoint=None):
     """Train ``net`` (built and loaded in ``arm.context()``) for ``len(order) // len(ctx)`` steps.
 
     One image per device per step, as GluonCV's R-CNN training; the step is
     GluonCV's ``ForwardBackwardTask`` with GluonCV's four losses. Returns a dict
-    with ``seconds`` and the mean losses over the last tenth of the steps.
+    with ``seconds`` (training only) and the mean losses over the last tenth
+    of the steps. ``checkpoint``: None or ``(steps, fn)``: ``fn(steps_done)`` is
+    called after each step count in ``steps`` (the learning curve's
+    evaluations; their time is not counted as training).
     """
     transform = arm.train_transform(net)
     stream = PairedStream(dataset.transform(arm.training_label).transform(transform), order, seed)
@@ -141,11 +144,23 @@ def train_rcnn(net, arm, dataset, order, seed, ctx, optimizer='adam', lr=1e-3, w
         history.append([float(np.mean([o[i].asscalar() for o in outs])) for i in range(4)])
         if PROGRESS.every and (step + 1) % PROGRESS.every == 0:
             PROGRESS.log('rcnn step {} losses {}'.format(step + 1, np.round(history[-1], 3)))
+        start += _checkpoint(checkpoint, step + 1)
     mx.nd.waitall()
     tail = np.asarray(history[-max(1, len(history) // 10):])
     return dict(seconds=time.time() - start, steps=len(history),
                 losses=dict(zip(('rpn_cls', 'rpn_box', 'rcnn_cls', 'rcnn_box'),
                                 tail.mean(axis=0).tolist())))
+
+
+def _checkpoint(checkpoint, steps_done):
+    """Call ``fn(steps_done)`` of ``checkpoint = (steps, fn)`` at those steps; the seconds it
+    took (left out of training's)."""
+    if checkpoint is None or steps_done not in checkpoint[0]:
+        return 0.0
+    mx.nd.waitall()
+    began = time.time()
+    checkpoint[1](steps_done)
+    return time.time() - began
 
 
 def ssd_anchors(net):
@@ -156,13 +171,14 @@ def ssd_anchors(net):
 
 
 def train_ssd(net, arm, dataset, order, seed, ctx, batch_size=8, optimizer='adam', lr=1e-3,
-              warmup=30, workers=0):
+              warmup=30, workers=0, checkpoint=None):
     """Train ``net`` on ``len(order) // batch_size`` steps of ``batch_size`` images (all devices).
 
     GluonCV's SSD loop: its transform makes the targets per image, ``Stack``
     batchify, the network under ``autograd.record``, the arm's multibox loss
     on per-device lists, one trainer step per batch. Returns ``seconds``,
-    ``steps`` and the mean losses over the last tenth of the steps.
+    ``steps`` and the mean losses over the last tenth of the steps;
+    ``checkpoint`` as in :func:`train_rcnn`.
     """
     transform = arm.train_transform(None, anchors=ssd_anchors(net), shape=model.IMAGE_SHAPE)
     stream = PairedStream(dataset.transform(arm.training_label).transform(transform), order, seed)
@@ -192,6 +208,7 @@ def train_ssd(net, arm, dataset, order, seed, ctx, batch_size=8, optimizer='adam
                         float(sum(part.mean().asscalar() for part in box_loss) / len(ctx))])
         if PROGRESS.every and (step + 1) % PROGRESS.every == 0:
             PROGRESS.log('ssd step {} losses {}'.format(step + 1, np.round(history[-1], 3)))
+        start += _checkpoint(checkpoint, step + 1)
     mx.nd.waitall()
     tail = np.asarray(history[-max(1, len(history) // 10):])
     return dict(seconds=time.time() - start, steps=len(history),

@@ -1,4 +1,6 @@
-"""The study's statistics: Student t quantiles, paired intervals, per-arm summaries, tables.
+"""The statistics of both studies (tools.study and tools.detector): Student t quantiles,
+paired intervals and p-values, Holm's correction, markdown tables, and the RPN study's
+per-arm summaries.
 
 Numpy and the standard library only: the t distribution is computed in closed form.
 """
@@ -76,6 +78,58 @@ def paired_interval(a, b, confidence=0.95):
     return mean, mean - half, mean + half
 
 
+def paired_p_value(a, b):
+    """Two-sided p-value of the paired t test of ``mean(a - b) = 0`` (nan for fewer than 2 pairs;
+    0 when every difference is the same non-zero value, 1 when all are 0)."""
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    if d.size < 2:
+        return float('nan')
+    sd = float(d.std(ddof=1))
+    if sd == 0:
+        return 1.0 if float(d.mean()) == 0 else 0.0
+    t = abs(float(d.mean())) / (sd / math.sqrt(d.size))
+    return max(0.0, 1.0 - t_cdf_two_sided(t, d.size - 1))
+
+
+def holm(p_values, alpha=0.05):
+    """Holm's step-down correction of a family: ``[(adjusted_p, level), ...]`` in input order.
+
+    With the m p-values sorted ascending, ``p_(1) <= ... <= p_(m)``, step j
+    tests ``p_(j) < alpha / (m - j + 1)`` and the procedure stops at the first
+    step that fails (that one and every later one are not rejected). The
+    adjusted p-value is ``max_{i <= j} min(1, (m - i + 1) p_(i))`` (reject when
+    it is below ``alpha``). ``level`` is the per-comparison alpha of the
+    comparison's interval: ``alpha / (m - j + 1)`` up to and including the
+    first step that fails, and that step's level after it, so an interval
+    excludes 0 exactly when Holm rejects. nan p-values (one seed) get nan.
+    """
+    p = [float(x) for x in p_values]
+    ranked = sorted((i for i in range(len(p)) if np.isfinite(p[i])), key=lambda i: p[i])
+    m = len(ranked)
+    out = [(float('nan'), float('nan'))] * len(p)
+    running, stopped_level = 0.0, None
+    for j, i in enumerate(ranked):
+        step_level = alpha / (m - j)
+        running = max(running, min(1.0, (m - j) * p[i]))
+        level = step_level if stopped_level is None else stopped_level
+        if stopped_level is None and not p[i] < step_level:
+            stopped_level = step_level
+        out[i] = (running, level)
+    return out
+
+
+def interval_at(a, b, alpha):
+    """``(mean, low, high)`` of ``a - b``: the paired t interval at confidence ``1 - alpha``."""
+    return paired_interval(a, b, 1 - alpha)
+
+
+def markdown_table(header, rows):
+    """A markdown table (pipes), so the output can be pasted into the README."""
+    out = ['| ' + ' | '.join(header) + ' |', '|' + '|'.join('---' for _ in header) + '|']
+    out += ['| ' + ' | '.join(row) + ' |' for row in rows]
+    return '\n'.join(out)
+
+
 def summarize(results, baseline=None, confidence=0.95):
     """Per-arm statistics of a study's results.
 
@@ -107,13 +161,6 @@ def summarize(results, baseline=None, confidence=0.95):
     return seeds, arms, stats
 
 
-def _table(header, rows):
-    """A markdown table (pipes), so the output can be pasted into the README."""
-    out = ['| ' + ' | '.join(header) + ' |', '|' + '|'.join('---' for _ in header) + '|']
-    out += ['| ' + ' | '.join(row) + ' |' for row in rows]
-    return '\n'.join(out)
-
-
 def format_tables(results, baseline=None, confidence=0.95):
     """The headline tables: mean +- sd per arm, then paired differences against the baseline."""
     seeds, arms, stats = summarize(results, baseline, confidence)
@@ -137,7 +184,7 @@ def format_tables(results, baseline=None, confidence=0.95):
         diffs.append([arm] + cells)
     return '\n'.join([
         'Mean ± sd over {} seed(s) ({}):'.format(len(seeds), ', '.join(map(str, seeds))), '',
-        _table(header, means), '',
+        markdown_table(header, means), '',
         'Paired difference against {} (mean, {:.0f} % t-interval over seeds{}):'.format(
             baseline, 100 * confidence, '; one seed gives no interval' if one else ''), '',
-        _table(header, diffs)])
+        markdown_table(header, diffs)])
