@@ -374,7 +374,8 @@ def test_lst_files_are_utf_8_whatever_the_locale(tmp_path):
     with open(out, encoding='utf-8') as f:
         assert f.read().rstrip('\n').split('\t')[-1] == 'café ü.jpg'
     # GluonCV's LstDetection reads in the locale's encoding: Python's UTF-8 mode reads it there.
-    code = 'import sys; from gluoncv.data import LstDetection; print(ascii(LstDetection(' \
+    code = 'import sys, samplers; from gluoncv.data import LstDetection; ' \
+        'print(ascii(LstDetection(' \
         'sys.argv[1], root="r")._items))'
     run = subprocess.run([sys.executable, '-c', code, out], env=dict(env, PYTHONUTF8='1'),
                          capture_output=True, text=True)
