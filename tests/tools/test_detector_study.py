@@ -324,12 +324,20 @@ def test_ohem_arms_refuse_naming_the_missing_install_option(monkeypatch, capsys)
 
 
 def test_ohem_arms_run_once_install_takes_their_options(monkeypatch):
-    _install_with(monkeypatch, 'rcnn_ohem', 'rpn_ohem')
-    for arm in arms.select('rcnn', ['ohem', 'exclude+ohem', 'flag+ohem', 'flag+rpn-ohem']):
+    _install_with(monkeypatch, 'rcnn_ohem', 'rpn_ohem', 'ohem_mode')
+    for arm in arms.select('rcnn', ['ohem', 'exclude+ohem', 'flag+ohem', 'flag+rpn-ohem',
+                                    'ohem-balanced']):
         arm.check()
     assert len(arms.runnable('rcnn')[0]) == len(arms.RCNN_ARMS)
     assert dict(arms.select('rcnn', ['ohem'])[0].options) == dict(hard_column=None,
                                                                    rcnn_ohem=True)
+
+
+def test_ohem_balanced_is_the_ohem_arm_with_mmdetections_mode_and_secondary():
+    ohem, balanced = arms.select('rcnn', ['ohem', 'ohem-balanced'])
+    assert dict(balanced.options) == dict(dict(ohem.options), ohem_mode='balanced')
+    assert not balanced.primary
+    assert 'ohem-balanced' not in {a for pair in arms.PRIMARY['rcnn'] for a in pair}
 
 
 def test_ours_is_install_without_flags():

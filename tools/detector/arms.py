@@ -17,7 +17,9 @@ Faster R-CNN (``rcnn``):
 * ``ohem``: ``install(hard_column=None, rcnn_ohem=True)``: our samplers with
   OHEM at the second stage, no flags. ``exclude+ohem``: the same on labels
   without the difficult rows. ``flag+ohem``: ``install(rcnn_ohem=True)``.
-  ``flag+rpn-ohem``: ``install(rpn_ohem=True)``. These need install() options
+  ``flag+rpn-ohem``: ``install(rpn_ohem=True)``. ``ohem-balanced`` (secondary, added
+  after ``ohem - ours`` came out negative): ``ohem`` with mmdetection's variant,
+  ``ohem_mode='balanced'`` (positives and negatives ranked apart within ``pos_ratio``). These need install() options
   that the OHEM work adds; until it is merged, the arms refuse to run with an
   error naming the missing option (:meth:`Arm.check`).
 * ``flag-rpn`` (secondary): flags at the RPN only: our explicit
@@ -145,6 +147,10 @@ RCNN_ARMS = (
         summary='install(rcnn_ohem=True): flags and OHEM'),
     Arm('flag+rpn-ohem', 'rcnn', installed=True, options=(('rpn_ohem', True),),
         summary='install(rpn_ohem=True): flags, OHEM at the RPN'),
+    Arm('ohem-balanced', 'rcnn', installed=True,
+        options=NO_FLAGS + (('rcnn_ohem', True), ('ohem_mode', 'balanced')),
+        summary="install(hard_column=None, rcnn_ohem=True, ohem_mode='balanced'): "
+                "mmdetection's OHEM, no flags"),
     Arm('flag-rpn', 'rcnn', transform='ours',
         summary="our RPN targets, GluonCV's second-stage sampler"),
 )
