@@ -316,7 +316,7 @@ def test_ohem_arms_refuse_naming_the_missing_install_option(monkeypatch, capsys)
     with pytest.raises(ValueError, match="'rpn_ohem'"):
         rpn.check()
     assert [a.name for a in arms.runnable('rcnn')[0]] == [
-        'include', 'exclude', 'ours', 'flag', 'flag-rpn']
+        'include', 'exclude', 'ours', 'flag', 'flag-rpn', 'ours-rpn']
     p = cli.parser()
     with pytest.raises(SystemExit):
         cli.settings_from(p, p.parse_args(['--rcnn-arms', 'ours,ohem']))
@@ -338,6 +338,26 @@ def test_ohem_balanced_is_the_ohem_arm_with_mmdetections_mode_and_secondary():
     assert dict(balanced.options) == dict(dict(ohem.options), ohem_mode='balanced')
     assert not balanced.primary
     assert 'ohem-balanced' not in {a for pair in arms.PRIMARY['rcnn'] for a in pair}
+
+
+def test_ours_rpn_arm_labels_a_difficult_box_as_flag_rpn_does_not():
+    # ours-rpn is flag-rpn without flags: an anchor on a difficult box is a positive RPN
+    # target, as in GluonCV's own transform; flag-rpn ignores it.
+    import mxnet as mx
+    from tools.detector import model
+    net = model.build('rcnn', data.CLASSES, width=8)
+    img = np.zeros((256, 320, 3), np.uint8)
+    label = np.array([[40., 40., 160., 160., 0., 1.]], np.float32)
+    pos = {}
+    for name in ('ours-rpn', 'flag-rpn'):
+        arm, = arms.select('rcnn', [name])
+        np.random.seed(0)
+        with arm.context():
+            out = arm.train_transform(net)(mx.nd.array(img, dtype='uint8'), label)
+        cls_target = out[2]  # (img, label, cls_target, box_target, box_mask)
+        cls_target = cls_target.asnumpy() if hasattr(cls_target, 'asnumpy') else cls_target
+        pos[name] = int((np.asarray(cls_target) > 0).sum())
+    assert pos['ours-rpn'] > 0 and pos['flag-rpn'] == 0
 
 
 def test_ours_is_install_without_flags():

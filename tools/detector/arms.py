@@ -19,12 +19,14 @@ Faster R-CNN (``rcnn``):
   without the difficult rows. ``flag+ohem``: ``install(rcnn_ohem=True)``.
   ``flag+rpn-ohem``: ``install(rpn_ohem=True)``. ``ohem-balanced`` (secondary, added
   after ``ohem - ours`` came out negative): ``ohem`` with mmdetection's variant,
-  ``ohem_mode='balanced'`` (positives and negatives ranked apart within ``pos_ratio``). These need install() options
-  that the OHEM work adds; until it is merged, the arms refuse to run with an
-  error naming the missing option (:meth:`Arm.check`).
+  ``ohem_mode='balanced'`` (positives and negatives ranked apart within ``pos_ratio``).
+  These need install() options that the OHEM work adds; with an install() that lacks
+  them, the arms refuse to run with an error naming the missing option (:meth:`Arm.check`).
 * ``flag-rpn`` (secondary): flags at the RPN only: our explicit
   ``samplers.gluoncv.FasterRCNNTrainTransform`` (hard-flag RPN targets) with
-  GluonCV's own network, second-stage sampler and task.
+  GluonCV's own network, second-stage sampler and task. ``ours-rpn`` (secondary, added to
+  tell where ``include - ours`` comes from): the same transform reading no flags
+  (``hard_column=None``), so the only change from ``include`` is our RPN target code.
 
 SSD (``ssd``):
 
@@ -66,7 +68,7 @@ class Arm:
     ``installed``: run under ``samplers.gluoncv.install(**options)``, with
     ``options`` a tuple of (name, value) pairs; ``transform``: 'gluoncv'
     (GluonCV's class, patched if installed) or 'ours' (the explicit
-    hard-flag-aware class); ``loss`` (SSD): 'gluoncv' (GluonCV's original) or
+    hard-flag-aware class), built with ``transform_options`` ((name, value) pairs); ``loss`` (SSD): 'gluoncv' (GluonCV's original) or
     'installed' (whatever ``gluoncv.loss.SSDMultiBoxLoss`` is at the time);
     ``primary``: the arm is in a primary comparison (ten seeds planned, else five).
     """
@@ -76,6 +78,7 @@ class Arm:
     installed: bool = False
     options: tuple = ()
     transform: str = 'gluoncv'
+    transform_options: tuple = ()
     loss: str = 'gluoncv'
     primary: bool = False
     summary: str = ''
@@ -119,10 +122,11 @@ class Arm:
         if self.detector == 'rcnn':
             cls = (sg.FasterRCNNTrainTransform if self.transform == 'ours'
                    else rcnn_presets.FasterRCNNDefaultTrainTransform)
-            return cls(short, max_size, net, ashape=net.ashape, multi_stage=False)
+            return cls(short, max_size, net, ashape=net.ashape, multi_stage=False,
+                       **dict(self.transform_options))
         cls = sg.SSDTrainTransform if self.transform == 'ours' \
             else ssd_presets.SSDDefaultTrainTransform
-        return cls(shape[1], shape[0], anchors)
+        return cls(shape[1], shape[0], anchors, **dict(self.transform_options))
 
     def ssd_loss(self):
         """The arm's SSD loss (call inside :meth:`context`)."""
@@ -153,6 +157,8 @@ RCNN_ARMS = (
                 "mmdetection's OHEM, no flags"),
     Arm('flag-rpn', 'rcnn', transform='ours',
         summary="our RPN targets, GluonCV's second-stage sampler"),
+    Arm('ours-rpn', 'rcnn', transform='ours', transform_options=NO_FLAGS,
+        summary="our RPN targets without flags, GluonCV's second-stage sampler"),
 )
 SSD_ARMS = (
     Arm('include', 'ssd', summary="GluonCV stock targets and loss"),
