@@ -68,7 +68,8 @@ class Arm:
     ``installed``: run under ``samplers.gluoncv.install(**options)``, with
     ``options`` a tuple of (name, value) pairs; ``transform``: 'gluoncv'
     (GluonCV's class, patched if installed) or 'ours' (the explicit
-    hard-flag-aware class), built with ``transform_options`` ((name, value) pairs); ``loss`` (SSD): 'gluoncv' (GluonCV's original) or
+    hard-flag-aware class), built with ``transform_options`` ((name, value) pairs);
+    ``loss`` (SSD): 'gluoncv' (GluonCV's original) or
     'installed' (whatever ``gluoncv.loss.SSDMultiBoxLoss`` is at the time);
     ``primary``: the arm is in a primary comparison (ten seeds planned, else five).
     """
