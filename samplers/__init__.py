@@ -18,8 +18,9 @@ flagged with a 0/1 array over the boxes; a hard box never produces a
 positive, and anchors that overlap it are ignored rather than taught as
 background.
 
-The quota-based samplers also take balanced draws (``pos_sampler``, ``neg_sampler``;
-see :mod:`samplers.balanced`).
+Options this package adds to GluonCV's parameters come as two values shared by every
+sampler (:mod:`samplers.options`): :class:`Draw` (balanced draws, :mod:`samplers.balanced`)
+and :class:`HardRule` (what a hard box or crowd region changes).
 """
 # First, before anything imports mxnet: the numpy aliases mxnet 1.9.1 needs on numpy >= 1.24
 # (Python 3.12). This changes the numpy module of the whole process; see samplers/_compat.py.
@@ -30,6 +31,7 @@ __version__ = '0.1.0'
 from ._arrays import POSITIVE, NEGATIVE, IGNORE, force_ndarray_backend
 from .boxes import box_iou, box_iof
 from .naive import NaiveSampler
+from .options import Draw, HardRule
 from .ohem import OHEMSampler
 from .quota import QuotaSampler
 from .rcnn import RCNNTargetSampler
@@ -37,6 +39,7 @@ from .rpn import RPNTargetGenerator, RPNTargetSampler
 from .ssd import SSDMultiBoxLoss, SSDTargetGenerator
 
 __all__ = ['POSITIVE', 'NEGATIVE', 'IGNORE', 'box_iou', 'box_iof', 'force_ndarray_backend',
+           'Draw', 'HardRule',
            'NaiveSampler', 'OHEMSampler', 'QuotaSampler', 'RCNNTargetSampler',
            'RPNTargetSampler', 'RPNTargetGenerator', 'SSDTargetGenerator', 'SSDMultiBoxLoss']
 # samplers.gluoncv (the GluonCV integration) and samplers.viz (pictures) are imported on

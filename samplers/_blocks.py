@@ -10,7 +10,9 @@ import threading
 
 from mxnet import gluon
 
-__all__ = ['SamplerBlock', 'strategy_settings', 'traced']
+from .options import Draw, HardRule
+
+__all__ = ['SamplerBlock', 'option_settings', 'traced']
 
 # Gluon keeps one cached graph per block: threads that share a hybridized sampler take turns.
 _GRAPH_LOCK = threading.RLock()
@@ -21,9 +23,15 @@ _TRACE = threading.local()
 _GRAPH_STATE = {'_cached_graph': (), '_cached_op': None, '_cached_op_args': []}
 
 
-def strategy_settings(strategies):
-    """The non-default draw options for a repr: {} for uniform draws, else all of them."""
-    return {} if strategies.uniform else strategies.settings()
+def option_settings(draw=None, hard=None):
+    """The non-default option objects for a repr: ``draw=`` and ``hard=`` when not the
+    defaults (:mod:`samplers.options`)."""
+    out = {}
+    if draw is not None and draw != Draw():
+        out['draw'] = draw
+    if hard is not None and hard != HardRule():
+        out['hard'] = hard
+    return out
 
 
 def traced(default):

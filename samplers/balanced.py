@@ -20,39 +20,23 @@ and draw the keys for callers outside a graph.
 """
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import mxnet as mx
 
 from . import backend
 from ._arrays import Array, is_ndarray, like, to_numpy, use_numpy
 from .backend import Backend
-from .checks import check_int, check_ratio
+from .checks import check_int
+from .options import Draw, check_iou_balanced
 from .draws import keep_lowest
 from .group_rank import group_sizes, lowest_per_group
 
 __all__ = ['iou_balanced_draw', 'instance_balanced_draw', 'iou_balanced', 'instance_balanced',
-           'check_iou_balanced', 'Strategies', 'POS_SAMPLERS', 'NEG_SAMPLERS']
+           'draw_positives', 'draw_negatives', 'check_iou_balanced']
 
 # Added before a floor so that products which are integers in exact arithmetic
 # (10 * 0.7) are not rounded down by float32.
 _ROUNDING = 1e-4
-
-
-def check_iou_balanced(num_bins=3, floor_thr=-1.0, floor_fraction=0.0):
-    """Validated ``(num_bins, floor_thr, floor_fraction)``, or ``ValueError`` naming the argument.
-
-    ``num_bins`` an integer >= 1; ``floor_thr`` -1 (no floor) or a number in [0, 1];
-    ``floor_fraction`` in [0, 1].
-    """
-    num_bins = check_int('num_bins', num_bins, minimum=1)
-    if isinstance(floor_thr, bool) or not isinstance(floor_thr, numbers.Real) or not (
-            floor_thr == -1 or 0 <= floor_thr <= 1):
-        raise ValueError('floor_thr must be -1 (no floor) or in [0, 1], got {!r}'.format(
-            floor_thr))
-    floor_fraction = check_ratio('floor_fraction', floor_fraction)
-    return num_bins, float(floor_thr), floor_fraction
 
 
 # --------------------------------------------------------------------------- the shared piece
@@ -252,91 +236,28 @@ def instance_balanced(mask, group, k, num_groups, keys=None):
     return _on_input_kind(instance_balanced_draw, mask, [group], k, keys, num_groups=num_groups)
 
 
-# --------------------------------------------------------------------------- sampler options
-POS_SAMPLERS = ('uniform', 'instance_balanced')
-NEG_SAMPLERS = ('uniform', 'iou_balanced')
+# --------------------------------------------------------------------------- a Draw's rules
+def draw_positives(draw: Draw, be: Backend, mask, k, keys, group, num_groups: int):
+    """Positives kept by ``draw.pos_sampler='instance_balanced'``: (B, N) float32 0/1.
 
-
-class Strategies:
-    """The ``pos_sampler`` / ``neg_sampler`` options of a quota-based sampler, checked once.
-
-    Parameters
-    ----------
-    pos_sampler : 'uniform' (default) or 'instance_balanced'
-        How the positive quota is drawn: uniformly, or evenly per ground-truth box
-        (:func:`instance_balanced_draw`).
-    neg_sampler : 'uniform' (default) or 'iou_balanced'
-        How the negative quota is drawn: uniformly, or evenly across IoU bins
-        (:func:`iou_balanced_draw`).
-    num_bins, floor_thr, floor_fraction : the IoU-balanced options (see
-        :func:`iou_balanced_draw`; defaults 3, -1, 0); ``ValueError`` when out of range.
+    ``be`` the arrays' backend; ``mask`` (B, N) 0/1 candidates; ``k`` (B, 1) counts;
+    ``keys`` (B, N) uniform, or None to draw them (``be.uniform_like``); ``group`` (B, N)
+    each candidate's ground-truth box, ``num_groups`` = M. A uniform draw is keep-random,
+    which callers run themselves.
     """
+    keys = be.uniform_like(mask) if keys is None else keys
+    return instance_balanced_draw(be, mask, group, k, keys, num_groups=num_groups)
 
-    def __init__(self, pos_sampler='uniform', neg_sampler='uniform', num_bins=3, floor_thr=-1,
-                 floor_fraction=0.0):
-        for name, value, allowed in (('pos_sampler', pos_sampler, POS_SAMPLERS),
-                                     ('neg_sampler', neg_sampler, NEG_SAMPLERS)):
-            if value not in allowed:
-                raise ValueError('{} must be one of {}, got {!r}'.format(name, allowed, value))
-        self.pos_sampler, self.neg_sampler = pos_sampler, neg_sampler
-        self.num_bins, self.floor_thr, self.floor_fraction = check_iou_balanced(
-            num_bins, floor_thr, floor_fraction)
 
-    def __eq__(self, other):
-        return isinstance(other, Strategies) and self.settings() == other.settings()
+def draw_negatives(draw: Draw, be: Backend, mask, k, keys, iou, low: float = 0.0,
+                   high: float | None = None):
+    """Negatives kept by ``draw.neg_sampler='iou_balanced'``: (B, N) float32 0/1.
 
-    __hash__ = None
-
-    @property
-    def uniform(self):
-        """Whether both draws are uniform (the samplers' original behaviour)."""
-        return self.pos_sampler == 'uniform' and self.neg_sampler == 'uniform'
-
-    def settings(self):
-        """The options as keyword arguments (for ``__repr__`` and rebuilding)."""
-        return dict(pos_sampler=self.pos_sampler, neg_sampler=self.neg_sampler,
-                    num_bins=self.num_bins, floor_thr=self.floor_thr,
-                    floor_fraction=self.floor_fraction)
-
-    def attrs(self):
-        """The options as CustomOp attributes (strings)."""
-        return {name: str(value) for name, value in self.settings().items()}
-
-    @classmethod
-    def from_attrs(cls, pos_sampler='uniform', neg_sampler='uniform', num_bins='3',
-                   floor_thr='-1', floor_fraction='0'):
-        """Rebuild from :meth:`attrs` (absent attributes: the uniform defaults)."""
-        return cls(pos_sampler, neg_sampler, int(float(num_bins)), float(floor_thr),
-                   float(floor_fraction))
-
-    def draw_pos(self, be: Backend, mask, k, keys, group, num_groups: int):
-        """Positives kept by ``pos_sampler='instance_balanced'``: (B, N) float32 0/1.
-
-        ``be`` the arrays' backend; ``mask`` (B, N) 0/1 candidates; ``k`` (B, 1)
-        counts; ``keys`` (B, N) uniform, or None to draw them (``be.uniform_like``);
-        ``group`` (B, N) each candidate's ground-truth box, ``num_groups`` = M. A
-        uniform draw is keep-random, which callers run themselves.
-        """
-        keys = be.uniform_like(mask) if keys is None else keys
-        return instance_balanced_draw(be, mask, group, k, keys, num_groups=num_groups)
-
-    def draw_neg(self, be: Backend, mask, k, keys, iou, low: float = 0.0,
-                 high: float | None = None):
-        """Negatives kept by ``neg_sampler='iou_balanced'``: (B, N) float32 0/1.
-
-        As :meth:`draw_pos`, with ``iou`` (B, N) each candidate's best IoU; the
-        bins split [``low``, ``high``).
-        """
-        keys = be.uniform_like(mask) if keys is None else keys
-        return iou_balanced_draw(be, mask, iou, k, keys, num_bins=self.num_bins,
-                                 floor_thr=self.floor_thr, floor_fraction=self.floor_fraction,
-                                 low=low, high=high)
-
-    def keep_pos(self, mask, k, group, num_groups, keys=None):
-        """:meth:`draw_pos` on numpy arrays or NDArrays (:func:`instance_balanced`)."""
-        return instance_balanced(mask, group, k, num_groups, keys)
-
-    def keep_neg(self, mask, k, iou, low=0.0, high=None, keys=None):
-        """:meth:`draw_neg` on numpy arrays or NDArrays (:func:`iou_balanced`)."""
-        return iou_balanced(mask, iou, k, keys, num_bins=self.num_bins, floor_thr=self.floor_thr,
-                            floor_fraction=self.floor_fraction, low=low, high=high)
+    As :func:`draw_positives`, with ``iou`` (B, N) each candidate's best IoU; the bins
+    split [``low``, ``high``) by ``draw``'s ``num_bins``, ``floor_thr`` and
+    ``floor_fraction``.
+    """
+    keys = be.uniform_like(mask) if keys is None else keys
+    return iou_balanced_draw(be, mask, iou, k, keys, num_bins=draw.num_bins,
+                             floor_thr=draw.floor_thr, floor_fraction=draw.floor_fraction,
+                             low=low, high=high)

@@ -16,11 +16,12 @@ import mxnet as mx
 from mxnet import gluon
 
 from . import backend, boxes, draws
-from .balanced import Strategies
-from ._blocks import SamplerBlock, strategy_settings
+from .balanced import draw_negatives, draw_positives
+from ._blocks import SamplerBlock, option_settings
 from ._arrays import (Array, host_view, is_ndarray, like, ndarray_backend_forced, use_numpy,
                       warn_once, write_in_place)
 from .backend import Backend
+from .options import Draw, resolve
 from .checks import (check_bool, check_dtype, check_count, check_one_context, check_ratio,
                      check_same_kind, check_thresh, hard_flags)
 
@@ -56,9 +57,9 @@ class QuotaRule:
     builds on that op)."""
 
     def __init__(self, num_sample, pos_thresh, neg_thresh_high, neg_thresh_low=-np.inf,
-                 pos_ratio=0.5, neg_ratio=None, fill_negative=True, strategies=None):
-        #: How each quota is drawn (:class:`samplers.balanced.Strategies`; uniform by default).
-        self.strategies = Strategies() if strategies is None else strategies
+                 pos_ratio=0.5, neg_ratio=None, fill_negative=True, draw_options=None):
+        #: How each quota is drawn (:class:`samplers.options.Draw`; uniform by default).
+        self.draw_options = Draw() if draw_options is None else draw_options
         self.num_sample = check_count('num_sample', num_sample, minimum=1)
         self.pos_ratio = check_ratio('pos_ratio', pos_ratio)
         self.neg_ratio = 1.0 - self.pos_ratio if neg_ratio is None else \
@@ -89,7 +90,7 @@ class QuotaRule:
                 'pos_ratio': repr(self.pos_ratio), 'neg_ratio': repr(self.neg_ratio),
                 'fill_negative': str(self.fill_negative),
                 # Uniform draws add no attributes.
-                **({} if self.strategies.uniform else self.strategies.attrs())}
+                **({} if self.draw_options.uniform else self.draw_options.attrs())}
 
     def candidates(self, be: Backend, matches, ious, hard=None, not_negative=None):
         """The candidates: ``(pos, neg, best, finite, nearest)``, each (B, N).
@@ -109,7 +110,7 @@ class QuotaRule:
             finite = boxes.finite_rows_mask(ious)
             # NaN rows are dropped through `finite`. A balanced draw of positives groups them
             # by box: the box of the best IoU comes with it (numpy: at no cost).
-            if self.strategies.pos_sampler != 'uniform' and hard is None:
+            if self.draw_options.pos_sampler != 'uniform' and hard is None:
                 best, nearest = be.max_and_argmax(ious)
             else:
                 best = be.max(ious, -1)
@@ -142,13 +143,13 @@ class QuotaRule:
         """
         # Quotas as floats, capped at the candidate counts: a num_sample past int64 fits.
         max_pos = be.minimum(float(self.max_pos), be.sum(pos, 1, keepdims=True))
-        how = self.strategies
+        how = self.draw_options
         if how.pos_sampler == 'uniform':
             keep_pos = draws.keep_uniform(be, pos, max_pos, keys)
         else:
             num_box = 0 if ious is None else ious.shape[2]
             group = _positive_box(be, matches, ious, hard, nearest) if num_box else matches
-            keep_pos = how.draw_pos(be, pos, max_pos, keys, group, num_box)
+            keep_pos = draw_positives(how, be, pos, max_pos, keys, group, num_box)
         kept = be.sum(keep_pos, 1, keepdims=True)
         max_neg = be.minimum(draws.negative_quota(float(self.num_sample), kept, self.neg_ratio,
                                                   self.fill_negative),
@@ -156,8 +157,8 @@ class QuotaRule:
         if how.neg_sampler == 'uniform':
             keep_neg = draws.keep_uniform(be, neg, max_neg, keys)
         else:  # bins over the negative range [max(neg_thresh_low, 0), neg_thresh_high)
-            keep_neg = how.draw_neg(be, neg, max_neg, keys, best,
-                                    max(self.neg_thresh_low, 0.0), self.neg_thresh_high)
+            keep_neg = draw_negatives(how, be, neg, max_neg, keys, best,
+                                      max(self.neg_thresh_low, 0.0), self.neg_thresh_high)
         return be.labels(keep_pos, keep_neg)
 
     def label_numpy(self, matches, ious, hard=None, not_negative=None, keys=None):
@@ -244,7 +245,7 @@ class _QuotaOpProp(mx.operator.CustomOpProp):
                                 float(neg_thresh_low), float(pos_ratio),
                                 None if neg_ratio in (None, 'None') else float(neg_ratio),
                                 _attr_flag('fill_negative', fill_negative),
-                                Strategies.from_attrs(**strategies))
+                                Draw.from_attrs(**strategies))
         self._names = (['matches', 'ious'] + (['hard'] if _attr_flag('has_hard', has_hard)
                                               else [])
                        + (['not_negative'] if _attr_flag('has_not_negative', has_not_negative)
@@ -291,15 +292,12 @@ class QuotaSampler(SamplerBlock, gluon.HybridBlock):
     fill_negative : bool, default True
         Negatives may take the slots positives left:
         ``max_neg = max(num_sample - kept_pos, int(neg_ratio * num_sample))``.
-    pos_sampler : 'uniform' (default) or 'instance_balanced'
-        Draw the positive quota evenly per box (the matched box, else the normal box of
-        highest IoU): :func:`samplers.balanced.instance_balanced_draw`.
-    neg_sampler : 'uniform' (default) or 'iou_balanced'
-        Draw the negative quota evenly across ``num_bins`` IoU bins of
-        [max(``neg_thresh_low``, 0), ``neg_thresh_high``):
-        :func:`samplers.balanced.iou_balanced_draw`.
-    num_bins, floor_thr, floor_fraction : int 3, -1, 0.0
-        The IoU-balanced options (:class:`samplers.balanced.Strategies`).
+    draw : :class:`samplers.Draw` or None (default: uniform draws)
+        How the quotas are drawn. ``instance_balanced`` positives are spread evenly per box
+        (the matched box, else the normal box of highest IoU); ``iou_balanced`` negatives
+        across ``num_bins`` IoU bins of [max(``neg_thresh_low``, 0), ``neg_thresh_high``).
+        Its fields as flat keywords (``pos_sampler=``, ...) are deprecated
+        (:func:`samplers.options.resolve`).
 
     Called as ``sampler(matches, ious, hard=None)``: ``matches`` (B, N) int or float, the
     matched box per proposal (< 0 for none); ``ious`` (B, N, M) float; ``hard`` (B, M)
@@ -324,20 +322,18 @@ class QuotaSampler(SamplerBlock, gluon.HybridBlock):
     def __init__(self, num_sample: int, pos_thresh: float, neg_thresh_high: float,
                  neg_thresh_low: float = -np.inf, pos_ratio: float = 0.5,
                  neg_ratio: float | None = None, fill_negative: bool = True,
-                 pos_sampler: str = 'uniform', neg_sampler: str = 'uniform', num_bins: int = 3,
-                 floor_thr: float = -1, floor_fraction: float = 0.0):
+                 draw: Draw | None = None, **flat):
         super().__init__()
+        draw, _ = resolve(type(self).__name__, flat, draw, accepts=('draw',))
         self._rule = QuotaRule(num_sample, pos_thresh, neg_thresh_high, neg_thresh_low,
-                                pos_ratio, neg_ratio, fill_negative,
-                                Strategies(pos_sampler, neg_sampler, num_bins, floor_thr,
-                                           floor_fraction))
+                                pos_ratio, neg_ratio, fill_negative, draw)
 
     def _settings(self):
         rule = self._rule
         return dict(num_sample=rule.num_sample, pos_thresh=rule.pos_thresh,
                     neg_thresh_high=rule.neg_thresh_high, neg_thresh_low=rule.neg_thresh_low,
                     pos_ratio=rule.pos_ratio, neg_ratio=rule.neg_ratio,
-                    fill_negative=rule.fill_negative, **strategy_settings(rule.strategies))
+                    fill_negative=rule.fill_negative, **option_settings(draw=rule.draw_options))
 
     def forward(self, matches: Array, ious: Array, hard: Array | None = None) -> Array:
         """Check the inputs, then label: numpy directly, NDArray/Symbol through the op."""

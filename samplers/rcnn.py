@@ -14,14 +14,18 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from . import boxes
-from ._blocks import SamplerBlock, strategy_settings
+from ._blocks import SamplerBlock, option_settings
 from ._arrays import Array, finite_rows_F, is_ndarray
-from .balanced import Strategies
 from .checks import (check_boxes, check_dtype, check_int, check_one_context, check_ratio,
                      hard_flags, hard_on_device)
+from .options import Draw, HardRule, resolve
 from .quota import OP_TYPE, QuotaRule
 
-__all__ = ['RCNNTargetSampler']
+__all__ = ['RCNNTargetSampler', 'HARD_IOU_THRESH']
+
+#: The IoU with a hard box at which a non-positive proposal is ignored (``HardRule().iou_thresh``
+#: None means this).
+HARD_IOU_THRESH = 0.3
 
 
 class RCNNTargetSampler(SamplerBlock, gluon.HybridBlock):
@@ -41,16 +45,18 @@ class RCNNTargetSampler(SamplerBlock, gluon.HybridBlock):
         Positive quota ``_max_pos = round(pos_ratio * num_sample)`` (GluonCV's attribute).
     max_num_gt : int, default 300
         Kept for GluonCV's signature (an upper bound on M); not needed here.
-    hard_iou_thresh : float in (0, 1], default 0.3
-        A proposal that is not positive and overlaps a hard box at IoU >= this is ignored.
-    hard_iof_thresh : float in (0, 1] or None, default None
-        Also ignore a non-positive proposal when this share of its own area lies in a hard box.
-    crowd_iof_thresh : float in (0, 1], default 0.7
-        Ignore a non-positive proposal when this share of its own area lies in a crowd
-        region (Detectron's crowd filter).
-    pos_sampler, neg_sampler, num_bins, floor_thr, floor_fraction
-        The balanced draws (:class:`samplers.balanced.Strategies`; default uniform); the
-        negatives' IoU bins span [0, ``pos_iou_thresh``).
+    hard : :class:`samplers.HardRule` or None (default ``HardRule()``)
+        Which non-positive proposals near a hard box or crowd region are ignored:
+        ``iou_thresh`` (None: 0.3) with a hard box, ``iof_thresh`` (default None: off) of
+        the proposal inside a hard box, ``crowd_iof_thresh`` (0.7) inside a crowd region
+        (Detectron's crowd filter). ``min_size`` is not read here (small boxes reach this
+        stage as hard flags); set, it raises ``ValueError``.
+    draw : :class:`samplers.Draw` or None (default: uniform draws)
+        The balanced draws; the negatives' IoU bins span [0, ``pos_iou_thresh``).
+
+    The fields of ``hard`` and ``draw`` as flat keywords (``hard_iou_thresh=``,
+    ``hard_iof_thresh=``, ``crowd_iof_thresh=``, ``pos_sampler=``, ...) are deprecated
+    (:func:`samplers.options.resolve`).
 
     Called as ``sampler(rois, scores, gt_boxes, hard=None, crowd=None)`` with NDArrays or
     Symbols: ``rois`` (B, N, 4) corner proposals, float16, float32 or float64; ``scores``
@@ -83,36 +89,30 @@ class RCNNTargetSampler(SamplerBlock, gluon.HybridBlock):
 
     def __init__(self, num_image: int, num_proposal: int, num_sample: int,
                  pos_iou_thresh: float = 0.5, pos_ratio: float = 0.25, max_num_gt: int = 300,
-                 hard_iou_thresh: float = 0.3, hard_iof_thresh: float | None = None,
-                 pos_sampler: str = 'uniform', neg_sampler: str = 'uniform', num_bins: int = 3,
-                 floor_thr: float = -1, floor_fraction: float = 0.0,
-                 crowd_iof_thresh: float = 0.7):
+                 hard: HardRule | None = None, draw: Draw | None = None, **flat):
         super().__init__()
+        draw, hard = resolve(type(self).__name__, flat, draw, hard)
+        self._hard = hard.only(type(self).__name__, ('iou_thresh', 'iof_thresh',
+                                                     'crowd_iof_thresh'))
         self._num_image = check_int('num_image', num_image, minimum=1)
         self._num_proposal = check_int('num_proposal', num_proposal, minimum=1)
         self._num_sample = check_int('num_sample', num_sample, minimum=1)
         self._pos_iou_thresh = check_ratio('pos_iou_thresh', pos_iou_thresh, low_open=True)
         self._max_num_gt = check_int('max_num_gt', max_num_gt, minimum=1)
-        self._hard_iou_thresh = check_ratio('hard_iou_thresh', hard_iou_thresh, low_open=True)
-        self._hard_iof_thresh = None if hard_iof_thresh is None else \
-            check_ratio('hard_iof_thresh', hard_iof_thresh, low_open=True)
-        self._crowd_iof_thresh = check_ratio('crowd_iof_thresh', crowd_iof_thresh,
-                                             low_open=True)
+        self._hard_iou_thresh = HARD_IOU_THRESH if hard.iou_thresh is None else hard.iou_thresh
+        self._hard_iof_thresh = hard.iof_thresh
+        self._crowd_iof_thresh = hard.crowd_iof_thresh
         # Negatives fill every slot positives leave: neg_ratio 0 with fill_negative.
         self._rule = QuotaRule(self._num_sample, self._pos_iou_thresh, self._pos_iou_thresh,
                                 pos_ratio=check_ratio('pos_ratio', pos_ratio), neg_ratio=0.0,
-                                fill_negative=True,
-                                strategies=Strategies(pos_sampler, neg_sampler, num_bins,
-                                                      floor_thr, floor_fraction))
+                                fill_negative=True, draw_options=draw)
         self._max_pos = self._rule.max_pos
 
     def _settings(self):
         return dict(num_image=self._num_image, num_proposal=self._num_proposal,
                     num_sample=self._num_sample, pos_iou_thresh=self._pos_iou_thresh,
                     pos_ratio=self._rule.pos_ratio, max_num_gt=self._max_num_gt,
-                    hard_iou_thresh=self._hard_iou_thresh, hard_iof_thresh=self._hard_iof_thresh,
-                    **strategy_settings(self._rule.strategies),
-                    crowd_iof_thresh=self._crowd_iof_thresh)
+                    **option_settings(draw=self._rule.draw_options, hard=self._hard))
 
     def forward(self, rois: Array, scores: Array, gt_boxes: Array, hard: Array | None = None,
                 crowd: Array | None = None) -> tuple[Array, Array, Array]:

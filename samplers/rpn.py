@@ -43,14 +43,14 @@ import numpy as np
 import mxnet as mx
 from mxnet import autograd, gluon
 
-from ._blocks import SamplerBlock, strategy_settings
+from ._blocks import SamplerBlock, option_settings
 from .anchor_grid import GridCache, border_limits, grid_facts
-from .balanced import Strategies
+from .balanced import instance_balanced, iou_balanced
+from .options import Draw, HardRule, resolve
 from . import backend
 from ._arrays import (POSITIVE, Array, host_view, is_ndarray, like, to_numpy, use_numpy,
                       warn_once)
-from .checks import (check_bool, check_boxes, check_dtype, check_count, check_min_size,
-                     check_positive,
+from .checks import (check_bool, check_boxes, check_dtype, check_count, check_positive,
                      check_ratio, check_stds, check_thresh, hard_flags, hard_on_device)
 from .boxes import (INVALID_IOU, best_match, box_iof, box_iou, cls_target_from_labels,
                     encode_boxes, finite_rows, match_anchors, scan_rows, too_small)
@@ -123,25 +123,27 @@ def _label(f, allow_low_quality):
     return pos, neg
 
 
-def _subsample(pos, neg, num_sample, max_pos, strategies=None, facts=None, num_box=None,
+def _subsample(pos, neg, num_sample, max_pos, draw=None, facts=None, num_box=None,
                neg_high=None):
     """Labels (..., N): at most ``max_pos`` positives per image at random, then negatives
     up to ``num_sample`` in all (:func:`negative_quota` with no fixed share).
 
-    ``strategies`` (:class:`samplers.balanced.Strategies`, optional) may draw the positives
+    ``draw`` (:class:`samplers.options.Draw`, optional) may draw the positives
     per box (``facts.match``, ``num_box`` boxes) and the negatives across IoU bins of
     [0, ``neg_high``) (``facts.iou``); ``facts.iou`` must then be set."""
     be = backend.of(pos)
-    if strategies is None or strategies.pos_sampler == 'uniform':
+    if draw is None or draw.pos_sampler == 'uniform':
         pos = be.compact_mask(keep_random(pos, max_pos))
     else:
-        pos = be.compact_mask(strategies.keep_pos(pos, max_pos, facts.match, num_box))
+        pos = be.compact_mask(instance_balanced(pos, facts.match, max_pos, num_box))
     kept = be.count(pos)
     max_neg = negative_quota(num_sample, kept, 0.0)
-    if strategies is None or strategies.neg_sampler == 'uniform':
+    if draw is None or draw.neg_sampler == 'uniform':
         neg = be.compact_mask(keep_random(neg, max_neg))
     else:
-        neg = be.compact_mask(strategies.keep_neg(neg, max_neg, facts.iou, high=neg_high))
+        neg = be.compact_mask(iou_balanced(neg, facts.iou, max_neg, num_bins=draw.num_bins,
+                                           floor_thr=draw.floor_thr,
+                                           floor_fraction=draw.floor_fraction, high=neg_high))
     return be.labels(pos, neg)
 
 
@@ -198,14 +200,11 @@ class RPNTargetSampler(SamplerBlock, gluon.Block):
     allow_low_quality_matches : bool, default False
         Keep each box's best anchor(s) positive even below ``neg_iou_thresh``
         (Faster R-CNN paper, detectron2). False is GluonCV's rule.
-    pos_sampler : 'uniform' (default) or 'instance_balanced'
-        Draw the positives evenly per box (each anchor's best normal box):
-        :func:`samplers.balanced.instance_balanced_draw`.
-    neg_sampler : 'uniform' (default) or 'iou_balanced'
-        Draw the negatives evenly across ``num_bins`` IoU bins of [0, ``neg_iou_thresh``):
-        :func:`samplers.balanced.iou_balanced_draw`.
-    num_bins, floor_thr, floor_fraction : int 3, -1, 0.0
-        The IoU-balanced options (:class:`samplers.balanced.Strategies`).
+    draw : :class:`samplers.Draw` or None (default: uniform draws)
+        How the quotas are drawn: ``instance_balanced`` positives evenly per box (each
+        anchor's best normal box), ``iou_balanced`` negatives evenly across ``num_bins`` IoU
+        bins of [0, ``neg_iou_thresh``). Its fields as flat keywords (``pos_sampler=``, ...)
+        are deprecated (:func:`samplers.options.resolve`).
     subsample : bool, default True
         False labels every candidate (no quota, no random draw): for OHEM, which chooses the
         anchors to train by their loss (:mod:`samplers.rpn_ohem`).
@@ -230,8 +229,7 @@ class RPNTargetSampler(SamplerBlock, gluon.Block):
 
     def __init__(self, num_sample: int, pos_iou_thresh: float, neg_iou_thresh: float,
                  pos_ratio: float, allow_low_quality_matches: bool = False,
-                 pos_sampler: str = 'uniform', neg_sampler: str = 'uniform', num_bins: int = 3,
-                 floor_thr: float = -1, floor_fraction: float = 0.0, subsample: bool = True):
+                 draw: Draw | None = None, subsample: bool = True, **flat):
         super().__init__()
         self._subsample = check_bool('subsample', subsample)
         self._num_sample, self._pos_t, self._neg_t, self._pos_ratio = _check_rule(
@@ -239,14 +237,13 @@ class RPNTargetSampler(SamplerBlock, gluon.Block):
         self._max_pos = positive_quota(self._num_sample, self._pos_ratio)
         self._allow_low_quality = check_bool('allow_low_quality_matches',
                                              allow_low_quality_matches)
-        self._strategies = Strategies(pos_sampler, neg_sampler, num_bins, floor_thr,
-                                      floor_fraction)
+        self._draw, _ = resolve(type(self).__name__, flat, draw, accepts=('draw',))
 
     def _settings(self):
         return dict(num_sample=self._num_sample, pos_iou_thresh=self._pos_t,
                     neg_iou_thresh=self._neg_t, pos_ratio=self._pos_ratio,
                     allow_low_quality_matches=self._allow_low_quality,
-                    **strategy_settings(self._strategies),
+                    **option_settings(draw=self._draw),
                     **({} if self._subsample else dict(subsample=False)))
 
     def forward(self, ious: Array, hard: Array | None = None) -> tuple[Array, Array]:
@@ -272,9 +269,9 @@ class RPNTargetSampler(SamplerBlock, gluon.Block):
         return self._neg_t
 
     @property
-    def strategies(self) -> Strategies:
-        """The draw options (:class:`samplers.balanced.Strategies`)."""
-        return self._strategies
+    def draw(self) -> Draw:
+        """How the quotas are drawn (:class:`samplers.Draw`)."""
+        return self._draw
 
     def label_facts(self, facts, num_box=None):
         """Labels (..., N) of the rule and the quotas for the per-anchor facts (a ``_Facts``
@@ -283,7 +280,7 @@ class RPNTargetSampler(SamplerBlock, gluon.Block):
         if not self._subsample:
             return facts.be.labels(*_label(facts, self._allow_low_quality))
         return _subsample(*_label(facts, self._allow_low_quality), self._num_sample,
-                          self._max_pos, self._strategies, facts, num_box, self._neg_t)
+                          self._max_pos, self._draw, facts, num_box, self._neg_t)
 
     # ----------------------------------------------------------------------- inputs arrive
     def _call_numpy(self, ious, hard):
@@ -318,7 +315,7 @@ class RPNTargetSampler(SamplerBlock, gluon.Block):
                       '(logged once)'.format(type(self).__name__, num_bad))
             scan = scan_rows(ious)
         facts = _dense_facts(ious, normal, None, self._pos_t, self._neg_t, scan)
-        if self._strategies.neg_sampler == 'uniform':
+        if self._draw.neg_sampler == 'uniform':
             facts.iou = None  # only the IoU-balanced draw reads it; the sampling peak is lower
         return self.label_facts(facts, ious.shape[1]).astype(np.float32, copy=False), facts.match
 
@@ -361,18 +358,20 @@ class RPNTargetGenerator(SamplerBlock, gluon.Block):
     allowed_border : float >= 0, default 0
         An anchor is valid when it crosses the image border by at most this many pixels:
         ``x1 >= -b, y1 >= -b, x2 < width + b, y2 < height + b`` (``inf`` keeps all).
-    hard_iof_thresh : float in (0, 1] or None, default None
-        Also ignore an anchor whose intersection with a hard box covers at least this
-        fraction of the anchor's area.
-    crowd_iof_thresh : float in (0, 1], default 0.7
-        Ignore an anchor whose intersection with a crowd region covers at least this
-        fraction of the anchor's area (Detectron's crowd filter).
-    pos_sampler, neg_sampler, num_bins, floor_thr, floor_fraction, subsample
+    hard : :class:`samplers.HardRule` or None (default ``HardRule()``)
+        ``iof_thresh`` (default None: off): also ignore an anchor whose intersection with a
+        hard box covers at least this fraction of the anchor's area; ``crowd_iof_thresh``
+        (0.7): ignore an anchor at least this much inside a crowd region (Detectron's crowd
+        filter); ``min_size`` (default None): a box whose shorter side (``min(x2 - x1, y2 -
+        y1)``, in ``bbox``'s units: pixels of the resized image in a training transform) is
+        below it is hard too, whatever its flag. ``iou_thresh`` must stay None: anchors near
+        a hard box are ignored at ``neg_iou_thresh``.
+    draw, subsample
         The balanced draws, as :class:`RPNTargetSampler` (default: uniform), or none.
-    hard_min_size : positive finite float or None, default None
-        A box whose shorter side (``min(x2 - x1, y2 - y1)``, in ``bbox``'s units: pixels of
-        the resized image in a training transform) is below this is hard too, whatever its
-        flag (flag OR too small). None: the flags alone.
+
+    The fields of ``hard`` and ``draw`` as flat keywords (``hard_iof_thresh=``,
+    ``crowd_iof_thresh=``, ``hard_min_size=``, ``pos_sampler=``, ...) are deprecated
+    (:func:`samplers.options.resolve`).
 
     Called as ``generator(bbox, anchor, width, height, hard=None, crowd=None)``: ``bbox``
     (M, 4) ground-truth corners (all -1 rows are padding), ``anchor`` (N, 4) corners, the
@@ -396,23 +395,31 @@ class RPNTargetGenerator(SamplerBlock, gluon.Block):
     def __init__(self, num_sample: int = 256, pos_iou_thresh: float = 0.7,
                  neg_iou_thresh: float = 0.3, pos_ratio: float = 0.5,
                  stds: tuple = (1., 1., 1., 1.), allowed_border: float = 0,
-                 allow_low_quality_matches: bool = False, hard_iof_thresh: float | None = None,
-                 pos_sampler: str = 'uniform', neg_sampler: str = 'uniform', num_bins: int = 3,
-                 floor_thr: float = -1, floor_fraction: float = 0.0,
-                 hard_min_size: float | None = None, crowd_iof_thresh: float = 0.7,
-                 subsample: bool = True):
+                 allow_low_quality_matches: bool = False, hard: HardRule | None = None,
+                 draw: Draw | None = None, subsample: bool = True, **flat):
         super().__init__()
+        draw, hard = resolve(type(self).__name__, flat, draw, hard)
+        self._hard = hard.only(type(self).__name__, ('iof_thresh', 'crowd_iof_thresh',
+                                                     'min_size'))
         self._sampler = RPNTargetSampler(num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio,
-                                         allow_low_quality_matches, pos_sampler, neg_sampler,
-                                         num_bins, floor_thr, floor_fraction, subsample)
+                                         allow_low_quality_matches, draw, subsample)
         self._stds = check_stds('stds', stds)
         self._border = check_positive('allowed_border', allowed_border, zero_ok=True,
                                       inf_ok=True)
-        self._hard_iof = None if hard_iof_thresh is None else \
-            check_ratio('hard_iof_thresh', hard_iof_thresh, low_open=True)
-        self._hard_min_size = check_min_size('hard_min_size', hard_min_size)
-        self._crowd_iof = check_ratio('crowd_iof_thresh', crowd_iof_thresh, low_open=True)
+        self._hard_iof = hard.iof_thresh
+        self._hard_min_size = hard.min_size
+        self._crowd_iof = hard.crowd_iof_thresh
         self._grids = GridCache()
+
+    @property
+    def hard(self) -> HardRule:
+        """How hard boxes and crowd regions are treated (:class:`samplers.HardRule`)."""
+        return self._hard
+
+    @property
+    def draw(self) -> Draw:
+        """How the quotas are drawn (:class:`samplers.Draw`)."""
+        return self._sampler.draw
 
     @property
     def hard_min_size(self) -> float | None:
@@ -466,7 +473,7 @@ class RPNTargetGenerator(SamplerBlock, gluon.Block):
             gt, hard = gt[keep], hard[keep]
         sampler = self._sampler
         # The grid's facts carry no per-anchor IoU: balanced draws take the dense path.
-        grid = self._grids.get(anc) if sampler.strategies.uniform else None
+        grid = self._grids.get(anc) if sampler.draw.uniform else None
         if grid is not None:
             facts = _Facts(**grid_facts(grid, grid.inside(width, height, self._border), gt, hard,
                                         sampler.pos_iou_thresh, sampler.neg_iou_thresh,

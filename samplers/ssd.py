@@ -22,13 +22,14 @@ import mxnet as mx
 from mxnet import autograd, gluon
 
 from . import backend
-from ._blocks import SamplerBlock
+from ._blocks import SamplerBlock, option_settings
 from ._arrays import Array, finite_rows_F, host_view, is_ndarray, like, to_numpy, use_numpy
 from .backend import Backend
 from .boxes import box_iou, center_to_corner, encode_boxes, too_small
-from .checks import (check_dtype, check_int, check_min_size, check_one_context, check_ratio,
+from .checks import (check_dtype, check_int, check_one_context, check_ratio,
                      check_stds, hard_flags, hard_on_device)
 from .background import BackgroundRanking
+from .options import HardRule, resolve
 from .ohem import OHEMSampler, hard_negatives
 
 __all__ = ['SSDTargetGenerator', 'SSDMultiBoxLoss', 'ssd_matches']
@@ -116,10 +117,15 @@ class SSDTargetGenerator(SamplerBlock, gluon.Block):
         (``ratio`` per positive); <= 0: every other anchor is a negative.
     stds : 4 floats, default (0.1, 0.1, 0.2, 0.2)
         Box targets are divided by these.
-    hard_min_size : positive finite float or None, default None
-        A box whose shorter side (``min(x2 - x1, y2 - y1)``, in ``gt_boxes``' units: pixels
-        of the network input in GluonCV's SSD transform) is below this is hard too (flag OR
-        too small). None: the flags alone.
+
+    Parameter (this package's)
+    --------------------------
+    hard : :class:`samplers.HardRule` or None (default ``HardRule()``)
+        ``min_size`` (default None): a box whose shorter side (``min(x2 - x1, y2 - y1)``,
+        in ``gt_boxes``' units: pixels of the network input in GluonCV's SSD transform) is
+        below it is hard too (flag OR too small). The other fields stay at their defaults
+        (anchors near a hard box are ignored at ``neg_thresh``; SSD takes no crowd regions).
+        ``hard_min_size=`` (flat) is deprecated (:func:`samplers.options.resolve`).
 
     Called as ``generator(anchors, cls_preds, gt_boxes, gt_ids, hard=None)``: ``anchors``
     (1, N, 4) or (N, 4) center-format (cx, cy, w, h); ``cls_preds`` (B, N, C) logits, class
@@ -143,9 +149,12 @@ class SSDTargetGenerator(SamplerBlock, gluon.Block):
 
     def __init__(self, iou_thresh: float = 0.5, neg_thresh: float = 0.5,
                  negative_mining_ratio: float = 3, stds: tuple = (0.1, 0.1, 0.2, 0.2),
-                 hard_min_size: float | None = None, **kwargs):
-        super(SSDTargetGenerator, self).__init__(**kwargs)
-        self._hard_min_size = check_min_size('hard_min_size', hard_min_size)
+                 hard: HardRule | None = None, **kwargs):
+        block = {k: kwargs.pop(k) for k in ('prefix', 'params') if k in kwargs}
+        super(SSDTargetGenerator, self).__init__(**block)
+        _, hard = resolve(type(self).__name__, kwargs, hard=hard, accepts=('hard',))
+        self._hard = hard.only(type(self).__name__, ('min_size',))
+        self._hard_min_size = hard.min_size
         self._iou_thresh = check_ratio('iou_thresh', iou_thresh, 0.0, 1.0, low_open=True)
         self._neg_thresh = check_ratio('neg_thresh', neg_thresh, 0.0, 1.0, low_open=True)
         ratio = check_ratio('negative_mining_ratio', negative_mining_ratio, -_INF, _INF,
@@ -158,9 +167,13 @@ class SSDTargetGenerator(SamplerBlock, gluon.Block):
         settings = dict(iou_thresh=self._iou_thresh, neg_thresh=self._neg_thresh,
                         negative_mining_ratio=self._mining_ratio,
                         stds=self._stds)
-        if self._hard_min_size is not None:
-            settings['hard_min_size'] = self._hard_min_size
+        settings.update(option_settings(hard=self._hard))
         return settings
+
+    @property
+    def hard(self) -> HardRule:
+        """How hard boxes are treated (:class:`samplers.HardRule`)."""
+        return self._hard
 
     @property
     def hard_min_size(self) -> float | None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from samplers import RPNTargetSampler, box_iou, force_ndarray_backend
+from samplers import Draw, RPNTargetSampler, box_iou, force_ndarray_backend
 from samplers import backend, draws
 from samplers.balanced import (check_iou_balanced, instance_balanced, instance_balanced_draw,
                                iou_balanced, iou_balanced_draw)
@@ -439,7 +439,7 @@ def test_rpn_sampler_instance_balanced_positives(backend):
     every, match = RPNTargetSampler(10 ** 6, 0.5, 0.3, 0.5)(ious)  # all candidates
     cand = np.bincount(match[every == 1], minlength=3)
     assert cand[0] > 12 and 1 <= cand[1] < 6  # box 0 could fill the quota alone
-    sampler = RPNTargetSampler(48, 0.5, 0.3, 0.25, pos_sampler='instance_balanced')
+    sampler = RPNTargetSampler(48, 0.5, 0.3, 0.25, draw=Draw(pos_sampler='instance_balanced'))
     for _ in range(5):
         labels, match = _rpn_call(sampler, backend, ious)
         per_box = np.bincount(match[labels == 1].astype(int), minlength=3)
@@ -452,7 +452,7 @@ def test_rpn_sampler_instance_balanced_positives(backend):
 @pytest.mark.parametrize('backend', BACKENDS)
 def test_rpn_sampler_iou_balanced_negatives_and_hard_flags(backend):
     ious = _rpn_case()
-    sampler = RPNTargetSampler(60, 0.5, 0.3, 0.25, neg_sampler='iou_balanced')
+    sampler = RPNTargetSampler(60, 0.5, 0.3, 0.25, draw=Draw(neg_sampler='iou_balanced'))
     hard = np.array([0, 0, 1], np.float32)
     labels, _ = _rpn_call(sampler, backend, ious, hard)
     best = ious.max(1)
@@ -474,11 +474,11 @@ def _rpn_call(sampler, backend, ious, hard=None):
 
 def test_sampler_options_are_checked():
     with pytest.raises(ValueError, match='neg_sampler'):
-        RPNTargetSampler(8, 0.7, 0.3, 0.5, neg_sampler='hard')
+        RPNTargetSampler(8, 0.7, 0.3, 0.5, draw=Draw(neg_sampler='hard'))
     with pytest.raises(ValueError, match='pos_sampler'):
-        RPNTargetSampler(8, 0.7, 0.3, 0.5, pos_sampler='iou_balanced')
+        RPNTargetSampler(8, 0.7, 0.3, 0.5, draw=Draw(pos_sampler='iou_balanced'))
     with pytest.raises(ValueError, match='num_bins'):
-        RPNTargetSampler(8, 0.7, 0.3, 0.5, neg_sampler='iou_balanced', num_bins=0)
+        RPNTargetSampler(8, 0.7, 0.3, 0.5, draw=Draw(neg_sampler='iou_balanced', num_bins=0))
 
 
 def _quota_case():
@@ -517,8 +517,8 @@ def test_quota_sampler_balanced_options(path):
     neg_bins = np.digitize(best, [1 / 6, 2 / 6]) - (best >= 0.5) * 10  # -10.. for positives
     cand = np.bincount(neg_bins[best < 0.5], minlength=3)
     assert cand[2] < 16 < cand[1]
-    sampler = QuotaSampler(64, 0.5, 0.5, 0.0, pos_ratio=0.25, pos_sampler='instance_balanced',
-                           neg_sampler='iou_balanced')
+    sampler = QuotaSampler(64, 0.5, 0.5, 0.0, pos_ratio=0.25,
+                           draw=Draw(pos_sampler='instance_balanced', neg_sampler='iou_balanced'))
     labels = _quota_call(sampler, path, matches, ious)[0]
     # 16 positives over boxes 0 (60) and 1 (5): share 8, box 1 keeps its 5.
     assert np.bincount(box[labels == 1], minlength=3).tolist() == [11, 5, 0]
@@ -535,7 +535,7 @@ def test_differs_from_mmdetection_iou_bins_split_the_negative_range(path):
     from samplers import QuotaSampler
     ious = np.array([[[1.0]] + [[0.05]] * 10 + [[0.25]] * 2 + [[0.4]] * 2], np.float32)
     matches = np.full(ious.shape[:2], -1.0, np.float32)
-    sampler = QuotaSampler(6, 0.5, 0.5, 0.0, pos_ratio=0.0, neg_sampler='iou_balanced')
+    sampler = QuotaSampler(6, 0.5, 0.5, 0.0, pos_ratio=0.0, draw=Draw(neg_sampler='iou_balanced'))
     for seed in range(10):
         mx.random.seed(seed)
         np.random.seed(seed)
@@ -555,8 +555,8 @@ def test_quota_sampler_one_bin_one_box_is_the_uniform_sampler(path):
     mx.random.seed(3)
     uniform = _quota_call(QuotaSampler(**kw), path, matches, ious)
     mx.random.seed(3)
-    balanced = _quota_call(QuotaSampler(pos_sampler='instance_balanced',
-                                        neg_sampler='iou_balanced', num_bins=1, **kw),
+    balanced = _quota_call(QuotaSampler(draw=Draw(pos_sampler='instance_balanced',
+                                                  neg_sampler='iou_balanced', num_bins=1), **kw),
                            path, matches, ious)
     np.testing.assert_array_equal(balanced, uniform)
 
@@ -566,8 +566,8 @@ def test_quota_sampler_balanced_keeps_hard_flags(path):
     from samplers import QuotaSampler
     _, _, matches, ious = _quota_case()
     hard = np.array([[1, 0, 0]], np.float32)  # the big box is hard
-    sampler = QuotaSampler(64, 0.5, 0.5, 0.0, pos_ratio=0.25, pos_sampler='instance_balanced',
-                           neg_sampler='iou_balanced')
+    sampler = QuotaSampler(64, 0.5, 0.5, 0.0, pos_ratio=0.25,
+                           draw=Draw(pos_sampler='instance_balanced', neg_sampler='iou_balanced'))
     labels = _quota_call(sampler, path, matches, ious, hard)[0]
     assert not (labels[ious[0, :, 0] >= 0.5] != 0).any()  # neither positive nor negative
     assert (labels == 1).sum() == 5
@@ -590,8 +590,8 @@ def test_quota_op_attributes_stay_backward_compatible():
 def test_rcnn_sampler_iou_balanced_negatives():
     from samplers.rcnn import RCNNTargetSampler
     props, gt, _, _ = _quota_case()
-    sampler = RCNNTargetSampler(1, 400, 64, neg_sampler='iou_balanced',
-                                pos_sampler='instance_balanced')
+    sampler = RCNNTargetSampler(1, 400, 64, draw=Draw(neg_sampler='iou_balanced',
+                                                      pos_sampler='instance_balanced'))
     rois, samples, match = (o.asnumpy()[0] for o in sampler(
         mx.nd.array(props[None]), mx.nd.ones((1, 400, 1)), mx.nd.array(gt[None])))
     best = box_iou(rois, gt).max(1)
@@ -619,7 +619,7 @@ def test_samplers_with_balanced_options_read_nothing_back_on_the_device_path(
     from samplers import QuotaSampler
     from samplers.rcnn import RCNNTargetSampler
     props, gt, matches, ious = _quota_case()
-    opts = dict(pos_sampler='instance_balanced', neg_sampler='iou_balanced')
+    opts = dict(draw=Draw(pos_sampler='instance_balanced', neg_sampler='iou_balanced'))
     nd = {name: mx.nd.array(a) for name, a in
           dict(props=props[None], gt=gt[None], matches=matches, ious=ious).items()}
     hard = mx.nd.array([[0, 0, 1]])
@@ -649,9 +649,9 @@ def test_quota_sampler_options_change_which_never_how_many(seed, b, n, m, num_sa
     kw = dict(num_sample=num_sample, pos_thresh=0.5, neg_thresh_high=0.5, neg_thresh_low=0.0,
               pos_ratio=pos_ratio)
     uniform = QuotaSampler(**kw)(matches, ious, hard)
-    balanced = QuotaSampler(pos_sampler='instance_balanced', neg_sampler='iou_balanced',
-                            num_bins=num_bins, floor_thr=floor_thr,
-                            floor_fraction=floor_fraction, **kw)(matches, ious, hard)
+    balanced = QuotaSampler(draw=Draw(pos_sampler='instance_balanced', neg_sampler='iou_balanced',
+                                      num_bins=num_bins, floor_thr=floor_thr,
+                                      floor_fraction=floor_fraction), **kw)(matches, ious, hard)
     every = QuotaSampler(**dict(kw, num_sample=10 ** 6))(matches, ious, hard)  # the candidates
     for label in (1, -1):
         np.testing.assert_array_equal((balanced == label).sum(1), (uniform == label).sum(1))
@@ -668,7 +668,8 @@ def test_quota_instance_groups_unmatched_positives_by_their_best_normal_box(path
     ious[0, :5, 0], ious[0, :5, 1], ious[0, 5:10, 0], ious[0, 10:, 2] = 0.6, 0.9, 0.7, 0.7
     matches = -np.ones((1, 12), np.float32)
     hard = np.array([[0, 1, 0]], np.float32)
-    sampler = QuotaSampler(8, 0.5, 0.5, 0.0, pos_ratio=0.5, pos_sampler='instance_balanced')
+    sampler = QuotaSampler(8, 0.5, 0.5, 0.0, pos_ratio=0.5,
+                           draw=Draw(pos_sampler='instance_balanced'))
     for seed in range(8):
         mx.random.seed(seed)
         np.random.seed(seed)
@@ -685,7 +686,8 @@ def test_rpn_generator_takes_the_balanced_options(backend):
     gt = np.array([[10, 10, 150, 150], [160, 160, 180, 180]], np.float32)
     best = box_iou(anchors, gt).max(1)
     kw = dict(num_sample=60, pos_iou_thresh=0.5, neg_iou_thresh=0.3, pos_ratio=0.25)
-    gen = RPNTargetGenerator(neg_sampler='iou_balanced', pos_sampler='instance_balanced', **kw)
+    gen = RPNTargetGenerator(draw=Draw(neg_sampler='iou_balanced', pos_sampler='instance_balanced'),
+                             **kw)
     if backend == 'numpy':
         cls, _, mask = gen(gt, anchors, 250, 250)
     else:
@@ -705,7 +707,8 @@ def test_rpn_generator_balanced_skips_the_anchor_grid():
     kw = dict(num_sample=64, pos_iou_thresh=0.5, neg_iou_thresh=0.3, pos_ratio=0.25)
     uniform = RPNTargetGenerator(**kw)
     assert uniform._grids.get(anchors) is not None  # the uniform generator takes the grid
-    cls, _, _ = RPNTargetGenerator(neg_sampler='iou_balanced', **kw)(gt, anchors, 256, 256)
+    cls, _, _ = RPNTargetGenerator(draw=Draw(neg_sampler='iou_balanced'), **kw)(
+        gt, anchors, 256, 256)
     ref, _, _ = uniform(gt, anchors, 256, 256)
     assert (cls == 1).sum() == (ref == 1).sum() and (cls == 0).sum() == (ref == 0).sum()
 

@@ -109,9 +109,10 @@ def test_every_sampler_pickles_to_the_same_repr(make):
 
 
 def test_repr_shows_balanced_options_only_when_not_uniform():
-    assert 'pos_sampler' not in repr(S.QuotaSampler(2, 0.5, 0.3))
-    assert "neg_sampler='iou_balanced'" in repr(S.QuotaSampler(2, 0.5, 0.3,
-                                                              neg_sampler='iou_balanced'))
+    for default in (S.QuotaSampler(2, 0.5, 0.3), S.QuotaSampler(2, 0.5, 0.3, draw=S.Draw())):
+        assert 'pos_sampler' not in repr(default) and 'draw=' not in repr(default)
+    shown = repr(S.QuotaSampler(2, 0.5, 0.3, draw=S.Draw(neg_sampler='iou_balanced')))
+    assert "draw=Draw(" in shown and "neg_sampler='iou_balanced'" in shown
 
 
 def test_a_hybridized_sampler_pickles_without_its_graph_and_rebuilds_it():

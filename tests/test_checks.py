@@ -3,8 +3,8 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from samplers import (OHEMSampler, QuotaSampler, RPNTargetGenerator, RPNTargetSampler,
-                      SSDTargetGenerator, checks)
+from samplers import (HardRule, OHEMSampler, QuotaSampler, RPNTargetGenerator,
+                      RPNTargetSampler, SSDTargetGenerator, checks)
 from samplers.rcnn import RCNNTargetSampler
 from samplers.rpn_ohem import hardest_anchors
 from samplers._arrays import force_ndarray_backend
@@ -56,7 +56,7 @@ def test_real_checks_refuse_an_integer_beyond_float_naming_the_argument(check, a
 
 @pytest.mark.parametrize('make, name', [
     (lambda v: RPNTargetGenerator(pos_iou_thresh=v)._sampler, 'pos_iou_thresh'),
-    (lambda v: SSDTargetGenerator(hard_min_size=v), 'hard_min_size')],
+    (lambda v: SSDTargetGenerator(hard=HardRule(min_size=v)), 'min_size')],
     ids=['rpn_thresh', 'ssd_min_size'])
 def test_constructors_take_an_integer_beyond_int64_as_its_float(make, name):
     assert repr(make(10 ** 30)) == repr(make(1e30))

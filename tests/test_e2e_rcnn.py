@@ -17,12 +17,13 @@ from gluoncv.data.transforms import mask as tmask  # noqa: E402
 from gluoncv.data.transforms.presets import rcnn as presets  # noqa: E402
 
 import samplers.gluoncv as sg  # noqa: E402
+from samplers import HardRule  # noqa: E402
 from conftest import zoo_fixture  # noqa: E402
 from helpers import iou, rectangle_mask, training_task, write_voc, zoo_net  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings('ignore::UserWarning')
 HEIGHT, WIDTH = 192, 256
-HARD_IOU = 0.5  # the second stage's hard_iou_thresh in these tests
+HARD_IOU = 0.5  # the second stage's hard-box IoU threshold (HardRule.iou_thresh) in these tests
 # (xmin, ymin, xmax, ymax, VOC class index, difficult) per object, per image.
 IMAGES = [
     [(16, 16, 112, 112, 11, 0), (128, 40, 240, 176, 14, 1)],   # a dog, a difficult person
@@ -69,9 +70,9 @@ NUM_SAMPLE = 32  # second-stage samples per image (the zoo's 128 or 512 make the
 
 # Model-zoo networks, untrained, drawing NUM_SAMPLE second-stage samples per image.
 c4_net = zoo_fixture('c4_net', 'faster_rcnn_resnet50_v1b_voc', NUM_SAMPLE,
-                     hard_iou_thresh=HARD_IOU)
+                     hard=HardRule(iou_thresh=HARD_IOU))
 fpn_net = zoo_fixture('fpn_net', 'faster_rcnn_fpn_resnet50_v1b_coco', NUM_SAMPLE,
-                      hard_iou_thresh=HARD_IOU)
+                      hard=HardRule(iou_thresh=HARD_IOU))
 
 
 @pytest.fixture(scope='module')
@@ -80,7 +81,8 @@ def mask_net():
     # this project: our polygons are rectangles, so a rectangle fill stands in for it.
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(tmask, 'to_mask', rectangle_mask)
-        yield zoo_net('mask_rcnn_resnet18_v1b_coco', NUM_SAMPLE, hard_iou_thresh=HARD_IOU)
+        yield zoo_net('mask_rcnn_resnet18_v1b_coco', NUM_SAMPLE,
+                      hard=HardRule(iou_thresh=HARD_IOU))
 
 
 # ----------------------------------------------------------------------------- the loop

@@ -34,7 +34,7 @@ import samplers.gluoncv._common as sg_common  # noqa: E402
 import samplers.gluoncv.patches_rcnn as sg_patches  # noqa: E402
 import samplers.gluoncv.transforms as sg_transforms  # noqa: E402
 from conftest import CPU_CONTEXTS, requires_gpu, zoo_fixture  # noqa: E402
-from samplers import force_ndarray_backend  # noqa: E402
+from samplers import HardRule, force_ndarray_backend  # noqa: E402
 from helpers import grid_anchors, rectangle_mask, zoo_net  # noqa: E402
 
 # GluonCV's FPN network warns while tracing its features symbol; not ours to fix.
@@ -526,7 +526,7 @@ def test_install_passes_rpn_options_to_gluoncv_transforms(c4_net):
     generator = make(GluonCVTransform, c4_net)._target_generator
     assert generator._hard_iof == 0.5 and generator._sampler._allow_low_quality
     # The transform's own keyword arguments win.
-    generator = make(GluonCVTransform, c4_net, hard_iof_thresh=0.25)._target_generator
+    generator = make(GluonCVTransform, c4_net, hard=HardRule(iof_thresh=0.25))._target_generator
     assert generator._hard_iof == 0.25
 
 

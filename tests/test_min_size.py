@@ -1,4 +1,5 @@
-"""Objects too small to see: ``hard_min_size`` on the generators, the transforms and install()."""
+"""Objects too small to see: ``HardRule(min_size=)`` on the generators, ``hard_min_size`` on the
+transforms and install()."""
 import pickle
 import random
 
@@ -6,7 +7,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from samplers import RPNTargetGenerator, SSDTargetGenerator, force_ndarray_backend
+from samplers import HardRule, RPNTargetGenerator, SSDTargetGenerator, force_ndarray_backend
 from samplers.boxes import too_small
 from helpers import grid_anchors, refuse_host_copies
 
@@ -41,8 +42,11 @@ BIG = [8., 8., 40., 40.]    # 32 x 32: on the 32-pixel anchors
 SMALL = [40., 16., 48., 32.]  # 8 x 16: its shorter side is 8
 
 
-def rpn(gt, hard=None, nd=False, **kwargs):
-    gen = RPNTargetGenerator(num_sample=ALL, neg_iou_thresh=0.1, **kwargs)
+def rpn(gt, hard=None, nd=False, min_size=None, **kwargs):
+    """The RPN targets of ``gt`` on the grid anchors; ``hard`` the flags, ``min_size`` the
+    generator's HardRule.min_size."""
+    gen = RPNTargetGenerator(num_sample=ALL, neg_iou_thresh=0.1,
+                             hard=HardRule(min_size=min_size), **kwargs)
     anchors = grid_anchors()
     gt = np.array(gt, np.float32)
     if nd:
@@ -63,7 +67,7 @@ def assert_same(a, b):
 
 @pytest.mark.parametrize('size, hard', [(8.5, True), (8.0, False), (7.5, False)])
 def test_rpn_box_below_the_size_is_hard_at_or_above_it_is_not(size, hard):
-    got = rpn([BIG, SMALL], hard_min_size=size)
+    got = rpn([BIG, SMALL], min_size=size)
     assert_same(got, rpn([BIG, SMALL], [0, int(hard)]))
     assert (got[0] > 0).any()  # the big box keeps its positives
 
@@ -75,16 +79,16 @@ def test_rpn_small_box_changes_the_targets():
 
 def test_rpn_size_rule_or_the_hard_column():
     want = rpn([BIG, SMALL], [1, 1])
-    assert_same(rpn([BIG, SMALL], [1, 0], hard_min_size=10), want)
-    assert_same(rpn([BIG, SMALL], [1, 1], hard_min_size=10), want)
-    assert_same(rpn([BIG, SMALL], [1, 0], hard_min_size=5), rpn([BIG, SMALL], [1, 0]))
+    assert_same(rpn([BIG, SMALL], [1, 0], min_size=10), want)
+    assert_same(rpn([BIG, SMALL], [1, 1], min_size=10), want)
+    assert_same(rpn([BIG, SMALL], [1, 0], min_size=5), rpn([BIG, SMALL], [1, 0]))
 
 
 def test_rpn_off_by_default_and_a_size_below_every_box_change_nothing_draws_included():
     anchors = grid_anchors()
     gt = np.array([BIG, SMALL, [20., 30., 60., 62.]], np.float32)
     outs = []
-    for kwargs in ({}, dict(hard_min_size=None), dict(hard_min_size=2)):
+    for kwargs in ({}, dict(hard=HardRule(min_size=None)), dict(hard=HardRule(min_size=2))):
         mx.random.seed(3)
         np.random.seed(3)
         outs.append(RPNTargetGenerator(num_sample=16, **kwargs)(gt, anchors, 64, 64))
@@ -93,8 +97,8 @@ def test_rpn_off_by_default_and_a_size_below_every_box_change_nothing_draws_incl
 
 
 def test_rpn_device_path_applies_the_rule_without_host_copies(monkeypatch):
-    want = rpn([BIG, SMALL, [-1, -1, -1, -1]], [0, 0, -1], hard_min_size=10)
-    gen = RPNTargetGenerator(num_sample=ALL, neg_iou_thresh=0.1, hard_min_size=10)
+    want = rpn([BIG, SMALL, [-1, -1, -1, -1]], [0, 0, -1], min_size=10)
+    gen = RPNTargetGenerator(num_sample=ALL, neg_iou_thresh=0.1, hard=HardRule(min_size=10))
     anchors = mx.nd.array(grid_anchors())
     gt = mx.nd.array([BIG, SMALL, [-1, -1, -1, -1]])
     hard = mx.nd.array([0, 0, -1])
@@ -109,7 +113,7 @@ def test_rpn_device_path_applies_the_rule_without_host_copies(monkeypatch):
 
 
 def test_rpn_device_path_with_no_flags_given(no_host_copies):
-    gen = RPNTargetGenerator(num_sample=ALL, hard_min_size=10)
+    gen = RPNTargetGenerator(num_sample=ALL, hard=HardRule(min_size=10))
     with force_ndarray_backend():
         out = gen(mx.nd.array([BIG, SMALL]), mx.nd.array(grid_anchors()), 64, 64)
         mx.nd.waitall()
@@ -118,9 +122,13 @@ def test_rpn_device_path_with_no_flags_given(no_host_copies):
 
 @pytest.mark.parametrize('bad', BAD_SIZES)
 def test_bad_sizes_raise_value_error_naming_hard_min_size(bad):
-    for make in (lambda: RPNTargetGenerator(hard_min_size=bad),
-                 lambda: SSDTargetGenerator(hard_min_size=bad),
-                 lambda: sg.FasterRCNNTrainTransform(hard_min_size=bad),
+    # The generators take the size in their HardRule, which names its field.
+    for make in (lambda: RPNTargetGenerator(hard=HardRule(min_size=bad)),
+                 lambda: SSDTargetGenerator(hard=HardRule(min_size=bad))):
+        with pytest.raises(ValueError, match='^min_size must be a positive finite number '
+                                             'or None'):
+            make()
+    for make in (lambda: sg.FasterRCNNTrainTransform(hard_min_size=bad),
                  lambda: sg.MaskRCNNTrainTransform(hard_min_size=bad),
                  lambda: sg.SSDTrainTransform(64, 64, hard_min_size=bad)):
         with pytest.raises(ValueError, match='hard_min_size must be a positive finite number '
@@ -151,7 +159,7 @@ def test_ssd_box_below_the_size_is_hard(size, hard, nd):
     if nd:
         anc, gt, ids = (mx.nd.array(a) for a in (anc, gt, ids))
 
-    got = SSDTargetGenerator(negative_mining_ratio=-1, hard_min_size=size)
+    got = SSDTargetGenerator(negative_mining_ratio=-1, hard=HardRule(min_size=size))
     flagged = SSDTargetGenerator(negative_mining_ratio=-1)
     with force_ndarray_backend():
         a = got(anc, None, gt, ids)
@@ -164,10 +172,11 @@ def test_ssd_size_rule_or_the_flags_and_off_by_default():
     anc, gt, ids = ssd_case()
     gen = SSDTargetGenerator(negative_mining_ratio=-1)
     both = gen(anc, None, gt, ids, hard=np.array([1, 1]))
-    ored = SSDTargetGenerator(negative_mining_ratio=-1, hard_min_size=10)(
+    ored = SSDTargetGenerator(negative_mining_ratio=-1, hard=HardRule(min_size=10))(
         anc, None, gt, ids, hard=np.array([1, 0]))
     assert_same(ored, both)
-    default = SSDTargetGenerator(negative_mining_ratio=-1, hard_min_size=None)(anc, None, gt, ids)
+    default = SSDTargetGenerator(negative_mining_ratio=-1, hard=HardRule(min_size=None))(
+        anc, None, gt, ids)
     assert_same(default, gen(anc, None, gt, ids))
 
 
@@ -175,7 +184,8 @@ def test_ssd_device_path_without_host_copies(monkeypatch):
     anc, gt, ids = (mx.nd.array(a) for a in ssd_case())
     refuse_host_copies(monkeypatch)
     with force_ndarray_backend():
-        cls_t, _, _ = SSDTargetGenerator(negative_mining_ratio=-1, hard_min_size=6.5)(
+        cls_t, _, _ = SSDTargetGenerator(negative_mining_ratio=-1,
+                                         hard=HardRule(min_size=6.5))(
             anc, None, gt, ids, hard=mx.nd.array([0, 0]))
         mx.nd.waitall()
     monkeypatch.undo()
@@ -184,9 +194,12 @@ def test_ssd_device_path_without_host_copies(monkeypatch):
 
 
 def test_ssd_generator_pickles_and_shows_its_size():
-    gen = SSDTargetGenerator(hard_min_size=6)
-    assert 'hard_min_size=6.0' in repr(gen)
-    assert pickle.loads(pickle.dumps(gen)).hard_min_size == 6.0
+    gen = SSDTargetGenerator(hard=HardRule(min_size=6))
+    assert ('hard=HardRule(iou_thresh=None, iof_thresh=None, crowd_iof_thresh=0.7, '
+            'min_size=6.0)') in repr(gen)
+    copy = pickle.loads(pickle.dumps(gen))
+    assert copy.hard_min_size == 6.0 and copy.hard == HardRule(min_size=6.0)
+    assert repr(copy) == repr(gen)
 
 
 # ----------------------------------------------------------------------------- R-CNN transforms

@@ -8,7 +8,7 @@ from hypothesis import assume, given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 from mxnet import gluon
 
-from samplers import boxes, force_ndarray_backend
+from samplers import HardRule, boxes, force_ndarray_backend
 from samplers.rcnn import RCNNTargetSampler
 from helpers import refuse_host_copies
 
@@ -236,13 +236,13 @@ def test_without_flags_the_same_rows_are_positive_and_negative():
 
 def test_hard_iof_thresh_also_ignores_proposals_inside_a_hard_box():
     rois, scores, gt, hard = hard_case()
-    sampler = RCNNTargetSampler(1, 5, 7, pos_ratio=0.5, hard_iof_thresh=0.7)
+    sampler = RCNNTargetSampler(1, 5, 7, pos_ratio=0.5, hard=HardRule(iof_thresh=0.7))
     assert labels_by_row(sampler, rois, scores, gt, hard)[2][0] == 0
 
 
 def test_hard_iou_thresh_sets_the_ignore_bound():
     rois, scores, gt, hard = hard_case()
-    sampler = RCNNTargetSampler(1, 5, 7, pos_ratio=0.5, hard_iou_thresh=0.5)
+    sampler = RCNNTargetSampler(1, 5, 7, pos_ratio=0.5, hard=HardRule(iou_thresh=0.5))
     assert labels_by_row(sampler, rois, scores, gt, hard)[1][0] == -1
 
 
@@ -276,7 +276,8 @@ def test_hard_flags_follow_the_rule(seed):
     hard = np.zeros(gt.shape[:2], np.float32)
     hard[:, 0] = 1
     k = rois.shape[1] + gt.shape[1]
-    out_rois, samples, _ = call(RCNNTargetSampler(2, 40, k, pos_ratio=0.5, hard_iof_thresh=0.8),
+    out_rois, samples, _ = call(RCNNTargetSampler(2, 40, k, pos_ratio=0.5,
+                                                  hard=HardRule(iof_thresh=0.8)),
                                 rois, scores, gt, hard)
     want = expected_labels(rois, scores, gt, hard, hard_iof=0.8)
     ids = row_ids(out_rois, candidate_rows(rois, gt))
@@ -304,8 +305,8 @@ def rcnn_cases(draw):
     kwargs = dict(num_sample=draw(st.integers(1, num + num_box)),
                   pos_iou_thresh=draw(st.sampled_from((0.25, 0.5, 0.75))),
                   pos_ratio=draw(st.sampled_from((0.0, 0.25, 0.5, 1.0))),
-                  hard_iou_thresh=draw(st.sampled_from((0.125, 0.3, 1.0))),
-                  hard_iof_thresh=draw(st.sampled_from((None, 0.5))))
+                  hard=HardRule(iou_thresh=draw(st.sampled_from((0.125, 0.3, 1.0))),
+                                iof_thresh=draw(st.sampled_from((None, 0.5)))))
     return kwargs, rois, scores, gt, hard
 
 
@@ -317,7 +318,7 @@ def test_property_rows_follow_the_rule(case):
     sampler = RCNNTargetSampler(batch, num, max_num_gt=gt.shape[1], **kwargs)
     out_rois, samples, matches = call(sampler, rois, scores, gt, hard)
     want = expected_labels(rois, scores, gt, hard, kwargs['pos_iou_thresh'],
-                           kwargs['hard_iou_thresh'], kwargs['hard_iof_thresh'])
+                           kwargs['hard'].iou_thresh, kwargs['hard'].iof_thresh)
     cands = candidate_rows(rois, gt)
     ids = row_ids(out_rois, cands)
     size = kwargs['num_sample']
@@ -387,7 +388,7 @@ def test_hybridized_device_path_reads_nothing_back_to_the_host_and_equals_the_cp
     # The imperative sampler is one case of tests/test_reliability.py; this is its graph.
     rois, scores, gt = make_case(0)
     inputs = nd(rois, scores, gt, np.eye(2, 4, dtype=np.float32))
-    sampler = RCNNTargetSampler(2, 40, 16, hard_iof_thresh=0.5)
+    sampler = RCNNTargetSampler(2, 40, 16, hard=HardRule(iof_thresh=0.5))
     sampler.hybridize()
     mx.random.seed(5)
     want = [o.asnumpy() for o in sampler(*inputs)]  # numpy backend in the op, same keys
@@ -410,13 +411,19 @@ def test_hybridized_device_path_reads_nothing_back_to_the_host_and_equals_the_cp
     (dict(pos_iou_thresh=0.0), 'pos_iou_thresh'),
     (dict(pos_ratio=-0.25), 'pos_ratio'),
     (dict(max_num_gt=0), 'max_num_gt'),
-    (dict(hard_iou_thresh=0.0), 'hard_iou_thresh'),
-    (dict(hard_iof_thresh=1.5), 'hard_iof_thresh'),
+    # The hard-box options: HardRule's fields, checked as the HardRule is built.
+    (dict(hard=dict(iou_thresh=0.0)), 'iou_thresh'),
+    (dict(hard=dict(iof_thresh=1.5)), 'iof_thresh'),
+    (dict(hard=dict(crowd_iof_thresh=0.0)), 'crowd_iof_thresh'),
+    # A field the second stage does not use (its hard flags come from the transforms).
+    (dict(hard=dict(min_size=4.0)), 'min_size'),
 ])
 def test_bad_argument_raises_value_error_naming_it(kwargs, name):
     args = dict(num_image=1, num_proposal=10, num_sample=8)
     args.update(kwargs)
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(ValueError, match=r'\b' + name):
+        if 'hard' in args:
+            args['hard'] = HardRule(**args['hard'])
         RCNNTargetSampler(**args)
 
 

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from mxnet import gluon
 
-from samplers import (NaiveSampler, OHEMSampler, QuotaSampler, RCNNTargetSampler,
-                      RPNTargetGenerator, RPNTargetSampler, SSDMultiBoxLoss, SSDTargetGenerator,
-                      box_iou, force_ndarray_backend)
+from samplers import (Draw, HardRule, NaiveSampler, OHEMSampler, QuotaSampler,
+                      RCNNTargetSampler, RPNTargetGenerator, RPNTargetSampler, SSDMultiBoxLoss,
+                      SSDTargetGenerator, box_iou, force_ndarray_backend)
 from samplers.boxes import corner_to_center
 from samplers.draws import keep_random
 from conftest import CPU_CONTEXTS, requires_gpu
@@ -58,8 +58,8 @@ def make_inputs(ctx, seed=0, batch=2, n=60, m=5, classes=4):
                 cls_target=nd(cls_target), box_target=nd(logits * 0.5))
 
 
-#: Options of the quota samplers that replace their uniform draws (samplers.balanced).
-BALANCED = dict(pos_sampler='instance_balanced', neg_sampler='iou_balanced')
+#: A draw for the quota samplers that replaces their uniform ones (samplers.Draw).
+BALANCED = Draw(pos_sampler='instance_balanced', neg_sampler='iou_balanced')
 
 #: ``make(num_sample)`` builds the sampler (``num_sample=ALL``: no random choice; samplers
 #: without a quota ignore it),
@@ -79,9 +79,9 @@ CASES = {
     'rpn_sampler': Case(lambda k: RPNTargetSampler(k, 0.7, 0.3, 0.5),
                         lambda s, i: s(i['ious'], i['hard'])),
     # The balanced draws, as options of the quota samplers.
-    'quota_balanced': Case(lambda k: QuotaSampler(k, 0.5, 0.3, pos_ratio=0.25, **BALANCED),
+    'quota_balanced': Case(lambda k: QuotaSampler(k, 0.5, 0.3, pos_ratio=0.25, draw=BALANCED),
                            lambda s, i: s(i['matches'], i['ious'], i['hard'])),
-    'rpn_sampler_balanced': Case(lambda k: RPNTargetSampler(k, 0.7, 0.3, 0.5, **BALANCED),
+    'rpn_sampler_balanced': Case(lambda k: RPNTargetSampler(k, 0.7, 0.3, 0.5, draw=BALANCED),
                                  lambda s, i: s(i['ious'], i['hard'])),
     'rpn_generator': Case(lambda k: RPNTargetGenerator(num_sample=k),
                           lambda s, i: s(i['gt'], i['anchors'], 64, 64, i['hard'][0])),
@@ -101,7 +101,7 @@ CASES = {
     # A HybridBlock over NDArrays only; num_sample at most its N + M = 65 candidate rows, and
     # pos_ratio 1 so that ALL keeps every candidate.
     'rcnn': Case(lambda k: RCNNTargetSampler(2, 60, min(k, 65), pos_ratio=1.0 if k == ALL else
-                                             0.25, hard_iof_thresh=0.5),
+                                             0.25, hard=HardRule(iof_thresh=0.5)),
                  lambda s, i: s(i['rois'], i['scores'], i['gts'], i['hard'])),
     # SSD targets (hard flags as an NDArray: read on the device) and loss.
     'ssd_targets': Case(lambda k: SSDTargetGenerator(negative_mining_ratio=3),

@@ -17,7 +17,7 @@ from hypothesis.extra.numpy import arrays
 from gluoncv.model_zoo.rcnn.rpn.rpn_target import (RPNTargetGenerator as GluonGenerator,
                                                    RPNTargetSampler as GluonSampler)
 
-from samplers import anchor_grid
+from samplers import HardRule, anchor_grid
 from samplers._arrays import force_ndarray_backend
 from samplers.boxes import box_iou
 from samplers.rpn import RPNTargetGenerator, RPNTargetSampler
@@ -607,7 +607,8 @@ def test_generator_hard_iof_thresh_ignores_anchors_inside_hard_box():
     gt = np.array([[60, 60, 70, 70], [0, 0, 20, 20]], np.float32)  # box 1 is a hard region
     cls, _, _ = RPNTargetGenerator(ALL)(gt, anchors, 200, 200, hard=[0, 1])
     np.testing.assert_array_equal(cls, [0, 0, 1])  # IoU 0.25 with the hard box: negative
-    cls, _, _ = RPNTargetGenerator(ALL, hard_iof_thresh=0.5)(gt, anchors, 200, 200, hard=[0, 1])
+    gen = RPNTargetGenerator(ALL, hard=HardRule(iof_thresh=0.5))
+    cls, _, _ = gen(gt, anchors, 200, 200, hard=[0, 1])
     np.testing.assert_array_equal(cls, [-1, 0, 1])  # IoF 1: ignored
 
 def test_differs_from_gluoncv_box_mask_is_float32():
@@ -635,7 +636,7 @@ def test_generator_ndarray_backend_equals_numpy_backend():
     gt = random_gt(rng, 5, 240, 160)
     gt = np.concatenate([gt, -np.ones((1, 4), np.float32)])  # with a padding row
     hard = np.array([0, 1, 0, 0, 0, 0])
-    gen = RPNTargetGenerator(ALL, hard_iof_thresh=0.6)
+    gen = RPNTargetGenerator(ALL, hard=HardRule(iof_thresh=0.6))
     ref = gen(gt, anchors, 240, 160, hard)
     with force_ndarray_backend():
         out = gen(mx.nd.array(gt, ctx=ctx), mx.nd.array(anchors, ctx=ctx), 240, 160,
@@ -689,7 +690,7 @@ def test_grid_path_equals_dense_path(scene, thresholds, low_quality, hard_iof, n
     anchors, gt, hard, width, height, border = scene
     kw = dict(num_sample=num_sample, pos_iou_thresh=thresholds[0],
               neg_iou_thresh=thresholds[1], allow_low_quality_matches=low_quality,
-              hard_iof_thresh=hard_iof, allowed_border=border)
+              hard=HardRule(iof_thresh=hard_iof), allowed_border=border)
     gen = RPNTargetGenerator(**kw)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(anchor_grid.AnchorGrid, 'MIN_ANCHORS', 0)
@@ -705,8 +706,8 @@ def test_grid_path_equals_dense_path(scene, thresholds, low_quality, hard_iof, n
 def test_generator_ndarray_backend_equals_numpy_backend_on_random_scenes(scene, low_quality,
                                                                           hard_iof):
     anchors, gt, hard, width, height, border = scene
-    gen = RPNTargetGenerator(ALL, allow_low_quality_matches=low_quality, hard_iof_thresh=hard_iof,
-                             allowed_border=border)
+    gen = RPNTargetGenerator(ALL, allow_low_quality_matches=low_quality,
+                             hard=HardRule(iof_thresh=hard_iof), allowed_border=border)
     ref = gen(gt, anchors, width, height, hard)
     with force_ndarray_backend():
         out = gen(mx.nd.array(gt), mx.nd.array(anchors), width, height, mx.nd.array(hard))
@@ -773,11 +774,18 @@ def test_many_generator_calls_keep_memory_flat():
 @pytest.mark.parametrize('kwargs, name', [
     (dict(stds=(1, 1, 1)), 'stds'), (dict(stds=(1, 1, 0, 1)), 'stds'),
     (dict(stds='abcd'), 'stds'), (dict(allowed_border=-1), 'allowed_border'),
-    (dict(hard_iof_thresh=0), 'hard_iof_thresh'), (dict(hard_iof_thresh=1.5), 'hard_iof_thresh'),
     (dict(num_sample=-3), 'num_sample'), (dict(pos_iou_thresh=0.2), 'pos_iou_thresh'),
+    # The hard-box options: HardRule's fields, checked as the HardRule is built ...
+    (dict(hard=dict(iof_thresh=0)), 'iof_thresh'), (dict(hard=dict(iof_thresh=1.5)), 'iof_thresh'),
+    (dict(hard=dict(crowd_iof_thresh=0)), 'crowd_iof_thresh'),
+    (dict(hard=dict(min_size=-1)), 'min_size'),
+    # ... and a field the generator does not use (it ignores at neg_iou_thresh).
+    (dict(hard=dict(iou_thresh=0.5)), 'iou_thresh'),
 ])
 def test_bad_generator_arguments_raise_value_error_naming_them(kwargs, name):
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(ValueError, match=r'\b' + name):
+        if 'hard' in kwargs:
+            kwargs = dict(kwargs, hard=HardRule(**kwargs['hard']))
         RPNTargetGenerator(**kwargs)
 
 @pytest.mark.parametrize('args, match', [

@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from samplers import box_iof, box_iou
+from samplers import HardRule, box_iof, box_iou
 
 from tools.study import arms, data
 from tools.study.__main__ import check_args, parser, report
@@ -91,7 +91,7 @@ def rule_labels(arm, label, anchors):
                                         data.IMAGE_SIZE, data.IMAGE_SIZE)[0]
     else:
         iof = arms.HARD_IOF if arm == 'hard+iof' else None
-        cls_t = RPNTargetGenerator(num_sample=n, hard_iof_thresh=iof)(
+        cls_t = RPNTargetGenerator(num_sample=n, hard=HardRule(iof_thresh=iof))(
             label[:, :4], anchors, data.IMAGE_SIZE, data.IMAGE_SIZE,
             hard=label[:, 5] if arm != 'ours' else None)[0]
     return samples_from_cls_target(cls_t)

@@ -25,6 +25,7 @@ from . import patches_datasets as _patches_datasets
 from . import patches_rcnn as _patches_rcnn
 from . import patches_ssd as _patches_ssd
 from ..checks import check_bool, check_min_size, check_ratio
+from ..options import HardRule
 from ._common import CROWD_IOF_THRESH, HARD_COLUMN, INSTALLED, check_hard_column
 from .patches_ohem import OHEM_DEFAULTS, OHEMTargetSampler, check_ohem, use_ohem_sampler
 from .transforms import FasterRCNNTrainTransform, MaskRCNNTrainTransform, SSDTrainTransform
@@ -136,19 +137,22 @@ def install(hard_column: int | None = HARD_COLUMN, allow_low_quality_matches: bo
     hard_min_size = check_min_size('hard_min_size', hard_min_size)
     coco_crowd = check_bool('coco_crowd', coco_crowd)
     rpn_ohem = check_bool('rpn_ohem', rpn_ohem)
+    # Checked under install()'s own names first, so that an error names the argument given.
+    for name, value in (('hard_iof_thresh', hard_iof_thresh),
+                        ('rcnn_hard_iou_thresh', rcnn_hard_iou_thresh),
+                        ('rcnn_hard_iof_thresh', rcnn_hard_iof_thresh),
+                        ('crowd_iof_thresh', crowd_iof_thresh)):
+        if value is not None:
+            check_ratio(name, value, low_open=True)
     rpn_options = dict(allow_low_quality_matches=allow_low_quality_matches,
-                       hard_iof_thresh=hard_iof_thresh, crowd_iof_thresh=crowd_iof_thresh)
+                       hard=HardRule(iof_thresh=hard_iof_thresh, crowd_iof_thresh=crowd_iof_thresh,
+                                     min_size=hard_min_size))
     if rpn_ohem:
         rpn_options['subsample'] = False
-    if hard_min_size is not None:
-        rpn_options['hard_min_size'] = hard_min_size
-    rcnn_options = {name: value for name, value in (('hard_iou_thresh', rcnn_hard_iou_thresh),
-                                                    ('hard_iof_thresh', rcnn_hard_iof_thresh))
-                    if value is not None}
-    rcnn_options['crowd_iof_thresh'] = crowd_iof_thresh
+    rcnn_options = dict(hard=HardRule(iou_thresh=rcnn_hard_iou_thresh,
+                                      iof_thresh=rcnn_hard_iof_thresh,
+                                      crowd_iof_thresh=crowd_iof_thresh))
     RPNTargetGenerator(**rpn_options)  # bad settings fail here, before anything is patched
-    for name, value in rcnn_options.items():  # named as install() takes them
-        check_ratio('rcnn_' + name, value, low_open=True)
     RCNNTargetSampler(1, 1, 1, **rcnn_options)
     rcnn_ohem = check_ohem(rcnn_ohem, ohem_nms_thresh, ohem_mode, ohem_top_n)
     with _LOCK:

@@ -24,6 +24,7 @@ from mxnet import autograd, gluon
 
 from .. import rcnn_ohem
 from ..checks import check_bool, check_int, check_ratio
+from ..options import fold
 from ._common import INSTALLED, NETWORK, bound
 from .wrappers import RCNNTargetSampler
 
@@ -82,7 +83,7 @@ def use_ohem_sampler(net: gluon.HybridBlock, **options: Any) -> gluon.HybridBloc
     net.sampler = OHEMTargetSampler(
         num_image=old._num_image, num_proposal=old._num_proposal, num_sample=old._num_sample,
         pos_iou_thresh=old._pos_iou_thresh, pos_ratio=old._max_pos / old._num_sample,
-        max_num_gt=old._max_num_gt, **dict(settings, **options))
+        max_num_gt=old._max_num_gt, **fold('use_ohem_sampler', options, base=settings))
     return net
 
 

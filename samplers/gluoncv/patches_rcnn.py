@@ -42,6 +42,7 @@ from gluoncv.utils.metrics import rcnn as _metrics
 from mxnet import autograd, gluon
 
 from .._arrays import host_view, use_numpy
+from ..options import fold
 from ._common import (CROWD, HARD, INSTALLED, NETWORK, bound, check_hard_values, hard_column_of,
                       keep_settings, keeping_settings, pickle_state, rebuild, settings_of)
 from .patches_rpn_ohem import recording_num_sample, with_rpn_ohem
@@ -82,7 +83,8 @@ def _reduce_gluoncv_transform(self, protocol):
     if ours is None:
         return object.__reduce_ex__(self, protocol)
     state = pickle_state(self)
-    state['_kwargs'] = dict(settings_of(self).rpn_options, **state['_kwargs'])
+    state['_kwargs'] = fold(type(self).__name__, state['_kwargs'],
+                            base=settings_of(self).rpn_options)
     state['_hard_column'] = hard_column_of(self)
     return rebuild, (ours, state)
 

@@ -12,6 +12,7 @@ from gluoncv import loss as _gluoncv_loss
 from gluoncv.data.transforms.presets import ssd as _ssd_presets
 from gluoncv.model_zoo.ssd import target as _ssd_target
 
+from ..options import HardRule, fold
 from ._common import hard_column_of, keeping_settings, pickle_state, rebuild, settings_of
 from .transforms import SSDTrainTransform, ssd_call, ssd_target_generator
 from .wrappers import SSDMultiBoxLoss, SSDTargetGenerator
@@ -34,7 +35,8 @@ def _reduce_gluoncv_transform(self, protocol):
     state['_hard_column'] = hard_column_of(self)
     size = settings_of(self).hard_min_size
     if size is not None:
-        state['_kwargs'] = dict({'hard_min_size': size}, **state['_kwargs'])
+        state['_kwargs'] = fold(type(self).__name__, state['_kwargs'],
+                                base={'hard': HardRule(min_size=size)})
     return rebuild, (SSDTrainTransform, state)
 
 

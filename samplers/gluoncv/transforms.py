@@ -46,6 +46,7 @@ public API, so a GluonCV release that renames one breaks this module):
 """
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import Any, Sequence
 
@@ -65,6 +66,7 @@ except ImportError:  # pragma: no cover - numpy does the same look-up
 
 from ..boxes import too_small
 from ..checks import check_min_size, check_stds
+from ..options import HardRule, fold
 from ._common import (ANCHOR_CACHE, CACHE, HARD_COLUMN, PENDING, bound,
                       check_hard_column, hard_column_flags, hard_column_of, label_flags,
                       pickle_state, settings_of)
@@ -348,7 +350,7 @@ def rcnn_target_generator(self):
         if generator is not None and generator.__dict__.get(_INSTALLED_OPTIONS) is not installed:
             generator = None
     if generator is None:
-        options = dict(installed or {}, **self._kwargs)
+        options = fold(type(self).__name__, self._kwargs, base=installed)
         generator = RPNTargetGenerator(
             num_sample=self._num_sample, pos_iou_thresh=self._pos_iou_thresh,
             neg_iou_thresh=self._neg_iou_thresh, pos_ratio=self._pos_ratio,
@@ -377,10 +379,18 @@ class _HardFlagsTransform:
         return pickle_state(self)
 
 
-def _with_min_size(kwargs, hard_min_size):
-    """``kwargs`` for the target generator, with ``hard_min_size`` when it is set."""
+def _with_min_size(owner, kwargs, hard_min_size):
+    """``kwargs`` for the target generator (deprecated flat options folded, :func:`fold`), with
+    ``hard_min_size`` as its ``hard.min_size`` when it is set."""
     hard_min_size = check_min_size('hard_min_size', hard_min_size)
-    return kwargs if hard_min_size is None else dict(kwargs, hard_min_size=hard_min_size)
+    kwargs = fold(owner, kwargs, stacklevel=4)
+    if hard_min_size is None:
+        return kwargs
+    hard = kwargs.get('hard') or HardRule()
+    if hard.min_size is not None:
+        raise ValueError('{}: hard_min_size given both as an argument and in hard=; pass it '
+                         'once'.format(owner))
+    return dict(kwargs, hard=dataclasses.replace(hard, min_size=hard_min_size))
 
 
 def _generator_options(num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio, box_norm, kwargs):
@@ -432,7 +442,7 @@ class FasterRCNNTrainTransform(_HardFlagsTransform, _FasterTransform):
                  pos_ratio: float = 0.5, flip_p: float = 0.5, ashape: int = 128,
                  multi_stage: bool = False, hard_column: int | None = HARD_COLUMN,
                  hard_min_size: float | None = None, **kwargs: Any) -> None:
-        kwargs = _with_min_size(kwargs, hard_min_size)
+        kwargs = _with_min_size(type(self).__name__, kwargs, hard_min_size)
         options = _generator_options(num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio,
                                      box_norm, kwargs)
         check_hard_column(hard_column)
@@ -469,7 +479,7 @@ class MaskRCNNTrainTransform(_HardFlagsTransform, _MaskTransform):
                  pos_ratio: float = 0.5, ashape: int = 128, multi_stage: bool = False,
                  hard_column: int | None = HARD_COLUMN, hard_min_size: float | None = None,
                  **kwargs: Any) -> None:
-        kwargs = _with_min_size(kwargs, hard_min_size)
+        kwargs = _with_min_size(type(self).__name__, kwargs, hard_min_size)
         options = _generator_options(num_sample, pos_iou_thresh, neg_iou_thresh, pos_ratio,
                                      box_norm, kwargs)
         check_hard_column(hard_column)
@@ -515,8 +525,8 @@ def ssd_target_generator(self):
     generator = self.__dict__.get(CACHE)
     if generator is None:
         size = None if '_hard_column' in self.__dict__ else settings_of(self).hard_min_size
-        options = {} if size is None else dict(hard_min_size=size)
-        options.update(self._kwargs)
+        options = fold(type(self).__name__, self._kwargs,
+                       base=None if size is None else {'hard': HardRule(min_size=size)})
         generator = SSDTargetGenerator(iou_thresh=self._iou_thresh,
                                        stds=check_stds('box_norm', self._box_norm),
                                        negative_mining_ratio=-1, **options)
@@ -558,7 +568,7 @@ class SSDTrainTransform(_SSDTransform):
                  hard_column: int | None = HARD_COLUMN, hard_min_size: float | None = None,
                  **kwargs: Any) -> None:
         hard_column = check_hard_column(hard_column)
-        kwargs = _with_min_size(kwargs, hard_min_size)
+        kwargs = _with_min_size(type(self).__name__, kwargs, hard_min_size)
         # Build the generator once now so bad settings fail here, not in a worker.
         generator = SSDTargetGenerator(iou_thresh=iou_thresh, stds=check_stds('box_norm', box_norm),
                                        negative_mining_ratio=-1, **kwargs)

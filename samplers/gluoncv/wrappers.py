@@ -19,6 +19,7 @@ from mxnet import gluon
 from .. import rcnn as _second_stage
 from .. import ssd as _ssd
 from .._arrays import is_ndarray, to_numpy
+from ..options import fold
 from ..rpn import RPNTargetGenerator as _RPNTargetGenerator
 from ..rpn import RPNTargetSampler as _RPNTargetSampler
 from ._common import INSTALLED, NETWORK, PENDING
@@ -73,7 +74,7 @@ class RCNNTargetSampler(_GluonCVRCNNTargetSampler):
 
     Parameters are those of :class:`samplers.rcnn.RCNNTargetSampler`
     (GluonCV's ``num_image, num_proposal, num_sample, pos_iou_thresh=0.5,
-    pos_ratio=0.25, max_num_gt=300`` plus its hard thresholds and draw options). A subclass of
+    pos_ratio=0.25, max_num_gt=300`` plus its ``hard=`` and ``draw=``). A subclass of
     GluonCV's class with its attributes (``_max_pos``, ...), so
     ``net.sampler = RCNNTargetSampler(...)`` works on any GluonCV R-CNN; the
     sampling is ours, done by the child block ``sampler``. Called as
@@ -113,7 +114,9 @@ def use_hard_sampler(net: gluon.HybridBlock, **hard_options: Any) -> gluon.Hybri
     """Give ``net`` (a GluonCV Faster/Mask R-CNN) our :class:`RCNNTargetSampler`, same settings.
 
     For networks built before :func:`samplers.gluoncv.install` (built after,
-    they have it already); ``hard_options`` default to install()'s. Under
+    they have it already); ``hard_options`` (``hard=``, ``draw=``) default to install()'s
+    (:func:`samplers.options.fold`: an object replaces install()'s, a deprecated flat keyword
+    changes one field of it). Under
     ``install(rcnn_ohem=True)`` that is the OHEM sampler
     (:func:`samplers.gluoncv.use_ohem_sampler`). Returns ``net``.
     """
@@ -126,7 +129,7 @@ def use_hard_sampler(net: gluon.HybridBlock, **hard_options: Any) -> gluon.Hybri
             num_image=old._num_image, num_proposal=old._num_proposal,
             num_sample=old._num_sample, pos_iou_thresh=old._pos_iou_thresh,
             pos_ratio=old._max_pos / old._num_sample, max_num_gt=old._max_num_gt,
-            **dict(INSTALLED.rcnn_options, **hard_options))
+            **fold('use_hard_sampler', hard_options, base=INSTALLED.rcnn_options))
     return net
 
 

@@ -12,6 +12,7 @@ pytest.importorskip('gluoncv')
 pytest.importorskip('matplotlib')
 from tools.detector import __main__ as cli
 from tools.detector import arms, data, evaluate, stats
+from tools.detector import model as model_mod
 
 pytestmark = pytest.mark.filterwarnings('ignore::UserWarning')
 
@@ -447,3 +448,19 @@ def test_resume_with_a_wider_seed_range_runs_only_the_missing_seeds(tmp_path):
     assert [r['seed'] for r in body['results']] == [0, 1]
     assert body['results'][0] == first  # kept, not rerun
     assert len(body['environments']) == 2  # one per part
+
+
+def test_rows_counts_every_second_stage_row_of_every_arm(tmp_path):
+    from tools.detector import rows
+    num_sample = inspect.signature(model_mod.faster_rcnn).parameters['num_sample'].default
+    got = rows.count_rows(['ours', 'ohem'], steps=3, train_images=6, val_images=3,
+                          out=str(tmp_path))
+    assert set(got) == {'ours', 'ohem'}
+    for name, (map50, counts) in got.items():
+        assert np.isfinite(map50)
+        assert len(counts) >= 3  # one loss call per step at least
+        # Each call holds the second stage's rows of one image: positives at most the quota,
+        # and positives, background and ignored rows adding up to num_sample.
+        assert np.all(counts.sum(1) == num_sample), name
+        assert np.all(counts[:, 0] <= round(0.25 * num_sample)), name
+        assert np.all(counts[:, :2].sum(1) > 0), name

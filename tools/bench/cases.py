@@ -18,7 +18,7 @@ import tracemalloc
 import numpy as np
 import mxnet as mx
 
-from samplers import (OHEMSampler, QuotaSampler, RCNNTargetSampler, RPNTargetGenerator,
+from samplers import (Draw, OHEMSampler, QuotaSampler, RCNNTargetSampler, RPNTargetGenerator,
                       RPNTargetSampler, SSDMultiBoxLoss, box_iou)
 
 from .harness import (CASES, NO_SUBSAMPLING, case, count_differences, empty_row, gluoncv,
@@ -456,12 +456,14 @@ def _memory_case(bench, sizes, rng):
 
 # --------------------------------------------------------------------------- balanced draws
 #: The two balanced strategies, each timed against our uniform draw.
-BALANCED = {'iou-balanced': dict(neg_sampler='iou_balanced'),
-            'instance-balanced': dict(pos_sampler='instance_balanced')}
+BALANCED = {'iou-balanced': dict(draw=Draw(neg_sampler='iou_balanced')),
+            'instance-balanced': dict(draw=Draw(pos_sampler='instance_balanced'))}
 
 
 def _options(strategy):
-    return ', '.join('{}={!r}'.format(k, v) for k, v in BALANCED[strategy].items())
+    draw = BALANCED[strategy]['draw']
+    return 'draw=Draw({})'.format(', '.join('{}={!r}'.format(k, v) for k, v in (
+        ('pos_sampler', draw.pos_sampler), ('neg_sampler', draw.neg_sampler)) if v != 'uniform'))
 
 
 def _same_labels(bench, ours, uniform):

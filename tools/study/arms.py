@@ -2,7 +2,7 @@
 import numpy as np
 import mxnet as mx
 
-from samplers import OHEMSampler, RPNTargetGenerator, box_iou
+from samplers import Draw, HardRule, OHEMSampler, RPNTargetGenerator, box_iou
 
 from .data import IMAGE_SIZE, _inside
 
@@ -42,9 +42,10 @@ def gluoncv_targets():
 def ours_targets(use_hard=True, hard_iof_thresh=None, **draw):
     """The samplers library's RPN target generator, given the hard flags (label column 5) or not.
 
-    ``draw``: the generator's balanced-draw options (``pos_sampler``, ``neg_sampler``).
+    ``draw``: the generator's balanced-draw options (``pos_sampler``, ``neg_sampler``: the
+    fields of :class:`samplers.Draw`).
     """
-    generator = RPNTargetGenerator(hard_iof_thresh=hard_iof_thresh, **draw)
+    generator = RPNTargetGenerator(hard=HardRule(iof_thresh=hard_iof_thresh), draw=Draw(**draw))
 
     def targets(label, anchors):
         hard = label[:, 5] if use_hard else None
