@@ -22,6 +22,7 @@ from . import backend, draws, nms
 from ._arrays import Array, finite_rows_F
 from .backend import Backend
 from .checks import check_int, check_ratio
+from .options import Draw
 from .rcnn import RCNNTargetSampler
 
 __all__ = ['hardest_rows', 'head_loss', 'OHEMTargetSampler', 'scored_by', 'OHEM_MODES']
@@ -148,9 +149,10 @@ class OHEMTargetSampler(RCNNTargetSampler):
 
     Parameters
     ----------
-    num_image, num_proposal, num_sample, pos_iou_thresh, pos_ratio, max_num_gt, hard options
+    num_image, num_proposal, num_sample, pos_iou_thresh, pos_ratio, max_num_gt, hard
         As :class:`samplers.rcnn.RCNNTargetSampler` (``pos_ratio`` gives ``_max_pos``, the
-        positives' cap; the balanced draw options are not used).
+        positives' cap). OHEM chooses by loss, not by a draw: a ``draw`` other than the
+        default raises ``ValueError``.
     nms_thresh : float in (0, 1] or None, default 0.7
         :func:`hardest_rows`' de-duplication (the paper's 0.7; None: none).
     mode : ``'paper'`` (default) or ``'balanced'``, see :func:`hardest_rows`.
@@ -173,6 +175,9 @@ class OHEMTargetSampler(RCNNTargetSampler):
                  top_n: int | None = None, **hard_options):
         super().__init__(num_image, num_proposal, num_sample, pos_iou_thresh, pos_ratio,
                          max_num_gt, **hard_options)
+        if self._rule.draw_options != Draw():
+            raise ValueError('draw: OHEMTargetSampler keeps the hardest rows and draws none; '
+                             'got {!r}'.format(self._rule.draw_options))
         self._nms_thresh = None if nms_thresh is None else \
             check_ratio('nms_thresh', nms_thresh, low_open=True)
         if mode not in OHEM_MODES:

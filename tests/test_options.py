@@ -181,3 +181,10 @@ def test_install_keeps_its_flat_options_without_a_warning():
 def test_the_objects_are_exported_at_the_top():
     assert samplers.Draw is Draw and samplers.HardRule is HardRule
     assert {'Draw', 'HardRule'} <= set(samplers.__all__)
+
+
+def test_ohem_second_stage_refuses_a_draw_it_would_not_use():
+    from samplers.rcnn_ohem import OHEMTargetSampler
+    assert 'draw=' not in repr(OHEMTargetSampler(1, 8, 4, draw=Draw()))
+    with pytest.raises(ValueError, match='draw'):
+        OHEMTargetSampler(1, 8, 4, draw=Draw(neg_sampler='iou_balanced'))
