@@ -14,10 +14,14 @@ trains one epoch, batch size 1, of:
 * ``mask``: ``train_mask_rcnn.py --dataset coco --network resnet18_v1b`` on
   :func:`tools.crowd_check.write_coco`'s tiny COCO set.
 
-Arms: ``random`` (the two lines ``import samplers.gluoncv`` / ``samplers.gluoncv.install()``)
-and ``ohem`` (``install(rcnn_ohem=True)``), the script unchanged otherwise and seeded by its
-own ``--seed``. Printed per run: iterations, second-stage rows trained (class target >= 0),
-positives trained, and the trained rows' mean softmax cross-entropy.
+Arms: ``random`` (the two lines ``import samplers.gluoncv`` / ``samplers.gluoncv.install()``),
+``ohem`` (``install(rcnn_ohem=True)``) and ``ohem-no-nms`` (``install(rcnn_ohem=True,
+ohem_nms_thresh=None)``: as many rows as the random draw, where NMS leaves fewer), the script
+unchanged otherwise and seeded by its own ``--seed``. Printed per run: iterations,
+second-stage rows trained (class target >= 0), positives trained, and the trained rows' mean
+softmax cross-entropy over the run and at the first step. Only the first step compares like
+with like: every arm starts from the same weights on the same image, and after it each arm's
+weights follow its own rows.
 """
 from __future__ import annotations
 
@@ -37,7 +41,9 @@ from tools.crowd_check import REPO, run_script, write_coco
 __all__ = ['write_voc07_12', 'main']
 
 INSTALL = {'random': 'import samplers.gluoncv\nsamplers.gluoncv.install()\n',
-           'ohem': 'import samplers.gluoncv\nsamplers.gluoncv.install(rcnn_ohem=True)\n'}
+           'ohem': 'import samplers.gluoncv\nsamplers.gluoncv.install(rcnn_ohem=True)\n',
+           'ohem-no-nms': 'import samplers.gluoncv\n'
+                          'samplers.gluoncv.install(rcnn_ohem=True, ohem_nms_thresh=None)\n'}
 SCRIPTS = {
     'faster': ('scripts/detection/faster_rcnn/train_faster_rcnn.py',
                ['--dataset', 'voc', '--network', 'resnet50_v1b'], (0, 8)),
@@ -77,7 +83,8 @@ class _Rows:
 
     def __init__(self, cls_pred_at, cls_target_at):
         self.at = (cls_pred_at, cls_target_at)
-        self.counts = dict(iterations=0, rows=0, positives=0, loss_sum=0.0)
+        self.counts = dict(iterations=0, rows=0, positives=0, loss_sum=0.0,
+                           first_rows=0, first_mean_cls_loss=float('nan'))
 
     def saw_outputs(self, out):
         cls_pred, target = (out[i].asnumpy() for i in self.at)
@@ -90,6 +97,10 @@ class _Rows:
         c['rows'] += int(keep.sum())
         c['positives'] += int((target > 0).sum())
         c['loss_sum'] += float(-picked[..., 0][keep].sum())
+        if c['iterations'] == 1:  # every arm's first step: the same weights and image
+            c['first_rows'] = int(keep.sum())
+            c['first_mean_cls_loss'] = float(-picked[..., 0][keep].mean()) if keep.any() \
+                else float('nan')
 
 
 def child(script, arm, root, gluoncv_dir, out):
@@ -123,15 +134,16 @@ def main(argv=None):
     results = []
     for script in args.scripts.split(','):
         for root in sets[script]:
-            for arm in ('random', 'ohem'):
+            for arm in INSTALL:
                 out = tempfile.mktemp(suffix='.json')
                 subprocess.run([sys.executable, '-m', 'tools.ohem_check', '--gluoncv',
                                 args.gluoncv, '--out', out, '--child', script, arm, root],
                                check=True, cwd=REPO)
                 with open(out) as f:
                     results.append(json.load(f))
-                print('{script:6s} {root:18s} {arm:6s}  iterations {iterations}  rows trained '
-                      '{rows}  positives {positives}  mean cls loss {mean_cls_loss:.4f}'
+                print('{script:6s} {root:18s} {arm:11s}  iterations {iterations}  rows trained '
+                      '{rows}  positives {positives}  mean cls loss {mean_cls_loss:.4f}  '
+                      'first step: rows {first_rows}, mean cls loss {first_mean_cls_loss:.4f}'
                       .format(**results[-1]), flush=True)
     with open(args.out, 'w') as f:
         json.dump(results, f, indent=1)

@@ -464,3 +464,4 @@ def test_rows_counts_every_second_stage_row_of_every_arm(tmp_path):
         assert np.all(counts.sum(1) == num_sample), name
         assert np.all(counts[:, 0] <= round(0.25 * num_sample)), name
         assert np.all(counts[:, :2].sum(1) > 0), name
+
