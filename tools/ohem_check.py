@@ -16,7 +16,8 @@ trains one epoch, batch size 1, of:
 
 Arms: ``random`` (the two lines ``import samplers.gluoncv`` / ``samplers.gluoncv.install()``),
 ``ohem`` (``install(rcnn_ohem=True)``) and ``ohem-no-nms`` (``install(rcnn_ohem=True,
-ohem_nms_thresh=None)``: as many rows as the random draw, where NMS leaves fewer), the script
+ohem_nms_thresh=None)``: no de-duplication) and ``ohem-all`` (``ohem_top_n=None``: every
+proposal scored, not the 512 of highest RPN score), the script
 unchanged otherwise and seeded by its own ``--seed``. Printed per run: iterations,
 second-stage rows trained (class target >= 0), positives trained, and the trained rows' mean
 softmax cross-entropy over the run and at the first step. Only the first step compares like
@@ -43,7 +44,9 @@ __all__ = ['write_voc07_12', 'main']
 INSTALL = {'random': 'import samplers.gluoncv\nsamplers.gluoncv.install()\n',
            'ohem': 'import samplers.gluoncv\nsamplers.gluoncv.install(rcnn_ohem=True)\n',
            'ohem-no-nms': 'import samplers.gluoncv\n'
-                          'samplers.gluoncv.install(rcnn_ohem=True, ohem_nms_thresh=None)\n'}
+                          'samplers.gluoncv.install(rcnn_ohem=True, ohem_nms_thresh=None)\n',
+           'ohem-all': 'import samplers.gluoncv\n'
+                       'samplers.gluoncv.install(rcnn_ohem=True, ohem_top_n=None)\n'}
 SCRIPTS = {
     'faster': ('scripts/detection/faster_rcnn/train_faster_rcnn.py',
                ['--dataset', 'voc', '--network', 'resnet50_v1b'], (0, 8)),
