@@ -258,6 +258,4 @@ def draw_negatives(draw: Draw, be: Backend, mask, k, keys, iou, low: float = 0.0
     ``floor_fraction``.
     """
     keys = be.uniform_like(mask) if keys is None else keys
-    return iou_balanced_draw(be, mask, iou, k, keys, num_bins=draw.num_bins,
-                             floor_thr=draw.floor_thr, floor_fraction=draw.floor_fraction,
-                             low=low, high=high)
+    return iou_balanced_draw(be, mask, iou, k, keys, low=low, high=high, **draw.iou_options())

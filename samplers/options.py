@@ -95,6 +95,12 @@ class Draw:
         """The fields as keyword arguments."""
         return dataclasses.asdict(self)
 
+    def iou_options(self) -> dict:
+        """The IoU-balanced draw's keyword arguments (``num_bins``, ``floor_thr``,
+        ``floor_fraction``), as :mod:`samplers.balanced`'s functions take them."""
+        return dict(num_bins=self.num_bins, floor_thr=self.floor_thr,
+                    floor_fraction=self.floor_fraction)
+
     def attrs(self) -> dict:
         """The fields as CustomOp attributes (strings)."""
         return {name: str(value) for name, value in self.settings().items()}

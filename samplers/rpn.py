@@ -141,9 +141,8 @@ def _subsample(pos, neg, num_sample, max_pos, draw=None, facts=None, num_box=Non
     if draw is None or draw.neg_sampler == 'uniform':
         neg = be.compact_mask(keep_random(neg, max_neg))
     else:
-        neg = be.compact_mask(iou_balanced(neg, facts.iou, max_neg, num_bins=draw.num_bins,
-                                           floor_thr=draw.floor_thr,
-                                           floor_fraction=draw.floor_fraction, high=neg_high))
+        neg = be.compact_mask(iou_balanced(neg, facts.iou, max_neg, high=neg_high,
+                                           **draw.iou_options()))
     return be.labels(pos, neg)
 
 
