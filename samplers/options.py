@@ -156,10 +156,6 @@ class HardRule:
                                           low_open=True),
              min_size=check_min_size('min_size', self.min_size))
 
-    def settings(self) -> dict:
-        """The fields as keyword arguments."""
-        return dataclasses.asdict(self)
-
     def only(self, owner: str, fields) -> 'HardRule':
         """This rule, or ``ValueError`` naming each field outside ``fields`` that is not at its
         default: ``owner`` (a class name) has no use for it."""

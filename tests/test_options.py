@@ -188,3 +188,16 @@ def test_ohem_second_stage_refuses_a_draw_it_would_not_use():
     assert 'draw=' not in repr(OHEMTargetSampler(1, 8, 4, draw=Draw()))
     with pytest.raises(ValueError, match='draw'):
         OHEMTargetSampler(1, 8, 4, draw=Draw(neg_sampler='iou_balanced'))
+
+
+def test_a_transform_refuses_hard_min_size_given_twice():
+    sg = pytest.importorskip('samplers.gluoncv')
+    for make in (lambda **k: sg.FasterRCNNTrainTransform(**k),
+                 lambda **k: sg.SSDTrainTransform(64, 64, **k)):
+        with pytest.raises(ValueError, match='hard_min_size given both'):
+            make(hard_min_size=4, hard=HardRule(min_size=3))
+    # Once is fine, either way, and both ways reach the generator alike.
+    anchors = mx.nd.array([[[32, 32, 16, 16]]])
+    ways = [sg.SSDTrainTransform(64, 64, anchors, hard_min_size=4),
+            sg.SSDTrainTransform(64, 64, anchors, hard=HardRule(min_size=4))]
+    assert [w._target_generator.hard for w in ways] == [HardRule(min_size=4)] * 2
